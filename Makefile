@@ -1,0 +1,30 @@
+# shoes-scaleset build targets. `make test` is what CI runs.
+GO        ?= go
+BIN       ?= bin/shoes-scaleset
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -s -w -X github.com/shoes-scaleset/shoes-scaleset/internal/buildinfo.version=$(VERSION)
+# Two cores: keep package-level parallelism low so timing-sensitive
+# end-to-end tests are not starved.
+TESTFLAGS ?= -race -p 2 -timeout 20m
+
+.PHONY: build test lint generate bench clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/shoes-scaleset
+
+test:
+	$(GO) test $(TESTFLAGS) ./...
+
+lint:
+	@unformatted="$$(gofmt -l cmd internal proto)"; \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-ed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+generate:
+	bash proto/generate.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 3 ./internal/shoes/... ./internal/store/...
+
+clean:
+	rm -rf bin dist

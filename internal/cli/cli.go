@@ -1,0 +1,87 @@
+// Package cli holds the cobra commands of shoes-scaleset. It is the only
+// package that reads flags and environment variables; it turns them into
+// the Config values of the components it wires together.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError marks bad usage or bad configuration: exit code 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...)}
+}
+
+// streams are the standard streams a command writes to.
+type streams struct {
+	Out io.Writer
+	Err io.Writer
+}
+
+// Main runs the command line and returns the process exit code. stop
+// releases the signal handling of ctx, so that a second signal terminates
+// the process at once.
+func Main(ctx context.Context, stop context.CancelFunc, args []string, stdout, stderr io.Writer) int {
+	io := streams{Out: stdout, Err: stderr}
+	root := newRootCmd(io, stop)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func newRootCmd(io streams, stop context.CancelFunc) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "shoes-scaleset",
+		Short: "Run GitHub Actions runner scale sets on myshoes shoes plugins",
+		Long: `shoes-scaleset runs next to an unmodified myshoes. It reads the targets from
+myshoes's REST API, holds one runner scale set and one message session per
+target on GitHub, and starts ephemeral just-in-time runners through the
+shoes plugin myshoes uses.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &usageError{err: err}
+	})
+	root.AddGroup(
+		&cobra.Group{ID: groupMain, Title: "Commands:"},
+	)
+	root.AddCommand(newVersionCmd(io))
+	for _, c := range root.Commands() {
+		c.GroupID = groupMain
+	}
+	root.SetHelpCommandGroupID(groupMain)
+	root.SetCompletionCommandGroupID(groupMain)
+	return root
+}
+
+const (
+	groupMain = "main"
+)
