@@ -1,0 +1,336 @@
+// Package shoes hosts a myshoes "shoes" provider plugin: a pool of
+// go-plugin gRPC processes that serve AddInstance and DeleteInstance.
+package shoes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	shoespb "github.com/shoes-scaleset/shoes-scaleset/proto"
+)
+
+// maxIPAddressLen bounds the ip_address kept from a plugin response.
+const maxIPAddressLen = 255
+
+// AddInstanceRequest asks the plugin for one instance that runs SetupScript.
+type AddInstanceRequest struct {
+	RunnerName   string
+	SetupScript  string
+	ResourceType ResourceType
+	Labels       []string
+}
+
+// Instance is an instance created by the plugin.
+type Instance struct {
+	CloudID      string
+	ShoesType    string
+	IPAddress    string
+	ResourceType ResourceType
+}
+
+// Host runs a pool of plugin processes. Each process serves one call at a
+// time and is reused; a process that crashed or stopped answering is killed
+// and replaced on the next call. Processes start on demand. A Host is safe
+// for concurrent use.
+type Host struct {
+	cfg    Config
+	log    *slog.Logger
+	launch *launcher
+	slots  chan struct{} // one token per process that may run
+	done   chan struct{} // closed by Close
+
+	mu     sync.Mutex
+	closed bool
+	idle   []*proc
+	live   map[*proc]struct{} // idle and busy
+	calls  sync.WaitGroup
+}
+
+// New validates cfg and prepares the plugin executable, downloading it
+// first when cfg.Path is an http(s) URL. No process is started until the
+// first call.
+func New(ctx context.Context, cfg Config) (*Host, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("shoes config: %w", err)
+	}
+	path, err := resolvePlugin(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("scope", "shoes")
+	return &Host{
+		cfg: cfg,
+		log: log,
+		launch: &launcher{
+			path:         path,
+			args:         cfg.Args,
+			env:          cfg.Env,
+			startTimeout: cfg.StartTimeout,
+			logger:       newHCLogAdapter(cfg.Logger.With("scope", "go-plugin")),
+		},
+		slots: make(chan struct{}, cfg.PoolSize),
+		done:  make(chan struct{}),
+		live:  make(map[*proc]struct{}),
+	}, nil
+}
+
+// PluginPath is the local executable the host runs.
+func (h *Host) PluginPath() string { return h.launch.path }
+
+// AddInstance asks the plugin for an instance. An InvalidArgument answer
+// wraps ErrPermanent; every other failure wraps ErrRetryable. The RPC is
+// bounded by Config.AddTimeout; waiting for a free process only by ctx.
+func (h *Host) AddInstance(ctx context.Context, req AddInstanceRequest) (Instance, error) {
+	start := time.Now()
+	inst, err := h.addInstance(ctx, req)
+	h.cfg.Recorder.ObservePluginCall("AddInstance", Code(err), time.Since(start))
+	return inst, err
+}
+
+func (h *Host) addInstance(ctx context.Context, req AddInstanceRequest) (Instance, error) {
+	var resp *shoespb.AddInstanceResponse
+	err := h.do(ctx, "AddInstance", h.cfg.AddTimeout, func(ctx context.Context, c shoespb.ShoesClient) error {
+		var err error
+		resp, err = c.AddInstance(ctx, &shoespb.AddInstanceRequest{
+			RunnerName:   req.RunnerName,
+			SetupScript:  req.SetupScript,
+			ResourceType: req.ResourceType.toProto(),
+			Labels:       req.Labels,
+		})
+		return err
+	})
+	if ce, ok := errors.AsType[*CallError](err); ok && ce.Code == codes.InvalidArgument.String() {
+		ce.Permanent = true
+	}
+	if err != nil {
+		return Instance{}, err
+	}
+	if resp.GetCloudId() == "" {
+		return Instance{}, &CallError{
+			Method: "AddInstance",
+			Code:   CodeBadResponse,
+			Err:    fmt.Errorf("%w: empty cloud_id for runner %s", ErrBadResponse, req.RunnerName),
+		}
+	}
+	inst := Instance{
+		CloudID:      resp.GetCloudId(),
+		ShoesType:    resp.GetShoesType(),
+		IPAddress:    resp.GetIpAddress(),
+		ResourceType: resourceFromProto(resp.GetResourceType()),
+	}
+	if len(inst.IPAddress) > maxIPAddressLen {
+		h.log.Warn("plugin returned an oversized ip_address; dropped it",
+			"runner", req.RunnerName, "cloud_id", inst.CloudID, "len", len(inst.IPAddress))
+		inst.IPAddress = ""
+	}
+	if inst.ResourceType == ResourceUnknown {
+		inst.ResourceType = req.ResourceType
+	}
+	return inst, nil
+}
+
+// DeleteInstance asks the plugin to delete an instance. NotFound counts as
+// success. Failures wrap ErrRetryable. The RPC is bounded by
+// Config.DeleteTimeout.
+func (h *Host) DeleteInstance(ctx context.Context, cloudID string, labels []string) error {
+	if cloudID == "" {
+		return fmt.Errorf("plugin DeleteInstance: empty cloud ID: %w", ErrPermanent)
+	}
+	start := time.Now()
+	err := h.do(ctx, "DeleteInstance", h.cfg.DeleteTimeout, func(ctx context.Context, c shoespb.ShoesClient) error {
+		_, err := c.DeleteInstance(ctx, &shoespb.DeleteInstanceRequest{CloudId: cloudID, Labels: labels})
+		return err
+	})
+	code := Code(err)
+	h.cfg.Recorder.ObservePluginCall("DeleteInstance", code, time.Since(start))
+	if code == codes.NotFound.String() {
+		return nil
+	}
+	return err
+}
+
+// Close kills every plugin process, waits for them and for calls in flight.
+// Calls after Close return ErrClosed.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		h.calls.Wait()
+		return nil
+	}
+	h.closed = true
+	close(h.done)
+	idle := make(map[*proc]bool, len(h.idle))
+	for _, p := range h.idle {
+		idle[p] = true
+	}
+	procs := make([]*proc, 0, len(h.live))
+	for p := range h.live {
+		procs = append(procs, p)
+	}
+	h.idle, h.live = nil, nil
+	h.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		// An idle process is asked to exit; a busy one is killed, which
+		// fails its call.
+		wg.Go(func() { p.kill(!idle[p]) })
+	}
+	wg.Wait()
+	h.calls.Wait()
+	return nil
+}
+
+// rpcFunc performs one RPC on a plugin process.
+type rpcFunc func(ctx context.Context, c shoespb.ShoesClient) error
+
+// do runs rpc on a pooled process and turns failures into *CallError.
+func (h *Host) do(ctx context.Context, method string, timeout time.Duration, rpc rpcFunc) error {
+	if err := h.enter(); err != nil {
+		return fmt.Errorf("plugin %s: %w", method, err)
+	}
+	defer h.calls.Done()
+
+	select {
+	case h.slots <- struct{}{}:
+	case <-h.done:
+		return fmt.Errorf("plugin %s: %w", method, ErrClosed)
+	case <-ctx.Done():
+		return &CallError{Method: method, Code: Code(ctx.Err()), Err: fmt.Errorf("wait for a plugin process: %w", ctx.Err())}
+	}
+	defer func() { <-h.slots }()
+	if err := ctx.Err(); err != nil {
+		// Don't spend (and then discard) a process on a dead call.
+		return &CallError{Method: method, Code: Code(err), Err: err}
+	}
+
+	p, err := h.checkout()
+	if errors.Is(err, ErrClosed) {
+		return fmt.Errorf("plugin %s: %w", method, err)
+	}
+	if err != nil {
+		h.log.Warn("plugin process failed to start", "method", method, "err", err)
+		return &CallError{Method: method, Code: CodeStartFailed, Err: err}
+	}
+
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	err = rpc(rctx, p.shoes)
+	cancel()
+	log := h.log.With("method", method, "pid", p.pid, "duration", time.Since(start))
+	if err == nil {
+		h.checkin(p)
+		log.Debug("plugin call", "code", CodeOK)
+		return nil
+	}
+
+	c := status.Code(err)
+	if h.isClosed() {
+		h.discard(p)
+		return &CallError{Method: method, Code: CodeClosed, Err: fmt.Errorf("%w during the call: %w", ErrClosed, err)}
+	}
+	label := c.String()
+	crashed := p.client.Exited() || (c == codes.Unavailable && p.exited(time.Second))
+	if crashed {
+		label = CodeCrash
+	}
+	if crashed || isTransport(c) {
+		h.discard(p)
+		log.Warn("plugin process discarded", "code", label, "err", err)
+	} else {
+		h.checkin(p)
+		log.Debug("plugin call", "code", label, "err", err)
+	}
+	return &CallError{Method: method, Code: label, Err: err}
+}
+
+func (h *Host) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// enter registers a call unless the host is closed.
+func (h *Host) enter() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
+	h.calls.Add(1)
+	return nil
+}
+
+// checkout returns an idle process or starts a new one. The caller holds a
+// slot, so at most PoolSize processes exist.
+func (h *Host) checkout() (*proc, error) {
+	var dead []*proc
+	defer func() {
+		for _, p := range dead {
+			p.kill(true)
+		}
+	}()
+
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrClosed
+	}
+	for len(h.idle) > 0 {
+		p := h.idle[len(h.idle)-1]
+		h.idle = h.idle[:len(h.idle)-1]
+		if p.client.Exited() {
+			delete(h.live, p)
+			dead = append(dead, p)
+			h.log.Warn("idle plugin process exited; replacing it", "pid", p.pid)
+			continue
+		}
+		h.mu.Unlock()
+		return p, nil
+	}
+	h.mu.Unlock()
+
+	p, err := h.launch.start()
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		p.kill(false)
+		return nil, ErrClosed
+	}
+	h.live[p] = struct{}{}
+	h.mu.Unlock()
+	h.log.Debug("plugin process started", "pid", p.pid)
+	return p, nil
+}
+
+// checkin returns a healthy process to the pool.
+func (h *Host) checkin(p *proc) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		p.kill(false)
+		return
+	}
+	h.idle = append(h.idle, p)
+	h.mu.Unlock()
+}
+
+// discard kills a process that can no longer be trusted.
+func (h *Host) discard(p *proc) {
+	h.mu.Lock()
+	delete(h.live, p)
+	h.mu.Unlock()
+	p.kill(true)
+}

@@ -1,0 +1,185 @@
+package shoes
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+)
+
+// fakeshoesBin is the fake plugin built once by TestMain.
+var fakeshoesBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shoes-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fakeshoesBin, err = buildFakeshoes(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func buildFakeshoes(dir string) (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	bin := filepath.Join(dir, "fakeshoes")
+	cmd := exec.Command("go", "build", "-o", bin, "./internal/sim/cmd/fakeshoes")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build fakeshoes: %w\n%s", err, b)
+	}
+	return bin, nil
+}
+
+// fixture is a Host running the fake plugin with its own call log and
+// state directory.
+type fixture struct {
+	host     *Host
+	callLog  string
+	stateDir string
+}
+
+// newFixture starts a host on fakeshoes with the given SIM_PLUGIN_* knobs.
+// Setup scripts are not run unless env sets SIM_PLUGIN_NO_RUNNER=false.
+func newFixture(t testing.TB, env map[string]string, mutate func(*Config)) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fixture{callLog: filepath.Join(dir, "calls.jsonl"), stateDir: filepath.Join(dir, "state")}
+	vars := map[string]string{
+		shoesfake.EnvCallLog:  f.callLog,
+		shoesfake.EnvStateDir: f.stateDir,
+		shoesfake.EnvNoRunner: "true",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cfg := Config{
+		Path:     fakeshoesBin,
+		PoolSize: 4,
+		CacheDir: filepath.Join(dir, "cache"),
+		Logger:   testLogger(t),
+	}
+	for k, v := range vars {
+		cfg.Env = append(cfg.Env, k+"="+v)
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	h, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	f.host = h
+	return f
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// calls returns the RPC lines of the call log.
+func (f *fixture) calls(t testing.TB) []shoesfake.Call {
+	t.Helper()
+	all, err := shoesfake.ReadCallLog(f.callLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []shoesfake.Call
+	for _, c := range all {
+		if c.Event == "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func addReq() AddInstanceRequest {
+	return AddInstanceRequest{
+		RunnerName:   "myshoes-" + uuid.NewString(),
+		SetupScript:  "#!/bin/bash\nexit 0\n",
+		ResourceType: ResourceLarge,
+		Labels:       []string{"self-hosted", "linux"},
+	}
+}
+
+func distinctPIDs(calls []shoesfake.Call) map[int]bool {
+	pids := map[int]bool{}
+	for _, c := range calls {
+		pids[c.PID] = true
+	}
+	return pids
+}
+
+// alive reports whether pid runs (a zombie counts as dead).
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no procfs: trust kill(0)
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		case <-tick.C:
+		}
+	}
+}
+
+// recorder collects ObservePluginCall calls.
+type recorder struct {
+	mu  sync.Mutex
+	obs []string
+}
+
+var _ Recorder = (*recorder)(nil)
+
+func (r *recorder) ObservePluginCall(method, code string, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.obs = append(r.obs, method+" "+code)
+}
+
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.obs...)
+}

@@ -1,0 +1,143 @@
+package shoesfake
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+)
+
+// EventScriptExit is the Event of the line written when a setup script ends.
+const EventScriptExit = "script_exit"
+
+// Call is one line of the call log: an RPC (Event empty) or an event such as
+// EventScriptExit.
+type Call struct {
+	Event        string    `json:"event,omitempty"`
+	PID          int       `json:"pid"`
+	Method       string    `json:"method,omitempty"`
+	RunnerName   string    `json:"runner_name,omitempty"`
+	CloudID      string    `json:"cloud_id,omitempty"`
+	Labels       []string  `json:"labels,omitempty"`
+	ResourceType string    `json:"resource_type,omitempty"`
+	Start        time.Time `json:"start,omitzero"`
+	End          time.Time `json:"end,omitzero"`
+	// Code is the gRPC code name of the answer, or "Crash" / "Hang" for a
+	// call that never answered.
+	Code string `json:"code,omitempty"`
+	// ExitCode and StderrTail describe a script_exit event; StderrTail is
+	// the end of the instance's script.log.
+	ExitCode   int    `json:"exit_code,omitempty"`
+	StderrTail string `json:"stderr_tail,omitempty"`
+}
+
+// ReadCallLog parses a call log. A missing file means no calls yet; an
+// unterminated last line (a write in progress) is ignored.
+func ReadCallLog(path string) ([]Call, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read call log: %w", err)
+	}
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	} else {
+		b = nil
+	}
+	var calls []Call
+	for n, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var c Call
+		if err := json.Unmarshal(line, &c); err != nil {
+			return nil, fmt.Errorf("read call log %s line %d: %w", path, n+1, err)
+		}
+		calls = append(calls, c)
+	}
+	return calls, nil
+}
+
+// appendLine appends v as one JSON line with a single O_APPEND write, so
+// lines from concurrent processes do not interleave.
+func appendLine(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(b)
+	cerr := f.Close()
+	return errors.Join(werr, cerr)
+}
+
+// counts is the state shared by all plugin processes of one pool.
+type counts struct {
+	Calls  int `json:"calls"`  // calls of either method
+	Failed int `json:"failed"` // injected failures so far
+}
+
+const counterSize = 64
+
+// counter is a call counter in a file, shared across processes under an
+// exclusive flock.
+type counter struct {
+	path string
+}
+
+// next counts one call and lets decide, under the lock, whether it fails.
+// It returns the call's number (from 1) and the decision.
+func (c counter) next(decide func(counts) bool) (int, bool, error) {
+	f, err := os.OpenFile(c.path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, false, fmt.Errorf("open call counter: %w", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return 0, false, fmt.Errorf("lock call counter: %w", err)
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing releases it too
+
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return 0, false, fmt.Errorf("read call counter: %w", err)
+	}
+	var st counts
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return 0, false, fmt.Errorf("parse call counter %s: %w", c.path, err)
+		}
+	}
+	st.Calls++
+	fail := decide(st)
+	if fail {
+		st.Failed++
+	}
+	out, err := json.Marshal(st)
+	if err != nil {
+		return 0, false, err
+	}
+	// Pad to a fixed size so the file never shrinks and needs no truncate
+	// (a truncate makes ext4 flush on close).
+	if len(out) < counterSize {
+		out = append(out, bytes.Repeat([]byte(" "), counterSize-len(out))...)
+	}
+	if _, err := f.WriteAt(out, 0); err != nil {
+		return 0, false, fmt.Errorf("write call counter: %w", err)
+	}
+	return st.Calls, fail, nil
+}

@@ -1,0 +1,179 @@
+package shoesfake
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	// t.Setenv: not parallel.
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    func(Config) bool
+		wantErr string
+	}{
+		{
+			name: "empty",
+			env:  nil,
+			want: func(c Config) bool { return c.FailCode == codes.OK && c.Latency == 0 && !c.NoRunner },
+		},
+		{
+			name: "all knobs",
+			env: map[string]string{
+				EnvLatency: "250ms", EnvFailCode: "invalidargument", EnvFailRate: "0.5", EnvFailMethod: "AddInstance",
+				EnvFailTimes: "3", EnvCrashOnCall: "7", EnvHang: "DeleteInstance", EnvCallLog: "/x/calls.jsonl",
+				EnvStateDir: "/x/state", EnvNoRunner: "true", EnvEmptyCloudID: "1", EnvHugeIP: "true",
+			},
+			want: func(c Config) bool {
+				return c.Latency == 250*time.Millisecond && c.FailCode == codes.InvalidArgument && c.FailRate == 0.5 &&
+					c.FailMethod == MethodAddInstance && c.FailTimes == 3 && c.CrashOnCall == 7 &&
+					c.Hang == MethodDeleteInstance && c.CallLog == "/x/calls.jsonl" && c.StateDir == "/x/state" &&
+					c.NoRunner && c.EmptyCloudID && c.HugeIP
+			},
+		},
+		{
+			name: "rate alone fails with Internal",
+			env:  map[string]string{EnvFailRate: "1"},
+			want: func(c Config) bool { return c.FailCode == codes.Internal && c.FailRate == 1 },
+		},
+		{name: "bad latency", env: map[string]string{EnvLatency: "soon"}, wantErr: EnvLatency},
+		{name: "bad code", env: map[string]string{EnvFailCode: "Oops"}, wantErr: EnvFailCode},
+		{name: "bad rate", env: map[string]string{EnvFailRate: "x"}, wantErr: EnvFailRate},
+		{name: "bad times", env: map[string]string{EnvFailTimes: "x"}, wantErr: EnvFailTimes},
+		{name: "bad bool", env: map[string]string{EnvNoRunner: "maybe"}, wantErr: EnvNoRunner},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{EnvLatency, EnvFailCode, EnvFailRate, EnvFailMethod, EnvFailTimes, EnvCrashOnCall,
+				EnvHang, EnvCallLog, EnvStateDir, EnvNoRunner, EnvEmptyCloudID, EnvHugeIP, EnvUnknownResourceType} {
+				t.Setenv(k, tt.env[k])
+			}
+			c, err := ConfigFromEnv()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v, want an error naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.want(c) {
+				t.Fatalf("unexpected config %+v", c)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	run := []string{"fakeshoes", "runner"}
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{"ok", Config{RunnerCommand: run}, ""},
+		{"no runner needs no command", Config{NoRunner: true}, ""},
+		{"runner command", Config{}, "runner command"},
+		{"rate", Config{RunnerCommand: run, FailRate: 2}, "fail rate"},
+		{"method", Config{RunnerCommand: run, FailMethod: "Nope"}, "fail method"},
+		{"hang", Config{RunnerCommand: run, Hang: "Nope"}, "hang method"},
+		{"latency", Config{RunnerCommand: run, Latency: -1}, "latency"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.cfg
+			c.defaults()
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.StateDir != filepath.Join(os.TempDir(), "shoesfake") {
+					t.Errorf("state dir default %q", c.StateDir)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+	c := Config{FailCode: codes.Internal, RunnerCommand: run}
+	c.defaults()
+	if c.FailRate != 1 {
+		t.Errorf("FailRate default with a FailCode = %v, want 1", c.FailRate)
+	}
+}
+
+func TestReadCallLog(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "calls.jsonl")
+	if calls, err := ReadCallLog(p); err != nil || calls != nil {
+		t.Fatalf("missing log: %v, %v", calls, err)
+	}
+	start := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	if err := appendLine(p, &Call{PID: 1, Method: MethodAddInstance, Start: start, End: start, Code: "OK"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString(`{"event":"script_exit","pid":2,"cloud_id":"fake-1","exit_code":3,"stderr_tail":"x\ny"}` + "\n" + `{"pid":3,"meth`)
+	f.Close()
+	calls, err := ReadCallLog(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 2 || !calls[0].Start.Equal(start) || calls[1].Event != EventScriptExit || calls[1].ExitCode != 3 || calls[1].StderrTail != "x\ny" {
+		t.Fatalf("got %+v", calls)
+	}
+	if err := os.WriteFile(p, []byte("not json\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadCallLog(p); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("malformed log: %v", err)
+	}
+}
+
+func TestCounterAcrossOpeners(t *testing.T) {
+	t.Parallel()
+	c := counter{path: filepath.Join(t.TempDir(), "counter")}
+	failTwice := func(st counts) bool { return st.Failed < 2 }
+	var got []bool
+	for i := 1; i <= 4; i++ {
+		n, fail, err := c.next(failTwice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != i {
+			t.Fatalf("call number %d, want %d", n, i)
+		}
+		got = append(got, fail)
+	}
+	if got[0] != true || got[1] != true || got[2] != false || got[3] != false {
+		t.Fatalf("fail decisions %v, want the first two", got)
+	}
+}
+
+func TestParseCode(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"Internal", "internal", "InvalidArgument", "NotFound", "Unavailable", "DeadlineExceeded"} {
+		c, err := ParseCode(s)
+		if err != nil || !strings.EqualFold(c.String(), s) {
+			t.Errorf("ParseCode(%q) = %v, %v", s, c, err)
+		}
+	}
+	if _, err := ParseCode("Nope"); err == nil {
+		t.Error("ParseCode(Nope) succeeded")
+	}
+}

@@ -1,0 +1,244 @@
+package shoesfake
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// errNotFound is returned for an unknown cloud ID.
+var errNotFound = errors.New("instance not found")
+
+var cloudIDPattern = regexp.MustCompile(`^fake-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// Files in an instance directory.
+const (
+	fileSetup    = "setup.sh"
+	fileWrapper  = "run-setup.sh"
+	fileScriptLg = "script.log"
+	fileErrors   = "errors.log"
+	filePgid     = "pgid"
+	fileInstance = "instance.json"
+	dirShims     = "shims"
+	dirPayload   = ".payload" // inside shims: the fake runner tarball's content
+)
+
+// instanceInfo is written to instance.json for tests and the demo.
+type instanceInfo struct {
+	CloudID      string    `json:"cloud_id"`
+	RunnerName   string    `json:"runner_name"`
+	Labels       []string  `json:"labels"`
+	ResourceType string    `json:"resource_type"`
+	PID          int       `json:"pid"` // the plugin process that created it
+	Created      time.Time `json:"created"`
+}
+
+// instances creates and deletes instance directories and their scripts.
+// Every plugin process sharing dir sees the same instances.
+type instances struct {
+	dir       string
+	runnerCmd []string
+	callLog   string
+	runScript bool
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	children map[string]chan struct{} // cloud ID → closed once reaped
+}
+
+// create makes the instance directory and, unless disabled, starts its
+// setup script in the background in its own process group, so that it
+// outlives this plugin process.
+func (m *instances) create(info instanceInfo, script string) error {
+	dir := filepath.Join(m.dir, info.CloudID)
+	if err := os.MkdirAll(m.dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, fileInstance), b, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, fileSetup), []byte(script), 0o755); err != nil {
+		return err
+	}
+	if !m.runScript {
+		return nil
+	}
+	if err := m.writeShims(dir); err != nil {
+		return fmt.Errorf("write shims: %w", err)
+	}
+	record := ""
+	if m.callLog != "" {
+		logPath, err := filepath.Abs(m.callLog)
+		if err != nil {
+			return err
+		}
+		record = render(recordExit, "CLOUD_ID", shq(info.CloudID), "CALL_LOG", shq(logPath))
+	}
+	wrapper := render(wrapperScript, "DIR", shq(dir), "RECORD", record)
+	if err := os.WriteFile(filepath.Join(dir, fileWrapper), []byte(wrapper), 0o755); err != nil {
+		return err
+	}
+	return m.start(info.CloudID, dir)
+}
+
+func (m *instances) start(cloudID, dir string) error {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, fileScriptLg), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+
+	origPath := os.Getenv("PATH")
+	cmd := exec.Command(bash, filepath.Join(dir, fileWrapper))
+	cmd.Dir = dir
+	cmd.Env = append(scriptEnv(os.Environ()),
+		"HOME="+dir,
+		"PATH="+filepath.Join(dir, dirShims)+":"+origPath,
+		"SHOESFAKE_ORIG_PATH="+origPath,
+		"SHOESFAKE_INSTANCE_DIR="+dir,
+		"SHOESFAKE_CLOUD_ID="+cloudID,
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group, and no tie to our lifetime: the instance
+	// must survive this plugin process being killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start setup script: %w", err)
+	}
+	pgid := cmd.Process.Pid
+	if err := writeFileAtomic(filepath.Join(dir, filePgid), []byte(strconv.Itoa(pgid)+"\n")); err != nil {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return err
+	}
+	done := make(chan struct{})
+	m.mu.Lock()
+	m.children[cloudID] = done
+	m.mu.Unlock()
+	go func() { // reaps the script; ends when it does
+		_ = cmd.Wait()
+		m.mu.Lock()
+		delete(m.children, cloudID)
+		m.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+// remove kills the instance's process group and deletes its directory. It
+// works for instances created by any plugin process.
+func (m *instances) remove(cloudID string) error {
+	if !cloudIDPattern.MatchString(cloudID) {
+		return errNotFound
+	}
+	dir := filepath.Join(m.dir, cloudID)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return errNotFound
+	} else if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, filePgid))
+	switch {
+	case errors.Is(err, fs.ErrNotExist): // no script was started
+	case err != nil:
+		return err
+	default:
+		pgid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pgid <= 1 {
+			return fmt.Errorf("instance %s: bad pgid file %q", cloudID, b)
+		}
+		if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("kill process group %d: %w", pgid, err)
+		}
+		m.mu.Lock()
+		done := m.children[cloudID]
+		m.mu.Unlock()
+		if done != nil {
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				m.log.Warn("setup script not reaped after SIGKILL", "cloud_id", cloudID, "pgid", pgid)
+			}
+		}
+	}
+	// A process that was being killed may still create a file; try again.
+	for i := 0; ; i++ {
+		err := os.RemoveAll(dir)
+		if err == nil || i == 3 {
+			return err
+		}
+	}
+}
+
+// writeShims writes the command shims and the fake runner payload.
+func (m *instances) writeShims(dir string) error {
+	shims := filepath.Join(dir, dirShims)
+	payload := filepath.Join(shims, dirPayload)
+	files := map[string]string{
+		filepath.Join(shims, "curl"):                            render(curlShim, "DIR", shq(dir), "PAYLOAD", shq(payload)),
+		filepath.Join(shims, "sudo"):                            sudoShim,
+		filepath.Join(shims, "id"):                              idShim,
+		filepath.Join(payload, "run.sh"):                        render(runSh, "RUNNER", shqAll(m.runnerCmd)),
+		filepath.Join(payload, "config.sh"):                     configSh,
+		filepath.Join(payload, "bin", "installdependencies.sh"): installDepsSh,
+	}
+	for _, name := range []string{"chown", "useradd", "usermod", "groupadd", "adduser"} {
+		files[filepath.Join(shims, name)] = render(noopShim, "NAME", name)
+	}
+	for p, content := range files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scriptEnv drops go-plugin's and our own knobs from env.
+func scriptEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "HOME", name == "PATH",
+			name == "SHOES_PLUGIN_MAGIC_COOKIE",
+			strings.HasPrefix(name, "PLUGIN_"),
+			strings.HasPrefix(name, "SIM_PLUGIN_"):
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
