@@ -1,0 +1,240 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ScaleSet is the runner scale set the sidecar keeps on GitHub for one
+// myshoes target. Key: TargetID.
+type ScaleSet struct {
+	TargetID                string    `json:"target_id"`
+	Scope                   string    `json:"scope"`
+	Name                    string    `json:"name"`
+	ScaleSetID              int       `json:"scale_set_id"`
+	RunnerGroupID           int       `json:"runner_group_id"`
+	Labels                  []string  `json:"labels"`
+	ResourceType            string    `json:"resource_type"`
+	TargetStatus            string    `json:"target_status"`
+	TargetStatusDescription string    `json:"target_status_description,omitzero"`
+	LastError               string    `json:"last_error,omitzero"`
+	CreatedAt               time.Time `json:"created_at"`
+	UpdatedAt               time.Time `json:"updated_at"`
+}
+
+// Session is the message session held on a scale set. Key: ScaleSetID.
+type Session struct {
+	ScaleSetID    int       `json:"scale_set_id"`
+	TargetID      string    `json:"target_id"`
+	Scope         string    `json:"scope"`
+	SessionID     string    `json:"session_id"`
+	OwnerName     string    `json:"owner_name"`
+	LastMessageID int64     `json:"last_message_id"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// RunnerState is the lifecycle state of a runner record (see DESIGN.md).
+type RunnerState string
+
+// Runner states. A runner that fails or finishes leaves the runners bucket
+// for the history bucket; "failed" is a history reason, not a state.
+const (
+	StatePending         RunnerState = "pending"
+	StateConfigured      RunnerState = "configured"
+	StateIdle            RunnerState = "idle"
+	StateBusy            RunnerState = "busy"
+	StateDeleting        RunnerState = "deleting"
+	StateUnknownInstance RunnerState = "unknown-instance"
+)
+
+// Counted reports whether a runner in this state counts toward the scale
+// set's current size: pending, configured, idle and busy.
+func (s RunnerState) Counted() bool {
+	switch s {
+	case StatePending, StateConfigured, StateIdle, StateBusy:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of the defined states.
+func (s RunnerState) Valid() bool {
+	return s.Counted() || s == StateDeleting || s == StateUnknownInstance
+}
+
+// Runner is one ephemeral runner and the instance behind it. Key: Name.
+type Runner struct {
+	Name         string `json:"name"`
+	RunnerID     int64  `json:"runner_id"`
+	TargetID     string `json:"target_id"`
+	Scope        string `json:"scope"`
+	ScaleSetID   int    `json:"scale_set_id"`
+	CloudID      string `json:"cloud_id"`
+	ShoesType    string `json:"shoes_type"`
+	IPAddress    string `json:"ip_address"`
+	ResourceType string `json:"resource_type"`
+
+	State RunnerState `json:"state"`
+	// StateSince holds when each state was (first) entered.
+	StateSince map[RunnerState]time.Time `json:"state_since"`
+	CreatedAt  time.Time                 `json:"created_at"`
+	UpdatedAt  time.Time                 `json:"updated_at"`
+
+	// DeleteReason says why a deleting runner leaves; it becomes the
+	// history record's reason.
+	DeleteReason string `json:"delete_reason,omitzero"`
+	// Delete retries with backoff.
+	Attempts      int       `json:"attempts"`
+	LastError     string    `json:"last_error,omitzero"`
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+
+	// The job, once busy.
+	JobID         string `json:"job_id,omitzero"`
+	JobRequestID  int64  `json:"job_request_id,omitzero"`
+	Repository    string `json:"repository,omitzero"`
+	WorkflowRef   string `json:"workflow_ref,omitzero"`
+	WorkflowRunID int64  `json:"workflow_run_id,omitzero"`
+	JobResult     string `json:"job_result,omitzero"`
+}
+
+// HistoryRecord is a finished runner. Reason is why it finished:
+// "completed", "failed", "bootstrap-timeout", "idle-ttl", "scale-down",
+// "delete-failed", "removed", ...
+type HistoryRecord struct {
+	Runner     Runner    `json:"runner"`
+	Reason     string    `json:"reason"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+// RunnerFilter selects runners; zero fields match everything.
+type RunnerFilter struct {
+	TargetID   string
+	ScaleSetID int
+	States     []RunnerState // any of these
+	Scope      string
+}
+
+func (f RunnerFilter) match(r *Runner) bool {
+	if f.TargetID != "" && r.TargetID != f.TargetID ||
+		f.ScaleSetID != 0 && r.ScaleSetID != f.ScaleSetID ||
+		f.Scope != "" && r.Scope != f.Scope {
+		return false
+	}
+	if len(f.States) == 0 {
+		return true
+	}
+	for _, st := range f.States {
+		if r.State == st {
+			return true
+		}
+	}
+	return false
+}
+
+// HistoryFilter selects history records; Limit 0 means no limit.
+type HistoryFilter struct {
+	Scope string
+	Limit int
+}
+
+// recordVersion is the version stamped into every stored value.
+const recordVersion = 1
+
+// envelope is the stored form of every record: the version first, then the
+// record. Unknown fields are ignored on read, so a newer writer that only
+// adds fields stays readable.
+type envelope[T any] struct {
+	V    int `json:"v"`
+	Data T   `json:"data"`
+}
+
+func encode[T any](rec T) ([]byte, error) {
+	raw, err := json.Marshal(envelope[T]{V: recordVersion, Data: rec})
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return raw, nil
+}
+
+func decode[T any](raw []byte) (T, error) {
+	var e envelope[T]
+	if err := json.Unmarshal(raw, &e); err != nil {
+		var zero T
+		return zero, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	switch {
+	case e.V > recordVersion:
+		var zero T
+		return zero, fmt.Errorf("%w: record version %d > supported %d", ErrNewerSchema, e.V, recordVersion)
+	case e.V < 1:
+		var zero T
+		return zero, fmt.Errorf("%w: record has no version", ErrCorrupt)
+	}
+	return e.Data, nil
+}
+
+// get decodes the record at key; found is false if there is none.
+func get[T any](b *bolt.Bucket, key []byte) (rec T, found bool, err error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return rec, false, nil
+	}
+	rec, err = decode[T](raw)
+	return rec, err == nil, err
+}
+
+func put[T any](b *bolt.Bucket, key []byte, rec T) error {
+	raw, err := encode(rec)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// idKey is the key of a record keyed by a positive int: big-endian, so that
+// keys sort numerically.
+func idKey(id int) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(id))
+}
+
+// historyKey sorts by finish time, then by runner name.
+func historyKey(finished time.Time, name string) []byte {
+	ns := max(finished.UnixNano(), 0)
+	return append(binary.BigEndian.AppendUint64(nil, uint64(ns)), name...)
+}
+
+// historyKeyTime is the finish time encoded in a history key.
+func historyKeyTime(key []byte) (time.Time, bool) {
+	if len(key) < 8 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(key[:8]))).UTC(), true
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	return s.db.View(fn)
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	return s.db.Update(fn)
+}
+
+// batch runs fn in a transaction shared with concurrent batch callers. fn
+// may run more than once (bbolt re-runs a batch when one of its functions
+// fails), so it must only touch the transaction and its own result
+// variables, and it reports expected outcomes (not found, exists) through
+// those variables rather than as errors, which would abort the whole batch.
+func (s *Store) batch(fn func(*bolt.Tx) error) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	return s.db.Batch(fn)
+}

@@ -1,0 +1,276 @@
+package store
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// CreateRunner stores a new runner record, or returns ErrExists if one with
+// that name exists. An empty State means pending; CreatedAt defaults to now,
+// UpdatedAt is now, and StateSince gets the entry time of State.
+func (s *Store) CreateRunner(r Runner) error {
+	if r.Name == "" {
+		return errors.New("create runner: name is required")
+	}
+	now := s.now()
+	if r.State == "" {
+		r.State = StatePending
+	}
+	if !r.State.Valid() {
+		return fmt.Errorf("create runner %q: unknown state %q", r.Name, r.State)
+	}
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = now
+	}
+	r.UpdatedAt = now
+	r.StateSince = maps.Clone(r.StateSince) // never write to the caller's map
+	if r.StateSince == nil {
+		r.StateSince = make(map[RunnerState]time.Time, 1)
+	}
+	if _, ok := r.StateSince[r.State]; !ok {
+		r.StateSince[r.State] = now
+	}
+	raw, err := encode(r)
+	if err != nil {
+		return fmt.Errorf("create runner %q: %w", r.Name, err)
+	}
+
+	var exists bool
+	err = s.batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRunners)
+		exists = b.Get([]byte(r.Name)) != nil
+		if exists {
+			return nil
+		}
+		return b.Put([]byte(r.Name), raw)
+	})
+	if err == nil && exists {
+		err = ErrExists
+	}
+	if err != nil {
+		return fmt.Errorf("create runner %q: %w", r.Name, err)
+	}
+	return nil
+}
+
+// UpdateRunner applies fn to the stored runner in one transaction, sets
+// UpdatedAt and returns the result. An error from fn aborts the update and
+// is returned wrapped; ErrNotFound if there is no such runner.
+//
+// Concurrent updates share commits, so fn may be called more than once for
+// one UpdateRunner call: it must only modify the *Runner it is given.
+func (s *Store) UpdateRunner(name string, fn func(*Runner) error) (Runner, error) {
+	r, err := s.updateRunner(name, func(r *Runner, _ time.Time) error { return fn(r) })
+	if err != nil {
+		return Runner{}, fmt.Errorf("update runner %q: %w", name, err)
+	}
+	return r, nil
+}
+
+// SetRunnerState moves a runner to state, recording when the state was
+// entered (a runner already in state keeps its entry time), then applies
+// mutate if it is not nil. Like UpdateRunner, mutate may run more than once.
+func (s *Store) SetRunnerState(name string, state RunnerState, mutate func(*Runner)) (Runner, error) {
+	if !state.Valid() {
+		return Runner{}, fmt.Errorf("set runner %q state: unknown state %q", name, state)
+	}
+	r, err := s.updateRunner(name, func(r *Runner, now time.Time) error {
+		if _, ok := r.StateSince[state]; !ok || r.State != state {
+			if r.StateSince == nil {
+				r.StateSince = make(map[RunnerState]time.Time, 1)
+			}
+			r.StateSince[state] = now
+		}
+		r.State = state
+		if mutate != nil {
+			mutate(r)
+		}
+		return nil
+	})
+	if err != nil {
+		return Runner{}, fmt.Errorf("set runner %q state to %s: %w", name, state, err)
+	}
+	return r, nil
+}
+
+// updateRunner is the read-modify-write shared by UpdateRunner and
+// SetRunnerState. Its batch function decodes afresh on every run, so a
+// re-run applies fn to the stored record, not to a previous attempt.
+func (s *Store) updateRunner(name string, fn func(*Runner, time.Time) error) (Runner, error) {
+	now := s.now()
+	var (
+		out   Runner
+		found bool
+		fnErr error
+	)
+	err := s.batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRunners)
+		r, ok, err := get[Runner](b, []byte(name))
+		found, fnErr = ok, nil
+		if err != nil || !ok {
+			return err
+		}
+		if fnErr = fn(&r, now); fnErr != nil {
+			return nil // write nothing; the rest of the batch commits
+		}
+		switch {
+		case r.Name != name:
+			fnErr = fmt.Errorf("name cannot change (to %q)", r.Name)
+			return nil
+		case !r.State.Valid():
+			fnErr = fmt.Errorf("unknown state %q", r.State)
+			return nil
+		}
+		r.UpdatedAt = now
+		out = r
+		return put(b, []byte(name), r)
+	})
+	switch {
+	case err != nil:
+		return Runner{}, err
+	case !found:
+		return Runner{}, ErrNotFound
+	case fnErr != nil:
+		return Runner{}, fnErr
+	}
+	return out, nil
+}
+
+// GetRunner returns a runner by name, or ErrNotFound.
+func (s *Store) GetRunner(name string) (Runner, error) {
+	var r Runner
+	err := s.view(func(tx *bolt.Tx) error {
+		var found bool
+		var err error
+		r, found, err = get[Runner](tx.Bucket(bucketRunners), []byte(name))
+		if err == nil && !found {
+			err = ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return Runner{}, fmt.Errorf("get runner %q: %w", name, err)
+	}
+	return r, nil
+}
+
+// ListRunners returns the runners that match f, oldest first (by CreatedAt,
+// then name).
+func (s *Store) ListRunners(f RunnerFilter) ([]Runner, error) {
+	var out []Runner
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRunners).ForEach(func(k, v []byte) error {
+			r, err := decode[Runner](v)
+			if err != nil {
+				return fmt.Errorf("runner %q: %w", k, err)
+			}
+			if f.match(&r) {
+				out = append(out, r)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list runners: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Runner) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.Name, b.Name))
+	})
+	return out, nil
+}
+
+// FindRunnerByID returns the runner with a GitHub runner ID, or
+// ErrNotFound. It scans the runners bucket, which holds only live runners.
+func (s *Store) FindRunnerByID(runnerID int64) (Runner, error) {
+	var r Runner
+	err := s.view(func(tx *bolt.Tx) error {
+		if runnerID <= 0 { // pending runners have ID 0; never match them
+			return ErrNotFound
+		}
+		errFound := errors.New("found")
+		err := tx.Bucket(bucketRunners).ForEach(func(k, v []byte) error {
+			rr, err := decode[Runner](v)
+			if err != nil {
+				return fmt.Errorf("runner %q: %w", k, err)
+			}
+			if rr.RunnerID == runnerID {
+				r = rr
+				return errFound
+			}
+			return nil
+		})
+		switch {
+		case errors.Is(err, errFound):
+			return nil
+		case err != nil:
+			return err
+		}
+		return ErrNotFound
+	})
+	if err != nil {
+		return Runner{}, fmt.Errorf("find runner by ID %d: %w", runnerID, err)
+	}
+	return r, nil
+}
+
+// FinishRunner removes a runner and appends its history record in one
+// transaction. A missing runner returns ErrNotFound, which a caller
+// finishing a runner twice treats as done.
+func (s *Store) FinishRunner(name, reason string) (HistoryRecord, error) {
+	if reason == "" {
+		return HistoryRecord{}, fmt.Errorf("finish runner %q: reason is required", name)
+	}
+	now := s.now()
+	var (
+		rec   HistoryRecord
+		found bool
+	)
+	err := s.batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRunners)
+		r, ok, err := get[Runner](b, []byte(name))
+		found = ok
+		if err != nil || !ok {
+			return err
+		}
+		rec = HistoryRecord{Runner: r, Reason: reason, FinishedAt: now}
+		if err := put(tx.Bucket(bucketHistory), historyKey(now, name), rec); err != nil {
+			return err
+		}
+		return b.Delete([]byte(name))
+	})
+	if err == nil && !found {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return HistoryRecord{}, fmt.Errorf("finish runner %q: %w", name, err)
+	}
+	return rec, nil
+}
+
+// CountRunners returns, per scale set ID, how many runners are in each state.
+func (s *Store) CountRunners() (map[int]map[RunnerState]int, error) {
+	out := make(map[int]map[RunnerState]int)
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRunners).ForEach(func(k, v []byte) error {
+			r, err := decode[Runner](v)
+			if err != nil {
+				return fmt.Errorf("runner %q: %w", k, err)
+			}
+			if out[r.ScaleSetID] == nil {
+				out[r.ScaleSetID] = make(map[RunnerState]int)
+			}
+			out[r.ScaleSetID][r.State]++
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count runners: %w", err)
+	}
+	return out, nil
+}
