@@ -1,0 +1,291 @@
+package actionsfake
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/actions/scaleset"
+	"github.com/golang-jwt/jwt/v4"
+)
+
+const testAppID = 12345
+
+// testKeys are generated once: RSA generation is slow under -race.
+var testKeys = sync.OnceValue(func() [2]*rsa.PrivateKey {
+	var out [2]*rsa.PrivateKey
+	for i := range out {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		out[i] = k
+	}
+	return out
+})
+
+func appKey() *rsa.PrivateKey   { return testKeys()[0] }
+func otherKey() *rsa.PrivateKey { return testKeys()[1] }
+
+type fake struct {
+	srv *Server
+	ts  *httptest.Server
+	url string
+}
+
+// newFake serves a fake on 127.0.0.1 with short test timings.
+func newFake(t *testing.T, mutate func(*Config)) *fake {
+	t.Helper()
+	cfg := Config{
+		AppID:        testAppID,
+		AppPublicKey: &appKey().PublicKey,
+		Tokens:       []string{"test-pat"},
+		PollHold:     200 * time.Millisecond,
+		Uninstalled:  []string{"not-installed"},
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	t.Cleanup(srv.Close) // runs first: releases long polls so ts.Close does not wait
+	srv.SetBaseURL(ts.URL)
+	return &fake{srv: srv, ts: ts, url: ts.URL}
+}
+
+func signAppJWT(t *testing.T, key *rsa.PrivateKey, iss string, iat, exp time.Time) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
+		Issuer:    iss,
+		IssuedAt:  jwt.NewNumericDate(iat),
+		ExpiresAt: jwt.NewNumericDate(exp),
+	}).SignedString(key)
+	if err != nil {
+		t.Fatalf("sign jwt: %v", err)
+	}
+	return tok
+}
+
+func goodAppJWT(t *testing.T) string {
+	now := time.Now()
+	return signAppJWT(t, appKey(), fmt.Sprint(testAppID), now.Add(-time.Minute), now.Add(8*time.Minute))
+}
+
+func keyPEM(key *rsa.PrivateKey) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+}
+
+// call does one raw request and decodes a JSON answer into out (if non-nil).
+func call(t *testing.T, method, url, auth string, body any, out any) int {
+	t.Helper()
+	req, err := newJSONRequest(context.Background(), method, url, body)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode %q: %v", method, url, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// installationID looks the owner's installation up the way the sidecar does.
+func (f *fake) installationID(t *testing.T, owner string) int64 {
+	t.Helper()
+	var in struct {
+		ID      int64 `json:"id"`
+		Account struct {
+			Login string `json:"login"`
+		} `json:"account"`
+	}
+	if st := call(t, "GET", f.url+"/api/v3/orgs/"+owner+"/installation", "Bearer "+goodAppJWT(t), nil, &in); st != http.StatusOK {
+		t.Fatalf("installation of %s: status %d", owner, st)
+	}
+	if in.ID == 0 || in.Account.Login != owner {
+		t.Fatalf("installation of %s: %+v", owner, in)
+	}
+	return in.ID
+}
+
+// client is the real scaleset client with GitHub App auth for scope.
+func (f *fake) client(t *testing.T, scope string) *scaleset.Client {
+	t.Helper()
+	c, err := scaleset.NewClientWithGitHubApp(scaleset.ClientWithGitHubAppConfig{
+		GitHubConfigURL: f.url + "/" + scope,
+		GitHubAppAuth: scaleset.GitHubAppAuth{
+			ClientID:       fmt.Sprint(testAppID),
+			InstallationID: f.installationID(t, ownerOfScope(scope)),
+			PrivateKey:     keyPEM(appKey()),
+		},
+		SystemInfo: scaleset.SystemInfo{System: "actionsfake-test"},
+	}, scaleset.WithRetryMax(1), scaleset.WithRetryWaitMax(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	return c
+}
+
+// adminToken walks installation token -> registration token -> runner-registration.
+func (f *fake) adminToken(t *testing.T, scope string) string {
+	t.Helper()
+	var it, rt struct {
+		Token string `json:"token"`
+	}
+	id := f.installationID(t, ownerOfScope(scope))
+	if st := call(t, "POST", fmt.Sprintf("%s/api/v3/app/installations/%d/access_tokens", f.url, id), "Bearer "+goodAppJWT(t), nil, &it); st != http.StatusCreated {
+		t.Fatalf("access token: status %d", st)
+	}
+	if st := call(t, "POST", f.url+"/api/v3/orgs/"+scope+"/actions/runners/registration-token", "Bearer "+it.Token, nil, &rt); st != http.StatusCreated {
+		t.Fatalf("registration token: status %d", st)
+	}
+	var conn struct {
+		URL   string `json:"url"`
+		Token string `json:"token"`
+	}
+	body := map[string]string{"url": f.url + "/" + scope, "runner_event": "register"}
+	if st := call(t, "POST", f.url+"/api/v3/actions/runner-registration", "RemoteAuth "+rt.Token, body, &conn); st != http.StatusOK {
+		t.Fatalf("runner-registration: status %d", st)
+	}
+	if conn.URL != f.url+"/_actions/" {
+		t.Fatalf("admin url = %q", conn.URL)
+	}
+	return conn.Token
+}
+
+// actionsURL builds an Actions service URL with api-version.
+func (f *fake) actionsURL(path string) string {
+	return f.url + "/_actions/" + strings.TrimPrefix(path, "/") + "?api-version=6.0-preview"
+}
+
+func (f *fake) violations() []Violation { return f.srv.State().Violations }
+
+func (f *fake) requireNoViolations(t *testing.T) {
+	t.Helper()
+	if v := f.violations(); len(v) > 0 {
+		t.Fatalf("violations: %+v", v)
+	}
+}
+
+func (f *fake) requireViolation(t *testing.T, kind string) {
+	t.Helper()
+	for _, v := range f.violations() {
+		if v.Kind == kind {
+			return
+		}
+	}
+	t.Fatalf("no %q violation in %+v", kind, f.violations())
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func (f *fake) job(t *testing.T, id string) JobState {
+	t.Helper()
+	for _, j := range f.srv.State().Jobs {
+		if j.ID == id {
+			return j
+		}
+	}
+	t.Fatalf("job %s not in state", id)
+	return JobState{}
+}
+
+// rawMessage is a broker answer decoded without the library (it drops JobAvailable).
+type rawMessage struct {
+	MessageID   int        `json:"messageId"`
+	MessageType string     `json:"messageType"`
+	Body        string     `json:"body"`
+	Statistics  Statistics `json:"statistics"`
+	entries     []jobEntry
+}
+
+// poll does one raw broker poll; it returns the status and the message on 200.
+func poll(t *testing.T, sess scaleset.RunnerScaleSetSession, lastID int) (int, *rawMessage) {
+	t.Helper()
+	u := sess.MessageQueueURL
+	if lastID > 0 {
+		u += fmt.Sprintf("?lastMessageId=%d", lastID)
+	}
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+sess.MessageQueueAccessToken)
+	req.Header.Set("Accept", "application/json; api-version=6.0-preview")
+	req.Header.Set("X-ScaleSetMaxCapacity", "10")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, nil
+	}
+	var m rawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatalf("decode message: %v", err)
+	}
+	if err := json.Unmarshal([]byte(m.Body), &m.entries); err != nil {
+		t.Fatalf("decode body %q: %v", m.Body, err)
+	}
+	return resp.StatusCode, &m
+}
+
+func newJSONRequest(ctx context.Context, method, url string, body any) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return req, nil
+}
+
+func decodeJSON(r io.Reader, out any) error { return json.NewDecoder(r).Decode(out) }
