@@ -1,0 +1,138 @@
+package github
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/actions/scaleset"
+)
+
+// Defaults applied by Config.defaults.
+const (
+	DefaultURL          = "https://github.com"
+	DefaultRetryMax     = 4
+	DefaultRetryWaitMax = 30 * time.Second
+	DefaultTimeout      = time.Minute
+	// DefaultPollTimeout bounds one long-poll of the message queue. The broker
+	// holds a poll for about 50 s, so this must stay well above that.
+	DefaultPollTimeout = 70 * time.Second
+)
+
+// Config configures a Provider. Exactly one of (AppID, PrivateKeyPEM) or
+// Token must be set.
+type Config struct {
+	// URL is GITHUB_URL: https://github.com, https://<tenant>.ghe.com, or a
+	// GHES base such as https://ghes.example (API at URL/api/v3). It must have
+	// no path. Empty means https://github.com.
+	URL string
+
+	// AppID and PrivateKeyPEM authenticate as a GitHub App. The key may be
+	// PKCS#1 ("RSA PRIVATE KEY") or PKCS#8 ("PRIVATE KEY").
+	AppID         int64
+	PrivateKeyPEM []byte
+
+	// Token is a personal access token, used instead of an app.
+	Token string
+
+	// RootCAs, when set, replaces the system roots for every request.
+	RootCAs *x509.CertPool
+
+	// RetryMax is the number of retries of a request that failed with a
+	// transport error, 5xx or 429 (0 means DefaultRetryMax, < 0 means none).
+	// The message-queue poll is never retried.
+	RetryMax int
+	// RetryWaitMax caps the wait between two retries (0 means DefaultRetryWaitMax).
+	RetryWaitMax time.Duration
+
+	// Timeout bounds one HTTP request (0 means DefaultTimeout).
+	Timeout time.Duration
+	// PollTimeout bounds one message-queue long-poll (0 means DefaultPollTimeout).
+	PollTimeout time.Duration
+
+	// SystemInfo is handed to the scaleset library (User-Agent).
+	SystemInfo scaleset.SystemInfo
+
+	// Logger receives debug lines; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if strings.TrimSpace(c.URL) == "" {
+		c.URL = DefaultURL
+	}
+	c.URL = strings.TrimRight(strings.TrimSpace(c.URL), "/")
+	if c.RetryMax == 0 {
+		c.RetryMax = DefaultRetryMax
+	}
+	if c.RetryMax < 0 {
+		c.RetryMax = -1
+	}
+	if c.RetryWaitMax == 0 {
+		c.RetryWaitMax = DefaultRetryWaitMax
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.PollTimeout == 0 {
+		c.PollTimeout = DefaultPollTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// retries is the effective retry count (never negative).
+func (c *Config) retries() int {
+	if c.RetryMax < 0 {
+		return 0
+	}
+	return c.RetryMax
+}
+
+// Validate reports the first problem with the configuration, judged with
+// defaults applied (c itself is not changed).
+func (c Config) Validate() error {
+	c.defaults()
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return fmt.Errorf("github url %q: %w", c.URL, err)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return fmt.Errorf("github url %q: scheme must be http or https", c.URL)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("github url %q: missing host", c.URL)
+	}
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("github url %q: must be the server root, without a path", c.URL)
+	}
+
+	app := c.AppID != 0 || len(c.PrivateKeyPEM) > 0
+	switch {
+	case app && c.Token != "":
+		return errors.New("github auth: set either a GitHub App (app ID and private key) or a token, not both")
+	case !app && c.Token == "":
+		return errors.New("github auth: set a GitHub App (app ID and private key) or a token")
+	case app && c.AppID <= 0:
+		return errors.New("github app: app ID must be a positive number")
+	case app && len(c.PrivateKeyPEM) == 0:
+		return errors.New("github app: private key is required")
+	case app:
+		if _, err := ParsePrivateKey(c.PrivateKeyPEM); err != nil {
+			return fmt.Errorf("github app: %w", err)
+		}
+	}
+
+	if c.RetryWaitMax < 0 {
+		return errors.New("github retry wait max must not be negative")
+	}
+	if c.Timeout < 0 || c.PollTimeout < 0 {
+		return errors.New("github timeouts must not be negative")
+	}
+	return nil
+}

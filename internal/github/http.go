@@ -1,0 +1,134 @@
+package github
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// maxResponseBody bounds what we read of any answer.
+const maxResponseBody = 16 << 20
+
+// request is one call made by this package. Header values may hold
+// credentials; they are never logged.
+type request struct {
+	method string
+	url    string
+	body   []byte // nil: no body
+	header http.Header
+	// retry enables retries of transport errors, 5xx and 429 (never set
+	// for the long-poll).
+	retry bool
+}
+
+// response is a fully read answer.
+type response struct {
+	req    *http.Request
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *response) statusError() *StatusError { return newStatusError(r.req, r) }
+
+func (r *response) retryable() bool {
+	return r.statusError().retryable()
+}
+
+// send performs rq with client, retrying as configured. A non-2xx answer is
+// not an error here; callers map status codes to outcomes.
+func (p *Provider) send(ctx context.Context, client *http.Client, rq request) (*response, error) {
+	attempts := 1
+	if rq.retry {
+		attempts += p.cfg.retries()
+	}
+	for i := 0; ; i++ {
+		var body io.Reader
+		if rq.body != nil {
+			body = bytes.NewReader(rq.body)
+		}
+		req, err := http.NewRequestWithContext(ctx, rq.method, rq.url, body)
+		if err != nil {
+			return nil, err
+		}
+		for k, vs := range rq.header {
+			for _, v := range vs {
+				req.Header.Add(k, v)
+			}
+		}
+		req.Header.Set("User-Agent", p.userAgent)
+		if rq.body != nil && req.Header.Get("Content-Type") == "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+
+		resp, err := client.Do(req)
+		var r *response
+		if err == nil {
+			var data []byte
+			data, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+			resp.Body.Close()
+			r = &response{req: req, status: resp.StatusCode, header: resp.Header, body: data}
+		}
+		if err != nil {
+			err = redactTransportError(req, err)
+			if ctx.Err() != nil || i+1 >= attempts {
+				return nil, err
+			}
+			if werr := p.backoff(ctx, i, 0); werr != nil {
+				return nil, err
+			}
+			continue
+		}
+		if i+1 < attempts && r.retryable() {
+			if werr := p.backoff(ctx, i, retryAfter(r.header)); werr != nil {
+				return r, nil
+			}
+			continue
+		}
+		return r, nil
+	}
+}
+
+// backoff waits before retry number attempt+1: exponential from 1 s with
+// jitter, capped at RetryWaitMax, or the server's Retry-After when smaller.
+func (p *Provider) backoff(ctx context.Context, attempt int, after time.Duration) error {
+	d := time.Second << min(attempt, 10)
+	if after > 0 {
+		d = after
+	}
+	d = min(d, p.cfg.RetryWaitMax)
+	if d > 1 {
+		d = d/2 + rand.N(d/2)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func retryAfter(h http.Header) time.Duration {
+	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 0
+}
+
+// redactTransportError strips the query string from the URL net/http puts
+// into its errors.
+func redactTransportError(req *http.Request, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return &url.Error{Op: ue.Op, URL: redactURL(ue.URL), Err: ue.Err}
+	}
+	return &url.Error{Op: req.Method, URL: redactURL(req.URL.String()), Err: err}
+}

@@ -1,0 +1,153 @@
+// Package github talks to GitHub for shoes-scaleset: GitHub App auth
+// (installation lookup and tokens), a scaleset.Client per scope, the runner
+// version lookup, and the few Actions service calls that
+// github.com/actions/scaleset v0.2.0 does not expose (the admin connection,
+// a message session that keeps JobAvailable, acquirejobs, and deleting a
+// session by ID).
+package github
+
+import (
+	"crypto/rsa"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/actions/scaleset"
+	"github.com/bradleyfalzon/ghinstallation/v2"
+)
+
+const (
+	installationTTL  = time.Hour
+	runnerVersionTTL = 24 * time.Hour
+	// adminTokenLeeway: the admin token is renewed this long before its exp,
+	// as the scaleset library does.
+	adminTokenLeeway = 60 * time.Second
+)
+
+// Provider is the GitHub side of shoes-scaleset. It is safe for concurrent
+// use. Its caches are guarded by mu, which is never held across a network call.
+type Provider struct {
+	cfg       Config
+	log       *slog.Logger
+	libLog    *slog.Logger // for the scaleset library: Info lowered to Debug
+	base      string       // GitHub base URL without a trailing slash
+	api       string       // REST API root without a trailing slash
+	key       *rsa.PrivateKey
+	keyPEM    string // PKCS#1 PEM of key, for the scaleset library
+	userAgent string
+
+	transport *http.Transport
+	httpc     *http.Client // one request, cfg.Timeout, our retries on top
+	pollc     *http.Client // the long-poll: cfg.PollTimeout, never retried
+	appc      *http.Client // signs each request with a fresh app JWT
+
+	now func() time.Time
+
+	mu        sync.Mutex
+	installs  map[string]cachedInstallation
+	instTrans map[int64]*ghinstallation.Transport
+	admins    map[string]adminConn
+	clients   map[string]cachedClient
+	versions  map[string]cachedVersion
+}
+
+type cachedInstallation struct {
+	id      int64
+	expires time.Time
+}
+
+type cachedClient struct {
+	client         *scaleset.Client
+	installationID int64
+}
+
+type cachedVersion struct {
+	version string
+	expires time.Time
+}
+
+// New validates cfg (after applying defaults) and returns a Provider. It
+// makes no network call.
+func New(cfg Config) (*Provider, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("github config: %w", err)
+	}
+	base, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("github config: %w", err)
+	}
+
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
+
+	p := &Provider{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		libLog:    slog.New(quietHandler{cfg.Logger.Handler()}),
+		base:      cfg.URL,
+		api:       apiBaseURL(base),
+		userAgent: userAgent(cfg.SystemInfo),
+		transport: transport,
+		httpc:     &http.Client{Transport: transport, Timeout: cfg.Timeout},
+		pollc:     &http.Client{Transport: transport, Timeout: cfg.PollTimeout},
+		now:       time.Now,
+		installs:  map[string]cachedInstallation{},
+		instTrans: map[int64]*ghinstallation.Transport{},
+		admins:    map[string]adminConn{},
+		clients:   map[string]cachedClient{},
+		versions:  map[string]cachedVersion{},
+	}
+
+	if cfg.Token == "" {
+		key, err := ParsePrivateKey(cfg.PrivateKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("github config: %w", err)
+		}
+		p.key = key
+		p.keyPEM = pkcs1PEM(key)
+		apps := ghinstallation.NewAppsTransportFromPrivateKey(transport, cfg.AppID, key)
+		apps.BaseURL = p.api
+		p.appc = &http.Client{Transport: apps, Timeout: cfg.Timeout}
+	}
+	return p, nil
+}
+
+// Forget drops everything cached for scope (installation, admin connection,
+// library client, runner version), so that the next call starts afresh.
+func (p *Provider) Forget(scope string) {
+	sc, err := parseScope(scope)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.installs, sc.raw)
+	delete(p.admins, sc.raw)
+	delete(p.clients, sc.raw)
+	delete(p.versions, sc.raw)
+}
+
+// CloseIdleConnections releases pooled connections (for shutdown and tests).
+func (p *Provider) CloseIdleConnections() {
+	p.transport.CloseIdleConnections()
+}
+
+func userAgent(si scaleset.SystemInfo) string {
+	system, version := si.System, si.Version
+	if system == "" {
+		system = "shoes-scaleset"
+	}
+	if version == "" {
+		version = "devel"
+	}
+	ua := system + "/" + version
+	if si.Subsystem != "" {
+		ua += " (" + si.Subsystem + ")"
+	}
+	return ua
+}
