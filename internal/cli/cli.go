@@ -72,11 +72,20 @@ shoes plugin myshoes uses.`,
 	})
 	root.AddGroup(
 		&cobra.Group{ID: groupMain, Title: "Commands:"},
+		&cobra.Group{ID: groupSim, Title: "Development tools (a simulated GitHub, myshoes and plugin):"},
 	)
-	root.AddCommand(newVersionCmd(io))
+	root.AddCommand(
+		newRunCmd(io, nil),
+		newRunnersCmd(io, nil),
+		newScaleSetsCmd(io, nil),
+		newVersionCmd(io),
+	)
 	for _, c := range root.Commands() {
 		c.GroupID = groupMain
 	}
+	sim := newSimCmd(io)
+	sim.GroupID = groupSim
+	root.AddCommand(sim)
 	root.SetHelpCommandGroupID(groupMain)
 	root.SetCompletionCommandGroupID(groupMain)
 	return root
@@ -84,4 +93,5 @@ shoes plugin myshoes uses.`,
 
 const (
 	groupMain = "main"
+	groupSim  = "sim"
 )

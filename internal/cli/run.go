@@ -1,0 +1,450 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/actions/scaleset"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/buildinfo"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// Defaults shared by the commands that find the daemon or its state.
+const (
+	defaultStateFile = "/var/lib/shoes-scaleset/state.db"
+	defaultListen    = "127.0.0.1:9780"
+)
+
+// myshoesEnv maps run flags to the variables myshoes reads for the same
+// setting.
+func myshoesEnv() map[string]string {
+	return map[string]string{
+		"github-url":                "GITHUB_URL",
+		"github-app-id":             "GITHUB_APP_ID",
+		"github-private-key-base64": "GITHUB_PRIVATE_KEY_BASE64",
+		"plugin":                    "PLUGIN",
+		"runner-user":               "RUNNER_USER",
+		"runner-version":            "RUNNER_VERSION",
+		"runner-base-directory":     "RUNNER_BASE_DIRECTORY",
+	}
+}
+
+type runOptions struct {
+	MyshoesURL           string
+	GitHubURL            string
+	GitHubAppID          int64
+	GitHubPrivateKeyPath string
+	GitHubPrivateKeyB64  string
+	GitHubToken          string
+	GitHubCAFile         string
+	Plugin               string
+	PluginPoolSize       int
+	StateFile            string
+	Listen               string
+	RunnerGroup          string
+	ScaleSetPrefix       string
+	Labels               []string
+	MinRunners           int
+	MaxRunners           int
+	ProvisionConcurrency int
+	SyncInterval         time.Duration
+	RunnerVersion        string
+	RunnerUser           string
+	RunnerBaseDirectory  string
+	SetupScriptTemplate  string
+	ShutdownTimeout      time.Duration
+	LogLevel             string
+	LogFormat            string
+	GitHubRetryMax       int
+	GitHubRetryWaitMax   time.Duration
+	JanitorInterval      time.Duration
+	RetryBackoff         time.Duration
+	HistoryMaxAge        time.Duration
+	HistoryMaxCount      int
+	pluginArgs           []string // set by demo, which re-executes itself
+	env                  *envBinding
+}
+
+func newRunCmd(s streams, lookup lookupEnvFunc) *cobra.Command {
+	opts := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the scale set controller next to myshoes",
+		Long: `Run reads the targets from myshoes's REST API, holds one runner scale set and
+one message session per target, and provisions ephemeral just-in-time runners
+through the shoes plugin.
+
+Every flag can also be set as SHOES_SCALESET_<FLAG> (upper case, dashes as
+underscores). Flags that myshoes also has fall back to myshoes's own variable:
+GITHUB_URL, GITHUB_APP_ID, GITHUB_PRIVATE_KEY_BASE64, PLUGIN, RUNNER_USER,
+RUNNER_VERSION and RUNNER_BASE_DIRECTORY, so myshoes's env file works as is.
+Precedence: flag, SHOES_SCALESET_*, myshoes variable, default.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.env.apply(); err != nil {
+				return err
+			}
+			return runRun(cmd.Context(), s, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.MyshoesURL, "myshoes-url", "", "base URL of myshoes's REST API (required), e.g. http://127.0.0.1:8080")
+	f.StringVar(&opts.GitHubURL, "github-url", "https://github.com", "GitHub URL; anything but github.com is GitHub Enterprise Server")
+	f.Int64Var(&opts.GitHubAppID, "github-app-id", 0, "GitHub App ID")
+	f.StringVar(&opts.GitHubPrivateKeyPath, "github-private-key-path", "", "path to the GitHub App private key (PEM, PKCS#1 or PKCS#8)")
+	f.StringVar(&opts.GitHubPrivateKeyB64, "github-private-key-base64", "", "the GitHub App private key PEM, base64-encoded")
+	f.StringVar(&opts.GitHubToken, "github-token", "", "a personal access token, instead of a GitHub App")
+	f.StringVar(&opts.GitHubCAFile, "github-ca-file", "", "PEM file of extra CA certificates for GitHub")
+	f.StringVar(&opts.Plugin, "plugin", "", "shoes plugin: a path to the binary, or an http(s) URL to download it from")
+	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 4, "maximum number of plugin processes; each serves one call at a time")
+	f.StringVar(&opts.StateFile, "state-file", defaultStateFile, "bbolt state file")
+	f.StringVar(&opts.Listen, "listen", defaultListen, "address of the HTTP server for /metrics, /healthz and the state API")
+	f.StringVar(&opts.RunnerGroup, "runner-group", scaleset.DefaultRunnerGroup, "runner group of the scale sets")
+	f.StringVar(&opts.ScaleSetPrefix, "scale-set-prefix", "myshoes", "scale set names are <prefix>-<scope>")
+	f.StringSliceVar(&opts.Labels, "labels", nil, "extra scale set labels, comma-separated")
+	f.IntVar(&opts.MinRunners, "min-runners", 0, "idle runners kept per scale set")
+	f.IntVar(&opts.MaxRunners, "max-runners", 10, "maximum runners per scale set")
+	f.IntVar(&opts.ProvisionConcurrency, "provision-concurrency", 16, "runners provisioned at once, over all scale sets")
+	f.DurationVar(&opts.SyncInterval, "sync-interval", 30*time.Second, "how often the target list is read from myshoes")
+	f.StringVar(&opts.RunnerVersion, "runner-version", "latest", `runner version, "latest" or vX.Y.Z; latest is resolved per scope daily`)
+	f.StringVar(&opts.RunnerUser, "runner-user", "runner", "user the runner runs as")
+	f.StringVar(&opts.RunnerBaseDirectory, "runner-base-directory", "/tmp", "directory the runner is installed under")
+	f.StringVar(&opts.SetupScriptTemplate, "setup-script-template", "", "file with a Go template replacing the main setup script")
+	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight provisioning may take on shutdown")
+	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
+	f.IntVar(&opts.GitHubRetryMax, "github-retry-max", 4, "retries of a GitHub call answered 5xx or 429")
+	f.DurationVar(&opts.GitHubRetryWaitMax, "github-retry-wait-max", 30*time.Second, "longest wait between GitHub retries")
+	f.DurationVar(&opts.JanitorInterval, "janitor-interval", 5*time.Second, "how often failed deletes are retried and runner counts reconciled")
+	f.DurationVar(&opts.RetryBackoff, "retry-backoff", time.Second, "first wait after a failing target, session or delete; doubles up to 5m")
+	f.DurationVar(&opts.HistoryMaxAge, "history-max-age", 7*24*time.Hour, "finished runners are kept in the history this long")
+	f.IntVar(&opts.HistoryMaxCount, "history-max-count", 10000, "at most this many finished runners are kept in the history")
+	opts.env = newEnvBinding(f, myshoesEnv(), lookup)
+	return cmd
+}
+
+// runConfig is what runOptions validate into.
+type runConfig struct {
+	logger   *slog.Logger
+	github   github.Config
+	myshoes  myshoes.Config
+	shoes    shoes.Config
+	template string
+	ctrl     controller.Config
+}
+
+// validate checks every option and builds the component configs. Each
+// error names the flag and its variables.
+func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
+	var rc runConfig
+	e := o.env
+	logger, err := newLogger(logOut, o.LogLevel, o.LogFormat)
+	if err != nil {
+		flag := "log-level"
+		if strings.Contains(err.Error(), "format") {
+			flag = "log-format"
+		}
+		return rc, e.flagError(flag, "%v", err)
+	}
+	rc.logger = logger
+
+	if o.MyshoesURL == "" {
+		return rc, e.flagError("myshoes-url", "required")
+	}
+	if err := checkHTTPURL(o.MyshoesURL); err != nil {
+		return rc, e.flagError("myshoes-url", "%v", err)
+	}
+	rc.myshoes = myshoes.Config{BaseURL: o.MyshoesURL, UserAgent: "shoes-scaleset/" + buildinfo.Version()}
+
+	if err := checkHTTPURL(o.GitHubURL); err != nil {
+		return rc, e.flagError("github-url", "%v", err)
+	}
+	gh := github.Config{
+		URL:          strings.TrimRight(o.GitHubURL, "/"),
+		RetryMax:     o.GitHubRetryMax,
+		RetryWaitMax: o.GitHubRetryWaitMax,
+		SystemInfo:   scaleset.SystemInfo{System: "shoes-scaleset", Version: buildinfo.Version(), Subsystem: "controller"},
+		Logger:       logger,
+	}
+	switch {
+	case o.GitHubToken != "" && (o.GitHubAppID != 0 || o.GitHubPrivateKeyPath != "" || o.GitHubPrivateKeyB64 != ""):
+		return rc, e.flagError("github-token", "give either a token or a GitHub App (--github-app-id and a key), not both")
+	case o.GitHubToken != "":
+		gh.Token = o.GitHubToken
+	default:
+		if o.GitHubAppID <= 0 {
+			return rc, e.flagError("github-app-id", "required (a positive GitHub App ID), unless --github-token is given")
+		}
+		gh.AppID = o.GitHubAppID
+		key, flag, err := o.privateKey()
+		if err != nil {
+			return rc, e.flagError(flag, "%v", err)
+		}
+		if _, err := github.ParsePrivateKey(key); err != nil {
+			return rc, e.flagError(flag, "%v", err)
+		}
+		gh.PrivateKeyPEM = key
+	}
+	if o.GitHubCAFile != "" {
+		pem, err := os.ReadFile(o.GitHubCAFile)
+		if err != nil {
+			return rc, e.flagError("github-ca-file", "%v", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return rc, e.flagError("github-ca-file", "no PEM certificate in %s", o.GitHubCAFile)
+		}
+		gh.RootCAs = pool
+	}
+	if o.GitHubRetryMax < 0 {
+		return rc, e.flagError("github-retry-max", "must not be negative")
+	}
+	rc.github = gh
+
+	if o.Plugin == "" {
+		return rc, e.flagError("plugin", "required: the path or URL of the shoes plugin")
+	}
+	rc.shoes = shoes.Config{Path: o.Plugin, Args: o.pluginArgs, PoolSize: o.PluginPoolSize, Logger: logger.With("component", "plugin")}
+	if o.PluginPoolSize < 1 {
+		return rc, e.flagError("plugin-pool-size", "must be at least 1")
+	}
+	if err := rc.shoes.Validate(); err != nil {
+		return rc, e.flagError("plugin", "%v", err)
+	}
+	if o.StateFile == "" {
+		return rc, e.flagError("state-file", "required")
+	}
+	if o.Listen != "" {
+		if _, _, err := net.SplitHostPort(o.Listen); err != nil {
+			return rc, e.flagError("listen", "%v", err)
+		}
+	}
+
+	if o.SetupScriptTemplate != "" {
+		b, err := os.ReadFile(o.SetupScriptTemplate)
+		if err != nil {
+			return rc, e.flagError("setup-script-template", "%v", err)
+		}
+		rc.template = string(b)
+	}
+	if _, err := runnerscript.New(rc.template); err != nil {
+		return rc, e.flagError("setup-script-template", "%v", err)
+	}
+	if err := github.CheckRunnerVersion(o.RunnerVersion); err != nil {
+		return rc, e.flagError("runner-version", "%v", err)
+	}
+	if o.RunnerUser == "" {
+		return rc, e.flagError("runner-user", "must not be empty")
+	}
+	if !strings.HasPrefix(o.RunnerBaseDirectory, "/") {
+		return rc, e.flagError("runner-base-directory", "must be an absolute path")
+	}
+	if strings.TrimSpace(o.RunnerGroup) == "" {
+		return rc, e.flagError("runner-group", "must not be empty")
+	}
+	if strings.TrimSpace(o.ScaleSetPrefix) == "" {
+		return rc, e.flagError("scale-set-prefix", "must not be empty")
+	}
+
+	checks := []struct {
+		flag string
+		bad  bool
+		msg  string
+	}{
+		{"min-runners", o.MinRunners < 0, "must not be negative"},
+		{"max-runners", o.MaxRunners < 1, "must be at least 1"},
+		{"min-runners", o.MinRunners > o.MaxRunners, fmt.Sprintf("must not exceed --max-runners (%d > %d)", o.MinRunners, o.MaxRunners)},
+		{"provision-concurrency", o.ProvisionConcurrency < 1, "must be at least 1"},
+		{"sync-interval", o.SyncInterval < time.Second, "must be at least 1s"},
+		{"shutdown-timeout", o.ShutdownTimeout <= 0, "must be positive"},
+		{"janitor-interval", o.JanitorInterval <= 0, "must be positive"},
+		{"retry-backoff", o.RetryBackoff <= 0, "must be positive"},
+		{"history-max-age", o.HistoryMaxAge <= 0, "must be positive"},
+		{"history-max-count", o.HistoryMaxCount < 1, "must be at least 1"},
+	}
+	for _, c := range checks {
+		if c.bad {
+			return rc, e.flagError(c.flag, "%s", c.msg)
+		}
+	}
+
+	rc.ctrl = controller.Config{
+		RunnerGroup:          o.RunnerGroup,
+		ScaleSetPrefix:       o.ScaleSetPrefix,
+		Labels:               o.Labels,
+		MinRunners:           o.MinRunners,
+		MaxRunners:           o.MaxRunners,
+		ProvisionConcurrency: o.ProvisionConcurrency,
+		SyncInterval:         o.SyncInterval,
+		RunnerVersion:        o.RunnerVersion,
+		RunnerUser:           o.RunnerUser,
+		RunnerBaseDirectory:  o.RunnerBaseDirectory,
+		ShutdownTimeout:      o.ShutdownTimeout,
+		JanitorInterval:      o.JanitorInterval,
+		RetryBackoff:         o.RetryBackoff,
+		Logger:               logger,
+	}
+	if err := rc.ctrl.Validate(); err != nil {
+		return rc, usageErrorf("%v", err)
+	}
+	return rc, nil
+}
+
+// privateKey returns the app key PEM and the flag it came from.
+func (o *runOptions) privateKey() ([]byte, string, error) {
+	switch {
+	case o.GitHubPrivateKeyPath != "" && o.GitHubPrivateKeyB64 != "":
+		return nil, "github-private-key-path", errors.New("give either --github-private-key-path or --github-private-key-base64, not both")
+	case o.GitHubPrivateKeyPath != "":
+		b, err := os.ReadFile(o.GitHubPrivateKeyPath)
+		if err != nil {
+			return nil, "github-private-key-path", fmt.Errorf("read key: %w", err)
+		}
+		return b, "github-private-key-path", nil
+	case o.GitHubPrivateKeyB64 != "":
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(o.GitHubPrivateKeyB64))
+		if err != nil {
+			return nil, "github-private-key-base64", errors.New("not valid base64")
+		}
+		return b, "github-private-key-base64", nil
+	default:
+		return nil, "github-private-key-path", errors.New("a GitHub App needs a private key: --github-private-key-path or --github-private-key-base64")
+	}
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("malformed URL %q: %v", s, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return nil
+}
+
+// runRun wires the components and runs them until ctx ends. Shutdown is
+// the reverse of start: the controller stops polling, finishes in-flight
+// work and deletes its sessions; then the plugin processes stop, the HTTP
+// server closes, and the store closes last.
+func runRun(ctx context.Context, s streams, o *runOptions) error {
+	rc, err := o.validate(s.Err)
+	if err != nil {
+		return err
+	}
+	log := rc.logger
+	if err := os.MkdirAll(dirOf(o.StateFile), 0o750); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	st, err := store.Open(store.Options{Path: o.StateFile, HistoryMaxAge: o.HistoryMaxAge, HistoryMaxCount: o.HistoryMaxCount})
+	if err != nil {
+		return fmt.Errorf("open state: %w", err)
+	}
+	defer st.Close()
+
+	host, err := shoes.New(ctx, rc.shoes)
+	if err != nil {
+		return usageErrorf("--plugin (env %s): %v", strings.Join(o.env.envNames("plugin"), " or "), err)
+	}
+	defer host.Close()
+
+	gh, err := github.New(rc.github)
+	if err != nil {
+		return fmt.Errorf("github client: %w", err)
+	}
+	ms, err := myshoes.New(rc.myshoes)
+	if err != nil {
+		return fmt.Errorf("myshoes client: %w", err)
+	}
+	script, err := runnerscript.New(rc.template)
+	if err != nil {
+		return fmt.Errorf("setup script: %w", err)
+	}
+	ctrl, err := controller.New(st, ms, gh, host, script, rc.ctrl)
+	if err != nil {
+		return err
+	}
+
+	var ln net.Listener
+	if o.Listen != "" {
+		ln, err = net.Listen("tcp", o.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", o.Listen, err)
+		}
+	}
+	log.Info("shoes-scaleset starting", "version", buildinfo.Version(), "state_file", o.StateFile, "listen", o.Listen, "owner", st.OwnerID())
+
+	g, gctx := errgroup.WithContext(ctx)
+	srv := &http.Server{Handler: httpapi.New(st, ctrl, log), ReadHeaderTimeout: 10 * time.Second}
+	if ln != nil {
+		g.Go(func() error {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http server: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer func() {
+			shutCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutCtx)
+		}()
+		return ctrl.Run(gctx)
+	})
+	g.Go(func() error { return pruneHistory(gctx, st, log) })
+	err = g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("shoes-scaleset stopped")
+	return nil
+}
+
+// pruneHistory trims the runner history hourly.
+func pruneHistory(ctx context.Context, st *store.Store, log *slog.Logger) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := st.PruneHistory(); err != nil {
+			log.Warn("prune runner history", "err", err)
+		} else if n > 0 {
+			log.Debug("pruned runner history", "removed", n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func dirOf(path string) string {
+	if i := strings.LastIndex(path, "/"); i > 0 {
+		return path[:i]
+	}
+	return "."
+}

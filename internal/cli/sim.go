@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+)
+
+func newSimCmd(s streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Simulated GitHub, myshoes and shoes plugin, for development and tests",
+		Long: `The sim commands run the simulated peers shoes-scaleset is tested against:
+a fake GitHub and Actions service, a fake myshoes REST API, and a fake shoes
+plugin that runs the setup script under bash the way cloud-init would. They
+serve on loopback only.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(newSimServeCmd(s), newSimPluginCmd(), newSimRunnerCmd(s))
+	return cmd
+}
+
+type simServeOptions struct {
+	Listen        string
+	Acquire       bool
+	PollHold      time.Duration
+	TokenTTL      time.Duration
+	AssignTimeout time.Duration
+	Targets       []string
+	ResourceType  string
+	AppID         int64
+	AppKeyFile    string
+	LogLevel      string
+}
+
+func newSimServeCmd(s streams) *cobra.Command {
+	opts := &simServeOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the fake GitHub/Actions service and the fake myshoes on one loopback address",
+		Long: `Serve the fake GitHub (API at /api/v3), Actions service and broker, and the
+fake myshoes (at /myshoes) on one address, with the control API at /_sim:
+  POST /_sim/jobs {"scope","count","duration_ms","labels"}   queue jobs
+  POST /_sim/faults {"match":"<METHOD> <path regex>","status","times","delay_ms","drop"}
+  GET  /_sim/state                                            jobs, sessions, runners, violations
+  PUT  /myshoes/_sim/targets [{"scope","resource_type","status"}]  replace the targets
+It prints the --github-url and --myshoes-url to give shoes-scaleset run, and
+the key file to give it as --github-private-key-path.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSimServe(cmd.Context(), s, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Listen, "listen", "127.0.0.1:0", "loopback address to serve on; port 0 picks a free port")
+	f.BoolVar(&opts.Acquire, "acquire", false, "GHES mode: jobs are offered as JobAvailable and must be acquired")
+	f.DurationVar(&opts.PollHold, "poll-hold", 50*time.Second, "how long the broker holds an empty long-poll")
+	f.DurationVar(&opts.TokenTTL, "token-ttl", time.Hour, "lifetime of message-queue tokens")
+	f.DurationVar(&opts.AssignTimeout, "assign-timeout", 5*time.Minute, "an assigned job with no runner for this long is canceled and queued again")
+	f.StringSliceVar(&opts.Targets, "targets", []string{"org-a"}, "scopes myshoes lists at start: org or owner/repo, comma-separated")
+	f.StringVar(&opts.ResourceType, "resource-type", "small", "resource type of the initial targets")
+	f.Int64Var(&opts.AppID, "app-id", 4242, "GitHub App ID the fake accepts")
+	f.StringVar(&opts.AppKeyFile, "app-key-file", "", "the app's PEM key, private or public; empty generates a private key and writes it to a file")
+	f.StringVar(&opts.LogLevel, "log-level", "warn", "log level of the fakes")
+	return cmd
+}
+
+func runSimServe(ctx context.Context, s streams, o *simServeOptions) error {
+	logger, err := newLogger(s.Err, o.LogLevel, "text")
+	if err != nil {
+		return usageErrorf("--log-level: %v", err)
+	}
+	cfg := sim.Config{
+		Listen:        o.Listen,
+		AppID:         o.AppID,
+		Acquire:       o.Acquire,
+		PollHold:      o.PollHold,
+		QueueTokenTTL: o.TokenTTL,
+		AssignTimeout: o.AssignTimeout,
+		Targets:       o.Targets,
+		ResourceType:  o.ResourceType,
+		Logger:        logger,
+	}
+	keyFile := o.AppKeyFile
+	if keyFile != "" {
+		data, err := os.ReadFile(keyFile)
+		if err != nil {
+			return usageErrorf("--app-key-file: %v", err)
+		}
+		if cfg.AppKey, cfg.AppPublicKey, err = sim.ParseAppKey(data); err != nil {
+			return usageErrorf("--app-key-file %s: %v", keyFile, err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("%v", err)
+	}
+	w, err := sim.Start(cfg)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if keyFile == "" {
+		dir, err := os.MkdirTemp("", "shoes-scaleset-sim-")
+		if err != nil {
+			return fmt.Errorf("key directory: %w", err)
+		}
+		keyFile = filepath.Join(dir, "app-key.pem")
+		if err := os.WriteFile(keyFile, w.AppKeyPEM(), 0o600); err != nil {
+			return fmt.Errorf("write app key: %w", err)
+		}
+	}
+	fmt.Fprintf(s.Out, "listening on %s\n", strings.TrimPrefix(w.URL(), "http://"))
+	fmt.Fprintf(s.Out, "--github-url=%s\n", w.GitHubURL())
+	fmt.Fprintf(s.Out, "--myshoes-url=%s\n", w.MyshoesURL())
+	fmt.Fprintf(s.Out, "--github-app-id=%d\n", w.AppID())
+	fmt.Fprintf(s.Out, "--github-private-key-path=%s\n", keyFile)
+	<-ctx.Done()
+	return nil
+}
+
+func newSimPluginCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "plugin",
+		Short: "Serve the fake shoes plugin (started by a plugin host, not by hand)",
+		Long: `Serve the fake shoes plugin over go-plugin gRPC. A plugin host starts it;
+its knobs come from the environment: SIM_PLUGIN_LATENCY, SIM_PLUGIN_FAIL_CODE,
+SIM_PLUGIN_FAIL_RATE, SIM_PLUGIN_FAIL_METHOD, SIM_PLUGIN_FAIL_TIMES,
+SIM_PLUGIN_CRASH_ON_CALL, SIM_PLUGIN_HANG, SIM_PLUGIN_CALL_LOG,
+SIM_PLUGIN_STATE_DIR, SIM_PLUGIN_NO_RUNNER, SIM_PLUGIN_EMPTY_CLOUD_ID and
+SIM_PLUGIN_HUGE_IP.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := shoesfake.ConfigFromEnv()
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find own executable: %w", err)
+			}
+			cfg.RunnerCommand = []string{self, "sim", "runner"}
+			return shoesfake.Serve(cfg)
+		},
+	}
+}
+
+func newSimRunnerCmd(s streams) *cobra.Command {
+	var jit string
+	cmd := &cobra.Command{
+		Use:   "runner",
+		Short: "The sim runner: what the fake runner tarball's run.sh starts",
+		Long: `The sim runner decodes a JIT config issued by the fake Actions service,
+comes online there, waits for its one job to finish, and exits, as an
+ephemeral runner does.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if jit == "" {
+				return usageErrorf("--jitconfig is required")
+			}
+			logger := slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: redactAttr}))
+			err := shoesfake.RunRunner(cmd.Context(), jit, logger)
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&jit, "jitconfig", "", "the encoded JIT config")
+	return cmd
+}

@@ -1,0 +1,266 @@
+// Package controller is the reconciler of shoes-scaleset: it turns the
+// targets myshoes lists into runner scale sets with one message session
+// each, keeps the number of runners of every scale set at the desired
+// count, and provisions and deletes runner instances through the shoes
+// plugin. Every fact it acts on is written to the store before the side
+// effect it announces, so a crash leaves records that the next start
+// finishes or undoes.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/actions/scaleset"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// TargetSource lists the targets to serve: myshoes's REST API.
+type TargetSource interface {
+	ListTargets(ctx context.Context) ([]myshoes.Target, error)
+}
+
+// Plugin creates and deletes runner instances: the shoes plugin host.
+type Plugin interface {
+	AddInstance(ctx context.Context, req shoes.AddInstanceRequest) (shoes.Instance, error)
+	DeleteInstance(ctx context.Context, cloudID string, labels []string) error
+}
+
+// GitHub is what the controller needs of GitHub: scale sets, sessions and
+// the Actions calls made per scope.
+type GitHub interface {
+	GetOrCreateScaleSet(ctx context.Context, scope, runnerGroup, name string, labels []string) (*scaleset.RunnerScaleSet, bool, error)
+	ScaleSetClient(ctx context.Context, scope string) (*scaleset.Client, error)
+	RunnerVersion(ctx context.Context, scope, requested string) (string, error)
+	CreateSession(ctx context.Context, scope string, scaleSetID int, owner string) (*github.Session, error)
+	DeleteSession(ctx context.Context, scope string, scaleSetID int, sessionID string) error
+}
+
+// Config holds the controller's settings.
+type Config struct {
+	// RunnerGroup is the runner group the scale sets are created in.
+	RunnerGroup string
+	// ScaleSetPrefix prefixes scale set names: <prefix>-<scope>.
+	ScaleSetPrefix string
+	// Labels are extra scale set labels, after "self-hosted" and the name.
+	Labels []string
+	// MinRunners and MaxRunners bound the runners of each scale set.
+	MinRunners, MaxRunners int
+	// ProvisionConcurrency bounds the provisions in flight, over all scale sets.
+	ProvisionConcurrency int
+	// SyncInterval is how often myshoes's target list is read.
+	SyncInterval time.Duration
+	// SyncTimeout bounds one read of the target list.
+	SyncTimeout time.Duration
+	// RunnerVersion is "latest" or a concrete version.
+	RunnerVersion string
+	// RunnerUser and RunnerBaseDirectory go into the setup script.
+	RunnerUser, RunnerBaseDirectory string
+	// AddAttempts is how often a retryable AddInstance failure is tried.
+	AddAttempts int
+	// RetryBackoff is the first wait of a failing target, session or
+	// delete; it doubles up to MaxBackoff.
+	RetryBackoff, MaxBackoff time.Duration
+	// JanitorInterval is how often deleting records are retried.
+	JanitorInterval time.Duration
+	// ShutdownTimeout bounds the wait for in-flight provisioning on stop.
+	ShutdownTimeout time.Duration
+	// SessionCloseTimeout bounds the deletion of a session on stop.
+	SessionCloseTimeout time.Duration
+	// Logger receives the controller's logs.
+	Logger *slog.Logger
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.RunnerGroup == "" {
+		c.RunnerGroup = scaleset.DefaultRunnerGroup
+	}
+	if c.ScaleSetPrefix == "" {
+		c.ScaleSetPrefix = "myshoes"
+	}
+	if c.MaxRunners == 0 {
+		c.MaxRunners = 10
+	}
+	if c.ProvisionConcurrency == 0 {
+		c.ProvisionConcurrency = 16
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = 30 * time.Second
+	}
+	if c.SyncTimeout == 0 {
+		c.SyncTimeout = min(c.SyncInterval, 30*time.Second)
+	}
+	if c.RunnerVersion == "" {
+		c.RunnerVersion = "latest"
+	}
+	if c.RunnerUser == "" {
+		c.RunnerUser = "runner"
+	}
+	if c.RunnerBaseDirectory == "" {
+		c.RunnerBaseDirectory = "/tmp"
+	}
+	if c.AddAttempts == 0 {
+		c.AddAttempts = 3
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = time.Second
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Minute
+	}
+	if c.JanitorInterval == 0 {
+		c.JanitorInterval = 5 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.SessionCloseTimeout == 0 {
+		c.SessionCloseTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate fills in defaults and reports the first invalid setting.
+func (c *Config) Validate() error {
+	c.defaults()
+	switch {
+	case c.MinRunners < 0:
+		return errors.New("min runners must not be negative")
+	case c.MaxRunners < 1:
+		return errors.New("max runners must be at least 1")
+	case c.MinRunners > c.MaxRunners:
+		return fmt.Errorf("min runners (%d) must not exceed max runners (%d)", c.MinRunners, c.MaxRunners)
+	case c.ProvisionConcurrency < 1:
+		return errors.New("provision concurrency must be at least 1")
+	case c.SyncInterval < 100*time.Millisecond:
+		return errors.New("sync interval must be at least 100ms")
+	case c.AddAttempts < 1:
+		return errors.New("add attempts must be at least 1")
+	}
+	return nil
+}
+
+// Controller runs the scale sets of all targets.
+type Controller struct {
+	cfg     Config
+	store   *store.Store
+	targets TargetSource
+	gh      GitHub
+	plugin  Plugin
+	script  *runnerscript.Renderer
+	log     *slog.Logger
+
+	provisionSlots chan struct{}
+
+	mu      sync.Mutex
+	workers map[string]*targetWorker // by target ID
+	sets    map[int]*scaleSetState   // by scale set ID
+	adding  map[string]bool          // runner names with an AddInstance in flight
+	deletes map[string]bool          // runner names with a delete in flight
+	sync    syncStatus
+
+	// work tracks provisioning and delete goroutines, which outlive the
+	// listener that started them until ShutdownTimeout.
+	work sync.WaitGroup
+	// workCtx is cancelled once ShutdownTimeout has passed after stop.
+	workCtx context.Context
+}
+
+// New returns a controller. Nothing runs until Run.
+func New(st *store.Store, targets TargetSource, gh GitHub, plugin Plugin, script *runnerscript.Renderer, cfg Config) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("controller config: %w", err)
+	}
+	if st == nil || targets == nil || gh == nil || plugin == nil || script == nil {
+		return nil, errors.New("controller: missing dependency")
+	}
+	return &Controller{
+		cfg:            cfg,
+		store:          st,
+		targets:        targets,
+		gh:             gh,
+		plugin:         plugin,
+		script:         script,
+		log:            cfg.Logger,
+		provisionSlots: make(chan struct{}, cfg.ProvisionConcurrency),
+		workers:        make(map[string]*targetWorker),
+		sets:           make(map[int]*scaleSetState),
+		adding:         make(map[string]bool),
+		deletes:        make(map[string]bool),
+	}, nil
+}
+
+// Run serves until ctx is cancelled. On cancel it stops polling, lets
+// in-flight provisioning finish within ShutdownTimeout, deletes the
+// sessions and returns. Instances are kept.
+func (c *Controller) Run(ctx context.Context) error {
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	c.workCtx = workCtx
+
+	if err := c.recover(ctx); err != nil {
+		return fmt.Errorf("recover state: %w", err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.syncTargets(gctx) })
+	g.Go(func() error { return c.janitor(gctx) })
+	err := g.Wait()
+
+	// Stop every target worker: each stops polling and deletes its session.
+	c.stopAllWorkers()
+
+	// Let in-flight provisioning and deletes finish, within the bound.
+	done := make(chan struct{})
+	go func() { c.work.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(c.cfg.ShutdownTimeout):
+		c.log.Warn("shutdown timeout: cancelling in-flight provisioning", "timeout", c.cfg.ShutdownTimeout)
+		cancelWork()
+		<-done
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// backoff returns the wait before attempt n (n >= 1): RetryBackoff doubled
+// per attempt, capped at MaxBackoff.
+func (c *Controller) backoff(n int) time.Duration {
+	d := c.cfg.RetryBackoff
+	for i := 1; i < n && d < c.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, c.cfg.MaxBackoff)
+}
+
+// sleep waits for d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,147 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// markDeleting moves a runner to deleting, with the reason it leaves.
+func (c *Controller) markDeleting(name, reason string) error {
+	_, err := c.store.UpdateRunner(name, func(r *store.Runner) error {
+		if r.State == store.StateDeleting {
+			return errNoChange
+		}
+		now := c.cfg.Now()
+		r.State = store.StateDeleting
+		r.StateSince[store.StateDeleting] = now
+		r.DeleteReason = reason
+		r.NextAttemptAt = now
+		r.UpdatedAt = now
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	return err
+}
+
+// startDelete deletes a deleting runner's instance in the background,
+// unless a delete of it is already running.
+func (c *Controller) startDelete(name string) {
+	c.mu.Lock()
+	if c.deletes[name] {
+		c.mu.Unlock()
+		return
+	}
+	c.deletes[name] = true
+	c.mu.Unlock()
+
+	c.work.Add(1)
+	go func() {
+		defer c.work.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.deletes, name)
+			c.mu.Unlock()
+		}()
+		if err := c.deleteRunner(c.workCtx, name); err != nil && !isCanceled(c.workCtx, err) {
+			c.log.Warn("delete runner instance; will retry", "runner", name, "err", err)
+		}
+	}()
+}
+
+// deleteRunner deletes the instance of a deleting runner, then moves the
+// record to history. A failure stays in deleting with a backoff.
+func (c *Controller) deleteRunner(ctx context.Context, name string) error {
+	// Check for an AddInstance in flight before reading the record: the
+	// provisioner stores the cloud ID before it clears the flag.
+	if c.isAdding(name) {
+		return nil
+	}
+	r, err := c.store.GetRunner(name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read runner: %w", err)
+	}
+	if r.State != store.StateDeleting {
+		return nil
+	}
+	reason := r.DeleteReason
+	if reason == "" {
+		reason = "completed"
+	}
+	if r.CloudID != "" {
+		labels := c.labelsOf(r)
+		if err := c.plugin.DeleteInstance(ctx, r.CloudID, labels); err != nil {
+			c.deleteFailed(name, err)
+			return fmt.Errorf("delete instance %s: %w", r.CloudID, err)
+		}
+	}
+	if _, err := c.store.FinishRunner(name, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("move runner to history: %w", err)
+	}
+	c.log.Info("runner deleted", "runner", name, "scope", r.Scope, "cloud_id", r.CloudID, "reason", reason)
+	c.wakeScaleSet(r.ScaleSetID)
+	return nil
+}
+
+func (c *Controller) deleteFailed(name string, cause error) {
+	_, err := c.store.UpdateRunner(name, func(r *store.Runner) error {
+		r.Attempts++
+		r.LastError = cause.Error()
+		r.NextAttemptAt = c.cfg.Now().Add(c.backoff(r.Attempts))
+		return nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		c.log.Error("record delete failure", "runner", name, "err", err)
+	}
+}
+
+// labelsOf returns the labels of a runner's scale set, which plugins get
+// with DeleteInstance.
+func (c *Controller) labelsOf(r store.Runner) []string {
+	c.mu.Lock()
+	s, ok := c.sets[r.ScaleSetID]
+	c.mu.Unlock()
+	if ok {
+		return s.labels
+	}
+	if rec, err := c.store.GetScaleSet(r.TargetID); err == nil {
+		return rec.Labels
+	}
+	return nil
+}
+
+func (c *Controller) wakeScaleSet(scaleSetID int) {
+	c.mu.Lock()
+	s := c.sets[scaleSetID]
+	c.mu.Unlock()
+	if s != nil {
+		s.wake()
+	}
+}
+
+// janitor retries the deletes whose backoff has passed.
+func (c *Controller) janitor(ctx context.Context) error {
+	for {
+		if !sleep(ctx, c.cfg.JanitorInterval) {
+			return ctx.Err()
+		}
+		runners, err := c.store.ListRunners(store.RunnerFilter{States: []store.RunnerState{store.StateDeleting}})
+		if err != nil {
+			c.log.Error("list deleting runners", "err", err)
+			continue
+		}
+		now := c.cfg.Now()
+		for _, r := range runners {
+			if !r.NextAttemptAt.After(now) {
+				c.startDelete(r.Name)
+			}
+		}
+	}
+}

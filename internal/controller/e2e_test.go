@@ -1,0 +1,369 @@
+package controller_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/myshoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+var threeTargets = []string{"org-a", "org-b", "owner-c/repo-c"}
+
+// countJobs counts the sim's jobs by state.
+func countJobs(st actionsfake.State) map[string]int {
+	out := map[string]int{}
+	for _, j := range st.Jobs {
+		out[j.State]++
+	}
+	return out
+}
+
+func methodCalls(calls []shoesfake.Call, method string) []shoesfake.Call {
+	var out []shoesfake.Call
+	for _, c := range calls {
+		if c.Method == method && c.Code == "OK" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// checkClean asserts the end state of a run in which every job completed:
+// every instance created was deleted, each runner name was provisioned
+// once, the store holds no runner, and the sim saw no protocol violation.
+func (e *testEnv) checkClean(jobs int) {
+	e.t.Helper()
+	e.waitFor("every runner deleted", 60*time.Second, func() bool {
+		runners, err := e.st.ListRunners(store.RunnerFilter{})
+		return err == nil && len(runners) == 0
+	})
+	calls := e.calls()
+	adds, deletes := methodCalls(calls, "AddInstance"), methodCalls(calls, "DeleteInstance")
+	if len(adds) != jobs {
+		e.t.Errorf("instances created = %d, want %d", len(adds), jobs)
+	}
+	created := map[string]bool{}
+	names := map[string]int{}
+	for _, c := range adds {
+		created[c.CloudID] = true
+		names[c.RunnerName]++
+	}
+	for n, k := range names {
+		if k > 1 {
+			e.t.Errorf("runner %s provisioned %d times", n, k)
+		}
+	}
+	deleted := map[string]bool{}
+	for _, c := range deletes {
+		deleted[c.CloudID] = true
+	}
+	for id := range created {
+		if !deleted[id] {
+			e.t.Errorf("instance %s leaked: created, never deleted", id)
+		}
+	}
+	history, err := e.st.ListHistory(store.HistoryFilter{})
+	if err != nil {
+		e.t.Fatalf("history: %v", err)
+	}
+	completed := 0
+	for _, h := range history {
+		if h.Reason == "completed" {
+			completed++
+		}
+	}
+	if completed != jobs {
+		e.t.Errorf("history has %d completed runners, want %d", completed, jobs)
+	}
+	st := e.state()
+	if len(st.Violations) != 0 {
+		e.t.Errorf("sim protocol violations: %+v", st.Violations)
+	}
+	online := 0
+	for _, r := range st.Runners {
+		if !r.ConnectedAt.IsZero() {
+			online++
+		}
+	}
+	if online != jobs {
+		e.t.Errorf("runners that came online = %d, want %d", online, jobs)
+	}
+}
+
+func TestFullLoop(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		acquire bool
+	}{
+		{"github.com", false},
+		{"ghes-acquire", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, envOptions{targets: threeTargets, acquire: tc.acquire})
+			e.start()
+			e.waitFor("a session on every scale set", 30*time.Second, func() bool {
+				st := e.state()
+				n := 0
+				for _, ss := range st.ScaleSets {
+					if ss.Session != nil {
+						n++
+					}
+				}
+				return n == len(threeTargets)
+			})
+			for _, scope := range threeTargets {
+				e.queueJobs(scope, 10, 300*time.Millisecond)
+			}
+			e.waitFor("30 jobs completed", 120*time.Second, func() bool {
+				return countJobs(e.state())["completed"] == 30
+			})
+			e.checkClean(30)
+			if strings.Contains(e.logs.String(), "encodedJITConfig") {
+				t.Error("logs mention the JIT config")
+			}
+		})
+	}
+}
+
+// runnersIn returns the stored runners of a scope in the given states.
+func (e *testEnv) runnersIn(scope string, states ...store.RunnerState) []store.Runner {
+	e.t.Helper()
+	rs, err := e.st.ListRunners(store.RunnerFilter{Scope: scope, States: states})
+	if err != nil {
+		e.t.Fatalf("list runners: %v", err)
+	}
+	return rs
+}
+
+func TestMinRunnersKeepsIdleRunners(t *testing.T) {
+	e := newTestEnv(t, envOptions{targets: []string{"org-a"}, minRunners: 2})
+	e.start()
+	e.waitFor("2 idle runners online", 60*time.Second, func() bool {
+		st := e.state()
+		return len(st.ScaleSets) == 1 && st.ScaleSets[0].Runners.Online == 2 &&
+			len(e.runnersIn("org-a", store.StateIdle)) == 2
+	})
+	// With no jobs the count stays at 2: a few more reconcile rounds
+	// create nothing.
+	e.waitFor("several more polls", 30*time.Second, func() bool {
+		return pollsSince(e, 3)
+	})
+	if n := len(methodCalls(e.calls(), "AddInstance")); n != 2 {
+		t.Errorf("instances created = %d, want 2", n)
+	}
+	// A job takes one of them; a new one replaces it.
+	e.queueJobs("org-a", 1, 200*time.Millisecond)
+	e.waitFor("job completed", 60*time.Second, func() bool { return countJobs(e.state())["completed"] == 1 })
+	e.waitFor("2 idle runners again", 60*time.Second, func() bool {
+		return len(e.runnersIn("org-a", store.StateIdle)) == 2 && len(e.runnersIn("org-a")) == 2
+	})
+}
+
+// pollsSince reports whether the broker answered n more polls (counted
+// through the call counts) since the first call.
+func pollsSince(e *testEnv, n int) bool {
+	e.t.Helper()
+	key := "GET /_broker/{id}/{sid}/messages"
+	start, ok := e.pollMark[key]
+	now := e.state().Calls[key]
+	if !ok {
+		if e.pollMark == nil {
+			e.pollMark = map[string]int{}
+		}
+		e.pollMark[key] = now
+		return false
+	}
+	return now-start >= n
+}
+
+func TestMaxRunnersCapsInstances(t *testing.T) {
+	e := newTestEnv(t, envOptions{targets: []string{"org-a"}, maxRunners: 5, pluginLatency: 100 * time.Millisecond})
+	e.start()
+	e.queueJobs("org-a", 20, 400*time.Millisecond)
+	peak := 0
+	e.waitFor("20 jobs completed", 120*time.Second, func() bool {
+		live := len(e.runnersIn("org-a"))
+		peak = max(peak, e.liveInstances())
+		_ = live
+		return countJobs(e.state())["completed"] == 20
+	})
+	e.checkClean(20)
+	if peak > 5 {
+		t.Errorf("peak concurrent instances = %d, want at most 5", peak)
+	}
+	if peak < 2 {
+		t.Errorf("peak concurrent instances = %d: the test did not exercise concurrency", peak)
+	}
+	t.Logf("peak concurrent instances: %d", peak)
+}
+
+// liveInstances counts the instances the fake plugin has and has not
+// deleted, from its call log.
+func (e *testEnv) liveInstances() int {
+	live := map[string]bool{}
+	for _, c := range e.calls() {
+		if c.Code != "OK" {
+			continue
+		}
+		switch c.Method {
+		case "AddInstance":
+			live[c.CloudID] = true
+		case "DeleteInstance":
+			delete(live, c.CloudID)
+		}
+	}
+	return len(live)
+}
+
+func TestTargetChanges(t *testing.T) {
+	e := newTestEnv(t, envOptions{targets: []string{"org-a", "org-b"}})
+	e.start()
+	sessions := func() map[string]bool {
+		out := map[string]bool{}
+		for _, ss := range e.state().ScaleSets {
+			if ss.Session != nil {
+				out[ss.Scope] = true
+			}
+		}
+		return out
+	}
+	e.waitFor("sessions on org-a and org-b", 30*time.Second, func() bool {
+		s := sessions()
+		return s["org-a"] && s["org-b"]
+	})
+
+	// Remove org-b from myshoes: its session goes within 2 sync intervals
+	// (plus the time to notice; the interval is 200ms here).
+	var keep []string
+	for _, tg := range e.world.Myshoes.Targets() {
+		if tg.Scope == "org-b" {
+			e.world.Myshoes.RemoveTarget(tg.ID)
+		} else {
+			keep = append(keep, tg.Scope)
+		}
+	}
+	removed := time.Now()
+	e.waitFor("org-b session deleted", 10*time.Second, func() bool { return !sessions()["org-b"] })
+	if d := time.Since(removed); d > 2*200*time.Millisecond+time.Second {
+		t.Errorf("session deleted %v after the target left; want about 2 sync intervals", d)
+	}
+	if !sessions()["org-a"] {
+		t.Error("org-a lost its session when org-b was removed")
+	}
+
+	// A new target starts.
+	e.world.Myshoes.AddTarget("org-c", "large")
+	e.waitFor("org-c session", 30*time.Second, func() bool { return sessions()["org-c"] })
+	e.queueJobs("org-c", 2, 100*time.Millisecond)
+	e.waitFor("org-c jobs completed", 60*time.Second, func() bool { return countJobs(e.state())["completed"] == 2 })
+	for _, c := range methodCalls(e.calls(), "AddInstance") {
+		if c.ResourceType != "Large" && c.ResourceType != "large" {
+			t.Errorf("AddInstance resource type = %q, want large for org-c", c.ResourceType)
+		}
+	}
+}
+
+func TestMyshoesDownKeepsListenersServing(t *testing.T) {
+	e := newTestEnv(t, envOptions{targets: []string{"org-a"}})
+	e.start()
+	e.waitFor("session", 30*time.Second, func() bool {
+		st := e.state()
+		return len(st.ScaleSets) == 1 && st.ScaleSets[0].Session != nil
+	})
+	e.world.Myshoes.SetFault(myshoesfake.Fault{Status: 500})
+	before := e.world.Myshoes.Requests("GET /target")
+	e.waitFor("several failed target reads", 30*time.Second, func() bool {
+		return e.world.Myshoes.Requests("GET /target") >= before+3
+	})
+	e.queueJobs("org-a", 3, 100*time.Millisecond)
+	e.waitFor("jobs completed while myshoes is down", 60*time.Second, func() bool {
+		return countJobs(e.state())["completed"] == 3
+	})
+	if st := e.ctrl.Status(); st.Failures == 0 || st.LastError == "" {
+		t.Errorf("sync status = %+v, want failures recorded", st)
+	}
+	e.world.Myshoes.SetFault(myshoesfake.Fault{})
+	e.waitFor("sync recovers", 30*time.Second, func() bool { return e.ctrl.Status().Failures == 0 })
+	e.checkClean(3)
+}
+
+func TestRestartMidBurst(t *testing.T) {
+	e := newTestEnv(t, envOptions{targets: threeTargets, pluginLatency: 200 * time.Millisecond})
+	e.start()
+	for _, scope := range threeTargets {
+		e.queueJobs(scope, 8, 1500*time.Millisecond)
+	}
+	// Stop while some runners are busy and others still being provisioned.
+	e.waitFor("a busy runner", 60*time.Second, func() bool {
+		return len(e.runnersIn("", store.StateBusy)) > 0
+	})
+	e.stop()
+	// A crash leaves the sessions open on GitHub and stored in the file;
+	// make that so, then start again.
+	stale := e.leaveStaleSessions()
+	e.start()
+	restarted := time.Now()
+	e.waitFor("sessions on every scale set", 30*time.Second, func() bool {
+		n := 0
+		for _, ss := range e.state().ScaleSets {
+			if ss.Session != nil {
+				n++
+			}
+		}
+		return n == len(threeTargets)
+	})
+	if d := time.Since(restarted); d > 10*time.Second {
+		t.Errorf("sessions took %v after restart; want no 409 wait", d)
+	}
+	e.waitFor("24 jobs completed", 120*time.Second, func() bool { return countJobs(e.state())["completed"] == 24 })
+	e.checkClean(24)
+	for _, ss := range e.state().ScaleSets {
+		if ss.Conflicts != 0 {
+			t.Errorf("scale set %s saw %d session conflicts", ss.Name, ss.Conflicts)
+		}
+		if ss.Session != nil && ss.Session.ID == stale[ss.ID] {
+			t.Errorf("scale set %s still has the stale session %s", ss.Name, ss.Session.ID)
+		}
+	}
+}
+
+// leaveStaleSessions opens a session on every stored scale set and stores
+// it, as a process killed while listening leaves them. It returns the
+// session IDs by scale set ID.
+func (e *testEnv) leaveStaleSessions() map[int]string {
+	e.t.Helper()
+	st, err := store.Open(store.Options{Path: e.statePath})
+	if err != nil {
+		e.t.Fatalf("open store: %v", err)
+	}
+	defer st.Close()
+	gh, err := github.New(github.Config{URL: e.world.GitHubURL(), AppID: e.world.AppID(), PrivateKeyPEM: e.world.AppKeyPEM()})
+	if err != nil {
+		e.t.Fatalf("github: %v", err)
+	}
+	sets, err := st.ListScaleSets()
+	if err != nil {
+		e.t.Fatalf("list scale sets: %v", err)
+	}
+	out := map[int]string{}
+	for _, ss := range sets {
+		sess, err := gh.CreateSession(context.Background(), ss.Scope, ss.ScaleSetID, st.OwnerID())
+		if err != nil {
+			e.t.Fatalf("create session: %v", err)
+		}
+		if err := st.PutSession(store.Session{ScaleSetID: ss.ScaleSetID, TargetID: ss.TargetID, Scope: ss.Scope, SessionID: sess.ID(), OwnerName: st.OwnerID()}); err != nil {
+			e.t.Fatalf("store session: %v", err)
+		}
+		out[ss.ScaleSetID] = sess.ID()
+	}
+	if len(out) == 0 {
+		e.t.Fatal("no scale set stored")
+	}
+	return out
+}

@@ -1,0 +1,281 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/actions/scaleset"
+	"github.com/google/uuid"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// reconcileLoop keeps the scale set's runner count at the desired count:
+// it runs when the listener records a new count, and periodically.
+func (c *Controller) reconcileLoop(ctx context.Context, set *scaleSetState) {
+	t := time.NewTicker(c.cfg.JanitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-set.kick:
+		case <-t.C:
+		}
+		if err := c.reconcile(ctx, set); err != nil && !isCanceled(ctx, err) {
+			set.log.Error("reconcile runners", "err", err)
+		}
+	}
+}
+
+// reconcile creates a pending record for every missing runner and starts
+// its provisioning in the background. It never waits for an instance.
+func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
+	now := c.cfg.Now()
+	if set.paused(now) {
+		return nil
+	}
+	set.countMu.Lock()
+	defer set.countMu.Unlock()
+	runners, err := c.store.ListRunners(store.RunnerFilter{ScaleSetID: set.id})
+	if err != nil {
+		return fmt.Errorf("list runners: %w", err)
+	}
+	count := 0
+	for _, r := range runners {
+		if r.State.Counted() {
+			count++
+		}
+	}
+	want := int(set.desired.Load())
+	if count < want {
+		set.log.Debug("scaling up", "desired", want, "current", count, "runners", len(runners))
+	}
+	for i := count; i < want; i++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r := store.Runner{
+			Name:         "myshoes-" + uuid.NewString(),
+			TargetID:     set.targetID,
+			Scope:        set.scope,
+			ScaleSetID:   set.id,
+			ResourceType: set.resourceType.String(),
+			State:        store.StatePending,
+			StateSince:   map[store.RunnerState]time.Time{store.StatePending: now},
+			CreatedAt:    now,
+			UpdatedAt:    now,
+		}
+		if err := c.store.CreateRunner(r); err != nil {
+			return fmt.Errorf("create runner record: %w", err)
+		}
+		c.startProvision(ctx, set, r.Name)
+	}
+	return nil
+}
+
+// startProvision provisions one runner in the background. stop is the
+// listener's context: a runner that has not started when it ends is
+// dropped, one that has started finishes.
+func (c *Controller) startProvision(stop context.Context, set *scaleSetState, name string) {
+	c.work.Add(1)
+	go func() {
+		defer c.work.Done()
+		select {
+		case c.provisionSlots <- struct{}{}:
+		case <-stop.Done():
+			c.finish(set, name, "canceled")
+			return
+		}
+		defer func() { <-c.provisionSlots }()
+		c.provision(set, name)
+	}()
+}
+
+// provision takes a pending runner through JIT config and AddInstance to
+// idle. Each step is stored before its side effect.
+func (c *Controller) provision(set *scaleSetState, name string) {
+	ctx := c.workCtx
+	log := set.log.With("runner", name)
+	start := c.cfg.Now()
+
+	version, err := c.gh.RunnerVersion(ctx, set.scope, c.cfg.RunnerVersion)
+	if err != nil {
+		c.provisionFailed(set, name, fmt.Errorf("resolve runner version: %w", err))
+		return
+	}
+	client, err := c.gh.ScaleSetClient(ctx, set.scope)
+	if err != nil {
+		c.provisionFailed(set, name, fmt.Errorf("scale set client: %w", err))
+		return
+	}
+	jit, err := client.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{
+		Name:       name,
+		WorkFolder: c.cfg.RunnerBaseDirectory,
+	}, set.id)
+	if err != nil {
+		c.provisionFailed(set, name, fmt.Errorf("generate JIT config: %w", err))
+		return
+	}
+	script, err := c.script.Render(runnerscript.Values{
+		RunnerName:          name,
+		JITConfig:           jit.EncodedJITConfig,
+		RunnerVersion:       version,
+		RunnerUser:          c.cfg.RunnerUser,
+		RunnerBaseDirectory: c.cfg.RunnerBaseDirectory,
+		Scope:               set.scope,
+		Labels:              set.labels,
+	})
+	if err != nil {
+		c.provisionFailed(set, name, fmt.Errorf("render setup script: %w", err))
+		return
+	}
+
+	// configured announces the AddInstance below: a crash from here on
+	// leaves an instance we may not know the cloud ID of.
+	c.setAdding(name, true)
+	defer c.setAdding(name, false)
+	if _, err := c.store.SetRunnerState(name, store.StateConfigured, func(r *store.Runner) {
+		r.RunnerID = int64(jit.Runner.ID)
+	}); err != nil {
+		c.provisionFailed(set, name, fmt.Errorf("store configured runner: %w", err))
+		return
+	}
+
+	inst, err := c.addInstance(ctx, set, name, script)
+	if err != nil {
+		c.provisionFailed(set, name, err)
+		return
+	}
+
+	r, err := c.store.UpdateRunner(name, func(r *store.Runner) error {
+		r.CloudID, r.ShoesType, r.IPAddress = inst.CloudID, inst.ShoesType, inst.IPAddress
+		r.ResourceType = inst.ResourceType.String()
+		r.UpdatedAt = c.cfg.Now()
+		if r.State == store.StateConfigured {
+			r.State = store.StateIdle
+			r.StateSince[store.StateIdle] = r.UpdatedAt
+		}
+		return nil
+	})
+	if err != nil {
+		// The instance exists but is not recorded: say so loudly; the
+		// record stays configured and is marked unknown-instance on start.
+		log.Error("store instance of runner", "cloud_id", inst.CloudID, "err", err)
+		return
+	}
+	c.setAdding(name, false)
+	set.provisionSucceeded()
+	log.Info("runner instance up", "cloud_id", inst.CloudID, "took", c.cfg.Now().Sub(start).Round(time.Millisecond))
+	if r.State == store.StateDeleting {
+		// Its job completed while the instance was being created.
+		c.startDelete(name)
+	}
+}
+
+// addInstance calls the plugin, retrying retryable failures.
+func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, script string) (shoes.Instance, error) {
+	var err error
+	for attempt := 1; attempt <= c.cfg.AddAttempts; attempt++ {
+		var inst shoes.Instance
+		inst, err = c.plugin.AddInstance(ctx, shoes.AddInstanceRequest{
+			RunnerName:   name,
+			SetupScript:  script,
+			ResourceType: set.resourceType,
+			Labels:       set.labels,
+		})
+		if err == nil {
+			if inst.CloudID == "" {
+				return inst, errors.New("add instance: plugin returned an empty cloud ID")
+			}
+			return inst, nil
+		}
+		if errors.Is(err, shoes.ErrPermanent) || attempt == c.cfg.AddAttempts {
+			break
+		}
+		set.log.Warn("add instance; retrying", "runner", name, "attempt", attempt, "err", err)
+		if !sleep(ctx, c.backoff(attempt)) {
+			break
+		}
+	}
+	return shoes.Instance{}, fmt.Errorf("add instance: %w", err)
+}
+
+// provisionFailed undoes a provisioning: the runner is removed from
+// GitHub, its instance (if any) deleted, and the record moved to history.
+func (c *Controller) provisionFailed(set *scaleSetState, name string, cause error) {
+	ctx := c.workCtx
+	pause := set.provisionFailed(c)
+	set.log.Warn("provision runner failed", "runner", name, "err", cause, "provisioning_paused_for", pause)
+	r, err := c.store.UpdateRunner(name, func(r *store.Runner) error {
+		r.LastError = cause.Error()
+		r.Attempts++
+		return nil
+	})
+	if err != nil {
+		set.log.Error("record provisioning failure", "runner", name, "err", err)
+		return
+	}
+	if err := c.removeFromGitHub(ctx, set, r); err != nil {
+		set.log.Warn("remove runner from GitHub after failure", "runner", name, "err", err)
+	}
+	if r.CloudID != "" {
+		if err := c.markDeleting(name, "failed"); err == nil {
+			c.startDelete(name)
+		}
+		return
+	}
+	c.finish(set, name, "failed")
+}
+
+// removeFromGitHub deregisters a runner that will not run a job. It finds
+// the runner by name when its ID was never stored (the JIT call may have
+// succeeded without us seeing the answer).
+func (c *Controller) removeFromGitHub(ctx context.Context, set *scaleSetState, r store.Runner) error {
+	client, err := c.gh.ScaleSetClient(ctx, set.scope)
+	if err != nil {
+		return err
+	}
+	id := r.RunnerID
+	if id == 0 {
+		ref, err := client.GetRunnerByName(ctx, r.Name)
+		if err != nil {
+			return fmt.Errorf("get runner by name: %w", err)
+		}
+		if ref == nil {
+			return nil
+		}
+		id = int64(ref.ID)
+	}
+	if err := client.RemoveRunner(ctx, id); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
+		return fmt.Errorf("remove runner %d: %w", id, err)
+	}
+	return nil
+}
+
+// finish moves a runner record to history.
+func (c *Controller) finish(set *scaleSetState, name, reason string) {
+	if _, err := c.store.FinishRunner(name, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
+		set.log.Error("move runner to history", "runner", name, "reason", reason, "err", err)
+	}
+}
+
+func (c *Controller) setAdding(name string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on {
+		c.adding[name] = true
+	} else {
+		delete(c.adding, name)
+	}
+}
+
+func (c *Controller) isAdding(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.adding[name]
+}

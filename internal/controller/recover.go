@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// recover finishes or undoes every record a previous run left in a
+// non-final state, so that no runner is provisioned twice and no instance
+// is forgotten:
+//   - pending: the JIT config may exist on GitHub; the runner is removed
+//     there and the record goes to history;
+//   - configured: AddInstance was in flight, so an instance may exist
+//     whose cloud ID we never learned; the runner is removed from GitHub
+//     (it cannot take a job) and the record is kept as unknown-instance
+//     for the operator;
+//   - deleting: the delete is retried by the janitor;
+//   - idle and busy: live runners, kept; their job messages arrive on the
+//     new session.
+func (c *Controller) recover(ctx context.Context) error {
+	runners, err := c.store.ListRunners(store.RunnerFilter{
+		States: []store.RunnerState{store.StatePending, store.StateConfigured, store.StateDeleting},
+	})
+	if err != nil {
+		return fmt.Errorf("list runners: %w", err)
+	}
+	for _, r := range runners {
+		switch r.State {
+		case store.StateDeleting:
+			c.startDelete(r.Name)
+		case store.StatePending, store.StateConfigured:
+			c.work.Add(1)
+			go func() {
+				defer c.work.Done()
+				c.recoverRunner(ctx, r)
+			}()
+		}
+	}
+	return nil
+}
+
+// recoverRunner removes an unfinished runner from GitHub, retrying until
+// GitHub answers or ctx ends, then finishes its record.
+func (c *Controller) recoverRunner(ctx context.Context, r store.Runner) {
+	log := c.log.With("scope", r.Scope, "runner", r.Name, "state", r.State)
+	set := &scaleSetState{id: r.ScaleSetID, scope: r.Scope, log: log}
+	for attempt := 1; ; attempt++ {
+		err := c.removeFromGitHub(ctx, set, r)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			log.Warn("recover runner: remove from GitHub", "err", err, "attempt", attempt)
+		}
+		if !sleep(ctx, c.backoff(attempt)) {
+			return
+		}
+	}
+	if r.State == store.StatePending {
+		c.finish(set, r.Name, "recovered")
+		log.Info("recovered unfinished runner")
+		return
+	}
+	_, err := c.store.SetRunnerState(r.Name, store.StateUnknownInstance, func(r *store.Runner) {
+		r.LastError = "the process stopped during AddInstance: an instance may exist that shoes-scaleset cannot delete"
+		r.UpdatedAt = time.Now()
+	})
+	if err != nil {
+		log.Error("mark runner unknown-instance", "err", err)
+		return
+	}
+	log.Warn("runner instance unknown: the process stopped during AddInstance; check the provider for an instance named after the runner")
+}

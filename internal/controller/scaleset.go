@@ -1,0 +1,122 @@
+package controller
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// scaleSetState is the live state of one scale set: what the reconcile
+// loop and the status API read, and what the listener writes.
+type scaleSetState struct {
+	id           int
+	name         string
+	scope        string
+	targetID     string
+	labels       []string
+	resourceType shoes.ResourceType
+	log          *slog.Logger
+
+	// countMu makes a message's effects and its statistics one step for
+	// reconcile, which holds it while it counts and creates runners.
+	countMu          sync.Mutex
+	desired          atomic.Int64
+	sessionConflicts atomic.Int64
+	kick             chan struct{}
+
+	mu          sync.Mutex
+	sessionID   string
+	lastPoll    time.Time
+	stats       github.Statistics
+	failures    int       // consecutive provisioning failures
+	pausedUntil time.Time // provisioning backs off after failures
+}
+
+// registerScaleSet returns the live state of a scale set, creating it on
+// first use. Its identity fields are refreshed from rec.
+func (c *Controller) registerScaleSet(rec store.ScaleSet, rt shoes.ResourceType, log *slog.Logger) *scaleSetState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.sets[rec.ScaleSetID]
+	if !ok {
+		s = &scaleSetState{id: rec.ScaleSetID, kick: make(chan struct{}, 1)}
+		c.sets[rec.ScaleSetID] = s
+	}
+	s.name, s.scope, s.targetID = rec.Name, rec.Scope, rec.TargetID
+	s.labels, s.resourceType, s.log = rec.Labels, rt, log
+	return s
+}
+
+// setStatistics records the latest statistics (nil keeps the last ones),
+// recomputes the desired count, and wakes the reconcile loop.
+func (s *scaleSetState) setStatistics(st *github.Statistics, cfg Config) {
+	s.mu.Lock()
+	if st != nil {
+		s.stats = *st
+	}
+	assigned := s.stats.TotalAssignedJobs
+	s.mu.Unlock()
+	s.desired.Store(int64(desiredRunners(cfg.MinRunners, cfg.MaxRunners, assigned)))
+	s.wake()
+}
+
+// desiredRunners is the scale set contract: min + assigned jobs, capped.
+func desiredRunners(minRunners, maxRunners, assigned int) int {
+	return min(maxRunners, minRunners+max(assigned, 0))
+}
+
+// desiredInput returns the assigned jobs of the latest statistics.
+func (s *scaleSetState) desiredInput() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats.TotalAssignedJobs
+}
+
+func (s *scaleSetState) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *scaleSetState) setSession(id string) {
+	s.mu.Lock()
+	s.sessionID = id
+	s.mu.Unlock()
+}
+
+func (s *scaleSetState) markPolled(t time.Time) {
+	s.mu.Lock()
+	s.lastPoll = t
+	s.mu.Unlock()
+}
+
+// provisionFailed pauses provisioning with a backoff that grows with
+// consecutive failures, so a plugin that always fails is not called in a
+// loop.
+func (s *scaleSetState) provisionFailed(c *Controller) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures++
+	d := c.backoff(s.failures)
+	s.pausedUntil = c.cfg.Now().Add(d)
+	return d
+}
+
+func (s *scaleSetState) provisionSucceeded() {
+	s.mu.Lock()
+	s.failures = 0
+	s.pausedUntil = time.Time{}
+	s.mu.Unlock()
+}
+
+func (s *scaleSetState) paused(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Before(s.pausedUntil)
+}

@@ -1,0 +1,136 @@
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// ScaleSetStatus is what `scalesets ls` shows of one target.
+type ScaleSetStatus struct {
+	TargetID                string                    `json:"target_id"`
+	Scope                   string                    `json:"scope"`
+	ScaleSet                string                    `json:"scale_set"`
+	ScaleSetID              int                       `json:"scale_set_id"`
+	Labels                  []string                  `json:"labels"`
+	SessionID               string                    `json:"session_id"`
+	Desired                 int                       `json:"desired"`
+	Runners                 map[store.RunnerState]int `json:"runners"`
+	Statistics              *github.Statistics        `json:"statistics,omitempty"`
+	LastPoll                time.Time                 `json:"last_poll"`
+	TargetStatus            string                    `json:"target_status"`
+	TargetStatusDescription string                    `json:"target_status_description,omitempty"`
+	Serving                 bool                      `json:"serving"`
+	Error                   string                    `json:"error,omitempty"`
+}
+
+// SyncStatus is the state of the target list sync.
+type SyncStatus struct {
+	LastSuccess time.Time `json:"last_success"`
+	LastError   string    `json:"last_error,omitempty"`
+	Failures    int       `json:"failures"`
+}
+
+// Status returns the target sync state.
+func (c *Controller) Status() SyncStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return SyncStatus(c.sync)
+}
+
+// ScaleSets returns the status of every target: the served ones live, the
+// others as the store last saw them.
+func (c *Controller) ScaleSets() ([]ScaleSetStatus, error) {
+	return ScaleSetsFromStore(c.store, c.live())
+}
+
+// live returns the live status of the served targets, by target ID.
+func (c *Controller) live() map[string]ScaleSetStatus {
+	c.mu.Lock()
+	workers := make([]*targetWorker, 0, len(c.workers))
+	for _, w := range c.workers {
+		workers = append(workers, w)
+	}
+	c.mu.Unlock()
+
+	out := make(map[string]ScaleSetStatus, len(workers))
+	for _, w := range workers {
+		w.mu.Lock()
+		st := ScaleSetStatus{
+			TargetID:                w.target.ID,
+			Scope:                   w.target.Scope,
+			TargetStatus:            w.target.Status,
+			TargetStatusDescription: w.target.StatusDescription,
+			Serving:                 true,
+			Error:                   w.err,
+		}
+		set := w.set
+		w.mu.Unlock()
+		if set != nil {
+			st.ScaleSet, st.ScaleSetID, st.Labels = set.name, set.id, set.labels
+			st.Desired = int(set.desired.Load())
+			set.mu.Lock()
+			st.SessionID, st.LastPoll = set.sessionID, set.lastPoll
+			stats := set.stats
+			set.mu.Unlock()
+			st.Statistics = &stats
+		}
+		out[st.TargetID] = st
+	}
+	return out
+}
+
+// ScaleSetsFromStore builds the status of every stored scale set, overlaid
+// with live status where given. The CLI uses it with no live status when
+// no daemon runs.
+func ScaleSetsFromStore(st *store.Store, live map[string]ScaleSetStatus) ([]ScaleSetStatus, error) {
+	recs, err := st.ListScaleSets()
+	if err != nil {
+		return nil, fmt.Errorf("list scale sets: %w", err)
+	}
+	counts, err := st.CountRunners()
+	if err != nil {
+		return nil, fmt.Errorf("count runners: %w", err)
+	}
+	sessions, err := st.ListSessions()
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	sessionOf := make(map[int]string, len(sessions))
+	for _, s := range sessions {
+		sessionOf[s.ScaleSetID] = s.SessionID
+	}
+
+	byTarget := make(map[string]ScaleSetStatus, len(recs)+len(live))
+	for _, r := range recs {
+		byTarget[r.TargetID] = ScaleSetStatus{
+			TargetID:                r.TargetID,
+			Scope:                   r.Scope,
+			ScaleSet:                r.Name,
+			ScaleSetID:              r.ScaleSetID,
+			Labels:                  r.Labels,
+			SessionID:               sessionOf[r.ScaleSetID],
+			TargetStatus:            r.TargetStatus,
+			TargetStatusDescription: r.TargetStatusDescription,
+			Error:                   r.LastError,
+		}
+	}
+	for id, l := range live {
+		if l.ScaleSetID == 0 {
+			if rec, ok := byTarget[id]; ok {
+				l.ScaleSet, l.ScaleSetID, l.Labels = rec.ScaleSet, rec.ScaleSetID, rec.Labels
+			}
+		}
+		byTarget[id] = l
+	}
+	out := make([]ScaleSetStatus, 0, len(byTarget))
+	for _, s := range byTarget {
+		s.Runners = counts[s.ScaleSetID]
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Scope < out[j].Scope })
+	return out, nil
+}

@@ -1,0 +1,119 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
+)
+
+// syncStatus is what the last reads of myshoes's target list left.
+type syncStatus struct {
+	LastSuccess time.Time
+	LastError   string
+	Failures    int
+}
+
+// syncTargets reads the target list every SyncInterval and starts and
+// stops target workers to match it. A failed read keeps the workers that
+// run and retries with backoff: myshoes being down never stops a listener.
+func (c *Controller) syncTargets(ctx context.Context) error {
+	for {
+		wait := c.cfg.SyncInterval
+		targets, err := c.listTargets(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			c.mu.Lock()
+			c.sync.Failures++
+			c.sync.LastError = err.Error()
+			n := c.sync.Failures
+			c.mu.Unlock()
+			wait = min(c.backoff(n), c.cfg.SyncInterval)
+			if n == 1 || n%10 == 0 {
+				c.log.Warn("read targets from myshoes; keeping the last good list", "err", err, "failures", n)
+			}
+		default:
+			c.mu.Lock()
+			c.sync = syncStatus{LastSuccess: c.cfg.Now()}
+			c.mu.Unlock()
+			c.applyTargets(ctx, targets)
+		}
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Controller) listTargets(ctx context.Context) ([]myshoes.Target, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.SyncTimeout)
+	defer cancel()
+	return c.targets.ListTargets(ctx)
+}
+
+// applyTargets starts workers for new targets, stops workers of targets
+// that left the list, and restarts those whose scope or resource type
+// changed.
+func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target) {
+	want := make(map[string]myshoes.Target, len(targets))
+	for _, t := range targets {
+		if err := myshoes.ValidScope(t.Scope); err != nil {
+			c.log.Warn("skip target with an invalid scope", "target", t.ID, "scope", t.Scope, "err", err)
+			continue
+		}
+		want[t.ID] = t
+	}
+
+	c.mu.Lock()
+	var stop []*targetWorker
+	for id, w := range c.workers {
+		t, ok := want[id]
+		if !ok || t.Scope != w.target.Scope || t.ResourceType != w.target.ResourceType {
+			stop = append(stop, w)
+			delete(c.workers, id)
+			continue
+		}
+		w.setTarget(t)
+	}
+	c.mu.Unlock()
+
+	for _, w := range stop {
+		c.log.Info("stop target", "target", w.target.ID, "scope", w.target.Scope)
+		w.stop()
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, t := range want {
+		if _, ok := c.workers[id]; ok {
+			continue
+		}
+		c.log.Info("start target", "target", id, "scope", t.Scope, "resource_type", t.ResourceType)
+		w := c.newTargetWorker(ctx, t)
+		c.workers[id] = w
+		w.start()
+	}
+}
+
+func (c *Controller) stopAllWorkers() {
+	c.mu.Lock()
+	workers := make([]*targetWorker, 0, len(c.workers))
+	for id, w := range c.workers {
+		workers = append(workers, w)
+		delete(c.workers, id)
+	}
+	c.mu.Unlock()
+	for _, w := range workers {
+		w.cancel()
+	}
+	for _, w := range workers {
+		<-w.done
+	}
+}
+
+// isCanceled reports whether err only says that ctx ended.
+func isCanceled(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
