@@ -82,6 +82,7 @@ type runOptions struct {
 	HistoryMaxAge        time.Duration
 	HistoryMaxCount      int
 	pluginArgs           []string // set by demo, which re-executes itself
+	pluginEnv            []string // set by demo: the fake plugin's knobs
 	env                  *envBinding
 }
 
@@ -227,7 +228,7 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	if o.Plugin == "" {
 		return rc, e.flagError("plugin", "required: the path or URL of the shoes plugin")
 	}
-	rc.shoes = shoes.Config{Path: o.Plugin, Args: o.pluginArgs, PoolSize: o.PluginPoolSize, Logger: logger.With("component", "plugin")}
+	rc.shoes = shoes.Config{Path: o.Plugin, Args: o.pluginArgs, Env: o.pluginEnv, PoolSize: o.PluginPoolSize, Logger: logger.With("component", "plugin")}
 	if o.PluginPoolSize < 1 {
 		return rc, e.flagError("plugin-pool-size", "must be at least 1")
 	}

@@ -77,6 +77,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// SessionCloseTimeout bounds the deletion of a session on stop.
 	SessionCloseTimeout time.Duration
+	// PollHold is how long the broker holds an empty long-poll (50s on
+	// GitHub); a listener that has not polled for two holds is not ready.
+	PollHold time.Duration
+	// Recorder receives metrics; nil records nothing.
+	Recorder Recorder
 	// Logger receives the controller's logs.
 	Logger *slog.Logger
 	// Now is the clock; tests may replace it.
@@ -128,6 +133,12 @@ func (c *Config) defaults() {
 	}
 	if c.SessionCloseTimeout == 0 {
 		c.SessionCloseTimeout = 10 * time.Second
+	}
+	if c.PollHold == 0 {
+		c.PollHold = 50 * time.Second
+	}
+	if c.Recorder == nil {
+		c.Recorder = nopRecorder{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

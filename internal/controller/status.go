@@ -134,3 +134,43 @@ func ScaleSetsFromStore(st *store.Store, live map[string]ScaleSetStatus) ([]Scal
 	sort.Slice(out, func(i, j int) bool { return out[i].Scope < out[j].Scope })
 	return out, nil
 }
+
+// NotReady says why one part of the controller is not ready.
+type NotReady struct {
+	Target string `json:"target,omitempty"`
+	Scope  string `json:"scope,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Ready reports whether the controller is ready: the last target sync
+// succeeded within 3 sync intervals, and every served target's listener
+// holds a session that polled within 2 poll holds. Otherwise it says what
+// is not ready and why.
+func (c *Controller) Ready() (bool, []NotReady) {
+	now := c.cfg.Now()
+	var out []NotReady
+	sync := c.Status()
+	switch {
+	case sync.LastSuccess.IsZero():
+		out = append(out, NotReady{Reason: "no successful read of the myshoes target list yet" + lastErr(sync.LastError)})
+	case now.Sub(sync.LastSuccess) > 3*c.cfg.SyncInterval:
+		out = append(out, NotReady{Reason: fmt.Sprintf("last successful target sync %s ago", now.Sub(sync.LastSuccess).Round(time.Second)) + lastErr(sync.LastError)})
+	}
+	for _, st := range c.live() {
+		switch {
+		case st.SessionID == "":
+			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: "no message session" + lastErr(st.Error)})
+		case st.LastPoll.IsZero() || now.Sub(st.LastPoll) > 2*c.cfg.PollHold:
+			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: "the listener has not polled within 2 poll holds" + lastErr(st.Error)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Scope < out[j].Scope })
+	return len(out) == 0, out
+}
+
+func lastErr(s string) string {
+	if s == "" {
+		return ""
+	}
+	return ": " + s
+}

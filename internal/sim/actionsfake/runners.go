@@ -26,6 +26,7 @@ type runner struct {
 	scope       string
 	ss          *scaleSet
 	token       string
+	jitConfig   string
 	workFolder  string
 	state       runnerState
 	job         *job
@@ -117,6 +118,7 @@ func (s *Server) handleGenerateJIT(w http.ResponseWriter, r *http.Request, scope
 		writeActionsError(w, http.StatusInternalServerError, "InternalServerException", "%s", err)
 		return
 	}
+	rn.jitConfig = encoded
 	s.runners[rn.id] = rn
 	s.runnersByToken[rn.token] = rn
 	s.runnersByName[runnerKey(rn.scope, rn.name)] = rn
@@ -313,4 +315,16 @@ func (s *Server) handleRunnerWait(w http.ResponseWriter, r *http.Request) {
 	out := rn.statusJSON()
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, out)
+}
+
+// Secrets returns every JIT config and runner credential token the fake
+// has issued, so that tests can check that none of them reaches a log.
+func (s *Server) Secrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, 2*len(s.runnerOrder))
+	for _, rn := range s.runnerOrder {
+		out = append(out, rn.jitConfig, rn.token)
+	}
+	return out
 }
