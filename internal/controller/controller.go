@@ -42,6 +42,7 @@ type GitHub interface {
 	GetOrCreateScaleSet(ctx context.Context, scope, runnerGroup, name string, labels []string) (*scaleset.RunnerScaleSet, bool, error)
 	ScaleSetClient(ctx context.Context, scope string) (*scaleset.Client, error)
 	RunnerVersion(ctx context.Context, scope, requested string) (string, error)
+	GetRunnerStatus(ctx context.Context, scope string, runnerID int64) (github.RunnerStatus, error)
 	CreateSession(ctx context.Context, scope string, scaleSetID int, owner string) (*github.Session, error)
 	DeleteSession(ctx context.Context, scope string, scaleSetID int, sessionID string) error
 }
@@ -82,6 +83,24 @@ type Config struct {
 	PollHold time.Duration
 	// Recorder receives metrics; nil records nothing.
 	Recorder Recorder
+
+	// ReaperInterval is how often the reaper runs (with jitter).
+	ReaperInterval time.Duration
+	// ReaperMaxRemovals caps the runners one reaper pass removes.
+	ReaperMaxRemovals int
+	// BootstrapTimeout is how long a runner may take to come online.
+	BootstrapTimeout time.Duration
+	// IdleTTL, when positive, removes runners idle for longer.
+	IdleTTL time.Duration
+	// ScaleDownGrace is how long a runner must have been idle before a
+	// scale-down may remove it.
+	ScaleDownGrace time.Duration
+	// DeleteGiveUp is how long DeleteInstance is retried before the
+	// record goes to history as delete-failed.
+	DeleteGiveUp time.Duration
+	// DeleteScaleSetsOnTargetRemoval deletes the scale set on GitHub once
+	// a removed target has no runner left.
+	DeleteScaleSetsOnTargetRemoval bool
 	// Logger receives the controller's logs.
 	Logger *slog.Logger
 	// Now is the clock; tests may replace it.
@@ -134,6 +153,21 @@ func (c *Config) defaults() {
 	if c.SessionCloseTimeout == 0 {
 		c.SessionCloseTimeout = 10 * time.Second
 	}
+	if c.ReaperInterval == 0 {
+		c.ReaperInterval = time.Minute
+	}
+	if c.ReaperMaxRemovals == 0 {
+		c.ReaperMaxRemovals = 20
+	}
+	if c.BootstrapTimeout == 0 {
+		c.BootstrapTimeout = 20 * time.Minute
+	}
+	if c.ScaleDownGrace == 0 {
+		c.ScaleDownGrace = 2 * time.Minute
+	}
+	if c.DeleteGiveUp == 0 {
+		c.DeleteGiveUp = 24 * time.Hour
+	}
 	if c.PollHold == 0 {
 		c.PollHold = 50 * time.Second
 	}
@@ -164,6 +198,10 @@ func (c *Config) Validate() error {
 		return errors.New("sync interval must be at least 100ms")
 	case c.AddAttempts < 1:
 		return errors.New("add attempts must be at least 1")
+	case c.IdleTTL < 0:
+		return errors.New("idle runner TTL must not be negative")
+	case c.ReaperMaxRemovals < 1:
+		return errors.New("reaper max removals must be at least 1")
 	}
 	return nil
 }
@@ -177,6 +215,7 @@ type Controller struct {
 	plugin  Plugin
 	script  *runnerscript.Renderer
 	log     *slog.Logger
+	rec     Recorder
 
 	provisionSlots chan struct{}
 
@@ -210,6 +249,7 @@ func New(st *store.Store, targets TargetSource, gh GitHub, plugin Plugin, script
 		plugin:         plugin,
 		script:         script,
 		log:            cfg.Logger,
+		rec:            cfg.Recorder,
 		provisionSlots: make(chan struct{}, cfg.ProvisionConcurrency),
 		workers:        make(map[string]*targetWorker),
 		sets:           make(map[int]*scaleSetState),
@@ -233,6 +273,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.syncTargets(gctx) })
 	g.Go(func() error { return c.janitor(gctx) })
+	g.Go(func() error { return c.reaper(gctx) })
 	err := g.Wait()
 
 	// Stop every target worker: each stops polling and deletes its session.

@@ -85,6 +85,11 @@ type envOptions struct {
 	pluginLatency time.Duration
 	pluginEnv     []string
 	assignTimeout time.Duration
+	// maxAssignAttempts is how often the sim assigns a job before it
+	// cancels it for good.
+	maxAssignAttempts int
+	// tune adjusts the controller config after the test defaults.
+	tune func(*controller.Config)
 }
 
 // testEnv is a simulated world with a controller running against it.
@@ -115,10 +120,11 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 		opts.assignTimeout = 2 * time.Minute
 	}
 	world, err := sim.Start(sim.Config{
-		Targets:       opts.targets,
-		Acquire:       opts.acquire,
-		PollHold:      300 * time.Millisecond,
-		AssignTimeout: opts.assignTimeout,
+		Targets:           opts.targets,
+		Acquire:           opts.acquire,
+		PollHold:          300 * time.Millisecond,
+		AssignTimeout:     opts.assignTimeout,
+		MaxAssignAttempts: opts.maxAssignAttempts,
 	})
 	if err != nil {
 		t.Fatalf("start sim: %v", err)
@@ -185,7 +191,7 @@ func (e *testEnv) start() {
 	if err != nil {
 		e.t.Fatalf("runnerscript: %v", err)
 	}
-	ctrl, err := controller.New(st, ms, gh, host, script, controller.Config{
+	cfg := controller.Config{
 		MinRunners:           e.opts.minRunners,
 		MaxRunners:           e.opts.maxRunners,
 		ProvisionConcurrency: 8,
@@ -194,9 +200,15 @@ func (e *testEnv) start() {
 		RetryBackoff:         50 * time.Millisecond,
 		MaxBackoff:           time.Second,
 		JanitorInterval:      200 * time.Millisecond,
+		ReaperInterval:       200 * time.Millisecond,
 		ShutdownTimeout:      20 * time.Second,
+		PollHold:             300 * time.Millisecond,
 		Logger:               logger,
-	})
+	}
+	if e.opts.tune != nil {
+		e.opts.tune(&cfg)
+	}
+	ctrl, err := controller.New(st, ms, gh, host, script, cfg)
 	if err != nil {
 		e.t.Fatalf("controller: %v", err)
 	}

@@ -34,6 +34,7 @@ func (c *Controller) onJobStarted(set *scaleSetState, m *scaleset.JobStarted) er
 	})
 	switch {
 	case err == nil:
+		c.rec.JobStarted(set.scope, set.name, m)
 		set.log.Info("job started", "runner", m.RunnerName, "job_id", m.JobID, "repository", m.RepositoryName)
 		return nil
 	case errors.Is(err, errNoChange):
@@ -68,12 +69,13 @@ func (c *Controller) onJobCompleted(set *scaleSetState, m *scaleset.JobCompleted
 		}
 		r.State = store.StateDeleting
 		r.StateSince[store.StateDeleting] = now
-		r.DeleteReason = "completed"
+		r.DeleteReason = reasonCompleted
 		r.NextAttemptAt = now
 		return nil
 	})
 	switch {
 	case err == nil:
+		c.rec.JobCompleted(set.scope, set.name, m)
 		set.log.Info("job completed", "runner", m.RunnerName, "job_id", m.JobID, "result", m.Result)
 		c.startDelete(m.RunnerName)
 		return nil

@@ -170,6 +170,7 @@ func (c *Controller) provision(set *scaleSetState, name string) {
 	}
 	c.setAdding(name, false)
 	set.provisionSucceeded()
+	c.rec.RunnerProvisioned(set.scope, set.name, r.UpdatedAt.Sub(r.CreatedAt))
 	log.Info("runner instance up", "cloud_id", inst.CloudID, "took", c.cfg.Now().Sub(start).Round(time.Millisecond))
 	if r.State == store.StateDeleting {
 		// Its job completed while the instance was being created.

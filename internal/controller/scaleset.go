@@ -24,10 +24,9 @@ type scaleSetState struct {
 
 	// countMu makes a message's effects and its statistics one step for
 	// reconcile, which holds it while it counts and creates runners.
-	countMu          sync.Mutex
-	desired          atomic.Int64
-	sessionConflicts atomic.Int64
-	kick             chan struct{}
+	countMu sync.Mutex
+	desired atomic.Int64
+	kick    chan struct{}
 
 	mu          sync.Mutex
 	sessionID   string
@@ -59,9 +58,11 @@ func (s *scaleSetState) setStatistics(st *github.Statistics, cfg Config) {
 	if st != nil {
 		s.stats = *st
 	}
-	assigned := s.stats.TotalAssignedJobs
+	stats := s.stats
 	s.mu.Unlock()
-	s.desired.Store(int64(desiredRunners(cfg.MinRunners, cfg.MaxRunners, assigned)))
+	desired := desiredRunners(cfg.MinRunners, cfg.MaxRunners, stats.TotalAssignedJobs)
+	s.desired.Store(int64(desired))
+	cfg.Recorder.Statistics(s.scope, s.name, stats, desired)
 	s.wake()
 }
 

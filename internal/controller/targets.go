@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
 // syncStatus is what the last reads of myshoes's target list left.
@@ -26,6 +27,7 @@ func (c *Controller) syncTargets(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err != nil:
+			c.rec.TargetSync(c.cfg.Now(), err)
 			c.mu.Lock()
 			c.sync.Failures++
 			c.sync.LastError = err.Error()
@@ -36,8 +38,10 @@ func (c *Controller) syncTargets(ctx context.Context) error {
 				c.log.Warn("read targets from myshoes; keeping the last good list", "err", err, "failures", n)
 			}
 		default:
+			now := c.cfg.Now()
+			c.rec.TargetSync(now, nil)
 			c.mu.Lock()
-			c.sync = syncStatus{LastSuccess: c.cfg.Now()}
+			c.sync = syncStatus{LastSuccess: now}
 			c.mu.Unlock()
 			c.applyTargets(ctx, targets)
 		}
@@ -82,6 +86,9 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 	for _, w := range stop {
 		c.log.Info("stop target", "target", w.target.ID, "scope", w.target.Scope)
 		w.stop()
+		if _, listed := want[w.target.ID]; !listed {
+			c.retireTarget(ctx, w.target.ID)
+		}
 	}
 
 	c.mu.Lock()
@@ -116,4 +123,20 @@ func (c *Controller) stopAllWorkers() {
 // isCanceled reports whether err only says that ctx ended.
 func isCanceled(ctx context.Context, err error) bool {
 	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
+
+// retireTarget removes the idle runners of a target that left myshoes's
+// list. Busy runners finish their jobs; the reaper deletes them, and the
+// runners still being provisioned, afterwards.
+func (c *Controller) retireTarget(ctx context.Context, targetID string) {
+	runners, err := c.store.ListRunners(store.RunnerFilter{TargetID: targetID, States: []store.RunnerState{store.StateIdle}})
+	if err != nil {
+		c.log.Error("list runners of a removed target", "target", targetID, "err", err)
+		return
+	}
+	for _, r := range runners {
+		if _, err := c.removeRunner(ctx, r, reasonTargetRemoved, false); err != nil {
+			c.log.Warn("remove runner of a removed target", "runner", r.Name, "scope", r.Scope, "err", err)
+		}
+	}
 }

@@ -196,7 +196,7 @@ func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*gi
 	sess, err := w.c.gh.CreateSession(ctx, set.scope, set.id, w.c.store.OwnerID())
 	if err != nil {
 		if errors.Is(err, github.ErrSessionConflict) {
-			set.sessionConflicts.Add(1)
+			w.c.rec.SessionConflict(set.scope, set.name)
 		}
 		return nil, fmt.Errorf("create message session: %w", err)
 	}
@@ -218,6 +218,7 @@ func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*gi
 		return nil, fmt.Errorf("store session: %w", err)
 	}
 	set.setSession(sess.ID())
+	w.c.rec.Listener(set.scope, set.name, true)
 	w.log.Info("message session open", "session", sess.ID())
 	return sess, nil
 }
@@ -226,6 +227,7 @@ func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*gi
 // stop, so it has its own deadline.
 func (w *targetWorker) closeSession(set *scaleSetState, sess *github.Session) {
 	set.setSession("")
+	w.c.rec.Listener(set.scope, set.name, false)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), w.c.cfg.SessionCloseTimeout)
 	defer cancel()
 	if err := sess.Close(ctx); err != nil {

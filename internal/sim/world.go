@@ -40,6 +40,9 @@ type Config struct {
 	Acquire bool
 	// PollHold, QueueTokenTTL and AssignTimeout tune the fake broker.
 	PollHold, QueueTokenTTL, AssignTimeout time.Duration
+	// MaxAssignAttempts is how often a job is assigned before an assign
+	// timeout cancels it for good (default 3, as GitHub).
+	MaxAssignAttempts int
 	// Targets are the scopes myshoes lists at start.
 	Targets []string
 	// ResourceType of the initial targets (default "small").
@@ -109,14 +112,15 @@ func Start(cfg Config) (*World, error) {
 		pub = &key.PublicKey
 	}
 	actions, err := actionsfake.New(actionsfake.Config{
-		AppID:         cfg.AppID,
-		AppPublicKey:  pub,
-		Tokens:        cfg.Tokens,
-		Acquire:       cfg.Acquire,
-		PollHold:      cfg.PollHold,
-		QueueTokenTTL: cfg.QueueTokenTTL,
-		AssignTimeout: cfg.AssignTimeout,
-		Logger:        cfg.Logger.With("fake", "actions"),
+		AppID:             cfg.AppID,
+		AppPublicKey:      pub,
+		Tokens:            cfg.Tokens,
+		Acquire:           cfg.Acquire,
+		PollHold:          cfg.PollHold,
+		QueueTokenTTL:     cfg.QueueTokenTTL,
+		AssignTimeout:     cfg.AssignTimeout,
+		MaxAssignAttempts: cfg.MaxAssignAttempts,
+		Logger:            cfg.Logger.With("fake", "actions"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fake actions service: %w", err)

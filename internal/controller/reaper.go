@@ -1,0 +1,345 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/actions/scaleset"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// Reasons a runner leaves, as recorded in its history record.
+const (
+	reasonCompleted        = "completed"
+	reasonBootstrapTimeout = "bootstrap-timeout"
+	reasonIdleTTL          = "idle-ttl"
+	reasonScaleDown        = "scale-down"
+	reasonDeleteFailed     = "delete-failed"
+	reasonTargetRemoved    = "target-removed"
+	reasonRemoved          = "removed"
+)
+
+// ErrRunnerBusy is returned when a busy runner is asked to be removed
+// without force.
+var ErrRunnerBusy = errors.New("runner is busy with a job")
+
+// reaper runs a reap pass every ReaperInterval, with up to 10% jitter.
+func (c *Controller) reaper(ctx context.Context) error {
+	for {
+		jitter := time.Duration(rand.Int64N(int64(c.cfg.ReaperInterval)/10 + 1))
+		if !sleep(ctx, c.cfg.ReaperInterval+jitter) {
+			return ctx.Err()
+		}
+		if err := c.reap(ctx); err != nil && !isCanceled(ctx, err) {
+			c.log.Error("reap runners", "err", err)
+		}
+	}
+}
+
+// reap removes the runners that hold a slot for nothing: those that never
+// came online (bootstrap timeout), idle for too long (idle TTL), beyond
+// the desired count (scale-down), of removed targets; it gives up deletes
+// that failed for too long. At most ReaperMaxRemovals runners go per pass.
+func (c *Controller) reap(ctx context.Context) error {
+	runners, err := c.store.ListRunners(store.RunnerFilter{})
+	if err != nil {
+		return fmt.Errorf("list runners: %w", err)
+	}
+	now := c.cfg.Now()
+	budget := c.cfg.ReaperMaxRemovals
+	served := c.servedScaleSets()
+	targetsKnown := !c.Status().LastSuccess.IsZero()
+	removed := map[string]bool{}
+	remove := func(r store.Runner, reason string) {
+		if budget <= 0 || removed[r.Name] {
+			return
+		}
+		ok, err := c.removeRunner(ctx, r, reason, false)
+		switch {
+		case err != nil:
+			c.log.Warn("reap runner", "runner", r.Name, "scope", r.Scope, "reason", reason, "err", err)
+		case ok:
+			budget--
+			removed[r.Name] = true
+		}
+	}
+
+	for _, r := range runners {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		_, isServed := served[r.ScaleSetID]
+		switch r.State {
+		case store.StateDeleting:
+			since := r.StateSince[store.StateDeleting]
+			if !since.IsZero() && now.Sub(since) > c.cfg.DeleteGiveUp && !c.isDeleteRunning(r.Name) {
+				c.giveUpDelete(r)
+			}
+		case store.StateIdle:
+			if now.Sub(r.CreatedAt) > c.cfg.BootstrapTimeout {
+				if online, err := c.cameOnline(ctx, r); err != nil {
+					c.log.Warn("check runner status", "runner", r.Name, "scope", r.Scope, "err", err)
+				} else if !online {
+					remove(r, reasonBootstrapTimeout)
+					continue
+				}
+			}
+			if c.cfg.IdleTTL > 0 && now.Sub(idleSince(r)) > c.cfg.IdleTTL {
+				remove(r, reasonIdleTTL)
+				continue
+			}
+			if !isServed && targetsKnown {
+				remove(r, reasonTargetRemoved)
+			}
+		case store.StateBusy:
+			if !isServed && targetsKnown {
+				// No listener hears its JobCompleted: ask GitHub. An
+				// ephemeral runner is gone once its job is done.
+				c.finishOrphan(ctx, r)
+			}
+		}
+	}
+
+	// Scale-down: idle runners beyond the desired count, oldest first.
+	for id, set := range served {
+		desired := int(set.desired.Load())
+		var idle []store.Runner
+		count := 0
+		for _, r := range runners {
+			if r.ScaleSetID != id || removed[r.Name] || !r.State.Counted() {
+				continue
+			}
+			count++
+			if r.State == store.StateIdle && now.Sub(idleSince(r)) > c.cfg.ScaleDownGrace {
+				idle = append(idle, r)
+			}
+		}
+		sort.Slice(idle, func(i, j int) bool { return idleSince(idle[i]).Before(idleSince(idle[j])) })
+		for i := 0; i < len(idle) && count > desired; i++ {
+			before := len(removed)
+			remove(idle[i], reasonScaleDown)
+			if len(removed) > before {
+				count--
+			}
+		}
+	}
+
+	if targetsKnown {
+		c.retireScaleSets(ctx, served)
+	}
+	return nil
+}
+
+func idleSince(r store.Runner) time.Time {
+	if t := r.StateSince[store.StateIdle]; !t.IsZero() {
+		return t
+	}
+	return r.CreatedAt
+}
+
+// cameOnline asks GitHub whether a runner ever connected. A runner GitHub
+// does not know never registered, or is gone.
+func (c *Controller) cameOnline(ctx context.Context, r store.Runner) (bool, error) {
+	if r.RunnerID == 0 {
+		return false, nil
+	}
+	st, err := c.gh.GetRunnerStatus(ctx, r.Scope, r.RunnerID)
+	if errors.Is(err, github.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return st.Online() || st.Busy, nil
+}
+
+// finishOrphan deletes a busy runner of a removed target once GitHub no
+// longer knows it: its job is done.
+func (c *Controller) finishOrphan(ctx context.Context, r store.Runner) {
+	_, err := c.gh.GetRunnerStatus(ctx, r.Scope, r.RunnerID)
+	switch {
+	case errors.Is(err, github.ErrNotFound):
+		if err := c.markDeleting(r.Name, reasonCompleted); err == nil {
+			c.startDelete(r.Name)
+		}
+	case err != nil:
+		c.log.Warn("check runner of a removed target", "runner", r.Name, "scope", r.Scope, "err", err)
+	}
+}
+
+// removeRunner removes a runner the way every removal goes: RemoveRunner
+// on GitHub first, so it cannot take a job; if GitHub answers that a job
+// is running, the runner is busy and stays (unless force). Then the
+// instance is deleted and the record goes to history with reason. It
+// reports whether the runner is on its way out.
+func (c *Controller) removeRunner(ctx context.Context, r store.Runner, reason string, force bool) (bool, error) {
+	if r.RunnerID != 0 {
+		client, err := c.gh.ScaleSetClient(ctx, r.Scope)
+		if err != nil {
+			return false, fmt.Errorf("scale set client: %w", err)
+		}
+		err = client.RemoveRunner(ctx, r.RunnerID)
+		switch {
+		case err == nil, errors.Is(err, scaleset.RunnerNotFoundError):
+		case errors.Is(err, scaleset.JobStillRunningError):
+			if !force {
+				return false, nil
+			}
+			c.log.Warn("removing a runner that runs a job (forced)", "runner", r.Name, "scope", r.Scope)
+		default:
+			return false, fmt.Errorf("remove runner %d from GitHub: %w", r.RunnerID, err)
+		}
+	}
+	if err := c.markDeleting(r.Name, reason); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return false, fmt.Errorf("mark runner deleting: %w", err)
+	}
+	c.rec.RunnerReaped(r.Scope, c.scaleSetName(r), reason)
+	c.log.Info("removing runner", "runner", r.Name, "scope", r.Scope, "reason", reason)
+	c.startDelete(r.Name)
+	return true, nil
+}
+
+// RemoveRunner removes one runner by name, as `runners rm` asks: a busy
+// runner only with force.
+func (c *Controller) RemoveRunner(ctx context.Context, name string, force bool) error {
+	r, err := c.store.GetRunner(name)
+	if err != nil {
+		return fmt.Errorf("runner %s: %w", name, err)
+	}
+	if r.State == store.StateDeleting {
+		c.startDelete(name)
+		return nil
+	}
+	if r.State == store.StateBusy && !force {
+		return fmt.Errorf("runner %s: %w; use --force to remove it anyway", name, ErrRunnerBusy)
+	}
+	if r.State == store.StateUnknownInstance {
+		// Nothing to delete that we know of: the operator has checked.
+		if _, err := c.store.FinishRunner(name, reasonRemoved); err != nil {
+			return fmt.Errorf("runner %s: %w", name, err)
+		}
+		return nil
+	}
+	ok, err := c.removeRunner(ctx, r, reasonRemoved, force)
+	if err != nil {
+		return fmt.Errorf("runner %s: %w", name, err)
+	}
+	if !ok {
+		return fmt.Errorf("runner %s: %w (GitHub says a job is running); use --force to remove it anyway", name, ErrRunnerBusy)
+	}
+	return nil
+}
+
+// giveUpDelete moves a record whose instance could not be deleted for
+// DeleteGiveUp to history as delete-failed: never dropped silently.
+func (c *Controller) giveUpDelete(r store.Runner) {
+	if _, err := c.store.FinishRunner(r.Name, reasonDeleteFailed); err != nil {
+		c.log.Error("give up delete", "runner", r.Name, "err", err)
+		return
+	}
+	c.rec.RunnerReaped(r.Scope, c.scaleSetName(r), reasonDeleteFailed)
+	c.log.Error("gave up deleting a runner instance; delete it by hand", "runner", r.Name, "scope", r.Scope,
+		"cloud_id", r.CloudID, "attempts", r.Attempts, "last_error", r.LastError)
+}
+
+// retireScaleSets marks the stored scale sets of removed targets, and
+// deletes them on GitHub once they have no runner left, if configured.
+func (c *Controller) retireScaleSets(ctx context.Context, served map[int]*scaleSetState) {
+	sets, err := c.store.ListScaleSets()
+	if err != nil {
+		c.log.Error("list scale sets", "err", err)
+		return
+	}
+	counts, err := c.store.CountRunners()
+	if err != nil {
+		c.log.Error("count runners", "err", err)
+		return
+	}
+	for _, ss := range sets {
+		if _, ok := served[ss.ScaleSetID]; ok || c.isServedTarget(ss.TargetID) {
+			continue
+		}
+		if ss.TargetStatus != targetRemoved {
+			_ = c.store.UpdateScaleSet(ss.TargetID, func(s *store.ScaleSet) error {
+				s.TargetStatus, s.TargetStatusDescription = targetRemoved, "no longer listed by myshoes"
+				return nil
+			})
+		}
+		if !c.cfg.DeleteScaleSetsOnTargetRemoval || total(counts[ss.ScaleSetID]) > 0 {
+			continue
+		}
+		client, err := c.gh.ScaleSetClient(ctx, ss.Scope)
+		if err == nil {
+			err = client.DeleteRunnerScaleSet(ctx, ss.ScaleSetID)
+		}
+		if err != nil {
+			c.log.Warn("delete scale set of a removed target", "scope", ss.Scope, "scale_set", ss.Name, "err", err)
+			continue
+		}
+		if err := c.store.DeleteScaleSet(ss.TargetID); err != nil {
+			c.log.Warn("forget deleted scale set", "scale_set", ss.Name, "err", err)
+		}
+		c.log.Info("deleted the scale set of a removed target", "scope", ss.Scope, "scale_set", ss.Name)
+	}
+}
+
+// targetRemoved is the target status of a scale set whose target myshoes
+// no longer lists.
+const targetRemoved = "removed"
+
+func total(m map[store.RunnerState]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// servedScaleSets returns the live scale sets of the running workers.
+func (c *Controller) servedScaleSets() map[int]*scaleSetState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[int]*scaleSetState, len(c.workers))
+	for _, w := range c.workers {
+		if set := w.scaleSet(); set != nil {
+			out[set.id] = set
+		}
+	}
+	return out
+}
+
+func (c *Controller) isServedTarget(targetID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.workers[targetID]
+	return ok
+}
+
+func (c *Controller) isDeleteRunning(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deletes[name]
+}
+
+// scaleSetName returns the name of a runner's scale set, for metrics.
+func (c *Controller) scaleSetName(r store.Runner) string {
+	c.mu.Lock()
+	s, ok := c.sets[r.ScaleSetID]
+	c.mu.Unlock()
+	if ok {
+		return s.name
+	}
+	if rec, err := c.store.GetScaleSet(r.TargetID); err == nil {
+		return rec.Name
+	}
+	return ""
+}
