@@ -88,7 +88,7 @@ func newRunnersCmd(s streams, lookup lookupEnvFunc) *cobra.Command {
 		Short: "Inspect the runners shoes-scaleset manages",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newRunnersLsCmd(s, lookup))
+	cmd.AddCommand(newRunnersLsCmd(s, lookup), newRunnersRmCmd(s, lookup))
 	return cmd
 }
 

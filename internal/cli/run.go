@@ -12,10 +12,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/actions/scaleset"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -23,6 +26,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/metrics"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
@@ -80,6 +84,14 @@ type runOptions struct {
 	JanitorInterval      time.Duration
 	RetryBackoff         time.Duration
 	HistoryMaxAge        time.Duration
+	BootstrapTimeout     time.Duration
+	IdleRunnerTTL        time.Duration
+	ScaleDownGrace       time.Duration
+	DeleteGiveUp         time.Duration
+	ReaperInterval       time.Duration
+	ReaperMaxRemovals    int
+	DeleteScaleSets      bool
+	PollHold             time.Duration
 	HistoryMaxCount      int
 	pluginArgs           []string // set by demo, which re-executes itself
 	pluginEnv            []string // set by demo: the fake plugin's knobs
@@ -140,6 +152,14 @@ Precedence: flag, SHOES_SCALESET_*, myshoes variable, default.`,
 	f.DurationVar(&opts.RetryBackoff, "retry-backoff", time.Second, "first wait after a failing target, session or delete; doubles up to 5m")
 	f.DurationVar(&opts.HistoryMaxAge, "history-max-age", 7*24*time.Hour, "finished runners are kept in the history this long")
 	f.IntVar(&opts.HistoryMaxCount, "history-max-count", 10000, "at most this many finished runners are kept in the history")
+	f.DurationVar(&opts.BootstrapTimeout, "runner-bootstrap-timeout", 20*time.Minute, "a runner that has not come online this long after it was created is removed")
+	f.DurationVar(&opts.IdleRunnerTTL, "idle-runner-ttl", 0, "remove runners idle for longer than this; 0 keeps them")
+	f.DurationVar(&opts.ScaleDownGrace, "scale-down-grace", 2*time.Minute, "a runner must have been idle this long before a scale-down removes it")
+	f.DurationVar(&opts.DeleteGiveUp, "delete-give-up", 24*time.Hour, "how long a failing DeleteInstance is retried before the runner goes to history as delete-failed")
+	f.DurationVar(&opts.ReaperInterval, "reaper-interval", time.Minute, "how often the reaper looks for runners to remove")
+	f.IntVar(&opts.ReaperMaxRemovals, "reaper-max-removals", 20, "at most this many runners are removed per reaper pass")
+	f.BoolVar(&opts.DeleteScaleSets, "delete-scale-sets-on-target-removal", false, "delete a removed target's scale set on GitHub once its runners are gone")
+	f.DurationVar(&opts.PollHold, "poll-hold", 50*time.Second, "how long GitHub holds an empty message long-poll; /readyz wants a poll within two holds")
 	opts.env = newEnvBinding(f, myshoesEnv(), lookup)
 	return cmd
 }
@@ -232,9 +252,8 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	if o.PluginPoolSize < 1 {
 		return rc, e.flagError("plugin-pool-size", "must be at least 1")
 	}
-	if err := rc.shoes.Validate(); err != nil {
-		return rc, e.flagError("plugin", "%v", err)
-	}
+	// rc.shoes is checked by shoes.New, after its defaults (the RPC
+	// timeouts) are filled in; Validate alone rejects their zero values.
 	if o.StateFile == "" {
 		return rc, e.flagError("state-file", "required")
 	}
@@ -285,6 +304,13 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		{"retry-backoff", o.RetryBackoff <= 0, "must be positive"},
 		{"history-max-age", o.HistoryMaxAge <= 0, "must be positive"},
 		{"history-max-count", o.HistoryMaxCount < 1, "must be at least 1"},
+		{"runner-bootstrap-timeout", o.BootstrapTimeout <= 0, "must be positive"},
+		{"idle-runner-ttl", o.IdleRunnerTTL < 0, "must not be negative"},
+		{"scale-down-grace", o.ScaleDownGrace <= 0, "must be positive"},
+		{"delete-give-up", o.DeleteGiveUp <= 0, "must be positive"},
+		{"reaper-interval", o.ReaperInterval <= 0, "must be positive"},
+		{"reaper-max-removals", o.ReaperMaxRemovals < 1, "must be at least 1"},
+		{"poll-hold", o.PollHold <= 0, "must be positive"},
 	}
 	for _, c := range checks {
 		if c.bad {
@@ -306,7 +332,16 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		ShutdownTimeout:      o.ShutdownTimeout,
 		JanitorInterval:      o.JanitorInterval,
 		RetryBackoff:         o.RetryBackoff,
+		BootstrapTimeout:     o.BootstrapTimeout,
+		IdleTTL:              o.IdleRunnerTTL,
+		ScaleDownGrace:       o.ScaleDownGrace,
+		DeleteGiveUp:         o.DeleteGiveUp,
+		ReaperInterval:       o.ReaperInterval,
+		ReaperMaxRemovals:    o.ReaperMaxRemovals,
+		PollHold:             o.PollHold,
 		Logger:               logger,
+
+		DeleteScaleSetsOnTargetRemoval: o.DeleteScaleSets,
 	}
 	if err := rc.ctrl.Validate(); err != nil {
 		return rc, usageErrorf("%v", err)
@@ -357,20 +392,30 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 		return err
 	}
 	log := rc.logger
-	if err := os.MkdirAll(dirOf(o.StateFile), 0o750); err != nil {
-		return fmt.Errorf("create state directory: %w", err)
-	}
-	st, err := store.Open(store.Options{Path: o.StateFile, HistoryMaxAge: o.HistoryMaxAge, HistoryMaxCount: o.HistoryMaxCount})
-	if err != nil {
-		return fmt.Errorf("open state: %w", err)
-	}
-	defer st.Close()
-
+	reg := prometheus.NewRegistry()
+	// The plugin is checked before the state file is touched: a bad
+	// --plugin is a configuration error (exit 2) whatever the state file.
+	rec := metrics.New(reg, nil)
+	rc.shoes.Recorder = rec
+	rc.ctrl.Recorder = rec
 	host, err := shoes.New(ctx, rc.shoes)
 	if err != nil {
 		return usageErrorf("--plugin (env %s): %v", strings.Join(o.env.envNames("plugin"), " or "), err)
 	}
-	defer host.Close()
+	if err := os.MkdirAll(dirOf(o.StateFile), 0o750); err != nil {
+		host.Close()
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	st, err := store.Open(store.Options{Path: o.StateFile, HistoryMaxAge: o.HistoryMaxAge, HistoryMaxCount: o.HistoryMaxCount})
+	if err != nil {
+		host.Close()
+		return fmt.Errorf("open state: %w", err)
+	}
+	defer st.Close()
+	defer host.Close() // runs before st.Close: the store closes last
+	stopWatching := exitOnSecondSignal(ctx, st, log)
+	defer stopWatching()
+	reg.MustRegister(metrics.NewStoreCollector(st))
 
 	gh, err := github.New(rc.github)
 	if err != nil {
@@ -399,7 +444,8 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	log.Info("shoes-scaleset starting", "version", buildinfo.Version(), "state_file", o.StateFile, "listen", o.Listen, "owner", st.OwnerID())
 
 	g, gctx := errgroup.WithContext(ctx)
-	srv := &http.Server{Handler: httpapi.New(st, ctrl, log), ReadHeaderTimeout: 10 * time.Second}
+	api := httpapi.New(httpapi.Deps{Runners: st, ScaleSets: ctrl, Readiness: ctrl, Gatherer: reg, Remover: ctrl}, log)
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	if ln != nil {
 		g.Go(func() error {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -448,4 +494,35 @@ func dirOf(path string) string {
 		return path[:i]
 	}
 	return "."
+}
+
+// exitOnSecondSignal makes a second SIGINT or SIGTERM, received while the
+// first one's shutdown runs, exit at once; the state file is still closed
+// first (bounded, so a stuck write cannot hold the exit). The returned
+// function stops watching.
+func exitOnSecondSignal(ctx context.Context, st *store.Store, log *slog.Logger) func() {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sig)
+		select {
+		case s := <-sig:
+			log.Warn("second signal: exiting now without waiting for in-flight work", "signal", s.String())
+			closed := make(chan struct{})
+			go func() { _ = st.Close(); close(closed) }()
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+			}
+			os.Exit(exitFailure)
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
 }

@@ -27,6 +27,8 @@ type Recorder interface {
 	RunnerReaped(scope, scaleSet, reason string)
 	// TargetSync records one read of myshoes's target list.
 	TargetSync(at time.Time, err error)
+	// Forget drops the series of a scale set whose target was removed.
+	Forget(scope, scaleSet string)
 }
 
 // nopRecorder records nothing.
@@ -40,5 +42,6 @@ func (nopRecorder) RunnerProvisioned(string, string, time.Duration)     {}
 func (nopRecorder) SessionConflict(string, string)                      {}
 func (nopRecorder) RunnerReaped(string, string, string)                 {}
 func (nopRecorder) TargetSync(time.Time, error)                         {}
+func (nopRecorder) Forget(string, string)                               {}
 
 var _ Recorder = nopRecorder{}

@@ -88,6 +88,9 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 		w.stop()
 		if _, listed := want[w.target.ID]; !listed {
 			c.retireTarget(ctx, w.target.ID)
+			if set := w.scaleSet(); set != nil {
+				c.rec.Forget(set.scope, set.name)
+			}
 		}
 	}
 

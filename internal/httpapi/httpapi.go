@@ -1,13 +1,20 @@
-// Package httpapi serves the daemon's local HTTP API: health, and the
-// read-only state the CLI shows (`runners ls`, `scalesets ls`) while the
-// daemon holds the state file.
+// Package httpapi serves the daemon's local HTTP API: health and
+// readiness, Prometheus metrics, the state the CLI shows (`runners ls`,
+// `scalesets ls`) while the daemon holds the state file, and runner
+// removal.
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
@@ -39,44 +46,131 @@ type ScaleSetsResponse struct {
 	ScaleSets []controller.ScaleSetStatus `json:"scalesets"`
 }
 
+// Readiness says whether the daemon is ready and, if not, why: the
+// controller.
+type Readiness interface {
+	Ready() (bool, []controller.NotReady)
+}
+
+// Remover removes a runner on request: the controller. A runner that does
+// not exist is an error wrapping store.ErrNotFound.
+type Remover interface {
+	RemoveRunner(ctx context.Context, name string, force bool) error
+}
+
+// Deps are what the API serves. A nil dependency leaves its routes out:
+// Runners serves /api/v1/runners and /api/v1/history, ScaleSets
+// /api/v1/scalesets, Readiness /readyz, Gatherer /metrics and Remover
+// POST /api/v1/runners/{name}/remove.
+type Deps struct {
+	Runners   Runners
+	ScaleSets ScaleSets
+	Readiness Readiness
+	Gatherer  prometheus.Gatherer
+	Remover   Remover
+}
+
+// ReadyResponse is the body of GET /readyz.
+type ReadyResponse struct {
+	Status   string                `json:"status"`
+	NotReady []controller.NotReady `json:"not_ready,omitempty"`
+}
+
+// RemoveResponse is the body of a successful POST
+// /api/v1/runners/{name}/remove.
+type RemoveResponse struct {
+	Runner string `json:"runner"`
+	Force  bool   `json:"force"`
+	Status string `json:"status"`
+}
+
+// ErrorResponse is the body of every error response.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
 // New returns the handler of the local API.
-func New(runners Runners, sets ScaleSets, log *slog.Logger) http.Handler {
+func New(deps Deps, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /api/v1/runners", func(w http.ResponseWriter, r *http.Request) {
-		f := store.RunnerFilter{Scope: r.URL.Query().Get("scope")}
-		if s := r.URL.Query().Get("state"); s != "" {
-			f.States = []store.RunnerState{store.RunnerState(s)}
-		}
-		list, err := runners.ListRunners(f)
-		if err != nil {
-			log.Error("api: list runners", "err", err)
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, RunnersResponse{Runners: nonNil(list)})
-	})
-	mux.HandleFunc("GET /api/v1/history", func(w http.ResponseWriter, r *http.Request) {
-		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-		list, err := runners.ListHistory(store.HistoryFilter{Scope: r.URL.Query().Get("scope"), Limit: limit})
-		if err != nil {
-			log.Error("api: list history", "err", err)
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, HistoryResponse{History: nonNil(list)})
-	})
-	mux.HandleFunc("GET /api/v1/scalesets", func(w http.ResponseWriter, _ *http.Request) {
-		list, err := sets.ScaleSets()
-		if err != nil {
-			log.Error("api: list scale sets", "err", err)
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, ScaleSetsResponse{ScaleSets: nonNil(list)})
-	})
+	if deps.Readiness != nil {
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if ok, why := deps.Readiness.Ready(); !ok {
+				writeJSON(w, http.StatusServiceUnavailable, ReadyResponse{Status: "not ready", NotReady: why})
+				return
+			}
+			writeJSON(w, http.StatusOK, ReadyResponse{Status: "ready"})
+		})
+	}
+	if deps.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError),
+		}))
+	}
+	if deps.Runners != nil {
+		runners := deps.Runners
+		mux.HandleFunc("GET /api/v1/runners", func(w http.ResponseWriter, r *http.Request) {
+			f := store.RunnerFilter{Scope: r.URL.Query().Get("scope")}
+			if s := r.URL.Query().Get("state"); s != "" {
+				f.States = []store.RunnerState{store.RunnerState(s)}
+			}
+			list, err := runners.ListRunners(f)
+			if err != nil {
+				log.Error("api: list runners", "err", err)
+				writeError(w, http.StatusInternalServerError, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, RunnersResponse{Runners: nonNil(list)})
+		})
+		mux.HandleFunc("GET /api/v1/history", func(w http.ResponseWriter, r *http.Request) {
+			limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+			list, err := runners.ListHistory(store.HistoryFilter{Scope: r.URL.Query().Get("scope"), Limit: limit})
+			if err != nil {
+				log.Error("api: list history", "err", err)
+				writeError(w, http.StatusInternalServerError, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, HistoryResponse{History: nonNil(list)})
+		})
+	}
+	if deps.ScaleSets != nil {
+		mux.HandleFunc("GET /api/v1/scalesets", func(w http.ResponseWriter, _ *http.Request) {
+			list, err := deps.ScaleSets.ScaleSets()
+			if err != nil {
+				log.Error("api: list scale sets", "err", err)
+				writeError(w, http.StatusInternalServerError, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, ScaleSetsResponse{ScaleSets: nonNil(list)})
+		})
+	}
+	if deps.Remover != nil {
+		mux.HandleFunc("POST /api/v1/runners/{name}/remove", func(w http.ResponseWriter, r *http.Request) {
+			name := r.PathValue("name")
+			force := false
+			if s := r.URL.Query().Get("force"); s != "" {
+				var err error
+				if force, err = strconv.ParseBool(s); err != nil {
+					writeError(w, http.StatusBadRequest, fmt.Errorf("force: %q is not true or false", s))
+					return
+				}
+			}
+			err := deps.Remover.RemoveRunner(r.Context(), name, force)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				writeError(w, http.StatusNotFound, err)
+				return
+			case err != nil:
+				log.Error("api: remove runner", "runner", name, "force", force, "err", err)
+				writeError(w, http.StatusInternalServerError, err)
+				return
+			}
+			log.Info("api: runner removal requested", "runner", name, "force", force)
+			writeJSON(w, http.StatusAccepted, RemoveResponse{Runner: name, Force: force, Status: "removing"})
+		})
+	}
 	return mux
 }
 
@@ -85,6 +179,10 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, ErrorResponse{Error: err.Error()})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

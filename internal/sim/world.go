@@ -176,13 +176,16 @@ func (w *World) AppKeyPEM() []byte {
 
 // Close stops serving and the fakes' timers.
 func (w *World) Close() error {
+	// Release the fake's long polls (broker polls, runner waits) first:
+	// Shutdown waits for active requests, and those are held for up to
+	// PollHold or the runner's holdMs.
+	w.Actions.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := w.srv.Shutdown(ctx)
 	if err != nil {
 		err = w.srv.Close()
 	}
-	w.Actions.Close()
 	if serveErr := <-w.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
 		err = serveErr
 	}
