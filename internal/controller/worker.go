@@ -248,7 +248,7 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 	set.setStatistics(sess.Statistics(), w.c.cfg)
 	var lastID int64
 	var toAcquire []int64
-	acquireFailures := 0
+	acquireFailures, pollFailures := 0, 0
 	for {
 		if len(toAcquire) > 0 {
 			if err := w.acquire(ctx, sess, toAcquire); err == nil || acquireFailures >= maxAcquireAttempts {
@@ -262,8 +262,32 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 			if isCanceled(ctx, err) {
 				return healthy, nil
 			}
-			return healthy, fmt.Errorf("get message: %w", err)
+			var unsupported *github.UnsupportedMessageError
+			if errors.As(err, &unsupported) {
+				// Not ours to handle; acknowledge it so it is not
+				// delivered again and again.
+				w.log.Warn("skipping a message of an unsupported type", "message_id", unsupported.MessageID, "type", unsupported.MessageType)
+				if err := sess.DeleteMessage(ctx, unsupported.MessageID); err != nil && !isCanceled(ctx, err) {
+					w.log.Warn("acknowledge unsupported message", "message_id", unsupported.MessageID, "err", err)
+				}
+				lastID = unsupported.MessageID
+				continue
+			}
+			// A transient failure is retried on the same session; a
+			// session that is gone, or one that keeps failing, is
+			// replaced by a new one.
+			pollFailures++
+			if errors.Is(err, github.ErrNotFound) || !github.IsTransient(err) || pollFailures > maxPollRetries {
+				return healthy, fmt.Errorf("get message: %w", err)
+			}
+			wait := w.c.backoff(pollFailures)
+			w.log.Warn("get message; retrying", "err", err, "attempt", pollFailures, "retry_in", wait)
+			if !sleep(ctx, wait) {
+				return healthy, nil
+			}
+			continue
 		}
+		pollFailures = 0
 		healthy = true
 		set.markPolled(w.c.cfg.Now())
 		if msg == nil {
@@ -319,6 +343,10 @@ func (w *targetWorker) applyMessage(set *scaleSetState, msg *github.Message) err
 	set.setStatistics(msg.Statistics, w.c.cfg)
 	return nil
 }
+
+// maxPollRetries is how many failed polls in a row are retried on the
+// same session before it is replaced.
+const maxPollRetries = 5
 
 // maxAcquireAttempts bounds the tries of one batch of job acquisitions.
 const maxAcquireAttempts = 5
