@@ -43,6 +43,7 @@ type GitHub interface {
 	ScaleSetClient(ctx context.Context, scope string) (*scaleset.Client, error)
 	RunnerVersion(ctx context.Context, scope, requested string) (string, error)
 	GetRunnerStatus(ctx context.Context, scope string, runnerID int64) (github.RunnerStatus, error)
+	GenerateJITConfig(ctx context.Context, scope string, scaleSetID int, name, workFolder string) (*github.JITConfig, error)
 	CreateSession(ctx context.Context, scope string, scaleSetID int, owner string) (*github.Session, error)
 	DeleteSession(ctx context.Context, scope string, scaleSetID int, sessionID string) error
 }

@@ -108,15 +108,7 @@ func (c *Controller) provision(set *scaleSetState, name string) {
 		c.provisionFailed(set, name, fmt.Errorf("resolve runner version: %w", err))
 		return
 	}
-	client, err := c.gh.ScaleSetClient(ctx, set.scope)
-	if err != nil {
-		c.provisionFailed(set, name, fmt.Errorf("scale set client: %w", err))
-		return
-	}
-	jit, err := client.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{
-		Name:       name,
-		WorkFolder: c.cfg.RunnerBaseDirectory,
-	}, set.id)
+	jit, err := c.gh.GenerateJITConfig(ctx, set.scope, set.id, name, c.cfg.RunnerBaseDirectory)
 	if err != nil {
 		c.provisionFailed(set, name, fmt.Errorf("generate JIT config: %w", err))
 		return

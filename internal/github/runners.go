@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+
+	"github.com/actions/scaleset"
 )
 
 // agentsEndpoint is the Actions service path of runners ("agents").
@@ -42,4 +44,39 @@ func (p *Provider) GetRunnerStatus(ctx context.Context, scope string, runnerID i
 		return RunnerStatus{}, fmt.Errorf("get runner %d: decode: %w", runnerID, err)
 	}
 	return st, nil
+}
+
+// JITConfig is a just-in-time runner configuration: the runner GitHub
+// registered and the encoded config that run.sh --jitconfig takes. The
+// encoded config is a credential: never log it.
+type JITConfig = scaleset.RunnerScaleSetJitRunnerConfig
+
+// GenerateJITConfig registers a runner named name in a scale set and
+// returns its JIT config. Unlike the library's client, which serialises
+// every call of a scope behind one lock, calls run in parallel, so a burst
+// of provisioning is not queued behind one connection.
+func (p *Provider) GenerateJITConfig(ctx context.Context, scope string, scaleSetID int, name, workFolder string) (*JITConfig, error) {
+	sc, err := parseScope(scope)
+	if err != nil {
+		return nil, fmt.Errorf("generate JIT config: %w", err)
+	}
+	body, err := json.Marshal(scaleset.RunnerScaleSetJitRunnerSetting{Name: name, WorkFolder: workFolder})
+	if err != nil {
+		return nil, fmt.Errorf("generate JIT config: %w", err)
+	}
+	r, err := p.adminRequest(ctx, sc, http.MethodPost, fmt.Sprintf("%s/%d/generatejitconfig", scaleSetEndpoint, scaleSetID), body)
+	if err != nil {
+		return nil, fmt.Errorf("generate JIT config for %s: %w", name, err)
+	}
+	if r.status != http.StatusOK {
+		return nil, fmt.Errorf("generate JIT config for %s: %w", name, r.statusError())
+	}
+	var out JITConfig
+	if err := json.Unmarshal(r.body, &out); err != nil {
+		return nil, fmt.Errorf("generate JIT config for %s: decode: %w", name, err)
+	}
+	if out.Runner == nil || out.EncodedJITConfig == "" {
+		return nil, fmt.Errorf("generate JIT config for %s: answer without runner or config", name)
+	}
+	return &out, nil
 }
