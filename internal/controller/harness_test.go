@@ -88,6 +88,8 @@ type envOptions struct {
 	// maxAssignAttempts is how often the sim assigns a job before it
 	// cancels it for good.
 	maxAssignAttempts int
+	// addTimeout bounds each AddInstance call (default: the host's).
+	addTimeout time.Duration
 	// tune adjusts the controller config after the test defaults.
 	tune func(*controller.Config)
 }
@@ -171,7 +173,7 @@ func (e *testEnv) start() {
 		shoesfake.EnvLatency + "=" + e.opts.pluginLatency.String(),
 	}, e.opts.pluginEnv...)
 	host, err := shoes.New(context.Background(), shoes.Config{
-		Path: binary, Args: []string{"sim", "plugin"}, PoolSize: 4, Env: env, Logger: logger,
+		Path: binary, Args: []string{"sim", "plugin"}, PoolSize: 4, Env: env, Logger: logger, AddTimeout: e.opts.addTimeout,
 	})
 	if err != nil {
 		e.t.Fatalf("plugin host: %v", err)

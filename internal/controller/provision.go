@@ -8,6 +8,7 @@ import (
 
 	"github.com/actions/scaleset"
 	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
@@ -140,6 +141,10 @@ func (c *Controller) provision(set *scaleSetState, name string) {
 
 	inst, err := c.addInstance(ctx, set, name, script)
 	if err != nil {
+		if outcomeUnknown(err) {
+			c.instanceUnknown(set, name, err)
+			return
+		}
 		c.provisionFailed(set, name, err)
 		return
 	}
@@ -187,7 +192,10 @@ func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, 
 			}
 			return inst, nil
 		}
-		if errors.Is(err, shoes.ErrPermanent) || attempt == c.cfg.AddAttempts {
+		// Retry only what the plugin answered as a failure: a permanent
+		// error never succeeds, a bad answer is not retried into a storm,
+		// and after a crash or a timeout an instance may exist already.
+		if errors.Is(err, shoes.ErrPermanent) || errors.Is(err, shoes.ErrBadResponse) || outcomeUnknown(err) || attempt == c.cfg.AddAttempts {
 			break
 		}
 		set.log.Warn("add instance; retrying", "runner", name, "attempt", attempt, "err", err)
@@ -196,6 +204,38 @@ func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, 
 		}
 	}
 	return shoes.Instance{}, fmt.Errorf("add instance: %w", err)
+}
+
+// outcomeUnknown reports whether a failed AddInstance may have created an
+// instance anyway: the plugin crashed, hung past the deadline, or the
+// connection broke, so its answer never arrived.
+func outcomeUnknown(err error) bool {
+	switch shoes.Code(err) {
+	case shoes.CodeCrash, codes.DeadlineExceeded.String(), codes.Unavailable.String(), codes.Canceled.String():
+		return true
+	}
+	return false
+}
+
+// instanceUnknown handles an AddInstance whose outcome is unknown: the
+// runner is removed from GitHub, so it can take no job, and the record is
+// kept as unknown-instance for the operator, since the shoes protocol has
+// no way to find an instance by name.
+func (c *Controller) instanceUnknown(set *scaleSetState, name string, cause error) {
+	pause := set.provisionFailed(c)
+	r, err := c.store.SetRunnerState(name, store.StateUnknownInstance, func(r *store.Runner) {
+		r.LastError = "AddInstance outcome unknown (an instance may exist): " + cause.Error()
+		r.Attempts++
+	})
+	if err != nil {
+		set.log.Error("mark runner unknown-instance", "runner", name, "err", err)
+		return
+	}
+	if err := c.removeFromGitHub(c.workCtx, set, r); err != nil {
+		set.log.Warn("remove runner from GitHub after an unknown AddInstance outcome", "runner", name, "err", err)
+	}
+	set.log.Warn("AddInstance outcome unknown; an instance named after the runner may exist: check the provider, then runners rm it",
+		"runner", name, "err", cause, "provisioning_paused_for", pause)
 }
 
 // provisionFailed undoes a provisioning: the runner is removed from

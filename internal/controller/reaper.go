@@ -25,9 +25,17 @@ const (
 	reasonRemoved          = "removed"
 )
 
+// busyCheckAfter is how long a runner may be busy before the reaper asks
+// GitHub whether it still exists.
+const busyCheckAfter = 10 * time.Minute
+
 // ErrRunnerBusy is returned when a busy runner is asked to be removed
 // without force.
 var ErrRunnerBusy = errors.New("runner is busy with a job")
+
+// ErrRunnerProvisioning is returned when a runner still being provisioned
+// is asked to be removed: its provisioning owns it until it is idle.
+var ErrRunnerProvisioning = errors.New("runner is being provisioned; remove it once it is idle")
 
 // reaper runs a reap pass every ReaperInterval, with up to 10% jitter.
 func (c *Controller) reaper(ctx context.Context) error {
@@ -98,9 +106,12 @@ func (c *Controller) reap(ctx context.Context) error {
 				remove(r, reasonTargetRemoved)
 			}
 		case store.StateBusy:
-			if !isServed && targetsKnown {
-				// No listener hears its JobCompleted: ask GitHub. An
-				// ephemeral runner is gone once its job is done.
+			// A busy runner whose JobCompleted never reached us (its
+			// target was removed, or the message was lost) would hold
+			// its slot and instance forever: ask GitHub about runners of
+			// removed targets, and about runners busy for long. An
+			// ephemeral runner is gone once its job is done.
+			if (!isServed && targetsKnown) || now.Sub(r.StateSince[store.StateBusy]) > busyCheckAfter {
 				c.finishOrphan(ctx, r)
 			}
 		}
@@ -221,6 +232,9 @@ func (c *Controller) RemoveRunner(ctx context.Context, name string, force bool) 
 	}
 	if r.State == store.StateBusy && !force {
 		return fmt.Errorf("runner %s: %w; use --force to remove it anyway", name, ErrRunnerBusy)
+	}
+	if r.State == store.StatePending || r.State == store.StateConfigured {
+		return fmt.Errorf("runner %s: %w", name, ErrRunnerProvisioning)
 	}
 	if r.State == store.StateUnknownInstance {
 		// Nothing to delete that we know of: the operator has checked.

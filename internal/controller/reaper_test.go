@@ -229,3 +229,46 @@ func TestTargetRemovalRetiresRunners(t *testing.T) {
 		})
 	}
 }
+
+func TestAddInstanceTimeoutLeavesUnknownInstance(t *testing.T) {
+	e := newTestEnv(t, envOptions{
+		targets:    []string{"org-a"},
+		minRunners: 1,
+		pluginEnv:  []string{shoesfake.EnvHang + "=AddInstance"},
+		addTimeout: 500 * time.Millisecond,
+	})
+	e.start()
+	e.waitFor("an unknown-instance record", 60*time.Second, func() bool {
+		return len(e.runnersIn("org-a", store.StateUnknownInstance)) >= 1
+	})
+	r := e.runnersIn("org-a", store.StateUnknownInstance)[0]
+	if r.LastError == "" || r.CloudID != "" {
+		t.Errorf("unknown-instance record: last error %q, cloud ID %q", r.LastError, r.CloudID)
+	}
+	// It was removed from GitHub so it can take no job, and AddInstance
+	// was not retried under the same name.
+	e.waitFor("runner removed on GitHub", 30*time.Second, func() bool {
+		for _, sr := range e.state().Runners {
+			if sr.Name == r.Name {
+				return sr.State == "removed"
+			}
+		}
+		return false
+	})
+	n := 0
+	for _, c := range e.calls() {
+		if c.Method == "AddInstance" && c.RunnerName == r.Name {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("AddInstance calls for %s = %d, want 1 (no retry after an unknown outcome)", r.Name, n)
+	}
+	// An operator who checked the provider removes the record by hand.
+	if err := e.ctrl.RemoveRunner(context.Background(), r.Name, false); err != nil {
+		t.Fatalf("runners rm of an unknown-instance record: %v", err)
+	}
+	if e.historyReasons()["removed"] != 1 {
+		t.Errorf("history = %v, want 1 removed", e.historyReasons())
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/actions/scaleset"
+
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
@@ -247,16 +249,8 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 	healthy := false
 	set.setStatistics(sess.Statistics(), w.c.cfg)
 	var lastID int64
-	var toAcquire []int64
-	acquireFailures, pollFailures := 0, 0
+	pollFailures := 0
 	for {
-		if len(toAcquire) > 0 {
-			if err := w.acquire(ctx, sess, toAcquire); err == nil || acquireFailures >= maxAcquireAttempts {
-				toAcquire, acquireFailures = nil, 0
-			} else {
-				acquireFailures++
-			}
-		}
 		msg, err := sess.GetMessage(ctx, lastID, w.c.cfg.MaxRunners)
 		if err != nil {
 			if isCanceled(ctx, err) {
@@ -299,9 +293,6 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 			return healthy, fmt.Errorf("handle message %d: %w", msg.ID, err)
 		}
 		lastID = msg.ID
-		for _, a := range msg.Available {
-			toAcquire = append(toAcquire, a.RunnerRequestID)
-		}
 	}
 }
 
@@ -310,6 +301,12 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 func (w *targetWorker) handleMessage(ctx context.Context, set *scaleSetState, sess *github.Session, msg *github.Message) error {
 	if err := w.applyMessage(set, msg); err != nil {
 		return err
+	}
+	// GHES leaves an available job queued until it is acquired. The
+	// message is acknowledged only once its jobs are acquired, so a
+	// failure here redelivers it and the acquisition is tried again.
+	if err := w.acquire(ctx, sess, msg.Available); err != nil {
+		return fmt.Errorf("acquire jobs: %w", err)
 	}
 	if err := sess.DeleteMessage(ctx, msg.ID); err != nil {
 		// The next poll names this message as the last one, which also
@@ -348,19 +345,31 @@ func (w *targetWorker) applyMessage(set *scaleSetState, msg *github.Message) err
 // same session before it is replaced.
 const maxPollRetries = 5
 
-// maxAcquireAttempts bounds the tries of one batch of job acquisitions.
-const maxAcquireAttempts = 5
+// maxAcquireAttempts bounds the tries of one acquisition.
+const maxAcquireAttempts = 3
 
 // acquire asks for the jobs announced as available (GHES), which GHES
-// otherwise leaves queued forever.
-func (w *targetWorker) acquire(ctx context.Context, sess *github.Session, ids []int64) error {
-	acquired, err := sess.AcquireJobs(ctx, ids)
-	if err != nil {
-		if !isCanceled(ctx, err) {
-			w.log.Warn("acquire jobs", "count", len(ids), "err", err)
-		}
-		return err
+// otherwise leaves queued forever. A job another listener acquired first
+// is simply not in the answer.
+func (w *targetWorker) acquire(ctx context.Context, sess *github.Session, available []*scaleset.JobMessageBase) error {
+	if len(available) == 0 {
+		return nil
 	}
-	w.log.Debug("acquired jobs", "requested", len(ids), "acquired", len(acquired))
-	return nil
+	ids := make([]int64, len(available))
+	for i, a := range available {
+		ids[i] = a.RunnerRequestID
+	}
+	var err error
+	for attempt := 1; attempt <= maxAcquireAttempts; attempt++ {
+		var acquired []int64
+		if acquired, err = sess.AcquireJobs(ctx, ids); err == nil {
+			w.log.Debug("acquired jobs", "requested", len(ids), "acquired", len(acquired))
+			return nil
+		}
+		w.log.Warn("acquire jobs", "count", len(ids), "attempt", attempt, "err", err)
+		if attempt < maxAcquireAttempts && !sleep(ctx, w.c.backoff(attempt)) {
+			break
+		}
+	}
+	return err
 }
