@@ -79,6 +79,7 @@ shoes plugin myshoes uses.`,
 		newRunnersCmd(io, nil),
 		newScaleSetsCmd(io, nil),
 		newVersionCmd(io),
+		newDemoCmd(io),
 	)
 	for _, c := range root.Commands() {
 		c.GroupID = groupMain
@@ -86,6 +87,7 @@ shoes plugin myshoes uses.`,
 	sim := newSimCmd(io)
 	sim.GroupID = groupSim
 	root.AddCommand(sim)
+	usageArgs(root)
 	root.SetHelpCommandGroupID(groupMain)
 	root.SetCompletionCommandGroupID(groupMain)
 	return root
@@ -95,3 +97,32 @@ const (
 	groupMain = "main"
 	groupSim  = "sim"
 )
+
+// usageArgs makes every argument error of c and its subcommands a usage
+// error (exit code 2), and an unknown subcommand one too.
+func usageArgs(c *cobra.Command) {
+	inner := c.Args
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		// Runnable, so that an unknown subcommand is an argument error.
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	if inner == nil && c.HasSubCommands() {
+		inner = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return nil
+		}
+	}
+	if inner != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := inner(cmd, args); err != nil {
+				return &usageError{err: err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
+}

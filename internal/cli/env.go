@@ -22,6 +22,8 @@ type envBinding struct {
 	flags   *pflag.FlagSet
 	myshoes map[string]string // flag name -> myshoes variable
 	lookup  lookupEnvFunc
+	// skip names flags never read from the environment.
+	skip map[string]bool
 }
 
 func newEnvBinding(flags *pflag.FlagSet, myshoes map[string]string, lookup lookupEnvFunc) *envBinding {
@@ -50,7 +52,7 @@ func (b *envBinding) envNames(flag string) []string {
 func (b *envBinding) apply() error {
 	var err error
 	b.flags.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == "help" {
+		if err != nil || f.Changed || f.Name == "help" || b.skip[f.Name] {
 			return
 		}
 		for _, name := range b.envNames(f.Name) {

@@ -39,6 +39,8 @@ alone unless --force is given, which removes it even while its job runs.`,
 	cmd.Flags().StringVar(&opts.Listen, "listen", defaultListen, "address of the running daemon's HTTP API")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "remove the runner even if it is running a job")
 	opts.env = newEnvBinding(cmd.Flags(), nil, lookup)
+	// Forcing is a decision per call, never a setting in the environment.
+	opts.env.skip = map[string]bool{"force": true}
 	return cmd
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/actions/scaleset"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/buildinfo"
@@ -120,7 +121,21 @@ Precedence: flag, SHOES_SCALESET_*, myshoes variable, default.`,
 			return runRun(cmd.Context(), s, opts)
 		},
 	}
-	f := cmd.Flags()
+	opts.addFlags(cmd.Flags(), lookup)
+	return cmd
+}
+
+// defaultRunOptions returns the options run has when no flag and no
+// variable is set; the demo starts from them.
+func defaultRunOptions() *runOptions {
+	o := &runOptions{}
+	o.addFlags(pflag.NewFlagSet("run", pflag.ContinueOnError), func(string) (string, bool) { return "", false })
+	return o
+}
+
+// addFlags registers run's flags on f, with their defaults, and binds them
+// to their environment variables.
+func (opts *runOptions) addFlags(f *pflag.FlagSet, lookup lookupEnvFunc) {
 	f.StringVar(&opts.MyshoesURL, "myshoes-url", "", "base URL of myshoes's REST API (required), e.g. http://127.0.0.1:8080")
 	f.StringVar(&opts.GitHubURL, "github-url", "https://github.com", "GitHub URL; anything but github.com is GitHub Enterprise Server")
 	f.Int64Var(&opts.GitHubAppID, "github-app-id", 0, "GitHub App ID")
@@ -161,7 +176,6 @@ Precedence: flag, SHOES_SCALESET_*, myshoes variable, default.`,
 	f.BoolVar(&opts.DeleteScaleSets, "delete-scale-sets-on-target-removal", false, "delete a removed target's scale set on GitHub once its runners are gone")
 	f.DurationVar(&opts.PollHold, "poll-hold", 50*time.Second, "how long GitHub holds an empty message long-poll; /readyz wants a poll within two holds")
 	opts.env = newEnvBinding(f, myshoesEnv(), lookup)
-	return cmd
 }
 
 // runConfig is what runOptions validate into.
@@ -200,9 +214,12 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	if err := checkHTTPURL(o.GitHubURL); err != nil {
 		return rc, e.flagError("github-url", "%v", err)
 	}
+	if u, _ := url.Parse(o.GitHubURL); strings.Trim(u.Path, "/") != "" {
+		return rc, e.flagError("github-url", "%q has a path; give the server only, e.g. https://github.example.com", o.GitHubURL)
+	}
 	gh := github.Config{
 		URL:          strings.TrimRight(o.GitHubURL, "/"),
-		RetryMax:     o.GitHubRetryMax,
+		RetryMax:     retryMax(o.GitHubRetryMax),
 		RetryWaitMax: o.GitHubRetryWaitMax,
 		SystemInfo:   scaleset.SystemInfo{System: "shoes-scaleset", Version: buildinfo.Version(), Subsystem: "controller"},
 		Logger:       logger,
@@ -379,6 +396,9 @@ func checkHTTPURL(s string) error {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q is not an absolute http(s) URL", s)
 	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q: give a plain base URL, without query, fragment or user info", s)
+	}
 	return nil
 }
 
@@ -393,11 +413,11 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	}
 	log := rc.logger
 	reg := prometheus.NewRegistry()
-	// The plugin is checked before the state file is touched: a bad
-	// --plugin is a configuration error (exit 2) whatever the state file.
 	rec := metrics.New(reg, nil)
 	rc.shoes.Recorder = rec
 	rc.ctrl.Recorder = rec
+	// The plugin is checked before the state file is touched: a bad
+	// --plugin is a configuration error (exit 2) whatever the state file.
 	host, err := shoes.New(ctx, rc.shoes)
 	if err != nil {
 		return usageErrorf("--plugin (env %s): %v", strings.Join(o.env.envNames("plugin"), " or "), err)
@@ -525,4 +545,13 @@ func exitOnSecondSignal(ctx context.Context, st *store.Store, log *slog.Logger) 
 		}
 	}()
 	return func() { close(done) }
+}
+
+// retryMax maps --github-retry-max to github.Config.RetryMax, where 0
+// means the default and a negative number no retry.
+func retryMax(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

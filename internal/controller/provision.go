@@ -231,7 +231,11 @@ func (c *Controller) instanceUnknown(set *scaleSetState, name string, cause erro
 		set.log.Error("mark runner unknown-instance", "runner", name, "err", err)
 		return
 	}
-	if err := c.removeFromGitHub(c.workCtx, set, r); err != nil {
+	// The AddInstance may have been cancelled by the shutdown timeout:
+	// the removal gets its own short deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 30*time.Second)
+	defer cancel()
+	if err := c.removeFromGitHub(ctx, set, r); err != nil {
 		set.log.Warn("remove runner from GitHub after an unknown AddInstance outcome", "runner", name, "err", err)
 	}
 	set.log.Warn("AddInstance outcome unknown; an instance named after the runner may exist: check the provider, then runners rm it",

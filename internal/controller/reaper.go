@@ -170,8 +170,9 @@ func (c *Controller) cameOnline(ctx context.Context, r store.Runner) (bool, erro
 	return st.Online() || st.Busy, nil
 }
 
-// finishOrphan deletes a busy runner of a removed target once GitHub no
-// longer knows it: its job is done.
+// finishOrphan deletes a busy runner whose JobCompleted we did not get
+// (its target was removed, or the message was lost) once GitHub no longer
+// knows it: its job is done.
 func (c *Controller) finishOrphan(ctx context.Context, r store.Runner) {
 	_, err := c.gh.GetRunnerStatus(ctx, r.Scope, r.RunnerID)
 	switch {
@@ -180,7 +181,7 @@ func (c *Controller) finishOrphan(ctx context.Context, r store.Runner) {
 			c.startDelete(r.Name)
 		}
 	case err != nil:
-		c.log.Warn("check runner of a removed target", "runner", r.Name, "scope", r.Scope, "err", err)
+		c.log.Warn("check whether a busy runner still exists", "runner", r.Name, "scope", r.Scope, "err", err)
 	}
 }
 

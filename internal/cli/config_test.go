@@ -1,0 +1,352 @@
+package cli
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// cliRunFixture is a valid `run` configuration on disk, and files that
+// make it invalid.
+type cliRunFixture struct {
+	dir       string
+	stateFile string
+	key       string // RSA PKCS#1
+	notPEM    string
+	ecPKCS8   string
+	ecSEC1    string
+	plugin    string // executable
+	textFile  string // a plugin that is not executable
+	missing   string // a path that does not exist
+	notADir   string // a regular file, used as a directory
+}
+
+func newCLIRunFixture(t *testing.T, rsaPEM []byte) *cliRunFixture {
+	t.Helper()
+	dir := t.TempDir()
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("generate ECDSA key: %v", err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(ec)
+	if err != nil {
+		t.Fatalf("marshal ECDSA key: %v", err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(ec)
+	if err != nil {
+		t.Fatalf("marshal ECDSA key: %v", err)
+	}
+	f := &cliRunFixture{
+		dir:       dir,
+		stateFile: filepath.Join(dir, "state", "state.db"),
+		missing:   filepath.Join(dir, "does-not-exist"),
+	}
+	for _, file := range []struct {
+		dst  *string
+		name string
+		data []byte
+		perm os.FileMode
+	}{
+		{&f.key, "app-key.pem", rsaPEM, 0o600},
+		{&f.notPEM, "not-pem.pem", []byte("this is not a PEM file\n"), 0o600},
+		{&f.ecPKCS8, "ec-pkcs8.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600},
+		{&f.ecSEC1, "ec-sec1.pem", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}), 0o600},
+		{&f.textFile, "plugin.txt", []byte("not a plugin\n"), 0o644},
+		{&f.notADir, "a-file", []byte("x"), 0o644},
+	} {
+		*file.dst = filepath.Join(dir, file.name)
+		if err := os.WriteFile(*file.dst, file.data, file.perm); err != nil {
+			t.Fatalf("write %s: %v", file.name, err)
+		}
+	}
+	f.plugin = writeCLIPluginWrapper(t, dir)
+	return f
+}
+
+// args returns the run command line of the valid configuration, with the
+// flags in drop left out and set ("flag=value") replacing or adding flags.
+func (f *cliRunFixture) args(drop []string, set ...string) []string {
+	flags := [][2]string{
+		{"myshoes-url", "http://127.0.0.1:1/myshoes"},
+		{"github-url", "http://127.0.0.1:1"},
+		{"github-app-id", "1"},
+		{"github-private-key-path", f.key},
+		{"plugin", f.plugin},
+		{"state-file", f.stateFile},
+		{"listen", "127.0.0.1:0"},
+		{"runner-base-directory", filepath.Join(f.dir, "runners")},
+		{"sync-interval", "1s"},
+	}
+	overrides := map[string]string{}
+	var order []string
+	for _, kv := range set {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, seen := overrides[k]; !seen {
+			order = append(order, k)
+		}
+		overrides[k] = v
+	}
+	args := []string{"run"}
+	for _, fl := range flags {
+		if slices.Contains(drop, fl[0]) {
+			continue
+		}
+		v := fl[1]
+		if o, ok := overrides[fl[0]]; ok {
+			v = o
+			delete(overrides, fl[0])
+		}
+		args = append(args, "--"+fl[0]+"="+v)
+	}
+	for _, k := range order {
+		if v, ok := overrides[k]; ok {
+			args = append(args, "--"+k+"="+v)
+		}
+	}
+	return args
+}
+
+// clearCLIConfigEnv empties every variable the run command reads, so that
+// the environment of the test process cannot leak into a case.
+func clearCLIConfigEnv(t *testing.T) {
+	t.Helper()
+	newRunCmd(streams{}, nil).Flags().VisitAll(func(fl *pflag.Flag) {
+		t.Setenv(envName(fl.Name), "")
+	})
+	for _, name := range cliConfigEnv {
+		t.Setenv(name, "")
+	}
+}
+
+// hasCLIWord reports whether w occurs in s as a whole word: GITHUB_URL does
+// not count inside SHOES_SCALESET_GITHUB_URL, nor --plugin inside
+// --plugin-pool-size.
+func hasCLIWord(s, w string) bool {
+	re := regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])` + regexp.QuoteMeta(w) + `(?:$|[^A-Za-z0-9_-])`)
+	return re.MatchString(s)
+}
+
+func TestRunConfigErrorsExit2(t *testing.T) {
+	f := newCLIRunFixture(t, cliRSAKeyPEM(t))
+	const badB64 = "%%%not-base64%%%"
+	const token = "ghp_doNotEchoThisToken0123"
+	tests := []struct {
+		name string
+		drop []string
+		set  []string
+		env  map[string]string
+		// wantFlag is the flag the error must be about; wantEnv the
+		// variables it must name, as whole words.
+		wantFlag  string
+		wantEnv   []string
+		wantIn    []string
+		wantNotIn []string
+	}{
+		{name: "missing myshoes-url", drop: []string{"myshoes-url"},
+			wantFlag: "--myshoes-url", wantEnv: []string{"SHOES_SCALESET_MYSHOES_URL"}, wantIn: []string{"required"}},
+		{name: "myshoes-url not a url", set: []string{"myshoes-url=not a url"},
+			wantFlag: "--myshoes-url", wantEnv: []string{"SHOES_SCALESET_MYSHOES_URL"}, wantIn: []string{"not a url"}},
+		{name: "myshoes-url ftp", set: []string{"myshoes-url=ftp://x"},
+			wantFlag: "--myshoes-url", wantEnv: []string{"SHOES_SCALESET_MYSHOES_URL"}, wantIn: []string{"ftp://x"}},
+		{name: "github-url without scheme", set: []string{"github-url=github.com"},
+			wantFlag: "--github-url", wantEnv: []string{"SHOES_SCALESET_GITHUB_URL", "GITHUB_URL"}, wantIn: []string{"github.com"}},
+		{name: "missing app id", drop: []string{"github-app-id"},
+			wantFlag: "--github-app-id", wantEnv: []string{"SHOES_SCALESET_GITHUB_APP_ID", "GITHUB_APP_ID"}},
+		{name: "key file does not exist", set: []string{"github-private-key-path=" + f.missing},
+			wantFlag: "--github-private-key-path", wantEnv: []string{"SHOES_SCALESET_GITHUB_PRIVATE_KEY_PATH"}, wantIn: []string{"no such file"}},
+		{name: "key is not PEM", set: []string{"github-private-key-path=" + f.notPEM},
+			wantFlag: "--github-private-key-path", wantEnv: []string{"SHOES_SCALESET_GITHUB_PRIVATE_KEY_PATH"}, wantIn: []string{"not PEM"}},
+		{name: "ECDSA key PKCS#8", set: []string{"github-private-key-path=" + f.ecPKCS8},
+			wantFlag: "--github-private-key-path", wantEnv: []string{"SHOES_SCALESET_GITHUB_PRIVATE_KEY_PATH"}, wantIn: []string{"not an RSA key"}},
+		{name: "ECDSA key SEC1", set: []string{"github-private-key-path=" + f.ecSEC1},
+			wantFlag: "--github-private-key-path", wantEnv: []string{"SHOES_SCALESET_GITHUB_PRIVATE_KEY_PATH"}, wantIn: []string{"not an RSA key"}},
+		{name: "invalid base64 key from GITHUB_PRIVATE_KEY_BASE64", drop: []string{"github-private-key-path"},
+			env:      map[string]string{"GITHUB_PRIVATE_KEY_BASE64": badB64},
+			wantFlag: "--github-private-key-base64", wantEnv: []string{"SHOES_SCALESET_GITHUB_PRIVATE_KEY_BASE64", "GITHUB_PRIVATE_KEY_BASE64"},
+			wantIn: []string{"base64"}, wantNotIn: []string{badB64}},
+		{name: "token and app together", set: []string{"github-token=" + token},
+			wantFlag: "--github-token", wantEnv: []string{"SHOES_SCALESET_GITHUB_TOKEN"}, wantNotIn: []string{token}},
+		{name: "plugin does not exist", set: []string{"plugin=" + f.missing},
+			wantFlag: "--plugin", wantEnv: []string{"SHOES_SCALESET_PLUGIN", "PLUGIN"}, wantIn: []string{"no such file"}},
+		{name: "plugin is a non-executable text file", set: []string{"plugin=" + f.textFile},
+			wantFlag: "--plugin", wantEnv: []string{"SHOES_SCALESET_PLUGIN", "PLUGIN"}, wantIn: []string{"not executable"}},
+		{name: "plugin does not exist and the state directory cannot be created",
+			set:      []string{"plugin=" + f.missing, "state-file=" + filepath.Join(f.notADir, "sub", "state.db")},
+			wantFlag: "--plugin", wantEnv: []string{"SHOES_SCALESET_PLUGIN", "PLUGIN"}, wantIn: []string{"no such file"}},
+		{name: "negative max-runners", set: []string{"max-runners=-1"},
+			wantFlag: "--max-runners", wantEnv: []string{"SHOES_SCALESET_MAX_RUNNERS"}},
+		{name: "min-runners above max-runners", set: []string{"min-runners=3", "max-runners=2"},
+			wantFlag: "--min-runners", wantEnv: []string{"SHOES_SCALESET_MIN_RUNNERS"}, wantIn: []string{"3 > 2"}},
+		{name: "unknown log level", set: []string{"log-level=loud"},
+			wantFlag: "--log-level", wantEnv: []string{"SHOES_SCALESET_LOG_LEVEL"}, wantIn: []string{"loud"}},
+		{name: "unknown log format", set: []string{"log-format=xml"},
+			wantFlag: "--log-format", wantEnv: []string{"SHOES_SCALESET_LOG_FORMAT"}, wantIn: []string{"xml"}},
+		{name: "bogus runner version", set: []string{"runner-version=bogus"},
+			wantFlag: "--runner-version", wantEnv: []string{"SHOES_SCALESET_RUNNER_VERSION", "RUNNER_VERSION"}, wantIn: []string{"bogus"}},
+		{name: "bad value from SHOES_SCALESET_MAX_RUNNERS",
+			env:      map[string]string{"SHOES_SCALESET_MAX_RUNNERS": "abc"},
+			wantFlag: "--max-runners", wantEnv: []string{"SHOES_SCALESET_MAX_RUNNERS"}, wantIn: []string{"abc"}},
+		{name: "bad value from the myshoes variable GITHUB_URL", drop: []string{"github-url"},
+			env:      map[string]string{"GITHUB_URL": "ftp://from-myshoes"},
+			wantFlag: "--github-url", wantEnv: []string{"GITHUB_URL"}, wantIn: []string{"ftp://from-myshoes"}},
+		{name: "bad plugin from the myshoes variable PLUGIN", drop: []string{"plugin"},
+			env:      map[string]string{"PLUGIN": f.missing},
+			wantFlag: "--plugin", wantEnv: []string{"PLUGIN"}, wantIn: []string{"no such file"}},
+		// Precedence: flag, SHOES_SCALESET_*, myshoes variable. A good
+		// value that wins moves the error on to the missing --plugin.
+		{name: "good flag beats bad SHOES_SCALESET_ variable", drop: []string{"plugin"},
+			env:      map[string]string{"SHOES_SCALESET_GITHUB_URL": "ftp://bad-env"},
+			wantFlag: "--plugin", wantNotIn: []string{"--github-url", "ftp://bad-env"}},
+		{name: "good SHOES_SCALESET_ variable beats bad myshoes variable", drop: []string{"github-url", "plugin"},
+			env:      map[string]string{"SHOES_SCALESET_GITHUB_URL": "http://127.0.0.1:1", "GITHUB_URL": "ftp://bad-myshoes"},
+			wantFlag: "--plugin", wantNotIn: []string{"--github-url", "ftp://bad-myshoes"}},
+		{name: "good SHOES_SCALESET_ app id beats bad myshoes app id", drop: []string{"github-app-id", "plugin"},
+			env:      map[string]string{"SHOES_SCALESET_GITHUB_APP_ID": "7", "GITHUB_APP_ID": "abc"},
+			wantFlag: "--plugin", wantNotIn: []string{"--github-app-id", "abc"}},
+		{name: "bad flag beats good SHOES_SCALESET_ variable", set: []string{"github-url=ftp://bad-flag"},
+			env:      map[string]string{"SHOES_SCALESET_GITHUB_URL": "http://127.0.0.1:1"},
+			wantFlag: "--github-url", wantEnv: []string{"SHOES_SCALESET_GITHUB_URL", "GITHUB_URL"}, wantIn: []string{"ftp://bad-flag"}},
+		{name: "good int flag beats bad SHOES_SCALESET_ variable", set: []string{"max-runners=2", "min-runners=3"},
+			env:      map[string]string{"SHOES_SCALESET_MAX_RUNNERS": "abc"},
+			wantFlag: "--min-runners", wantIn: []string{"3 > 2"}, wantNotIn: []string{"abc"}},
+		{name: "unknown flag", set: []string{"no-such-flag=1"},
+			wantFlag: "--no-such-flag"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearCLIConfigEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			stateFile := f.stateFile
+			for _, kv := range tc.set {
+				if v, ok := strings.CutPrefix(kv, "state-file="); ok {
+					stateFile = v
+				}
+			}
+			res := runCLIMain(t, 30*time.Second, f.args(tc.drop, tc.set...)...)
+			if res.code != exitUsage {
+				t.Fatalf("exit code = %d, want %d\n%s", res.code, exitUsage, res)
+			}
+			if n := strings.Count(res.stderr, "\n"); n != 1 || !strings.HasSuffix(res.stderr, "\n") {
+				t.Errorf("stderr has %d lines, want exactly one:\n%s", n, res.stderr)
+			}
+			if res.stdout != "" {
+				t.Errorf("stdout = %q, want nothing", res.stdout)
+			}
+			if !hasCLIWord(res.stderr, tc.wantFlag) {
+				t.Errorf("stderr does not name %s:\n%s", tc.wantFlag, res.stderr)
+			}
+			for _, v := range tc.wantEnv {
+				if !hasCLIWord(res.stderr, v) {
+					t.Errorf("stderr does not name the variable %s:\n%s", v, res.stderr)
+				}
+			}
+			for _, s := range tc.wantIn {
+				if !strings.Contains(res.stderr, s) {
+					t.Errorf("stderr does not contain %q:\n%s", s, res.stderr)
+				}
+			}
+			for _, s := range tc.wantNotIn {
+				if strings.Contains(res.stderr, s) {
+					t.Errorf("stderr contains %q:\n%s", s, res.stderr)
+				}
+			}
+			// A configuration error is found before anything is touched.
+			if _, err := os.Stat(stateFile); err == nil {
+				t.Errorf("state file %s was created despite a configuration error", stateFile)
+			}
+		})
+	}
+}
+
+// TestRunRuntimeFailureExits1 gives run a valid configuration with a state
+// file it cannot use: a runtime failure, exit 1, not a usage error.
+func TestRunRuntimeFailureExits1(t *testing.T) {
+	f := newCLIRunFixture(t, cliRSAKeyPEM(t))
+	garbage := filepath.Join(f.dir, "garbage.db")
+	if err := os.WriteFile(garbage, []byte(strings.Repeat("not a bbolt file\n", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		stateFile string
+		wantIn    []string
+	}{
+		{"state directory cannot be created", filepath.Join(f.notADir, "sub", "state.db"), []string{"state directory", "not a directory"}},
+		{"state file is a directory", f.dir, []string{f.dir}},
+		{"state file is not a bbolt file", garbage, []string{"garbage.db", "corrupt"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearCLIConfigEnv(t)
+			res := runCLIMain(t, 30*time.Second, f.args(nil, "state-file="+tc.stateFile)...)
+			if res.code != exitFailure {
+				t.Fatalf("exit code = %d, want %d\n%s", res.code, exitFailure, res)
+			}
+			for _, s := range tc.wantIn {
+				if !strings.Contains(res.stderr, s) {
+					t.Errorf("stderr does not contain %q:\n%s", s, res.stderr)
+				}
+			}
+		})
+	}
+	b, err := os.ReadFile(garbage)
+	if err != nil || !strings.HasPrefix(string(b), "not a bbolt file\n") {
+		t.Errorf("the corrupt state file was modified (err %v)", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	res := runCLIMain(t, 10*time.Second, "version")
+	if res.code != exitOK || !strings.HasPrefix(res.stdout, "shoes-scaleset ") {
+		t.Fatalf("version: want exit 0 and a line starting %q\n%s", "shoes-scaleset ", res)
+	}
+	bin := runCLIBinary(t, 10*time.Second, cliChildEnv(), "version")
+	if bin.code != exitOK || !strings.HasPrefix(bin.stdout, "shoes-scaleset ") {
+		t.Fatalf("binary version: want exit 0 and a line starting %q\n%s", "shoes-scaleset ", bin)
+	}
+}
+
+func TestHelpOfEveryCommand(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // in the usage line
+	}{
+		{[]string{"--help"}, "shoes-scaleset [command]"},
+		{[]string{"run", "--help"}, "shoes-scaleset run [flags]"},
+		{[]string{"runners", "--help"}, "shoes-scaleset runners [command]"},
+		{[]string{"runners", "ls", "--help"}, "shoes-scaleset runners ls [flags]"},
+		{[]string{"scalesets", "ls", "--help"}, "shoes-scaleset scalesets ls [flags]"},
+		{[]string{"sim", "serve", "--help"}, "shoes-scaleset sim serve [flags]"},
+		{[]string{"sim", "plugin", "--help"}, "shoes-scaleset sim plugin [flags]"},
+		{[]string{"sim", "runner", "--help"}, "shoes-scaleset sim runner [flags]"},
+		{[]string{"version", "--help"}, "shoes-scaleset version [flags]"},
+		{[]string{"help", "run"}, "shoes-scaleset run [flags]"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			res := runCLIMain(t, 10*time.Second, tc.args...)
+			if res.code != exitOK {
+				t.Fatalf("exit code = %d, want 0\n%s", res.code, res)
+			}
+			if !strings.Contains(res.stdout, "Usage:") || !strings.Contains(res.stdout, tc.want) {
+				t.Errorf("stdout lacks the usage %q:\n%s", tc.want, res.stdout)
+			}
+			if res.stderr != "" {
+				t.Errorf("stderr = %q, want nothing", res.stderr)
+			}
+		})
+	}
+}

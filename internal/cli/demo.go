@@ -1,0 +1,228 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/demo"
+)
+
+type demoOptions struct {
+	Jobs                 int
+	Targets              int
+	PluginLatency        time.Duration
+	JobDuration          time.Duration
+	ProvisionConcurrency int
+	PluginPoolSize       int
+	MinRunners           int
+	MaxRunners           int
+	Acquire              bool
+	StateFile            string
+	JSON                 bool
+	Timeout              time.Duration
+	PluginBinary         string
+}
+
+func newDemoCmd(s streams) *cobra.Command {
+	opts := &demoOptions{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole loop on a simulated GitHub, myshoes and plugin; no account needed",
+		Long: `Demo runs the real controller, as "shoes-scaleset run" does, against simulated
+peers on loopback: a fake GitHub and Actions service and a fake myshoes in this
+process, listing the targets demo-org-1 ... demo-org-N (resource type small),
+and a fake shoes plugin that this binary serves as its own plugin processes.
+Each instance it "boots" runs the runner setup script locally, with a sim
+runner that takes one job from the fake Actions service. No GitHub account
+and no cloud are needed.
+
+Once a scale set listens on every target, it queues --jobs jobs round-robin
+over the targets and shows their progress: redrawn in place on a terminal,
+else a line every 2s when something changed. After the jobs it waits (up to
+60s) until every instance was deleted (with --min-runners: until only the
+idle runners it keeps are left), stops the controller cleanly, and prints a
+summary: jobs completed, instances created and deleted, leaked instances
+(created, never deleted), runner names provisioned twice, protocol violations
+seen by the fake GitHub, wall time (first job queued to last job completed),
+provision time (runner pending to idle) and job start time (queued to
+started) at p50 and p99.
+
+With --json nothing else is printed: the report is one JSON object with the
+keys jobs, jobs_completed, instances_created, instances_deleted,
+leaked_instances, duplicate_runners, protocol_violations, wall_seconds,
+provision_p50_ms, provision_p99_ms, job_start_p50_ms, job_start_p99_ms,
+log_file, and state_file with --state-file.
+
+The demo works in a new temporary directory. The controller logs there at
+debug level (controller.log) and the fake plugin records its calls there
+(calls.jsonl); both are kept, everything else is deleted at exit, the state
+file too unless --state-file is given. The controller's API listens on a
+free loopback port, printed at start, so "shoes-scaleset runners ls --listen
+ADDR" works while the demo runs.
+
+Exit status: 0 if every job completed and nothing leaked (no leaked instance,
+no duplicate runner, no protocol violation); 1 otherwise, with the reason,
+also on --timeout or an interrupt; 2 on bad flags.`,
+		Example: `  shoes-scaleset demo
+  shoes-scaleset demo --jobs 100 --targets 5 --plugin-latency 2s --max-runners 20
+  shoes-scaleset demo --acquire --json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.NoArgs(cmd, args); err != nil {
+				return &usageError{err: err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), s, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&opts.Jobs, "jobs", 20, "jobs to queue, round-robin over the targets")
+	f.IntVar(&opts.Targets, "targets", 3, "targets myshoes lists: demo-org-1 ... demo-org-N")
+	f.DurationVar(&opts.PluginLatency, "plugin-latency", 500*time.Millisecond, "delay of every AddInstance and DeleteInstance of the fake plugin")
+	f.DurationVar(&opts.JobDuration, "job-duration", 2*time.Second, "how long each job runs once a runner takes it")
+	f.IntVar(&opts.ProvisionConcurrency, "provision-concurrency", 16, "runners provisioned at once, over all scale sets")
+	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 4, "maximum number of plugin processes; each serves one call at a time")
+	f.IntVar(&opts.MinRunners, "min-runners", 0, "idle runners kept per scale set")
+	f.IntVar(&opts.MaxRunners, "max-runners", 10, "maximum runners per scale set")
+	f.BoolVar(&opts.Acquire, "acquire", false, "GHES mode: jobs are offered as JobAvailable and must be acquired")
+	f.StringVar(&opts.StateFile, "state-file", "", "keep the state in this new file, for runners ls after the demo (default: a temporary file, deleted)")
+	f.BoolVar(&opts.JSON, "json", false, "print only the final report, as one JSON object")
+	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "give up if the jobs have not all completed this long after the start")
+	f.StringVar(&opts.PluginBinary, "plugin-binary", "", "shoes-scaleset binary serving the fake plugin (default: this executable)")
+	_ = f.MarkHidden("plugin-binary")
+	return cmd
+}
+
+func (o *demoOptions) validate() error {
+	checks := []struct {
+		flag string
+		bad  bool
+		msg  string
+	}{
+		{"jobs", o.Jobs < 1, "must be at least 1"},
+		{"jobs", o.Jobs > 10000, "must be at most 10000"},
+		{"targets", o.Targets < 1, "must be at least 1"},
+		{"targets", o.Targets > 100, "must be at most 100"},
+		{"plugin-latency", o.PluginLatency < 0, "must not be negative"},
+		{"job-duration", o.JobDuration < 0, "must not be negative"},
+		{"provision-concurrency", o.ProvisionConcurrency < 1, "must be at least 1"},
+		{"plugin-pool-size", o.PluginPoolSize < 1, "must be at least 1"},
+		{"min-runners", o.MinRunners < 0, "must not be negative"},
+		{"max-runners", o.MaxRunners < 1, "must be at least 1"},
+		{"min-runners", o.MinRunners > o.MaxRunners, fmt.Sprintf("must not exceed --max-runners (%d > %d)", o.MinRunners, o.MaxRunners)},
+		{"timeout", o.Timeout <= 0, "must be positive"},
+	}
+	for _, c := range checks {
+		if c.bad {
+			return usageErrorf("--%s: %s", c.flag, c.msg)
+		}
+	}
+	return nil
+}
+
+func runDemo(ctx context.Context, s streams, o *demoOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	plugin := o.PluginBinary
+	if plugin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find own executable: %w", err)
+		}
+		plugin = self
+	}
+	cfg := demo.Config{
+		Jobs:                 o.Jobs,
+		Targets:              o.Targets,
+		JobDuration:          o.JobDuration,
+		PluginLatency:        o.PluginLatency,
+		Acquire:              o.Acquire,
+		MinRunners:           o.MinRunners,
+		MaxRunners:           o.MaxRunners,
+		ProvisionConcurrency: o.ProvisionConcurrency,
+		PluginPoolSize:       o.PluginPoolSize,
+		PluginPath:           plugin,
+		StateFile:            o.StateFile,
+		Timeout:              o.Timeout,
+		RunController:        runDemoController,
+	}
+	if !o.JSON {
+		cfg.Out = s.Out
+		f, ok := s.Out.(*os.File)
+		cfg.TTY = ok && isatty.IsTerminal(f.Fd())
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("%v", err)
+	}
+	rep, err := demo.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if o.JSON {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(s.Out, "%s\n", b); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(s.Out)
+		if err := rep.WriteText(s.Out); err != nil {
+			return err
+		}
+	}
+	if problems := rep.Problems(); len(problems) > 0 {
+		return errors.New("demo failed: " + strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// runDemoController runs the daemon, as `run` does, with the options the
+// demo's fakes need. Its logs go to setup.Log.
+func runDemoController(ctx context.Context, setup demo.ControllerSetup) error {
+	return runRun(ctx, streams{Out: setup.Log, Err: setup.Log}, demoRunOptions(setup))
+}
+
+// demoRunOptions are run's options for the demo: run's defaults, except
+// for what the fakes need and shorter intervals, so that a demo of a few
+// seconds shows the whole lifecycle.
+func demoRunOptions(setup demo.ControllerSetup) *runOptions {
+	o := defaultRunOptions()
+	o.MyshoesURL = setup.MyshoesURL
+	o.GitHubURL = setup.GitHubURL
+	o.GitHubAppID = setup.AppID
+	o.GitHubPrivateKeyPath = setup.AppKeyFile
+	o.Plugin = setup.PluginPath
+	o.PluginPoolSize = setup.PluginPoolSize
+	o.StateFile = setup.StateFile
+	o.Listen = setup.Listen
+	o.MinRunners = setup.MinRunners
+	o.MaxRunners = setup.MaxRunners
+	o.ProvisionConcurrency = setup.ProvisionConcurrency
+	o.RunnerBaseDirectory = setup.RunnerBaseDirectory
+	o.HistoryMaxCount = setup.HistoryMaxCount
+	o.PollHold = setup.PollHold
+	o.pluginArgs = setup.PluginArgs
+	o.pluginEnv = setup.PluginEnv
+	// The demo's world is small and fast: poll and retry at its pace.
+	o.SyncInterval = time.Second
+	o.ShutdownTimeout = 10 * time.Second
+	o.LogLevel = "debug"
+	o.GitHubRetryWaitMax = 2 * time.Second
+	o.JanitorInterval = time.Second
+	o.RetryBackoff = 200 * time.Millisecond
+	o.ScaleDownGrace = 5 * time.Second
+	o.ReaperInterval = time.Second
+	return o
+}

@@ -1,0 +1,289 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/demo"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// demoResult is the outcome of one demo command line run in-process.
+type demoResult struct {
+	code        int
+	out, errOut string
+}
+
+// runDemoMain runs `shoes-scaleset demo args...` through Main, with the
+// built binary as the fake plugin, and the demo's work directory under
+// tmp. The plugin processes inherit the test's environment.
+func runDemoMain(t *testing.T, tmp string, timeout time.Duration, args ...string) demoResult {
+	t.Helper()
+	t.Setenv("TMPDIR", tmp)
+	ctx, stop := context.WithTimeout(context.Background(), timeout)
+	defer stop()
+	var out, errOut bytes.Buffer
+	args = append([]string{"demo", "--plugin-binary", cliBinary}, args...)
+	code := Main(ctx, stop, args, &out, &errOut)
+	res := demoResult{code: code, out: out.String(), errOut: errOut.String()}
+	if ctx.Err() != nil {
+		t.Fatalf("demo still running after %v\nstdout:\n%s\nstderr:\n%s", timeout, res.out, res.errOut)
+	}
+	return res
+}
+
+// demoWorkDir returns the one work directory the demo made under tmp and
+// the names of the files it left there.
+func demoWorkDir(t *testing.T, tmp string) (string, []string) {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(tmp, "shoes-scaleset-demo-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("demo work directories under %s: %v, want one", tmp, dirs)
+	}
+	entries, err := os.ReadDir(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return dirs[0], names
+}
+
+func TestDemoJSON(t *testing.T) {
+	tmp := t.TempDir()
+	res := runDemoMain(t, tmp, 90*time.Second,
+		"--json", "--jobs", "20", "--plugin-latency", "100ms", "--job-duration", "300ms", "--timeout", "60s")
+	if res.code != exitOK {
+		t.Fatalf("exit code = %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
+	}
+	if res.errOut != "" {
+		t.Errorf("stderr = %q, want nothing", res.errOut)
+	}
+
+	// stdout is one JSON object with exactly the report's keys.
+	dec := json.NewDecoder(strings.NewReader(res.out))
+	var keys map[string]json.RawMessage
+	if err := dec.Decode(&keys); err != nil {
+		t.Fatalf("stdout is not a JSON object: %v\n%s", err, res.out)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		t.Errorf("stdout has more than one JSON value:\n%s", res.out)
+	}
+	var got []string
+	for k := range keys {
+		got = append(got, k)
+	}
+	slices.Sort(got)
+	want := []string{
+		"duplicate_runners", "instances_created", "instances_deleted", "job_start_p50_ms", "job_start_p99_ms",
+		"jobs", "jobs_completed", "leaked_instances", "log_file", "protocol_violations",
+		"provision_p50_ms", "provision_p99_ms", "wall_seconds",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("JSON keys = %v, want %v", got, want)
+	}
+	var rep demo.Report
+	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		what string
+		ok   bool
+	}{
+		{"jobs = 20", rep.Jobs == 20},
+		{"jobs_completed = 20", rep.JobsCompleted == 20},
+		{"instances_created = 20", rep.InstancesCreated == 20},
+		{"instances_deleted = 20", rep.InstancesDeleted == 20},
+		{"leaked_instances = 0", rep.LeakedInstances == 0},
+		{"duplicate_runners = 0", rep.DuplicateRunners == 0},
+		{"protocol_violations = 0", rep.ProtocolViolations == 0},
+		{"wall_seconds > 0", rep.WallSeconds > 0},
+		// A provision includes an AddInstance of at least the plugin latency.
+		{"provision_p50_ms >= 100", rep.ProvisionP50MS >= 100},
+		{"provision_p99_ms >= p50", rep.ProvisionP99MS >= rep.ProvisionP50MS},
+		// A job starts once its runner's instance is up and online.
+		{"job_start_p50_ms >= 100", rep.JobStartP50MS >= 100},
+		{"job_start_p99_ms >= p50", rep.JobStartP99MS >= rep.JobStartP50MS},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("report: want %s\n%s", c.what, res.out)
+		}
+	}
+
+	// Only the logs outlive the demo; the controller logged to its file.
+	dir, names := demoWorkDir(t, tmp)
+	if !slices.Equal(names, []string{"calls.jsonl", "controller.log"}) {
+		t.Errorf("files left in %s: %v, want only calls.jsonl and controller.log", dir, names)
+	}
+	if rep.LogFile != filepath.Join(dir, "controller.log") {
+		t.Errorf("log_file = %q, want %q", rep.LogFile, filepath.Join(dir, "controller.log"))
+	}
+	if log, err := os.ReadFile(rep.LogFile); err != nil || !strings.Contains(string(log), "shoes-scaleset stopped") {
+		t.Errorf("controller log lacks the clean stop (err %v)", err)
+	}
+}
+
+func TestDemoPlainOutput(t *testing.T) {
+	tmp := t.TempDir()
+	stateFile := filepath.Join(t.TempDir(), "kept", "state.db")
+	res := runDemoMain(t, tmp, 90*time.Second,
+		"--jobs", "4", "--targets", "2", "--plugin-latency", "50ms", "--job-duration", "200ms", "--state-file", stateFile)
+	if res.code != exitOK {
+		t.Fatalf("exit code = %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
+	}
+	for _, want := range []string{
+		"demo: 4 jobs of 200ms over 2 targets (demo-org-1 ... demo-org-2), plugin latency 50ms\n",
+		"controller API:  127.0.0.1:",
+		"controller ready: 2 scale sets listening",
+		"\njobs 4 | queued ",
+		"| instances up 0 created 4 deleted 4 |",
+		"demo passed: all 4 jobs completed, nothing leaked\n",
+		"  jobs completed       4/4\n",
+		"  instances created    4\n",
+		"  instances deleted    4\n",
+		"  leaked instances     0\n",
+		"  duplicate runners    0\n",
+		"  protocol violations  0\n",
+		"  sessions left open   0 ",
+		"  wall time            ",
+		"  provision p50/p99    ",
+		"  job start p50/p99    ",
+		"  state file           " + stateFile + " (kept: shoes-scaleset runners ls --state-file " + stateFile + ")\n",
+		"  controller log       " + tmp,
+	} {
+		if !strings.Contains(res.out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, res.out)
+		}
+	}
+	if strings.Contains(res.out, "\r") || strings.Contains(res.out, "\x1b[") {
+		t.Errorf("plain output has terminal control characters:\n%q", res.out)
+	}
+
+	// The kept state file has the run's history and no runner left.
+	st, err := store.Open(store.Options{Path: stateFile, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("open the kept state file: %v", err)
+	}
+	defer st.Close()
+	runners, err := st.ListRunners(store.RunnerFilter{})
+	if err != nil || len(runners) != 0 {
+		t.Errorf("runners left in the state file: %d (err %v), want 0", len(runners), err)
+	}
+	history, err := st.ListHistory(store.HistoryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	completed := 0
+	for _, h := range history {
+		if h.Reason == "completed" {
+			completed++
+		}
+	}
+	if completed != 4 {
+		t.Errorf("history has %d completed runners, want 4", completed)
+	}
+}
+
+// A run whose runners never come online: the jobs cannot complete, so the
+// demo gives up at --timeout, still reports, and exits 1 with the reason.
+func TestDemoFailureExits1(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("SIM_PLUGIN_NO_RUNNER", "true") // reaches the plugin processes
+	res := runDemoMain(t, tmp, 60*time.Second,
+		"--json", "--jobs", "2", "--targets", "1", "--plugin-latency", "10ms", "--timeout", "6s")
+	if res.code != exitFailure {
+		t.Fatalf("exit code = %d, want 1\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
+	}
+	var rep demo.Report
+	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
+		t.Fatalf("stdout is not the JSON report: %v\n%s", err, res.out)
+	}
+	if rep.Jobs != 2 || rep.JobsCompleted != 0 || rep.InstancesCreated == 0 {
+		t.Errorf("report = %+v, want 2 jobs, none completed, some instances created", rep)
+	}
+	// The idle runners' instances outlive the stopped controller: leaks.
+	if rep.LeakedInstances != rep.InstancesCreated-rep.InstancesDeleted || rep.LeakedInstances == 0 {
+		t.Errorf("leaked_instances = %d, want created - deleted = %d - %d > 0", rep.LeakedInstances, rep.InstancesCreated, rep.InstancesDeleted)
+	}
+	for _, want := range []string{"Error: demo failed: timed out after 6s", "0 of 2 jobs completed", "instances leaked"} {
+		if !strings.Contains(res.errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, res.errOut)
+		}
+	}
+}
+
+func TestDemoUsageErrors(t *testing.T) {
+	existing := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(existing, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--jobs", "0"}, "--jobs: must be at least 1"},
+		{[]string{"--targets", "0"}, "--targets: must be at least 1"},
+		{[]string{"--job-duration", "-1s"}, "--job-duration: must not be negative"},
+		{[]string{"--min-runners", "3", "--max-runners", "2"}, "--min-runners: must not exceed --max-runners (3 > 2)"},
+		{[]string{"--timeout", "0s"}, "--timeout: must be positive"},
+		{[]string{"--state-file", existing}, "exists: the demo starts from an empty state"},
+		{[]string{"--jobs", "x"}, "invalid argument"},
+		{[]string{"extra"}, "unknown command"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			tmp := t.TempDir()
+			res := runDemoMain(t, tmp, 10*time.Second, tc.args...)
+			if res.code != exitUsage {
+				t.Fatalf("exit code = %d, want 2\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
+			}
+			if !strings.Contains(res.errOut, tc.want) {
+				t.Errorf("stderr = %q, want it to contain %q", res.errOut, tc.want)
+			}
+			if dirs, _ := filepath.Glob(filepath.Join(tmp, "shoes-scaleset-demo-*")); len(dirs) != 0 {
+				t.Errorf("a usage error started a demo: %v", dirs)
+			}
+			if b, _ := os.ReadFile(existing); string(b) != "old" {
+				t.Error("the existing state file was changed")
+			}
+		})
+	}
+}
+
+// The options the demo gives run pass run's own validation: a new run
+// option that needs a value fails here, not in the demo.
+func TestDemoRunOptionsValidate(t *testing.T) {
+	dir := t.TempDir()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "app-key.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := demoRunOptions(demo.ControllerSetup{
+		MyshoesURL: "http://127.0.0.1:1/myshoes", GitHubURL: "http://127.0.0.1:1", AppID: 4242, AppKeyFile: keyFile,
+		PluginPath: cliBinary, PluginArgs: []string{"sim", "plugin"}, PluginPoolSize: 4,
+		StateFile: filepath.Join(dir, "state.db"), Listen: "127.0.0.1:0", PollHold: time.Second,
+		RunnerBaseDirectory: filepath.Join(dir, "runners"), MaxRunners: 10, ProvisionConcurrency: 16, HistoryMaxCount: 10000,
+		Log: io.Discard,
+	})
+	if _, err := o.validate(io.Discard); err != nil {
+		t.Fatalf("run rejects the demo's options: %v", err)
+	}
+}

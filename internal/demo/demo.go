@@ -1,0 +1,592 @@
+// Package demo runs the main job of shoes-scaleset against the simulated
+// peers: a fake GitHub and Actions service and a fake myshoes in process,
+// the fake shoes plugin as real plugin processes, and the real controller.
+// It queues jobs, shows their progress, waits until every instance is
+// gone, and reports what happened: jobs completed, instances leaked,
+// runners provisioned twice, protocol violations and latencies.
+//
+// The controller itself is started by the caller (RunController), which
+// turns a ControllerSetup into the daemon's own options, so the demo runs
+// exactly what `shoes-scaleset run` runs.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// Defaults of a demo run.
+const (
+	DefaultSettleTimeout = 60 * time.Second
+	// PollHold is how long the fake broker holds an empty long-poll.
+	PollHold = time.Second
+	// TargetPrefix names the targets: demo-org-1, demo-org-2, ...
+	TargetPrefix = "demo-org-"
+	// ResourceType of every target.
+	ResourceType = "small"
+)
+
+// ControllerSetup is what the caller needs to start the controller
+// against the demo's fakes.
+type ControllerSetup struct {
+	MyshoesURL string
+	GitHubURL  string
+	AppID      int64
+	// AppKeyFile holds the GitHub App private key (PEM).
+	AppKeyFile string
+	// PluginPath is the binary serving the fake plugin as `PluginArgs...`;
+	// PluginEnv holds its SIM_PLUGIN_* knobs.
+	PluginPath     string
+	PluginArgs     []string
+	PluginEnv      []string
+	PluginPoolSize int
+	StateFile      string
+	// Listen is a free loopback address for the controller's HTTP API.
+	Listen string
+	// PollHold is how long the fake broker holds an empty long-poll.
+	PollHold             time.Duration
+	RunnerBaseDirectory  string
+	MinRunners           int
+	MaxRunners           int
+	ProvisionConcurrency int
+	// HistoryMaxCount keeps at least every runner of the run in the history.
+	HistoryMaxCount int
+	// Log receives the controller's logs, at debug level.
+	Log io.Writer
+}
+
+// Config configures a demo run.
+type Config struct {
+	// Jobs are queued round-robin over Targets targets; each runs JobDuration.
+	Jobs        int
+	Targets     int
+	JobDuration time.Duration
+	// PluginLatency delays every call of the fake plugin.
+	PluginLatency time.Duration
+	// Acquire is GHES mode: jobs must be acquired by the listener.
+	Acquire              bool
+	MinRunners           int
+	MaxRunners           int
+	ProvisionConcurrency int
+	PluginPoolSize       int
+	// PluginPath is a shoes-scaleset binary: its `sim plugin` command is
+	// the fake plugin.
+	PluginPath string
+	// StateFile is kept after the run; empty means a temporary file,
+	// deleted at the end. An existing file is refused.
+	StateFile string
+	// Timeout bounds the run from start until every job completed.
+	Timeout time.Duration
+	// SettleTimeout bounds the wait for every instance to be deleted after
+	// the jobs completed (default DefaultSettleTimeout).
+	SettleTimeout time.Duration
+	// Out receives messages and progress; nil is quiet.
+	Out io.Writer
+	// TTY redraws the progress in place on Out, a few times a second.
+	TTY bool
+	// RunController runs the controller until ctx ends and returns nil on
+	// a clean shutdown.
+	RunController func(ctx context.Context, setup ControllerSetup) error
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	if c.SettleTimeout == 0 {
+		c.SettleTimeout = DefaultSettleTimeout
+	}
+	switch {
+	case c.Jobs < 1:
+		return errors.New("jobs: must be at least 1")
+	case c.Targets < 1:
+		return errors.New("targets: must be at least 1")
+	case c.JobDuration < 0:
+		return errors.New("job duration: must not be negative")
+	case c.PluginLatency < 0:
+		return errors.New("plugin latency: must not be negative")
+	case c.Timeout <= 0:
+		return errors.New("timeout: must be positive")
+	case c.SettleTimeout < 0:
+		return errors.New("settle timeout: must not be negative")
+	case c.PluginPath == "":
+		return errors.New("plugin path: required")
+	case c.RunController == nil:
+		return errors.New("RunController: required")
+	}
+	if c.StateFile != "" {
+		if _, err := os.Stat(c.StateFile); err == nil {
+			return fmt.Errorf("state file %s exists: the demo starts from an empty state; remove it or choose another path", c.StateFile)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("state file: %w", err)
+		}
+	}
+	return nil
+}
+
+// Targets returns the demo's target scopes: demo-org-1 ... demo-org-n.
+func Targets(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = TargetPrefix + strconv.Itoa(i+1)
+	}
+	return out
+}
+
+// files is the layout of the demo's work directory.
+type files struct {
+	dir, log, callLog, key, state, instances, runners string
+	tempState                                         bool
+}
+
+func newFiles(dir, stateFile string) files {
+	f := files{
+		dir:       dir,
+		log:       filepath.Join(dir, "controller.log"),
+		callLog:   filepath.Join(dir, "calls.jsonl"),
+		key:       filepath.Join(dir, "app-key.pem"),
+		state:     stateFile,
+		instances: filepath.Join(dir, "instances"),
+		runners:   filepath.Join(dir, "runners"),
+	}
+	if f.state == "" {
+		f.state, f.tempState = filepath.Join(dir, "state.db"), true
+	}
+	return f
+}
+
+// cleanup stops what the fake plugin left running and removes everything
+// but the two logs.
+func (f files) cleanup() {
+	killInstances(f.instances)
+	remove := []string{f.instances, f.runners, f.key, f.callLog + ".counter"}
+	if f.tempState {
+		remove = append(remove, f.state)
+	}
+	for _, p := range remove {
+		_ = os.RemoveAll(p)
+	}
+}
+
+// killInstances kills the process group of every instance the fake plugin
+// left: instances of runners kept idle, or of an interrupted run.
+func killInstances(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "pgid"))
+		if err != nil {
+			continue
+		}
+		if pgid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pgid > 1 {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	}
+}
+
+// FreeLoopbackAddr returns a loopback address with a port that was free a
+// moment ago.
+func FreeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		return "", err
+	}
+	return addr, nil
+}
+
+// controllerRun is the controller running in its goroutine.
+type controllerRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+func startController(ctx context.Context, fn func(context.Context, ControllerSetup) error, setup ControllerSetup) *controllerRun {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &controllerRun{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		c.err = fn(ctx, setup)
+	}()
+	return c
+}
+
+func (c *controllerRun) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop cancels the controller and waits for it to return.
+func (c *controllerRun) stop() error {
+	c.cancel()
+	<-c.done
+	return c.err
+}
+
+// run is one demo run in progress.
+type run struct {
+	cfg      Config
+	files    files
+	world    *sim.World
+	ctrl     *controllerRun
+	listen   string
+	progress *ProgressWriter
+	http     *http.Client
+	started  time.Time // when the first job was queued
+}
+
+// waitOutcome is how a wait ended.
+type waitOutcome int
+
+const (
+	waitDone waitOutcome = iota
+	waitTimeout
+	waitInterrupted
+	waitControllerExited
+)
+
+// Run runs the demo. The error is about running it at all (the fakes or
+// the controller did not start); a run that went wrong returns a Report
+// whose Problems say so.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return Report{}, err
+	}
+	start := time.Now()
+	deadline := start.Add(cfg.Timeout)
+	out := cfg.Out
+	if out == nil {
+		out = io.Discard
+	}
+	interval := 2 * time.Second
+	if cfg.TTY {
+		interval = 250 * time.Millisecond
+	}
+
+	dir, err := os.MkdirTemp("", "shoes-scaleset-demo-")
+	if err != nil {
+		return Report{}, fmt.Errorf("work directory: %w", err)
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return Report{}, err
+	}
+	f := newFiles(dir, cfg.StateFile)
+	defer f.cleanup()
+	logFile, err := os.OpenFile(f.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return Report{}, fmt.Errorf("controller log: %w", err)
+	}
+	defer logFile.Close()
+
+	targets := Targets(cfg.Targets)
+	world, err := sim.Start(sim.Config{
+		Targets:      targets,
+		ResourceType: ResourceType,
+		Acquire:      cfg.Acquire,
+		PollHold:     PollHold,
+		Logger:       slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "sim"),
+	})
+	if err != nil {
+		return Report{}, fmt.Errorf("start the simulated GitHub and myshoes: %w", err)
+	}
+	defer world.Close()
+	if err := os.WriteFile(f.key, world.AppKeyPEM(), 0o600); err != nil {
+		return Report{}, fmt.Errorf("write app key: %w", err)
+	}
+	listen, err := FreeLoopbackAddr()
+	if err != nil {
+		return Report{}, err
+	}
+
+	r := &run{
+		cfg: cfg, files: f, world: world, listen: listen,
+		progress: NewProgressWriter(out, cfg.TTY, interval),
+		http:     &http.Client{Timeout: 2 * time.Second},
+	}
+	fmt.Fprintf(out, "demo: %d jobs of %s over %d targets (%s), plugin latency %s\n",
+		cfg.Jobs, cfg.JobDuration, cfg.Targets, targetRange(targets), cfg.PluginLatency)
+	fmt.Fprintf(out, "  fake GitHub:     %s   fake myshoes: %s\n", world.GitHubURL(), world.MyshoesURL())
+	fmt.Fprintf(out, "  controller API:  %s   (shoes-scaleset runners ls --listen %s)\n", listen, listen)
+	fmt.Fprintf(out, "  controller log:  %s\n", f.log)
+
+	r.ctrl = startController(ctx, cfg.RunController, ControllerSetup{
+		MyshoesURL:           world.MyshoesURL(),
+		GitHubURL:            world.GitHubURL(),
+		AppID:                world.AppID(),
+		AppKeyFile:           f.key,
+		PluginPath:           cfg.PluginPath,
+		PluginArgs:           []string{"sim", "plugin"},
+		PluginEnv:            pluginEnv(cfg.PluginLatency, f),
+		PluginPoolSize:       cfg.PluginPoolSize,
+		StateFile:            f.state,
+		Listen:               listen,
+		PollHold:             PollHold,
+		RunnerBaseDirectory:  f.runners,
+		MinRunners:           cfg.MinRunners,
+		MaxRunners:           cfg.MaxRunners,
+		ProvisionConcurrency: cfg.ProvisionConcurrency,
+		HistoryMaxCount:      max(10000, 2*cfg.Jobs),
+		Log:                  logFile,
+	})
+	defer r.ctrl.stop() //nolint:errcheck // stopped and checked below; this covers early returns
+
+	if err := r.waitReady(ctx, start, deadline); err != nil {
+		if cerr := r.ctrl.stop(); cerr != nil {
+			return Report{}, fmt.Errorf("%v: %w", err, cerr)
+		}
+		return Report{}, err
+	}
+
+	if err := r.queueJobs(targets); err != nil {
+		return Report{}, err
+	}
+	var why string // why the run stopped early, if it did
+	switch outcome, p := r.waitJobs(ctx, deadline); outcome {
+	case waitDone:
+		if p.Canceled > 0 {
+			break // they never complete; the report says so
+		}
+		if keep := cfg.MinRunners * cfg.Targets; keep > 0 {
+			r.progress.Println(fmt.Sprintf("all jobs completed; waiting until only the %d idle runners of --min-runners are left", keep))
+		} else {
+			r.progress.Println("all jobs completed; waiting until every instance is deleted")
+		}
+		switch r.waitSettled(ctx, time.Now().Add(cfg.SettleTimeout)) {
+		case waitTimeout:
+			why = fmt.Sprintf("the run did not settle within %s after the jobs completed (instances or runner records left)", cfg.SettleTimeout)
+		case waitControllerExited:
+			why = "the controller stopped during the run"
+		}
+	case waitTimeout:
+		why = fmt.Sprintf("timed out after %s", cfg.Timeout)
+	case waitControllerExited:
+		why = "the controller stopped during the run"
+	}
+	if ctx.Err() != nil {
+		why = "interrupted"
+	}
+
+	r.progress.Println("stopping the controller")
+	ctrlErr := r.ctrl.stop()
+	rep, err := r.summarize()
+	if err != nil {
+		return Report{}, errors.Join(err, ctrlErr)
+	}
+	rep.Interrupted = why
+	if ctrlErr != nil {
+		rep.ControllerError = ctrlErr.Error()
+	}
+	return rep, nil
+}
+
+func targetRange(targets []string) string {
+	if len(targets) == 1 {
+		return targets[0]
+	}
+	return targets[0] + " ... " + targets[len(targets)-1]
+}
+
+func pluginEnv(latency time.Duration, f files) []string {
+	return []string{
+		shoesfake.EnvLatency + "=" + latency.String(),
+		shoesfake.EnvCallLog + "=" + f.callLog,
+		shoesfake.EnvStateDir + "=" + f.instances,
+	}
+}
+
+// waitUntil polls cond until it holds, the deadline passes, ctx ends or
+// the controller exits.
+func (r *run) waitUntil(ctx context.Context, deadline time.Time, cond func() bool) waitOutcome {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if cond() {
+			return waitDone
+		}
+		if r.ctrl.exited() {
+			return waitControllerExited
+		}
+		if time.Now().After(deadline) {
+			return waitTimeout
+		}
+		select {
+		case <-ctx.Done():
+			return waitInterrupted
+		case <-t.C:
+		}
+	}
+}
+
+// waitReady waits until the controller holds a session on every target's
+// scale set.
+func (r *run) waitReady(ctx context.Context, start, deadline time.Time) error {
+	n := 0
+	outcome := r.waitUntil(ctx, deadline, func() bool {
+		n = 0
+		for _, ss := range r.world.Actions.State().ScaleSets {
+			if ss.Session != nil {
+				n++
+			}
+		}
+		r.progress.Status(fmt.Sprintf("starting the controller: %d/%d scale sets listening | %.1fs", n, r.cfg.Targets, time.Since(start).Seconds()))
+		return n == r.cfg.Targets
+	})
+	switch outcome {
+	case waitDone:
+		r.progress.Println(fmt.Sprintf("controller ready: %d scale sets listening after %.1fs; queuing %d jobs", n, time.Since(start).Seconds(), r.cfg.Jobs))
+		return nil
+	case waitTimeout:
+		return fmt.Errorf("the controller was not listening on all %d scale sets after %s (%d were); see %s", r.cfg.Targets, r.cfg.Timeout, n, r.files.log)
+	case waitInterrupted:
+		return fmt.Errorf("interrupted while the controller started: %w", ctx.Err())
+	default:
+		return fmt.Errorf("the controller stopped before it was ready; see %s", r.files.log)
+	}
+}
+
+// queueJobs queues the jobs one by one, round-robin over the targets.
+func (r *run) queueJobs(targets []string) error {
+	r.started = time.Now()
+	for i := range r.cfg.Jobs {
+		req := actionsfake.JobsRequest{Scope: targets[i%len(targets)], Count: 1, DurationMS: int(r.cfg.JobDuration.Milliseconds())}
+		if _, err := r.world.Actions.QueueJobs(req); err != nil {
+			return fmt.Errorf("queue job %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// snapshot reads the current progress.
+func (r *run) snapshot() Progress {
+	calls, _ := shoesfake.ReadCallLog(r.files.callLog) // a read error shows as no progress
+	return Snapshot(r.cfg.Jobs, r.world.Actions.State(), calls, time.Since(r.started))
+}
+
+// waitJobs shows progress until every job is final.
+func (r *run) waitJobs(ctx context.Context, deadline time.Time) (waitOutcome, Progress) {
+	var p Progress
+	outcome := r.waitUntil(ctx, deadline, func() bool {
+		p = r.snapshot()
+		r.progress.Update(p, time.Now())
+		return p.Finished()
+	})
+	r.progress.Flush(p, time.Now())
+	return outcome, p
+}
+
+// waitSettled shows progress until the run is at rest: see Settled.
+func (r *run) waitSettled(ctx context.Context, deadline time.Time) waitOutcome {
+	keep := r.cfg.MinRunners * r.cfg.Targets
+	var p Progress
+	outcome := r.waitUntil(ctx, deadline, func() bool {
+		calls, err := shoesfake.ReadCallLog(r.files.callLog)
+		if err != nil {
+			return false
+		}
+		p = Snapshot(r.cfg.Jobs, r.world.Actions.State(), calls, time.Since(r.started))
+		r.progress.Update(p, time.Now())
+		runners, err := r.runners(ctx)
+		return err == nil && Settled(calls, runners, keep)
+	})
+	r.progress.Flush(p, time.Now())
+	return outcome
+}
+
+// runners asks the controller's API for the stored runners.
+func (r *run) runners(ctx context.Context) ([]store.Runner, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.listen+"/api/v1/runners", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /api/v1/runners: %s", resp.Status)
+	}
+	var body httpapi.RunnersResponse
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("decode runners: %w", err)
+	}
+	return body.Runners, nil
+}
+
+// Settled reports whether a run is at rest after its jobs: exactly keep
+// runners are stored (the idle ones --min-runners asks for), all idle,
+// and the instances created and not deleted are exactly theirs.
+func Settled(calls []shoesfake.Call, runners []store.Runner, keep int) bool {
+	if len(runners) != keep {
+		return false
+	}
+	live := liveInstances(calls)
+	if len(live) != len(runners) {
+		return false
+	}
+	for _, rn := range runners {
+		if rn.State != store.StateIdle || !live[rn.CloudID] {
+			return false
+		}
+	}
+	return true
+}
+
+// summarize reads the final state: the fake's, the call log, and the
+// state file, which the stopped controller no longer holds.
+func (r *run) summarize() (Report, error) {
+	calls, err := shoesfake.ReadCallLog(r.files.callLog)
+	if err != nil {
+		return Report{}, err
+	}
+	st, err := store.Open(store.Options{Path: r.files.state, ReadOnly: true})
+	if err != nil {
+		return Report{}, fmt.Errorf("read the state file: %w", err)
+	}
+	defer st.Close()
+	history, err := st.ListHistory(store.HistoryFilter{})
+	if err != nil {
+		return Report{}, err
+	}
+	runners, err := st.ListRunners(store.RunnerFilter{})
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Summarize(Inputs{
+		Jobs:     r.cfg.Jobs,
+		State:    r.world.Actions.State(),
+		Calls:    calls,
+		History:  history,
+		Runners:  runners,
+		KeepIdle: r.cfg.MinRunners > 0,
+	})
+	rep.LogFile, rep.CallLog = r.files.log, r.files.callLog
+	if !r.files.tempState {
+		rep.StateFile = r.files.state
+	}
+	return rep, nil
+}

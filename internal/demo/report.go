@@ -1,0 +1,297 @@
+package demo
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// codeOK is the call log's code of a successful plugin call.
+const codeOK = "OK"
+
+// Report is the outcome of a demo run. Its JSON form is what `demo --json`
+// prints.
+type Report struct {
+	Jobs               int     `json:"jobs"`
+	JobsCompleted      int     `json:"jobs_completed"`
+	InstancesCreated   int     `json:"instances_created"`
+	InstancesDeleted   int     `json:"instances_deleted"`
+	LeakedInstances    int     `json:"leaked_instances"`
+	DuplicateRunners   int     `json:"duplicate_runners"`
+	ProtocolViolations int     `json:"protocol_violations"`
+	WallSeconds        float64 `json:"wall_seconds"`
+	ProvisionP50MS     int64   `json:"provision_p50_ms"`
+	ProvisionP99MS     int64   `json:"provision_p99_ms"`
+	JobStartP50MS      int64   `json:"job_start_p50_ms"`
+	JobStartP99MS      int64   `json:"job_start_p99_ms"`
+	// StateFile is set when the state file outlives the demo (--state-file).
+	StateFile string `json:"state_file,omitempty"`
+	LogFile   string `json:"log_file,omitempty"`
+
+	// Details for the human summary.
+	Leaked          []string `json:"-"` // cloud IDs
+	Duplicates      []string `json:"-"` // runner names
+	ViolationKinds  []string `json:"-"`
+	JobsCanceled    int      `json:"-"`
+	KeptIdle        int      `json:"-"` // instances of idle runners kept for --min-runners
+	SessionsLeft    int      `json:"-"` // sessions still open on the fake after shutdown
+	CallLog         string   `json:"-"`
+	ControllerError string   `json:"-"`
+	Interrupted     string   `json:"-"` // why the demo stopped waiting early, if it did
+}
+
+// Inputs is everything a Report is computed from, gathered after the
+// controller stopped.
+type Inputs struct {
+	// Jobs is the number of jobs the demo queued.
+	Jobs int
+	// State is the fake Actions service's final state.
+	State actionsfake.State
+	// Calls is the fake plugin's call log.
+	Calls []shoesfake.Call
+	// History is the store's runner history; Runners are the records left.
+	History []store.HistoryRecord
+	Runners []store.Runner
+	// KeepIdle says that idle runners left in the store are expected
+	// (--min-runners): their instances are not leaks.
+	KeepIdle bool
+}
+
+// Summarize computes the report. It sets no file paths.
+func Summarize(in Inputs) Report {
+	r := Report{Jobs: in.Jobs}
+	var first, last time.Time
+	var starts []time.Duration
+	for _, j := range in.State.Jobs {
+		if first.IsZero() || j.QueuedAt.Before(first) {
+			first = j.QueuedAt
+		}
+		switch j.State {
+		case "completed":
+			r.JobsCompleted++
+			if j.CompletedAt.After(last) {
+				last = j.CompletedAt
+			}
+		case "canceled":
+			r.JobsCanceled++
+		}
+		if !j.StartedAt.IsZero() && !j.QueuedAt.IsZero() {
+			starts = append(starts, j.StartedAt.Sub(j.QueuedAt))
+		}
+	}
+	if r.JobsCompleted > 0 && !first.IsZero() {
+		r.WallSeconds = math.Round(last.Sub(first).Seconds()*1000) / 1000
+	}
+
+	kept := map[string]bool{}
+	if in.KeepIdle {
+		for _, rn := range in.Runners {
+			if rn.State == store.StateIdle && rn.CloudID != "" {
+				kept[rn.CloudID] = true
+			}
+		}
+	}
+	r.InstancesCreated, r.InstancesDeleted = countOK(in.Calls, shoesfake.MethodAddInstance), countOK(in.Calls, shoesfake.MethodDeleteInstance)
+	for _, id := range LeakedInstances(in.Calls) {
+		if kept[id] {
+			r.KeptIdle++
+			continue
+		}
+		r.Leaked = append(r.Leaked, id)
+	}
+	r.LeakedInstances = len(r.Leaked)
+	r.Duplicates = DuplicateRunners(in.Calls)
+	r.DuplicateRunners = len(r.Duplicates)
+	r.ProtocolViolations = len(in.State.Violations)
+	for _, v := range in.State.Violations {
+		if !slices.Contains(r.ViolationKinds, v.Kind) {
+			r.ViolationKinds = append(r.ViolationKinds, v.Kind)
+		}
+	}
+	for _, ss := range in.State.ScaleSets {
+		if ss.Session != nil {
+			r.SessionsLeft++
+		}
+	}
+
+	// Provision time of every runner that reached idle: those in the
+	// history and those still stored (kept idle, or left by a stopped run).
+	var provisions []time.Duration
+	runners := make([]store.Runner, 0, len(in.History)+len(in.Runners))
+	for _, h := range in.History {
+		runners = append(runners, h.Runner)
+	}
+	for _, rn := range append(runners, in.Runners...) {
+		pending, ok1 := rn.StateSince[store.StatePending]
+		idle, ok2 := rn.StateSince[store.StateIdle]
+		if ok1 && ok2 && !pending.IsZero() && !idle.IsZero() {
+			provisions = append(provisions, idle.Sub(pending))
+		}
+	}
+	r.ProvisionP50MS, r.ProvisionP99MS = millis(Percentile(provisions, 50)), millis(Percentile(provisions, 99))
+	r.JobStartP50MS, r.JobStartP99MS = millis(Percentile(starts, 50)), millis(Percentile(starts, 99))
+	return r
+}
+
+// Percentile returns the p-th percentile (0 < p <= 100) of values by the
+// nearest-rank method: the smallest value such that at least p% of the
+// values are less than or equal to it. No values give 0.
+func Percentile(values []time.Duration, p float64) time.Duration {
+	if len(values) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(values)
+	slices.Sort(sorted)
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	rank = min(max(rank, 1), len(sorted))
+	return sorted[rank-1]
+}
+
+// LeakedInstances returns, sorted, the cloud IDs that an OK AddInstance
+// created and no OK DeleteInstance deleted.
+func LeakedInstances(calls []shoesfake.Call) []string {
+	live := liveInstances(calls)
+	out := make([]string, 0, len(live))
+	for id := range live {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// DuplicateRunners returns, sorted, the runner names that more than one OK
+// AddInstance was made for.
+func DuplicateRunners(calls []shoesfake.Call) []string {
+	n := map[string]int{}
+	for _, c := range calls {
+		if c.Method == shoesfake.MethodAddInstance && c.Code == codeOK {
+			n[c.RunnerName]++
+		}
+	}
+	var out []string
+	for name, k := range n {
+		if k > 1 {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// liveInstances is the set of cloud IDs created and not (yet) deleted.
+func liveInstances(calls []shoesfake.Call) map[string]bool {
+	live := map[string]bool{}
+	for _, c := range calls {
+		if c.Code != codeOK || c.CloudID == "" {
+			continue
+		}
+		switch c.Method {
+		case shoesfake.MethodAddInstance:
+			live[c.CloudID] = true
+		case shoesfake.MethodDeleteInstance:
+			delete(live, c.CloudID)
+		}
+	}
+	return live
+}
+
+func countOK(calls []shoesfake.Call, method string) int {
+	n := 0
+	for _, c := range calls {
+		if c.Method == method && c.Code == codeOK {
+			n++
+		}
+	}
+	return n
+}
+
+func millis(d time.Duration) int64 {
+	return int64(math.Round(float64(d) / float64(time.Millisecond)))
+}
+
+// Problems lists why the run failed; none means every job completed and
+// nothing leaked: no leaked instance, no runner provisioned twice, no
+// protocol violation, and a clean controller exit.
+func (r Report) Problems() []string {
+	var out []string
+	if r.Interrupted != "" {
+		out = append(out, r.Interrupted)
+	}
+	if r.JobsCompleted < r.Jobs {
+		msg := fmt.Sprintf("%d of %d jobs completed", r.JobsCompleted, r.Jobs)
+		if r.JobsCanceled > 0 {
+			msg += fmt.Sprintf(" (%d canceled by the fake GitHub: no runner took them)", r.JobsCanceled)
+		}
+		out = append(out, msg)
+	}
+	if r.LeakedInstances > 0 {
+		out = append(out, fmt.Sprintf("%d instances leaked (created, never deleted): %s", r.LeakedInstances, abbreviate(r.Leaked, 3)))
+	}
+	if r.DuplicateRunners > 0 {
+		out = append(out, fmt.Sprintf("%d runner names provisioned more than once: %s", r.DuplicateRunners, abbreviate(r.Duplicates, 3)))
+	}
+	if r.ProtocolViolations > 0 {
+		out = append(out, fmt.Sprintf("%d protocol violations seen by the fake GitHub: %s", r.ProtocolViolations, strings.Join(r.ViolationKinds, ", ")))
+	}
+	if r.ControllerError != "" {
+		out = append(out, "controller: "+r.ControllerError)
+	}
+	return out
+}
+
+func abbreviate(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return strings.Join(items[:n], ", ") + fmt.Sprintf(", ... (%d more)", len(items)-n)
+}
+
+// WriteText writes the human summary.
+func (r Report) WriteText(w io.Writer) error {
+	problems := r.Problems()
+	var b strings.Builder
+	if len(problems) == 0 {
+		fmt.Fprintf(&b, "demo passed: all %d jobs completed, nothing leaked\n", r.Jobs)
+	} else {
+		fmt.Fprintf(&b, "demo FAILED: %s\n", strings.Join(problems, "; "))
+	}
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
+	row("jobs completed", "%d/%d", r.JobsCompleted, r.Jobs)
+	row("instances created", "%d", r.InstancesCreated)
+	row("instances deleted", "%d", r.InstancesDeleted)
+	row("leaked instances", "%d", r.LeakedInstances)
+	if r.KeptIdle > 0 {
+		row("idle runners kept", "%d (--min-runners; their instances stop with the demo)", r.KeptIdle)
+	}
+	row("duplicate runners", "%d", r.DuplicateRunners)
+	row("protocol violations", "%d", r.ProtocolViolations)
+	row("sessions left open", "%d (a clean shutdown deletes them)", r.SessionsLeft)
+	row("wall time", "%.2fs (first job queued to last job completed)", r.WallSeconds)
+	row("provision p50/p99", "%s / %s (runner pending to idle: JIT config and AddInstance)", fmtMS(r.ProvisionP50MS), fmtMS(r.ProvisionP99MS))
+	row("job start p50/p99", "%s / %s (job queued to started on its runner)", fmtMS(r.JobStartP50MS), fmtMS(r.JobStartP99MS))
+	if r.StateFile != "" {
+		row("state file", "%s (kept: shoes-scaleset runners ls --state-file %s)", r.StateFile, r.StateFile)
+	} else {
+		row("state file", "a temporary file, deleted (keep it with --state-file)")
+	}
+	row("controller log", "%s", r.LogFile)
+	row("plugin call log", "%s", r.CallLog)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func fmtMS(ms int64) string {
+	return (time.Duration(ms) * time.Millisecond).String()
+}
