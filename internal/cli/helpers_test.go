@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
 )
 
 // cliBinary is the shoes-scaleset binary built once for the package's
@@ -28,39 +30,7 @@ import (
 var cliBinary string
 
 func TestMain(m *testing.M) {
-	os.Exit(runCLITests(m))
-}
-
-func runCLITests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	bin, err := buildCLIBinary(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	cliBinary = bin
-	return m.Run()
-}
-
-// buildCLIBinary builds ./cmd/shoes-scaleset into dir and returns its path.
-func buildCLIBinary(dir string) (string, error) {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	bin := filepath.Join(dir, "shoes-scaleset")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/shoes-scaleset")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build shoes-scaleset: %v\n%s", err, out)
-	}
-	return bin, nil
+	os.Exit(testbin.Main(m, "./cmd/shoes-scaleset", &cliBinary))
 }
 
 // cliSyncBuffer collects output written from many goroutines.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
 )
 
 // binary is the shoes-scaleset binary built for the tests: its `sim
@@ -29,33 +29,7 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "controller-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "shoes-scaleset")
-	root := strings.TrimSpace(goEnv("GOMOD"))
-	cmd := exec.Command("go", "build", "-o", binary, "./cmd/shoes-scaleset")
-	cmd.Dir = filepath.Dir(root)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build shoes-scaleset: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
-}
-
-func goEnv(key string) string {
-	out, err := exec.Command("go", "env", key).Output()
-	if err != nil {
-		panic(err)
-	}
-	return string(out)
+	os.Exit(testbin.Main(m, "./cmd/shoes-scaleset", &binary))
 }
 
 // syncBuffer collects log output from many goroutines.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,40 +15,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
 )
 
 // fakeshoesBin is the fake plugin built once by TestMain.
 var fakeshoesBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "shoes-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fakeshoesBin, err = buildFakeshoes(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func buildFakeshoes(dir string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	bin := filepath.Join(dir, "fakeshoes")
-	cmd := exec.Command("go", "build", "-o", bin, "./internal/sim/cmd/fakeshoes")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build fakeshoes: %w\n%s", err, b)
-	}
-	return bin, nil
+	os.Exit(testbin.Main(m, "./internal/sim/cmd/fakeshoes", &fakeshoesBin))
 }
 
 // fixture is a Host running the fake plugin with its own call log and

@@ -2,10 +2,8 @@ package sim_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +20,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
 )
 
 // fakeshoesBin is the fake plugin, built once by TestMain. Its runner
@@ -29,38 +28,7 @@ import (
 var fakeshoesBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sim-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fakeshoesBin, err = buildFakeshoes(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func buildFakeshoes(dir string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("go env GOMOD: not inside the module")
-	}
-	bin := filepath.Join(dir, "fakeshoes")
-	cmd := exec.Command("go", "build", "-o", bin, "./internal/sim/cmd/fakeshoes")
-	cmd.Dir = filepath.Dir(gomod)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build fakeshoes: %w\n%s", err, b)
-	}
-	return bin, nil
+	os.Exit(testbin.Main(m, "./internal/sim/cmd/fakeshoes", &fakeshoesBin))
 }
 
 const testScope = "org-a"
