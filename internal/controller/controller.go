@@ -231,7 +231,9 @@ type Controller struct {
 	// listener that started them until ShutdownTimeout.
 	work sync.WaitGroup
 	// workCtx is cancelled once ShutdownTimeout has passed after stop.
+	// It is set when Run starts, before started is closed.
 	workCtx context.Context
+	started chan struct{}
 }
 
 // New returns a controller. Nothing runs until Run.
@@ -256,6 +258,7 @@ func New(st *store.Store, targets TargetSource, gh GitHub, plugin Plugin, script
 		sets:           make(map[int]*scaleSetState),
 		adding:         make(map[string]bool),
 		deletes:        make(map[string]bool),
+		started:        make(chan struct{}),
 	}, nil
 }
 
@@ -266,6 +269,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	c.workCtx = workCtx
+	close(c.started)
 
 	if err := c.recover(ctx); err != nil {
 		return fmt.Errorf("recover state: %w", err)

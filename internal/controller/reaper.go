@@ -223,6 +223,11 @@ func (c *Controller) removeRunner(ctx context.Context, r store.Runner, reason st
 // RemoveRunner removes one runner by name, as `runners rm` asks: a busy
 // runner only with force.
 func (c *Controller) RemoveRunner(ctx context.Context, name string, force bool) error {
+	select {
+	case <-c.started:
+	case <-ctx.Done():
+		return fmt.Errorf("runner %s: the controller has not started: %w", name, ctx.Err())
+	}
 	r, err := c.store.GetRunner(name)
 	if err != nil {
 		return fmt.Errorf("runner %s: %w", name, err)
