@@ -48,7 +48,7 @@ func (c *Controller) startDelete(name string) {
 			c.mu.Unlock()
 		}()
 		if err := c.deleteRunner(c.workCtx, name); err != nil && !isCanceled(c.workCtx, err) {
-			c.log.Warn("delete runner instance; will retry", "runner", name, "err", err)
+			c.log.Error("delete runner", "runner", name, "err", err)
 		}
 	}()
 }
@@ -78,14 +78,17 @@ func (c *Controller) deleteRunner(ctx context.Context, name string) error {
 	if r.CloudID != "" {
 		labels := c.labelsOf(r)
 		if err := c.plugin.DeleteInstance(ctx, r.CloudID, labels); err != nil {
-			c.deleteFailed(name, err)
-			return fmt.Errorf("delete instance %s: %w", r.CloudID, err)
+			if ctx.Err() == nil {
+				c.deleteFailed(name, err)
+				c.runnerLog(r).Warn("delete instance; will retry", "cloud_id", r.CloudID, "attempt", r.Attempts+1, "err", err)
+			}
+			return nil
 		}
 	}
 	if _, err := c.store.FinishRunner(name, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("move runner to history: %w", err)
 	}
-	c.log.Info("runner deleted", "runner", name, "scope", r.Scope, "cloud_id", r.CloudID, "reason", reason)
+	c.runnerLog(r).Info("runner deleted", "cloud_id", r.CloudID, "reason", reason)
 	c.wakeScaleSet(r.ScaleSetID)
 	return nil
 }

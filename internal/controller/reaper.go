@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"time"
@@ -71,7 +72,7 @@ func (c *Controller) reap(ctx context.Context) error {
 		ok, err := c.removeRunner(ctx, r, reason, false)
 		switch {
 		case err != nil:
-			c.log.Warn("reap runner", "runner", r.Name, "scope", r.Scope, "reason", reason, "err", err)
+			c.runnerLog(r).Warn("reap runner", "reason", reason, "err", err)
 		case ok:
 			budget--
 			removed[r.Name] = true
@@ -92,7 +93,7 @@ func (c *Controller) reap(ctx context.Context) error {
 		case store.StateIdle:
 			if now.Sub(r.CreatedAt) > c.cfg.BootstrapTimeout {
 				if online, err := c.cameOnline(ctx, r); err != nil {
-					c.log.Warn("check runner status", "runner", r.Name, "scope", r.Scope, "err", err)
+					c.runnerLog(r).Warn("check runner status", "err", err)
 				} else if !online {
 					remove(r, reasonBootstrapTimeout)
 					continue
@@ -181,7 +182,7 @@ func (c *Controller) finishOrphan(ctx context.Context, r store.Runner) {
 			c.startDelete(r.Name)
 		}
 	case err != nil:
-		c.log.Warn("check whether a busy runner still exists", "runner", r.Name, "scope", r.Scope, "err", err)
+		c.runnerLog(r).Warn("check whether a busy runner still exists", "err", err)
 	}
 }
 
@@ -203,7 +204,7 @@ func (c *Controller) removeRunner(ctx context.Context, r store.Runner, reason st
 			if !force {
 				return false, nil
 			}
-			c.log.Warn("removing a runner that runs a job (forced)", "runner", r.Name, "scope", r.Scope)
+			c.runnerLog(r).Warn("removing a runner that runs a job (forced)")
 		default:
 			return false, fmt.Errorf("remove runner %d from GitHub: %w", r.RunnerID, err)
 		}
@@ -215,7 +216,7 @@ func (c *Controller) removeRunner(ctx context.Context, r store.Runner, reason st
 		return false, fmt.Errorf("mark runner deleting: %w", err)
 	}
 	c.rec.RunnerReaped(r.Scope, c.scaleSetName(r), reason)
-	c.log.Info("removing runner", "runner", r.Name, "scope", r.Scope, "reason", reason)
+	c.runnerLog(r).Info("removing runner", "reason", reason)
 	c.startDelete(r.Name)
 	return true, nil
 }
@@ -263,11 +264,11 @@ func (c *Controller) RemoveRunner(ctx context.Context, name string, force bool) 
 // DeleteGiveUp to history as delete-failed: never dropped silently.
 func (c *Controller) giveUpDelete(r store.Runner) {
 	if _, err := c.store.FinishRunner(r.Name, reasonDeleteFailed); err != nil {
-		c.log.Error("give up delete", "runner", r.Name, "err", err)
+		c.runnerLog(r).Error("give up delete", "err", err)
 		return
 	}
 	c.rec.RunnerReaped(r.Scope, c.scaleSetName(r), reasonDeleteFailed)
-	c.log.Error("gave up deleting a runner instance; delete it by hand", "runner", r.Name, "scope", r.Scope,
+	c.runnerLog(r).Error("gave up deleting a runner instance; delete it by hand",
 		"cloud_id", r.CloudID, "attempts", r.Attempts, "last_error", r.LastError)
 }
 
@@ -350,7 +351,13 @@ func (c *Controller) isDeleteRunning(name string) bool {
 	return c.deletes[name]
 }
 
-// scaleSetName returns the name of a runner's scale set, for metrics.
+// runnerLog returns the logger for lines about one runner, with the scope
+// and scale set every line about a target carries.
+func (c *Controller) runnerLog(r store.Runner) *slog.Logger {
+	return c.log.With("scope", r.Scope, "scale_set", c.scaleSetName(r), "runner", r.Name)
+}
+
+// scaleSetName returns the name of a runner's scale set, for metrics and logs.
 func (c *Controller) scaleSetName(r store.Runner) string {
 	c.mu.Lock()
 	s, ok := c.sets[r.ScaleSetID]

@@ -139,7 +139,7 @@ func (c *Controller) retireTarget(ctx context.Context, targetID string) {
 	}
 	for _, r := range runners {
 		if _, err := c.removeRunner(ctx, r, reasonTargetRemoved, false); err != nil {
-			c.log.Warn("remove runner of a removed target", "runner", r.Name, "scope", r.Scope, "err", err)
+			c.runnerLog(r).Warn("remove runner of a removed target", "err", err)
 		}
 	}
 }

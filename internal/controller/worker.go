@@ -177,6 +177,13 @@ func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSetState, erro
 		return nil, fmt.Errorf("store scale set: %w", err)
 	}
 	w.log = w.c.log.With("scope", t.Scope, "scale_set", rs.Name)
+	// Resolve the runner version now rather than at the first job; it is
+	// cached for a day, then resolved again by the next provisioning.
+	if v, err := w.c.gh.RunnerVersion(ctx, t.Scope, cfg.RunnerVersion); err != nil {
+		w.log.Warn("resolve runner version", "requested", cfg.RunnerVersion, "err", err)
+	} else {
+		w.log.Debug("runner version", "requested", cfg.RunnerVersion, "version", v)
+	}
 	return w.c.registerScaleSet(rec, shoes.ParseResourceType(t.ResourceType), w.log), nil
 }
 
