@@ -28,3 +28,9 @@ bench:
 
 clean:
 	rm -rf bin dist
+
+# The reliability suite: shoes-scaleset run and sim serve as processes,
+# killed and restarted; rewrites docs/reliability.md (see that file).
+.PHONY: reliability
+reliability:
+	RELIABILITY_REPORT=1 $(GO) test -tags reliability -race -p 1 -timeout 60m -count=1 ./internal/reliability/...

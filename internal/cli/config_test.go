@@ -188,6 +188,8 @@ func TestRunConfigErrorsExit2(t *testing.T) {
 			wantFlag: "--max-runners", wantEnv: []string{"SHOES_SCALESET_MAX_RUNNERS"}},
 		{name: "min-runners above max-runners", set: []string{"min-runners=3", "max-runners=2"},
 			wantFlag: "--min-runners", wantEnv: []string{"SHOES_SCALESET_MIN_RUNNERS"}, wantIn: []string{"3 > 2"}},
+		{name: "negative plugin-pool-size", set: []string{"plugin-pool-size=-1"},
+			wantFlag: "--plugin-pool-size", wantEnv: []string{"SHOES_SCALESET_PLUGIN_POOL_SIZE"}, wantIn: []string{"must not be negative"}},
 		{name: "unknown log level", set: []string{"log-level=loud"},
 			wantFlag: "--log-level", wantEnv: []string{"SHOES_SCALESET_LOG_LEVEL"}, wantIn: []string{"loud"}},
 		{name: "unknown log format", set: []string{"log-format=xml"},
@@ -348,5 +350,17 @@ func TestHelpOfEveryCommand(t *testing.T) {
 				t.Errorf("stderr = %q, want nothing", res.stderr)
 			}
 		})
+	}
+}
+
+func TestPluginPoolSizeDefault(t *testing.T) {
+	for _, tc := range []struct{ flag, concurrency, want int }{
+		{0, 16, 32}, // the default: as many deletes as provisions at once
+		{0, 64, 128},
+		{4, 64, 4}, // an explicit size is kept
+	} {
+		if got := pluginPoolSize(tc.flag, tc.concurrency); got != tc.want {
+			t.Errorf("pluginPoolSize(%d, %d) = %d, want %d", tc.flag, tc.concurrency, got, tc.want)
+		}
 	}
 }

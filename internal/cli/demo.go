@@ -22,6 +22,7 @@ type demoOptions struct {
 	JobDuration          time.Duration
 	ProvisionConcurrency int
 	PluginPoolSize       int
+	PluginMode           string
 	MinRunners           int
 	MaxRunners           int
 	Acquire              bool
@@ -55,10 +56,23 @@ seen by the fake GitHub, wall time (first job queued to last job completed),
 provision time (runner pending to idle) and job start time (queued to
 started) at p50 and p99.
 
+It also reports how long it took until all instances were up: all_up_seconds,
+from the first job queued until the N-th AddInstance (N = --jobs) returned OK
+(all_idle_seconds: until the N-th runner was stored idle), against the bound
+no controller can beat, bound_seconds = ceil(N / --provision-concurrency) x
+--plugin-latency, as ratio_to_bound.
+
+--plugin-mode script (the default) boots each instance by running the setup
+script under bash, whose run.sh starts the sim runner as a process: the whole
+path. --plugin-mode inprocess runs no script: the fake plugin takes the JIT
+config out of the setup script and runs the sim runner as a goroutine of the
+plugin process, so hundreds of instances cost little; for benchmarks.
+
 With --json nothing else is printed: the report is one JSON object with the
 keys jobs, jobs_completed, instances_created, instances_deleted,
 leaked_instances, duplicate_runners, protocol_violations, wall_seconds,
 provision_p50_ms, provision_p99_ms, job_start_p50_ms, job_start_p99_ms,
+all_up_seconds, all_idle_seconds, bound_seconds, ratio_to_bound, plugin_mode,
 log_file, and state_file with --state-file.
 
 The demo works in a new temporary directory. The controller logs there at
@@ -73,7 +87,9 @@ no duplicate runner, no protocol violation); 1 otherwise, with the reason,
 also on --timeout or an interrupt; 2 on bad flags.`,
 		Example: `  shoes-scaleset demo
   shoes-scaleset demo --jobs 100 --targets 5 --plugin-latency 2s --max-runners 20
-  shoes-scaleset demo --acquire --json`,
+  shoes-scaleset demo --acquire --json
+  shoes-scaleset demo --json --jobs 500 --targets 10 --plugin-latency 1s \
+    --provision-concurrency 64 --max-runners 100 --plugin-mode inprocess`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if err := cobra.NoArgs(cmd, args); err != nil {
 				return &usageError{err: err}
@@ -90,7 +106,8 @@ also on --timeout or an interrupt; 2 on bad flags.`,
 	f.DurationVar(&opts.PluginLatency, "plugin-latency", 500*time.Millisecond, "delay of every AddInstance and DeleteInstance of the fake plugin")
 	f.DurationVar(&opts.JobDuration, "job-duration", 2*time.Second, "how long each job runs once a runner takes it")
 	f.IntVar(&opts.ProvisionConcurrency, "provision-concurrency", 16, "runners provisioned at once, over all scale sets")
-	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 4, "maximum number of plugin processes; each serves one call at a time")
+	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 0, "maximum number of plugin processes; each serves one call at a time (0: twice --provision-concurrency, as for run)")
+	f.StringVar(&opts.PluginMode, "plugin-mode", demo.PluginModeScript, "how the fake plugin runs a runner: script (the setup script under bash) or inprocess (a goroutine; for benchmarks)")
 	f.IntVar(&opts.MinRunners, "min-runners", 0, "idle runners kept per scale set")
 	f.IntVar(&opts.MaxRunners, "max-runners", 10, "maximum runners per scale set")
 	f.BoolVar(&opts.Acquire, "acquire", false, "GHES mode: jobs are offered as JobAvailable and must be acquired")
@@ -115,7 +132,9 @@ func (o *demoOptions) validate() error {
 		{"plugin-latency", o.PluginLatency < 0, "must not be negative"},
 		{"job-duration", o.JobDuration < 0, "must not be negative"},
 		{"provision-concurrency", o.ProvisionConcurrency < 1, "must be at least 1"},
-		{"plugin-pool-size", o.PluginPoolSize < 1, "must be at least 1"},
+		{"plugin-pool-size", o.PluginPoolSize < 0, "must not be negative"},
+		{"plugin-mode", o.PluginMode != demo.PluginModeScript && o.PluginMode != demo.PluginModeInProcess,
+			fmt.Sprintf("%q: want %s or %s", o.PluginMode, demo.PluginModeScript, demo.PluginModeInProcess)},
 		{"min-runners", o.MinRunners < 0, "must not be negative"},
 		{"max-runners", o.MaxRunners < 1, "must be at least 1"},
 		{"min-runners", o.MinRunners > o.MaxRunners, fmt.Sprintf("must not exceed --max-runners (%d > %d)", o.MinRunners, o.MaxRunners)},
@@ -151,6 +170,7 @@ func runDemo(ctx context.Context, s streams, o *demoOptions) error {
 		MaxRunners:           o.MaxRunners,
 		ProvisionConcurrency: o.ProvisionConcurrency,
 		PluginPoolSize:       o.PluginPoolSize,
+		PluginMode:           o.PluginMode,
 		PluginPath:           plugin,
 		StateFile:            o.StateFile,
 		Timeout:              o.Timeout,

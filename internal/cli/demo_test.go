@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/demo"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -89,9 +90,10 @@ func TestDemoJSON(t *testing.T) {
 	}
 	slices.Sort(got)
 	want := []string{
+		"all_idle_seconds", "all_up_seconds", "bound_seconds",
 		"duplicate_runners", "instances_created", "instances_deleted", "job_start_p50_ms", "job_start_p99_ms",
-		"jobs", "jobs_completed", "leaked_instances", "log_file", "protocol_violations",
-		"provision_p50_ms", "provision_p99_ms", "wall_seconds",
+		"jobs", "jobs_completed", "leaked_instances", "log_file", "plugin_mode", "protocol_violations",
+		"provision_p50_ms", "provision_p99_ms", "ratio_to_bound", "wall_seconds",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("JSON keys = %v, want %v", got, want)
@@ -118,6 +120,12 @@ func TestDemoJSON(t *testing.T) {
 		// A job starts once its runner's instance is up and online.
 		{"job_start_p50_ms >= 100", rep.JobStartP50MS >= 100},
 		{"job_start_p99_ms >= p50", rep.JobStartP99MS >= rep.JobStartP50MS},
+		// 20 jobs at provision concurrency 16 are 2 waves of 100ms at least.
+		{"bound_seconds = 0.2", rep.BoundSeconds == 0.2},
+		{"all_up_seconds >= bound", rep.AllUpSeconds >= rep.BoundSeconds},
+		{"all_idle_seconds >= all_up_seconds", rep.AllIdleSeconds >= rep.AllUpSeconds},
+		{"ratio_to_bound >= 1", rep.RatioToBound >= 1},
+		{"plugin_mode = script", rep.PluginMode == "script"},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -147,7 +155,7 @@ func TestDemoPlainOutput(t *testing.T) {
 		t.Fatalf("exit code = %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
 	}
 	for _, want := range []string{
-		"demo: 4 jobs of 200ms over 2 targets (demo-org-1 ... demo-org-2), plugin latency 50ms\n",
+		"demo: 4 jobs of 200ms over 2 targets (demo-org-1 ... demo-org-2), plugin latency 50ms, plugin mode script\n",
 		"controller API:  127.0.0.1:",
 		"controller ready: 2 scale sets listening",
 		"\njobs 4 | queued ",
@@ -163,6 +171,9 @@ func TestDemoPlainOutput(t *testing.T) {
 		"  wall time            ",
 		"  provision p50/p99    ",
 		"  job start p50/p99    ",
+		"  all instances up     ",
+		"  bound                0.05s (ceil(jobs/provision concurrency) x plugin latency); ratio ",
+		"  plugin mode          script\n",
 		"  state file           " + stateFile + " (kept: shoes-scaleset runners ls --state-file " + stateFile + ")\n",
 		"  controller log       " + tmp,
 	} {
@@ -196,6 +207,43 @@ func TestDemoPlainOutput(t *testing.T) {
 	}
 	if completed != 4 {
 		t.Errorf("history has %d completed runners, want 4", completed)
+	}
+}
+
+// In inprocess mode the sim runners run inside the plugin processes and
+// the whole loop still closes: every job completes, nothing leaks, and no
+// setup script ran.
+func TestDemoInProcess(t *testing.T) {
+	tmp := t.TempDir()
+	res := runDemoMain(t, tmp, 90*time.Second,
+		"--json", "--jobs", "12", "--targets", "2", "--plugin-latency", "50ms", "--job-duration", "200ms",
+		"--plugin-mode", "inprocess", "--timeout", "60s")
+	if res.code != exitOK {
+		t.Fatalf("exit code = %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
+	}
+	var rep demo.Report
+	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.PluginMode != "inprocess" || rep.JobsCompleted != 12 || rep.InstancesDeleted != 12 || rep.LeakedInstances != 0 {
+		t.Errorf("report = %+v, want plugin_mode inprocess, 12 jobs completed, 12 instances deleted, none leaked", rep)
+	}
+	dir, _ := demoWorkDir(t, tmp)
+	calls, err := shoesfake.ReadCallLog(filepath.Join(dir, "calls.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adds := 0
+	for _, c := range calls {
+		if c.Method == shoesfake.MethodAddInstance && c.Code == "OK" {
+			adds++
+			if c.RunnerMode != shoesfake.RunnerModeInProcess {
+				t.Errorf("AddInstance of %s ran in mode %q, want inprocess", c.RunnerName, c.RunnerMode)
+			}
+		}
+	}
+	if adds != 12 {
+		t.Errorf("%d OK AddInstance calls, want 12", adds)
 	}
 }
 
@@ -241,6 +289,7 @@ func TestDemoUsageErrors(t *testing.T) {
 		{[]string{"--job-duration", "-1s"}, "--job-duration: must not be negative"},
 		{[]string{"--min-runners", "3", "--max-runners", "2"}, "--min-runners: must not exceed --max-runners (3 > 2)"},
 		{[]string{"--timeout", "0s"}, "--timeout: must be positive"},
+		{[]string{"--plugin-mode", "vm"}, `--plugin-mode: "vm": want script or inprocess`},
 		{[]string{"--state-file", existing}, "exists: the demo starts from an empty state"},
 		{[]string{"--jobs", "x"}, "invalid argument"},
 		{[]string{"extra"}, "unknown command"},

@@ -296,10 +296,13 @@ func dash(s string) string {
 	return s
 }
 
+// oneLine fits an error message on one table line. A long one keeps its
+// start (what failed) and its end (the cause, e.g. "401 Unauthorized: ..."),
+// which the wrapping in between would otherwise push out.
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 120 {
-		s = s[:117] + "..."
+	if r := []rune(s); len(r) > 160 {
+		s = string(r[:40]) + " ... " + string(r[len(r)-115:])
 	}
 	return s
 }

@@ -64,6 +64,8 @@ type runOptions struct {
 	GitHubCAFile         string
 	Plugin               string
 	PluginPoolSize       int
+	PluginAddTimeout     time.Duration
+	PluginDeleteTimeout  time.Duration
 	StateFile            string
 	Listen               string
 	RunnerGroup          string
@@ -144,7 +146,9 @@ func (opts *runOptions) addFlags(f *pflag.FlagSet, lookup lookupEnvFunc) {
 	f.StringVar(&opts.GitHubToken, "github-token", "", "a personal access token, instead of a GitHub App")
 	f.StringVar(&opts.GitHubCAFile, "github-ca-file", "", "PEM file of extra CA certificates for GitHub")
 	f.StringVar(&opts.Plugin, "plugin", "", "shoes plugin: a path to the binary, or an http(s) URL to download it from")
-	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 4, "maximum number of plugin processes; each serves one call at a time")
+	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 0, "maximum number of plugin processes; each serves one call at a time (0: twice --provision-concurrency, room for as many deletes as provisions)")
+	f.DurationVar(&opts.PluginAddTimeout, "plugin-add-timeout", 5*time.Minute, "deadline of one AddInstance call; past it the outcome is unknown")
+	f.DurationVar(&opts.PluginDeleteTimeout, "plugin-delete-timeout", 3*time.Minute, "deadline of one DeleteInstance call; past it the delete is retried")
 	f.StringVar(&opts.StateFile, "state-file", defaultStateFile, "bbolt state file")
 	f.StringVar(&opts.Listen, "listen", defaultListen, "address of the HTTP server for /metrics, /healthz and the state API")
 	f.StringVar(&opts.RunnerGroup, "runner-group", scaleset.DefaultRunnerGroup, "runner group of the scale sets")
@@ -265,9 +269,16 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	if o.Plugin == "" {
 		return rc, e.flagError("plugin", "required: the path or URL of the shoes plugin")
 	}
-	rc.shoes = shoes.Config{Path: o.Plugin, Args: o.pluginArgs, Env: o.pluginEnv, PoolSize: o.PluginPoolSize, Logger: logger.With("component", "plugin")}
-	if o.PluginPoolSize < 1 {
-		return rc, e.flagError("plugin-pool-size", "must be at least 1")
+	rc.shoes = shoes.Config{Path: o.Plugin, Args: o.pluginArgs, Env: o.pluginEnv, PoolSize: pluginPoolSize(o.PluginPoolSize, o.ProvisionConcurrency),
+		AddTimeout: o.PluginAddTimeout, DeleteTimeout: o.PluginDeleteTimeout, Logger: logger.With("component", "plugin")}
+	if o.PluginPoolSize < 0 {
+		return rc, e.flagError("plugin-pool-size", "must not be negative (0: twice --provision-concurrency)")
+	}
+	if o.PluginAddTimeout <= 0 {
+		return rc, e.flagError("plugin-add-timeout", "must be positive")
+	}
+	if o.PluginDeleteTimeout <= 0 {
+		return rc, e.flagError("plugin-delete-timeout", "must be positive")
 	}
 	// rc.shoes is checked by shoes.New, after its defaults (the RPC
 	// timeouts) are filled in; Validate alone rejects their zero values.
@@ -364,6 +375,16 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		return rc, usageErrorf("%v", err)
 	}
 	return rc, nil
+}
+
+// pluginPoolSize is --plugin-pool-size, where 0 means twice the
+// provisioning concurrency: provisions and deletes are each bounded by
+// it, so neither waits for a plugin process the other holds.
+func pluginPoolSize(flag, provisionConcurrency int) int {
+	if flag == 0 {
+		return 2 * max(provisionConcurrency, 1)
+	}
+	return flag
 }
 
 // privateKey returns the app key PEM and the flag it came from.

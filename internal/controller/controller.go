@@ -60,6 +60,9 @@ type Config struct {
 	MinRunners, MaxRunners int
 	// ProvisionConcurrency bounds the provisions in flight, over all scale sets.
 	ProvisionConcurrency int
+	// DeleteConcurrency bounds the DeleteInstance calls in flight, over all
+	// scale sets (default ProvisionConcurrency).
+	DeleteConcurrency int
 	// SyncInterval is how often myshoes's target list is read.
 	SyncInterval time.Duration
 	// SyncTimeout bounds one read of the target list.
@@ -120,6 +123,9 @@ func (c *Config) defaults() {
 	}
 	if c.ProvisionConcurrency == 0 {
 		c.ProvisionConcurrency = 16
+	}
+	if c.DeleteConcurrency == 0 {
+		c.DeleteConcurrency = c.ProvisionConcurrency
 	}
 	if c.SyncInterval == 0 {
 		c.SyncInterval = 30 * time.Second
@@ -195,6 +201,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("min runners (%d) must not exceed max runners (%d)", c.MinRunners, c.MaxRunners)
 	case c.ProvisionConcurrency < 1:
 		return errors.New("provision concurrency must be at least 1")
+	case c.DeleteConcurrency < 1:
+		return errors.New("delete concurrency must be at least 1")
 	case c.SyncInterval < 100*time.Millisecond:
 		return errors.New("sync interval must be at least 100ms")
 	case c.AddAttempts < 1:
@@ -219,6 +227,7 @@ type Controller struct {
 	rec     Recorder
 
 	provisionSlots chan struct{}
+	deleteSlots    chan struct{}
 
 	mu      sync.Mutex
 	workers map[string]*targetWorker // by target ID
@@ -254,6 +263,7 @@ func New(st *store.Store, targets TargetSource, gh GitHub, plugin Plugin, script
 		log:            cfg.Logger,
 		rec:            cfg.Recorder,
 		provisionSlots: make(chan struct{}, cfg.ProvisionConcurrency),
+		deleteSlots:    make(chan struct{}, cfg.DeleteConcurrency),
 		workers:        make(map[string]*targetWorker),
 		sets:           make(map[int]*scaleSetState),
 		adding:         make(map[string]bool),

@@ -71,13 +71,35 @@ func (c *Controller) deleteRunner(ctx context.Context, name string) error {
 	if r.State != store.StateDeleting {
 		return nil
 	}
+	if r.CloudID == "" && !r.StateSince[store.StateConfigured].IsZero() {
+		// AddInstance was sent and its answer never stored, yet the
+		// runner ran a job: its instance exists, and we cannot name it.
+		_, err := c.store.SetRunnerState(name, store.StateUnknownInstance, func(r *store.Runner) {
+			r.LastError = "its AddInstance answer was never stored, but it ran a job: an instance exists that shoes-scaleset cannot delete"
+		})
+		if err != nil {
+			return fmt.Errorf("mark runner unknown-instance: %w", err)
+		}
+		c.runnerLog(r).Warn("runner instance unknown: its runner ran a job, but its cloud ID was never stored; check the provider for an instance named after the runner")
+		return nil
+	}
 	reason := r.DeleteReason
 	if reason == "" {
 		reason = "completed"
 	}
 	if r.CloudID != "" {
 		labels := c.labelsOf(r)
-		if err := c.plugin.DeleteInstance(ctx, r.CloudID, labels); err != nil {
+		// Deletes are bounded apart from provisioning, so that a wave of
+		// completed jobs does not take every plugin process from the
+		// provisioner (the pool defaults to room for both).
+		select {
+		case c.deleteSlots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		err := c.plugin.DeleteInstance(ctx, r.CloudID, labels)
+		<-c.deleteSlots
+		if err != nil {
 			if ctx.Err() == nil {
 				c.deleteFailed(name, err)
 				c.runnerLog(r).Warn("delete instance; will retry", "cloud_id", r.CloudID, "attempt", r.Attempts+1, "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/actions/scaleset"
@@ -53,14 +54,18 @@ func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
 		}
 	}
 	want := int(set.desired.Load())
-	if count < want {
-		set.log.Debug("scaling up", "desired", want, "current", count, "runners", len(runners))
+	if count >= want {
+		return nil
 	}
-	for i := count; i < want; i++ {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		r := store.Runner{
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	set.log.Debug("scaling up", "desired", want, "current", count, "runners", len(runners))
+	// All missing runners are written in one transaction (one commit, not
+	// one per runner), then their provisioning starts.
+	missing := make([]store.Runner, 0, want-count)
+	for range want - count {
+		missing = append(missing, store.Runner{
 			Name:         "myshoes-" + uuid.NewString(),
 			TargetID:     set.targetID,
 			Scope:        set.scope,
@@ -70,10 +75,12 @@ func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
 			StateSince:   map[store.RunnerState]time.Time{store.StatePending: now},
 			CreatedAt:    now,
 			UpdatedAt:    now,
-		}
-		if err := c.store.CreateRunner(r); err != nil {
-			return fmt.Errorf("create runner record: %w", err)
-		}
+		})
+	}
+	if err := c.store.CreateRunners(missing); err != nil {
+		return fmt.Errorf("create runner records: %w", err)
+	}
+	for _, r := range missing {
 		c.startProvision(ctx, set, r.Name)
 	}
 	return nil
@@ -92,14 +99,17 @@ func (c *Controller) startProvision(stop context.Context, set *scaleSetState, na
 			c.finish(set, name, "canceled")
 			return
 		}
-		defer func() { <-c.provisionSlots }()
-		c.provision(set, name)
+		release := sync.OnceFunc(func() { <-c.provisionSlots })
+		defer release()
+		c.provision(set, name, release)
 	}()
 }
 
 // provision takes a pending runner through JIT config and AddInstance to
-// idle. Each step is stored before its side effect.
-func (c *Controller) provision(set *scaleSetState, name string) {
+// idle. Each step is stored before its side effect. It calls release, its
+// provisioning slot's, once AddInstance has returned: what is left is
+// bookkeeping, and the next runner's AddInstance need not wait for it.
+func (c *Controller) provision(set *scaleSetState, name string, release func()) {
 	ctx := c.workCtx
 	log := set.log.With("runner", name)
 	start := c.cfg.Now()
@@ -128,20 +138,28 @@ func (c *Controller) provision(set *scaleSetState, name string) {
 		return
 	}
 
-	// configured announces the AddInstance below: a crash from here on
-	// leaves an instance we may not know the cloud ID of.
+	// configured announces the AddInstance: a crash from then on leaves
+	// an instance we may not know the cloud ID of. It is written once a
+	// plugin process is ready to take the call, not while the call waits
+	// for one: a call never sent cannot have created an instance, and a
+	// crash meanwhile leaves a pending record, which is simply undone.
 	c.setAdding(name, true)
 	defer c.setAdding(name, false)
-	if _, err := c.store.SetRunnerState(name, store.StateConfigured, func(r *store.Runner) {
-		r.RunnerID = int64(jit.Runner.ID)
-	}); err != nil {
-		c.provisionFailed(set, name, fmt.Errorf("store configured runner: %w", err))
-		return
+	sent := false
+	configured := func() error {
+		if _, err := c.store.SetRunnerState(name, store.StateConfigured, func(r *store.Runner) {
+			r.RunnerID = int64(jit.Runner.ID)
+		}); err != nil {
+			return fmt.Errorf("store configured runner: %w", err)
+		}
+		sent = true
+		return nil
 	}
 
-	inst, err := c.addInstance(ctx, set, name, script)
+	inst, err := c.addInstance(ctx, set, name, script, configured)
+	release()
 	if err != nil {
-		if outcomeUnknown(err) {
+		if sent && outcomeUnknown(err) {
 			c.instanceUnknown(set, name, err)
 			return
 		}
@@ -176,7 +194,8 @@ func (c *Controller) provision(set *scaleSetState, name string) {
 }
 
 // addInstance calls the plugin, retrying retryable failures.
-func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, script string) (shoes.Instance, error) {
+// beforeSend runs once a plugin process is ready, before each attempt is sent.
+func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, script string, beforeSend func() error) (shoes.Instance, error) {
 	var err error
 	for attempt := 1; attempt <= c.cfg.AddAttempts; attempt++ {
 		var inst shoes.Instance
@@ -185,6 +204,7 @@ func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, 
 			SetupScript:  script,
 			ResourceType: set.resourceType,
 			Labels:       set.labels,
+			BeforeSend:   beforeSend,
 		})
 		if err == nil {
 			if inst.CloudID == "" {
@@ -195,7 +215,8 @@ func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, 
 		// Retry only what the plugin answered as a failure: a permanent
 		// error never succeeds, a bad answer is not retried into a storm,
 		// and after a crash or a timeout an instance may exist already.
-		if errors.Is(err, shoes.ErrPermanent) || errors.Is(err, shoes.ErrBadResponse) || outcomeUnknown(err) || attempt == c.cfg.AddAttempts {
+		if errors.Is(err, shoes.ErrPermanent) || errors.Is(err, shoes.ErrBadResponse) || errors.Is(err, shoes.ErrNotSent) ||
+			outcomeUnknown(err) || attempt == c.cfg.AddAttempts {
 			break
 		}
 		set.log.Warn("add instance; retrying", "runner", name, "attempt", attempt, "err", err)
@@ -245,7 +266,10 @@ func (c *Controller) instanceUnknown(set *scaleSetState, name string, cause erro
 // provisionFailed undoes a provisioning: the runner is removed from
 // GitHub, its instance (if any) deleted, and the record moved to history.
 func (c *Controller) provisionFailed(set *scaleSetState, name string, cause error) {
-	ctx := c.workCtx
+	// Provisioning may have been cancelled by the shutdown timeout: the
+	// removal from GitHub gets its own short deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 30*time.Second)
+	defer cancel()
 	pause := set.provisionFailed(c)
 	set.log.Warn("provision runner failed", "runner", name, "err", cause, "provisioning_paused_for", pause)
 	r, err := c.store.UpdateRunner(name, func(r *store.Runner) error {

@@ -32,6 +32,19 @@ func (c *Controller) recover(ctx context.Context) error {
 		case store.StateDeleting:
 			c.startDelete(r.Name)
 		case store.StatePending, store.StateConfigured:
+			if r.State == store.StateConfigured {
+				// Marked now, before a job message of this start can reach
+				// it: its instance may exist and have taken a job, and a
+				// job message would otherwise move the record on as if we
+				// knew its instance (a record deleted without a cloud ID
+				// is finished as if its instance were gone).
+				if _, err := c.store.SetRunnerState(r.Name, store.StateUnknownInstance, func(r *store.Runner) {
+					r.LastError = unknownAtStart
+					r.UpdatedAt = time.Now()
+				}); err != nil {
+					return fmt.Errorf("mark runner %s unknown-instance: %w", r.Name, err)
+				}
+			}
 			c.work.Add(1)
 			go func() {
 				defer c.work.Done()
@@ -41,6 +54,9 @@ func (c *Controller) recover(ctx context.Context) error {
 	}
 	return nil
 }
+
+// unknownAtStart is the last error of a runner found configured at start.
+const unknownAtStart = "the process stopped during AddInstance: an instance may exist that shoes-scaleset cannot delete"
 
 // recoverRunner removes an unfinished runner from GitHub, retrying until
 // GitHub answers or ctx ends, then finishes its record.
@@ -65,14 +81,6 @@ func (c *Controller) recoverRunner(ctx context.Context, r store.Runner) {
 	if r.State == store.StatePending {
 		c.finish(set, r.Name, "recovered")
 		log.Info("recovered unfinished runner")
-		return
-	}
-	_, err := c.store.SetRunnerState(r.Name, store.StateUnknownInstance, func(r *store.Runner) {
-		r.LastError = "the process stopped during AddInstance: an instance may exist that shoes-scaleset cannot delete"
-		r.UpdatedAt = time.Now()
-	})
-	if err != nil {
-		log.Error("mark runner unknown-instance", "err", err)
 		return
 	}
 	log.Warn("runner instance unknown: the process stopped during AddInstance; check the provider for an instance named after the runner")

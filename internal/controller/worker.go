@@ -151,7 +151,7 @@ func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSetState, erro
 	labels := github.ScaleSetLabels(name, cfg.Labels)
 	rs, created, err := w.c.gh.GetOrCreateScaleSet(ctx, t.Scope, cfg.RunnerGroup, name, labels)
 	if err != nil {
-		return nil, fmt.Errorf("get or create scale set %q: %w", name, err)
+		return nil, err // it names the scale set and the operation
 	}
 	if created {
 		w.log.Info("created scale set", "scale_set", name, "scale_set_id", rs.ID)

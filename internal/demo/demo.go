@@ -88,6 +88,9 @@ type Config struct {
 	MaxRunners           int
 	ProvisionConcurrency int
 	PluginPoolSize       int
+	// PluginMode is how the fake plugin runs an instance's runner:
+	// PluginModeScript (default) or PluginModeInProcess.
+	PluginMode string
 	// PluginPath is a shoes-scaleset binary: its `sim plugin` command is
 	// the fake plugin.
 	PluginPath string
@@ -108,12 +111,29 @@ type Config struct {
 	RunController func(ctx context.Context, setup ControllerSetup) error
 }
 
+// Plugin modes: how the fake plugin runs an instance's runner (see
+// shoesfake.EnvRunnerMode).
+const (
+	// PluginModeScript runs the setup script under bash, whose run.sh
+	// starts the sim runner as a process: the whole path, for tests.
+	PluginModeScript = shoesfake.RunnerModeScript
+	// PluginModeInProcess runs the sim runner as a goroutine of the plugin
+	// process with the JIT config taken out of the setup script: cheap
+	// instances, for benchmarks.
+	PluginModeInProcess = shoesfake.RunnerModeInProcess
+)
+
 // Validate reports the first invalid field.
 func (c *Config) Validate() error {
 	if c.SettleTimeout == 0 {
 		c.SettleTimeout = DefaultSettleTimeout
 	}
+	if c.PluginMode == "" {
+		c.PluginMode = PluginModeScript
+	}
 	switch {
+	case c.PluginMode != PluginModeScript && c.PluginMode != PluginModeInProcess:
+		return fmt.Errorf("plugin mode %q: want %s or %s", c.PluginMode, PluginModeScript, PluginModeInProcess)
 	case c.Jobs < 1:
 		return errors.New("jobs: must be at least 1")
 	case c.Targets < 1:
@@ -327,8 +347,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		progress: NewProgressWriter(out, cfg.TTY, interval),
 		http:     &http.Client{Timeout: 2 * time.Second},
 	}
-	fmt.Fprintf(out, "demo: %d jobs of %s over %d targets (%s), plugin latency %s\n",
-		cfg.Jobs, cfg.JobDuration, cfg.Targets, targetRange(targets), cfg.PluginLatency)
+	fmt.Fprintf(out, "demo: %d jobs of %s over %d targets (%s), plugin latency %s, plugin mode %s\n",
+		cfg.Jobs, cfg.JobDuration, cfg.Targets, targetRange(targets), cfg.PluginLatency, cfg.PluginMode)
 	fmt.Fprintf(out, "  fake GitHub:     %s   fake myshoes: %s\n", world.GitHubURL(), world.MyshoesURL())
 	fmt.Fprintf(out, "  controller API:  %s   (shoes-scaleset runners ls --listen %s)\n", listen, listen)
 	fmt.Fprintf(out, "  controller log:  %s\n", f.log)
@@ -340,7 +360,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		AppKeyFile:           f.key,
 		PluginPath:           cfg.PluginPath,
 		PluginArgs:           []string{"sim", "plugin"},
-		PluginEnv:            pluginEnv(cfg.PluginLatency, f),
+		PluginEnv:            pluginEnv(cfg.PluginLatency, cfg.PluginMode, f),
 		PluginPoolSize:       cfg.PluginPoolSize,
 		StateFile:            f.state,
 		Listen:               listen,
@@ -410,9 +430,10 @@ func targetRange(targets []string) string {
 	return targets[0] + " ... " + targets[len(targets)-1]
 }
 
-func pluginEnv(latency time.Duration, f files) []string {
+func pluginEnv(latency time.Duration, mode string, f files) []string {
 	return []string{
 		shoesfake.EnvLatency + "=" + latency.String(),
+		shoesfake.EnvRunnerMode + "=" + mode,
 		shoesfake.EnvCallLog + "=" + f.callLog,
 		shoesfake.EnvStateDir + "=" + f.instances,
 	}
@@ -577,12 +598,15 @@ func (r *run) summarize() (Report, error) {
 		return Report{}, err
 	}
 	rep := Summarize(Inputs{
-		Jobs:     r.cfg.Jobs,
-		State:    r.world.Actions.State(),
-		Calls:    calls,
-		History:  history,
-		Runners:  runners,
-		KeepIdle: r.cfg.MinRunners > 0,
+		Jobs:                 r.cfg.Jobs,
+		State:                r.world.Actions.State(),
+		Calls:                calls,
+		History:              history,
+		Runners:              runners,
+		KeepIdle:             r.cfg.MinRunners > 0,
+		ProvisionConcurrency: r.cfg.ProvisionConcurrency,
+		PluginLatency:        r.cfg.PluginLatency,
+		PluginMode:           r.cfg.PluginMode,
 	})
 	rep.LogFile, rep.CallLog = r.files.log, r.files.callLog
 	if !r.files.tempState {

@@ -32,6 +32,23 @@ type Report struct {
 	ProvisionP99MS     int64   `json:"provision_p99_ms"`
 	JobStartP50MS      int64   `json:"job_start_p50_ms"`
 	JobStartP99MS      int64   `json:"job_start_p99_ms"`
+	// AllUpSeconds is the time from the first job queued until the N-th
+	// instance was up (N = Jobs; up = the end of its OK AddInstance in the
+	// plugin's call log); 0 if fewer than N instances were created.
+	AllUpSeconds float64 `json:"all_up_seconds"`
+	// AllIdleSeconds is the same until the N-th runner was stored idle
+	// (or busy, when its job started first): AllUpSeconds plus the
+	// controller's work after AddInstance returned.
+	AllIdleSeconds float64 `json:"all_idle_seconds"`
+	// BoundSeconds is ceil(N/C)·L for N jobs, provisioning concurrency C
+	// and plugin latency L: no controller can have all N instances up
+	// sooner. RatioToBound is AllUpSeconds / BoundSeconds (0 when either
+	// is 0).
+	BoundSeconds float64 `json:"bound_seconds"`
+	RatioToBound float64 `json:"ratio_to_bound"`
+	// PluginMode is how the fake plugin ran the runners: "script" or
+	// "inprocess".
+	PluginMode string `json:"plugin_mode"`
 	// StateFile is set when the state file outlives the demo (--state-file).
 	StateFile string `json:"state_file,omitempty"`
 	LogFile   string `json:"log_file,omitempty"`
@@ -63,6 +80,11 @@ type Inputs struct {
 	// KeepIdle says that idle runners left in the store are expected
 	// (--min-runners): their instances are not leaks.
 	KeepIdle bool
+	// ProvisionConcurrency and PluginLatency give the bound; PluginMode is
+	// reported as is.
+	ProvisionConcurrency int
+	PluginLatency        time.Duration
+	PluginMode           string
 }
 
 // Summarize computes the report. It sets no file paths.
@@ -125,20 +147,72 @@ func Summarize(in Inputs) Report {
 	// Provision time of every runner that reached idle: those in the
 	// history and those still stored (kept idle, or left by a stopped run).
 	var provisions []time.Duration
+	var idles []time.Time
 	runners := make([]store.Runner, 0, len(in.History)+len(in.Runners))
 	for _, h := range in.History {
 		runners = append(runners, h.Runner)
 	}
-	for _, rn := range append(runners, in.Runners...) {
-		pending, ok1 := rn.StateSince[store.StatePending]
-		idle, ok2 := rn.StateSince[store.StateIdle]
-		if ok1 && ok2 && !pending.IsZero() && !idle.IsZero() {
+	runners = append(runners, in.Runners...)
+	for _, rn := range runners {
+		pending := rn.StateSince[store.StatePending]
+		idle := upAt(rn)
+		if !pending.IsZero() && !idle.IsZero() {
 			provisions = append(provisions, idle.Sub(pending))
+		}
+		if !idle.IsZero() {
+			idles = append(idles, idle)
 		}
 	}
 	r.ProvisionP50MS, r.ProvisionP99MS = millis(Percentile(provisions, 50)), millis(Percentile(provisions, 99))
 	r.JobStartP50MS, r.JobStartP99MS = millis(Percentile(starts, 50)), millis(Percentile(starts, 99))
+
+	r.PluginMode = in.PluginMode
+	var ups []time.Time
+	for _, c := range in.Calls {
+		if c.Method == shoesfake.MethodAddInstance && c.Code == codeOK && !c.End.IsZero() {
+			ups = append(ups, c.End)
+		}
+	}
+	r.AllUpSeconds, r.AllIdleSeconds = nthAfter(ups, in.Jobs, first), nthAfter(idles, in.Jobs, first)
+	r.BoundSeconds = Bound(in.Jobs, in.ProvisionConcurrency, in.PluginLatency).Seconds()
+	if r.BoundSeconds > 0 && r.AllUpSeconds > 0 {
+		r.RatioToBound = math.Round(r.AllUpSeconds/r.BoundSeconds*1000) / 1000
+	}
 	return r
+}
+
+// upAt is when a runner's instance was stored as up: when it became idle,
+// or busy for a runner whose job started (its runner came online) before
+// the provisioner stored the end of its AddInstance. Zero if neither.
+func upAt(rn store.Runner) time.Time {
+	if t := rn.StateSince[store.StateIdle]; !t.IsZero() {
+		return t
+	}
+	if _, ok := rn.StateSince[store.StateConfigured]; ok {
+		return rn.StateSince[store.StateBusy]
+	}
+	return time.Time{}
+}
+
+// Bound is ceil(n/c)·latency: with at most c AddInstance calls at once,
+// each taking latency, n instances cannot all be up sooner. 0 if c < 1.
+func Bound(n, c int, latency time.Duration) time.Duration {
+	if n < 1 || c < 1 {
+		return 0
+	}
+	return time.Duration((n+c-1)/c) * latency
+}
+
+// nthAfter returns the seconds from start to the n-th earliest time (0 if
+// there are fewer than n, or start is zero; never negative).
+func nthAfter(times []time.Time, n int, start time.Time) float64 {
+	if n < 1 || len(times) < n || start.IsZero() {
+		return 0
+	}
+	sorted := slices.Clone(times)
+	slices.SortFunc(sorted, func(a, b time.Time) int { return a.Compare(b) })
+	d := max(sorted[n-1].Sub(start), 0)
+	return math.Round(d.Seconds()*1000) / 1000
 }
 
 // Percentile returns the p-th percentile (0 < p <= 100) of values by the
@@ -278,6 +352,13 @@ func (r Report) WriteText(w io.Writer) error {
 	row("wall time", "%.2fs (first job queued to last job completed)", r.WallSeconds)
 	row("provision p50/p99", "%s / %s (runner pending to idle: JIT config and AddInstance)", fmtMS(r.ProvisionP50MS), fmtMS(r.ProvisionP99MS))
 	row("job start p50/p99", "%s / %s (job queued to started on its runner)", fmtMS(r.JobStartP50MS), fmtMS(r.JobStartP99MS))
+	if r.AllUpSeconds > 0 {
+		row("all instances up", "%.2fs (first job queued to the %d-th AddInstance done; all idle in the store after %.2fs)", r.AllUpSeconds, r.Jobs, r.AllIdleSeconds)
+	}
+	if r.BoundSeconds > 0 {
+		row("bound", "%.2fs (ceil(jobs/provision concurrency) x plugin latency); ratio %.2f", r.BoundSeconds, r.RatioToBound)
+	}
+	row("plugin mode", "%s", r.PluginMode)
 	if r.StateFile != "" {
 		row("state file", "%s (kept: shoes-scaleset runners ls --state-file %s)", r.StateFile, r.StateFile)
 	} else {

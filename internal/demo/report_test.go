@@ -54,6 +54,13 @@ func add(name, cloudID, code string) shoesfake.Call {
 	return shoesfake.Call{Method: shoesfake.MethodAddInstance, RunnerName: name, CloudID: cloudID, Code: code}
 }
 
+// addEnded is an OK AddInstance that ended at d.
+func addEnded(name, cloudID string, d time.Duration) shoesfake.Call {
+	c := add(name, cloudID, "OK")
+	c.End = at(d)
+	return c
+}
+
 func del(cloudID, code string) shoesfake.Call {
 	return shoesfake.Call{Method: shoesfake.MethodDeleteInstance, CloudID: cloudID, Code: code}
 }
@@ -125,15 +132,38 @@ func TestSummarize(t *testing.T) {
 					completed(ms(10), ms(1010), ms(3010)),
 					completed(ms(20), ms(1520), ms(3520)),
 				}},
-				Calls:   []shoesfake.Call{add("r1", "c1", "OK"), add("r2", "c2", "OK"), add("r3", "c3", "OK"), del("c1", "OK"), del("c2", "OK"), del("c3", "OK")},
-				History: history(ms(600), ms(700), ms(900)),
+				Calls: []shoesfake.Call{addEnded("r1", "c1", ms(500)), addEnded("r2", "c2", ms(1100)), addEnded("r3", "c3", ms(600)),
+					del("c1", "OK"), del("c2", "OK"), del("c3", "OK")},
+				History:              history(ms(600), ms(700), ms(900)),
+				ProvisionConcurrency: 2,
+				PluginLatency:        500 * time.Millisecond,
+				PluginMode:           "inprocess",
 			},
 			want: Report{
 				Jobs: 3, JobsCompleted: 3, InstancesCreated: 3, InstancesDeleted: 3,
 				WallSeconds:    3.52,
 				ProvisionP50MS: 700, ProvisionP99MS: 900,
 				JobStartP50MS: 1000, JobStartP99MS: 1500,
+				// The 3rd instance was up 1.1s after the first job was
+				// queued; ceil(3/2) waves of 500ms take at least 1s.
+				AllUpSeconds: 1.1, AllIdleSeconds: 0.9, BoundSeconds: 1, RatioToBound: 1.1,
+				PluginMode: "inprocess",
 			},
+		},
+		{
+			name: "fewer instances than jobs: no all-up time",
+			in: Inputs{
+				Jobs:                 2,
+				State:                actionsfake.State{Jobs: []actionsfake.JobState{completed(0, ms(800), ms(2800)), {State: "assigned", QueuedAt: at(ms(5))}}},
+				Calls:                []shoesfake.Call{addEnded("r1", "c1", ms(500)), del("c1", "OK")},
+				ProvisionConcurrency: 1,
+				PluginLatency:        time.Second,
+			},
+			want: Report{
+				Jobs: 2, JobsCompleted: 1, InstancesCreated: 1, InstancesDeleted: 1,
+				WallSeconds: 2.8, JobStartP50MS: 800, JobStartP99MS: 800, BoundSeconds: 2,
+			},
+			problems: []string{"1 of 2 jobs completed"},
 		},
 		{
 			name:     "no data gives zeros",
@@ -190,7 +220,7 @@ func TestSummarize(t *testing.T) {
 				Jobs: 1, JobsCompleted: 1, InstancesCreated: 3, InstancesDeleted: 1, LeakedInstances: 1,
 				WallSeconds:    0.2,
 				ProvisionP50MS: 150, ProvisionP99MS: 250, // the stored idle runner counts too
-				JobStartP50MS: 100, JobStartP99MS: 100,
+				JobStartP50MS: 100, JobStartP99MS: 100, AllIdleSeconds: 0.15,
 			},
 			problems: []string{"1 instances leaked (created, never deleted): c3"},
 		},
@@ -209,6 +239,22 @@ func TestSummarize(t *testing.T) {
 			problems: []string{"1 instances leaked"},
 		},
 		{
+			// Its runner came online and took the job before the
+			// provisioner stored the end of AddInstance.
+			name: "busy before idle counts as up when busy",
+			in: Inputs{
+				Jobs:  1,
+				State: actionsfake.State{Jobs: []actionsfake.JobState{completed(0, ms(100), ms(200))}},
+				History: []store.HistoryRecord{{Reason: "completed", Runner: store.Runner{StateSince: map[store.RunnerState]time.Time{
+					store.StatePending: at(0), store.StateConfigured: at(ms(20)), store.StateBusy: at(ms(120)),
+				}}}},
+			},
+			want: Report{
+				Jobs: 1, JobsCompleted: 1, WallSeconds: 0.2,
+				ProvisionP50MS: 120, ProvisionP99MS: 120, JobStartP50MS: 100, JobStartP99MS: 100, AllIdleSeconds: 0.12,
+			},
+		},
+		{
 			name: "history without an idle time is skipped",
 			in: Inputs{
 				Jobs:  1,
@@ -219,7 +265,7 @@ func TestSummarize(t *testing.T) {
 			},
 			want: Report{
 				Jobs: 1, JobsCompleted: 1, WallSeconds: 0.2,
-				ProvisionP50MS: 300, ProvisionP99MS: 300, JobStartP50MS: 100, JobStartP99MS: 100,
+				ProvisionP50MS: 300, ProvisionP99MS: 300, JobStartP50MS: 100, JobStartP99MS: 100, AllIdleSeconds: 0.3,
 			},
 		},
 	} {
@@ -259,6 +305,7 @@ func TestReportJSONKeys(t *testing.T) {
 		"jobs", "jobs_completed", "instances_created", "instances_deleted", "leaked_instances",
 		"duplicate_runners", "protocol_violations", "wall_seconds", "provision_p50_ms", "provision_p99_ms",
 		"job_start_p50_ms", "job_start_p99_ms", "log_file",
+		"all_up_seconds", "all_idle_seconds", "bound_seconds", "ratio_to_bound", "plugin_mode",
 	}
 	var got []string
 	for k := range m {
@@ -291,6 +338,7 @@ func TestWriteText(t *testing.T) {
 			name: "pass with a temporary state file",
 			r: Report{Jobs: 4, JobsCompleted: 4, InstancesCreated: 4, InstancesDeleted: 4, WallSeconds: 3.25,
 				ProvisionP50MS: 612, ProvisionP99MS: 1020, JobStartP50MS: 1300, JobStartP99MS: 2100,
+				AllUpSeconds: 1.5, AllIdleSeconds: 1.51, BoundSeconds: 1, RatioToBound: 1.5, PluginMode: "script",
 				LogFile: "/tmp/d/controller.log", CallLog: "/tmp/d/calls.jsonl"},
 			want: []string{
 				"demo passed: all 4 jobs completed, nothing leaked",
@@ -302,6 +350,9 @@ func TestWriteText(t *testing.T) {
 				"wall time            3.25s",
 				"provision p50/p99    612ms / 1.02s",
 				"job start p50/p99    1.3s / 2.1s",
+				"all instances up     1.50s (first job queued to the 4-th AddInstance done; all idle in the store after 1.51s)",
+				"bound                1.00s (ceil(jobs/provision concurrency) x plugin latency); ratio 1.50",
+				"plugin mode          script",
 				"state file           a temporary file, deleted",
 				"controller log       /tmp/d/controller.log",
 			},

@@ -22,6 +22,9 @@ var (
 	ErrBadResponse = errors.New("bad plugin response")
 	// ErrClosed is returned by calls made after Close.
 	ErrClosed = errors.New("plugin host closed")
+	// ErrNotSent marks a call aborted before it was sent, by an error of
+	// AddInstanceRequest.BeforeSend.
+	ErrNotSent = errors.New("plugin call not sent")
 )
 
 // Codes reported by Code besides the gRPC code names.

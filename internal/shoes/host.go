@@ -25,6 +25,13 @@ type AddInstanceRequest struct {
 	SetupScript  string
 	ResourceType ResourceType
 	Labels       []string
+	// BeforeSend, if set, is called once a plugin process is ready to take
+	// the call, right before the RPC is sent. Until then no instance can
+	// exist: a call that fails earlier (waiting for a free process, a
+	// process that does not start) was never sent. An error from
+	// BeforeSend aborts the call unsent; AddInstance then returns an error
+	// that wraps ErrNotSent and it.
+	BeforeSend func() error
 }
 
 // Instance is an instance created by the plugin.
@@ -91,13 +98,20 @@ func (h *Host) PluginPath() string { return h.launch.path }
 func (h *Host) AddInstance(ctx context.Context, req AddInstanceRequest) (Instance, error) {
 	start := time.Now()
 	inst, err := h.addInstance(ctx, req)
-	h.cfg.Recorder.ObservePluginCall("AddInstance", Code(err), time.Since(start))
+	if !errors.Is(err, ErrNotSent) {
+		h.cfg.Recorder.ObservePluginCall("AddInstance", Code(err), time.Since(start))
+	}
 	return inst, err
 }
 
 func (h *Host) addInstance(ctx context.Context, req AddInstanceRequest) (Instance, error) {
 	var resp *shoespb.AddInstanceResponse
 	err := h.do(ctx, "AddInstance", h.cfg.AddTimeout, func(ctx context.Context, c shoespb.ShoesClient) error {
+		if req.BeforeSend != nil {
+			if err := req.BeforeSend(); err != nil {
+				return fmt.Errorf("plugin AddInstance: %w: %w", ErrNotSent, err)
+			}
+		}
 		var err error
 		resp, err = c.AddInstance(ctx, &shoespb.AddInstanceRequest{
 			RunnerName:   req.RunnerName,
@@ -226,6 +240,10 @@ func (h *Host) do(ctx context.Context, method string, timeout time.Duration, rpc
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	err = rpc(rctx, p.shoes)
 	cancel()
+	if errors.Is(err, ErrNotSent) {
+		h.checkin(p)
+		return err
+	}
 	log := h.log.With("method", method, "pid", p.pid, "duration", time.Since(start))
 	if err == nil {
 		h.checkin(p)

@@ -619,3 +619,59 @@ func TestNotAPlugin(t *testing.T) {
 		t.Fatalf("got %v (code %s), want a retryable StartFailed naming %s", err, Code(err), p)
 	}
 }
+
+// TestBeforeSend: BeforeSend runs once a process is ready, before the
+// RPC; an error from it aborts the call unsent (ErrNotSent, no call
+// reaches the plugin, no metric) and the process stays usable; a call
+// that times out waiting for a process never runs it.
+func TestBeforeSend(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	f := newFixture(t, map[string]string{shoesfake.EnvLatency: "300ms"}, func(c *Config) {
+		c.PoolSize = 1
+		c.Recorder = rec
+	})
+	ctx := context.Background()
+
+	called := 0
+	req := addReq()
+	req.BeforeSend = func() error { called++; return nil }
+	if _, err := f.host.AddInstance(ctx, req); err != nil || called != 1 {
+		t.Fatalf("AddInstance: err %v, BeforeSend called %d times; want nil, 1", err, called)
+	}
+
+	boom := errors.New("boom")
+	req = addReq()
+	req.BeforeSend = func() error { return boom }
+	_, err := f.host.AddInstance(ctx, req)
+	if !errors.Is(err, ErrNotSent) || !errors.Is(err, boom) {
+		t.Fatalf("AddInstance with a failing BeforeSend: %v, want ErrNotSent and its error", err)
+	}
+	if n := len(f.calls(t)); n != 1 {
+		t.Errorf("the plugin saw %d calls, want 1: the aborted call must not be sent", n)
+	}
+	if obs := rec.all(); len(obs) != 1 || obs[0] != "AddInstance OK" {
+		t.Errorf("observed %v, want only the sent call", obs)
+	}
+
+	// The only process is busy: a call whose context ends while it waits
+	// for it never reaches BeforeSend.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = f.host.AddInstance(ctx, addReq())
+	}()
+	eventually(t, 5*time.Second, "the first call to take the process", func() bool {
+		f.host.mu.Lock()
+		defer f.host.mu.Unlock()
+		return len(f.host.slots) == 1
+	})
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	req = addReq()
+	req.BeforeSend = func() error { t.Error("BeforeSend ran for a call that never got a process"); return nil }
+	if _, err := f.host.AddInstance(wctx, req); err == nil {
+		t.Errorf("AddInstance that waited past its context succeeded")
+	}
+	<-done
+}

@@ -15,15 +15,72 @@ import (
 // that name exists. An empty State means pending; CreatedAt defaults to now,
 // UpdatedAt is now, and StateSince gets the entry time of State.
 func (s *Store) CreateRunner(r Runner) error {
-	if r.Name == "" {
-		return errors.New("create runner: name is required")
-	}
+	return s.CreateRunners([]Runner{r})
+}
+
+// CreateRunners stores new runner records, as CreateRunner does each, in
+// one transaction: all of them, or none if one fails or a record with one
+// of the names exists (ErrExists). Many runners cost one commit.
+func (s *Store) CreateRunners(rs []Runner) error {
 	now := s.now()
+	names := make([][]byte, len(rs))
+	raws := make([][]byte, len(rs))
+	seen := make(map[string]bool, len(rs))
+	for i, r := range rs {
+		raw, err := newRunnerRecord(r, now)
+		if err != nil {
+			return err
+		}
+		if seen[r.Name] {
+			return fmt.Errorf("create runner %q: named twice: %w", r.Name, ErrExists)
+		}
+		seen[r.Name] = true
+		names[i], raws[i] = []byte(r.Name), raw
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+
+	var exists string
+	err := s.batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRunners)
+		exists = ""
+		for _, name := range names {
+			if b.Get(name) != nil {
+				exists = string(name) // write nothing; the rest of the batch commits
+				return nil
+			}
+		}
+		for i, name := range names {
+			if err := b.Put(name, raws[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && exists != "" {
+		return fmt.Errorf("create runner %q: %w", exists, ErrExists)
+	}
+	if err != nil {
+		if len(rs) == 1 {
+			return fmt.Errorf("create runner %q: %w", rs[0].Name, err)
+		}
+		return fmt.Errorf("create %d runners: %w", len(rs), err)
+	}
+	return nil
+}
+
+// newRunnerRecord validates a new runner, fills in its defaults as of now
+// and encodes it.
+func newRunnerRecord(r Runner, now time.Time) ([]byte, error) {
+	if r.Name == "" {
+		return nil, errors.New("create runner: name is required")
+	}
 	if r.State == "" {
 		r.State = StatePending
 	}
 	if !r.State.Valid() {
-		return fmt.Errorf("create runner %q: unknown state %q", r.Name, r.State)
+		return nil, fmt.Errorf("create runner %q: unknown state %q", r.Name, r.State)
 	}
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = now
@@ -38,25 +95,9 @@ func (s *Store) CreateRunner(r Runner) error {
 	}
 	raw, err := encode(r)
 	if err != nil {
-		return fmt.Errorf("create runner %q: %w", r.Name, err)
+		return nil, fmt.Errorf("create runner %q: %w", r.Name, err)
 	}
-
-	var exists bool
-	err = s.batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRunners)
-		exists = b.Get([]byte(r.Name)) != nil
-		if exists {
-			return nil
-		}
-		return b.Put([]byte(r.Name), raw)
-	})
-	if err == nil && exists {
-		err = ErrExists
-	}
-	if err != nil {
-		return fmt.Errorf("create runner %q: %w", r.Name, err)
-	}
-	return nil
+	return raw, nil
 }
 
 // UpdateRunner applies fn to the stored runner in one transaction, sets

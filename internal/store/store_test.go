@@ -680,3 +680,50 @@ func TestStats(t *testing.T) {
 		t.Errorf("Stats() = %+v", st)
 	}
 }
+
+func TestCreateRunners(t *testing.T) {
+	s, clock := newTestStore(t)
+	now := clock.Now().UTC().Round(0)
+	if err := s.CreateRunners(nil); err != nil {
+		t.Fatalf("CreateRunners(nil) = %v", err)
+	}
+	batch := []Runner{{Name: "r1", ScaleSetID: 1}, {Name: "r2", ScaleSetID: 1, State: StateIdle}}
+	if err := s.CreateRunners(batch); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListRunners(RunnerFilter{})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("ListRunners = %d runners (err %v), want 2", len(got), err)
+	}
+	for _, r := range got {
+		want := StatePending
+		if r.Name == "r2" {
+			want = StateIdle
+		}
+		if r.State != want || !r.StateSince[want].Equal(now) || !r.CreatedAt.Equal(now) {
+			t.Errorf("%s: state %s since %v, created %v; want %s since %v", r.Name, r.State, r.StateSince[want], r.CreatedAt, want, now)
+		}
+	}
+	if batch[0].StateSince != nil {
+		t.Error("CreateRunners wrote to the caller's record")
+	}
+
+	// All or nothing: one existing name stores none of them.
+	for _, tc := range []struct {
+		name string
+		rs   []Runner
+	}{
+		{"an existing name", []Runner{{Name: "r3"}, {Name: "r1"}}},
+		{"a name twice", []Runner{{Name: "r3"}, {Name: "r3"}}},
+	} {
+		if err := s.CreateRunners(tc.rs); !errors.Is(err, ErrExists) {
+			t.Errorf("%s: CreateRunners = %v, want ErrExists", tc.name, err)
+		}
+		if _, err := s.GetRunner("r3"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: r3 was stored (%v)", tc.name, err)
+		}
+	}
+	if err := s.CreateRunners([]Runner{{Name: "r4"}, {Name: ""}}); err == nil || !strings.Contains(err.Error(), "name is required") {
+		t.Errorf("CreateRunners with an empty name = %v", err)
+	}
+}

@@ -30,6 +30,9 @@ type Call struct {
 	// Code is the gRPC code name of the answer, or "Crash" / "Hang" for a
 	// call that never answered.
 	Code string `json:"code,omitempty"`
+	// RunnerMode is how an AddInstance's instance runs its runner:
+	// RunnerModeScript or RunnerModeInProcess ("" when none runs).
+	RunnerMode string `json:"runner_mode,omitempty"`
 	// ExitCode and StderrTail describe a script_exit event; StderrTail is
 	// the end of the instance's script.log.
 	ExitCode   int    `json:"exit_code,omitempty"`

@@ -40,6 +40,22 @@ const (
 	EnvHugeIP       = "SIM_PLUGIN_HUGE_IP"
 	// EnvUnknownResourceType answers resource_type Unknown, as shoes-lxd does.
 	EnvUnknownResourceType = "SIM_PLUGIN_UNKNOWN_RESOURCE_TYPE"
+	// EnvRunnerMode selects how an instance runs: RunnerModeScript or
+	// RunnerModeInProcess.
+	EnvRunnerMode = "SIM_PLUGIN_RUNNER_MODE"
+)
+
+// Runner modes: how an instance "boots".
+const (
+	// RunnerModeScript runs the setup script under bash with shims; its
+	// run.sh starts the sim runner as a process. The default.
+	RunnerModeScript = "script"
+	// RunnerModeInProcess runs no script: the JIT config is taken out of
+	// the setup script and the sim runner runs as a goroutine of the
+	// plugin process. For benchmarks, where hundreds of bash scripts and
+	// runner processes would measure the machine rather than the
+	// controller.
+	RunnerModeInProcess = "inprocess"
 )
 
 // Config configures the fake plugin.
@@ -75,6 +91,10 @@ type Config struct {
 	HugeIP bool
 	// UnknownResourceType answers AddInstance with resource_type Unknown.
 	UnknownResourceType bool
+	// RunnerMode is RunnerModeScript (default) or RunnerModeInProcess. In
+	// RunnerModeInProcess a setup script the JIT config cannot be found in
+	// (a custom template) runs in script mode instead, with a warning.
+	RunnerMode string
 	// RunnerCommand is what the fake runner tarball's run.sh execs, with
 	// run.sh's arguments appended (e.g. [fakeshoes runner]).
 	RunnerCommand []string
@@ -89,6 +109,9 @@ func (c *Config) defaults() {
 	}
 	if c.StateDir == "" {
 		c.StateDir = filepath.Join(os.TempDir(), "shoesfake")
+	}
+	if c.RunnerMode == "" {
+		c.RunnerMode = RunnerModeScript
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -110,6 +133,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("fail times %d: must not be negative", c.FailTimes)
 	case c.CrashOnCall < 0:
 		return fmt.Errorf("crash on call %d: must not be negative", c.CrashOnCall)
+	case c.RunnerMode != "" && c.RunnerMode != RunnerModeScript && c.RunnerMode != RunnerModeInProcess:
+		return fmt.Errorf("runner mode %q: want %s or %s", c.RunnerMode, RunnerModeScript, RunnerModeInProcess)
 	case !c.NoRunner && len(c.RunnerCommand) == 0:
 		return errors.New("runner command is empty")
 	}
@@ -154,6 +179,7 @@ func ConfigFromEnv() (Config, error) {
 	c.Hang = get(EnvHang)
 	c.CallLog = get(EnvCallLog)
 	c.StateDir = get(EnvStateDir)
+	c.RunnerMode = strings.ToLower(strings.TrimSpace(get(EnvRunnerMode)))
 	for _, b := range []struct {
 		name string
 		dst  *bool

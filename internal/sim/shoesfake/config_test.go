@@ -29,12 +29,13 @@ func TestConfigFromEnv(t *testing.T) {
 				EnvLatency: "250ms", EnvFailCode: "invalidargument", EnvFailRate: "0.5", EnvFailMethod: "AddInstance",
 				EnvFailTimes: "3", EnvCrashOnCall: "7", EnvHang: "DeleteInstance", EnvCallLog: "/x/calls.jsonl",
 				EnvStateDir: "/x/state", EnvNoRunner: "true", EnvEmptyCloudID: "1", EnvHugeIP: "true",
+				EnvRunnerMode: "InProcess",
 			},
 			want: func(c Config) bool {
 				return c.Latency == 250*time.Millisecond && c.FailCode == codes.InvalidArgument && c.FailRate == 0.5 &&
 					c.FailMethod == MethodAddInstance && c.FailTimes == 3 && c.CrashOnCall == 7 &&
 					c.Hang == MethodDeleteInstance && c.CallLog == "/x/calls.jsonl" && c.StateDir == "/x/state" &&
-					c.NoRunner && c.EmptyCloudID && c.HugeIP
+					c.NoRunner && c.EmptyCloudID && c.HugeIP && c.RunnerMode == RunnerModeInProcess
 			},
 		},
 		{
@@ -51,7 +52,7 @@ func TestConfigFromEnv(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, k := range []string{EnvLatency, EnvFailCode, EnvFailRate, EnvFailMethod, EnvFailTimes, EnvCrashOnCall,
-				EnvHang, EnvCallLog, EnvStateDir, EnvNoRunner, EnvEmptyCloudID, EnvHugeIP, EnvUnknownResourceType} {
+				EnvHang, EnvCallLog, EnvStateDir, EnvNoRunner, EnvEmptyCloudID, EnvHugeIP, EnvUnknownResourceType, EnvRunnerMode} {
 				t.Setenv(k, tt.env[k])
 			}
 			c, err := ConfigFromEnv()
@@ -86,6 +87,8 @@ func TestConfigValidate(t *testing.T) {
 		{"method", Config{RunnerCommand: run, FailMethod: "Nope"}, "fail method"},
 		{"hang", Config{RunnerCommand: run, Hang: "Nope"}, "hang method"},
 		{"latency", Config{RunnerCommand: run, Latency: -1}, "latency"},
+		{"inprocess", Config{RunnerCommand: run, RunnerMode: RunnerModeInProcess}, ""},
+		{"runner mode", Config{RunnerCommand: run, RunnerMode: "vm"}, "runner mode"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

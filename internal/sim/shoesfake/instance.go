@@ -1,6 +1,7 @@
 package shoesfake
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,36 +52,58 @@ type instances struct {
 	runnerCmd []string
 	callLog   string
 	runScript bool
+	mode      string // RunnerModeScript or RunnerModeInProcess
 	log       *slog.Logger
+	// ctx ends the in-process runners when the plugin stops; wg tracks
+	// them and their watcher.
+	ctx       context.Context
+	wg        sync.WaitGroup
+	watchOnce sync.Once
 
 	mu       sync.Mutex
 	children map[string]chan struct{} // cloud ID → closed once reaped
+	inproc   map[string]*inprocRunner // cloud ID → runner goroutine (inprocess mode)
 }
 
 // create makes the instance directory and, unless disabled, starts its
-// setup script in the background in its own process group, so that it
-// outlives this plugin process.
-func (m *instances) create(info instanceInfo, script string) error {
+// runner: in script mode the setup script runs in the background in its
+// own process group, so that it outlives this plugin process; in
+// inprocess mode the sim runner runs as a goroutine of this process. It
+// returns the mode used ("" when nothing runs).
+func (m *instances) create(info instanceInfo, script string) (string, error) {
 	dir := filepath.Join(m.dir, info.CloudID)
 	if err := os.MkdirAll(m.dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
 	b, err := json.Marshal(info)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(dir, fileInstance), b, 0o644); err != nil {
-		return err
+		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(dir, fileSetup), []byte(script), 0o755); err != nil {
-		return err
+		return "", err
 	}
 	if !m.runScript {
-		return nil
+		return "", nil
 	}
+	if m.mode == RunnerModeInProcess {
+		jit, err := ExtractJITConfig(script)
+		if err == nil {
+			return RunnerModeInProcess, m.startInProcess(info.CloudID, dir, jit)
+		}
+		m.log.Warn("inprocess mode: running the setup script under bash instead", "cloud_id", info.CloudID, "err", err)
+	}
+	return RunnerModeScript, m.createScript(info, dir)
+}
+
+// createScript writes the shims and the wrapper and starts the setup
+// script.
+func (m *instances) createScript(info instanceInfo, dir string) error {
 	if err := m.writeShims(dir); err != nil {
 		return fmt.Errorf("write shims: %w", err)
 	}
@@ -115,6 +138,9 @@ func (m *instances) start(cloudID, dir string) error {
 	cmd.Dir = dir
 	cmd.Env = append(scriptEnv(os.Environ()),
 		"HOME="+dir,
+		// The wrapper's temporary main script goes with the instance: a
+		// killed script never runs its cleanup trap.
+		"TMPDIR="+dir,
 		"PATH="+filepath.Join(dir, dirShims)+":"+origPath,
 		"SHOESFAKE_ORIG_PATH="+origPath,
 		"SHOESFAKE_INSTANCE_DIR="+dir,
@@ -159,6 +185,10 @@ func (m *instances) remove(cloudID string) error {
 	} else if err != nil {
 		return err
 	}
+	// An in-process runner is stopped by its own process; another process
+	// of the pool leaves that to the owner's watcher, which sees the
+	// directory go.
+	m.stopInProcess(cloudID)
 	b, err := os.ReadFile(filepath.Join(dir, filePgid))
 	switch {
 	case errors.Is(err, fs.ErrNotExist): // no script was started

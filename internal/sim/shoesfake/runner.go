@@ -116,6 +116,11 @@ func decodeBase64(s string) ([]byte, error) {
 // it decodes jitConfig, connects to the fake Actions service and polls
 // until the service reports the runner done or removed.
 func RunRunner(ctx context.Context, jitConfig string, logger *slog.Logger) error {
+	return runRunner(ctx, jitConfig, logger, &http.Client{})
+}
+
+// runRunner is RunRunner with the HTTP client to use.
+func runRunner(ctx context.Context, jitConfig string, logger *slog.Logger, client *http.Client) error {
 	jc, err := DecodeJITConfig(jitConfig)
 	if err != nil {
 		return err
@@ -125,7 +130,7 @@ func RunRunner(ctx context.Context, jitConfig string, logger *slog.Logger) error
 	}
 	r := &simRunner{
 		jit:        jc,
-		http:       &http.Client{},
+		http:       client,
 		log:        logger.With("scope", "sim-runner", "runner", jc.Runner.AgentName, "agent_id", jc.Runner.AgentID),
 		hold:       30 * time.Second,
 		budget:     time.Minute,

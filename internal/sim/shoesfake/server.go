@@ -43,7 +43,10 @@ func Serve(cfg Config) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("shoesfake state dir: %w", err)
 	}
-	srv := newServer(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := newServer(ctx, cfg)
+	defer srv.instances.wg.Wait()
+	defer cancel() // stops the in-process runners
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: plugin.HandshakeConfig{
 			ProtocolVersion:  1,
@@ -88,7 +91,7 @@ type server struct {
 	inflight  atomic.Int32
 }
 
-func newServer(cfg Config) *server {
+func newServer(ctx context.Context, cfg Config) *server {
 	counterPath := filepath.Join(cfg.StateDir, ".counter")
 	if cfg.CallLog != "" {
 		counterPath = cfg.CallLog + ".counter"
@@ -104,8 +107,11 @@ func newServer(cfg Config) *server {
 			runnerCmd: cfg.RunnerCommand,
 			callLog:   cfg.CallLog,
 			runScript: !cfg.NoRunner,
+			mode:      cfg.RunnerMode,
 			log:       log,
+			ctx:       ctx,
 			children:  make(map[string]chan struct{}),
+			inproc:    make(map[string]*inprocRunner),
 		},
 	}
 }
@@ -137,7 +143,7 @@ func (s *server) addInstance(ctx context.Context, req *shoespb.AddInstanceReques
 	}
 	cloudID := "fake-" + uuid.NewString()
 	c.CloudID = cloudID
-	err := s.instances.create(instanceInfo{
+	mode, err := s.instances.create(instanceInfo{
 		CloudID:      cloudID,
 		RunnerName:   req.GetRunnerName(),
 		Labels:       req.GetLabels(),
@@ -149,7 +155,8 @@ func (s *server) addInstance(ctx context.Context, req *shoespb.AddInstanceReques
 		s.log.Error("create instance", "cloud_id", cloudID, "err", err)
 		return nil, status.Errorf(codes.Internal, "create instance %s: %v", cloudID, err)
 	}
-	s.log.Info("instance created", "cloud_id", cloudID, "runner", req.GetRunnerName())
+	c.RunnerMode = mode
+	s.log.Info("instance created", "cloud_id", cloudID, "runner", req.GetRunnerName(), "runner_mode", mode)
 	resp := &shoespb.AddInstanceResponse{
 		CloudId:      cloudID,
 		ShoesType:    shoesType,

@@ -1,0 +1,327 @@
+//go:build reliability
+
+package reliability
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// maxRecovery is the longest "listening again" time after a restart the
+// issue accepts.
+const maxRecovery = 5 * time.Second
+
+// restartAfterKill starts run again after a kill, measures the time to
+// listening again, and checks that no 409 was needed.
+func (s *scenario) restartAfterKill(point string, scopes []string) *daemon {
+	s.t.Helper()
+	before := conflicts(s.sim.state())
+	d := s.startRun()
+	took := s.waitListening(d, d.started, scopes, time.Minute)
+	s.res.addRecovery(took)
+	if took > maxRecovery {
+		s.t.Errorf("kill %s: listening again took %v after the restart, want ≤ %v", point, took, maxRecovery)
+	}
+	if c := conflicts(s.sim.state()); c != before {
+		s.t.Errorf("kill %s: the restart hit %d session conflicts (409)", point, c-before)
+	}
+	s.t.Logf("kill %s: listening again %.2fs after the restart", point, took.Seconds())
+	return d
+}
+
+// waitRunners waits until cond holds for the daemon's runner records.
+func waitRunners(t *testing.T, d *daemon, what string, timeout time.Duration, cond func(map[store.RunnerState]int) bool) {
+	t.Helper()
+	waitFor(t, what, timeout, func() (bool, string) {
+		d.alive()
+		rs, err := d.runners()
+		if err != nil {
+			return false, err.Error()
+		}
+		c := countStates(rs)
+		return cond(c), fmt.Sprint(c)
+	})
+}
+
+// waitFaultHit waits until the sim's fault matching match has been hit.
+func (s *scenario) waitFaultHit(d *daemon, match string, timeout time.Duration) {
+	s.t.Helper()
+	waitFor(s.t, "a request held by the fault "+match, timeout, func() (bool, string) {
+		d.alive()
+		st := s.sim.state()
+		for _, f := range st.Faults {
+			if f.Match == match && f.Hits > 0 {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", st.Faults)
+	})
+}
+
+// TestKillBurst kills run with SIGKILL at six points of a 100-job burst
+// over 3 targets and restarts it each time.
+func TestKillBurst(t *testing.T) {
+	res := newResult(t, 5, "kill -9 at 6 points of a 100-job burst",
+		"3 targets, 100 jobs; SIGKILL right after queueing, during session creation, during JIT config generation, during AddInstance, with busy runners, during deletes; restart after each")
+	scopes := []string{"org-a", "org-b", "owner-c/repo-c"}
+	s := newScenario(t, res, simOptions{targets: scopes})
+	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=500ms"}
+	s.flags = []string{"--max-runners", "10", "--plugin-pool-size", "8"}
+	d := s.startRun()
+	d.waitUp()
+	s.waitListening(d, d.started, scopes, time.Minute)
+
+	queue := func(n int) {
+		for i := range n {
+			s.sim.queueJobs(scopes[i%len(scopes)], 1, 3*time.Second)
+		}
+	}
+	// 1. Right after the jobs were queued.
+	queue(50)
+	d.alive()
+	d.kill9()
+	d = s.restartAfterKill("right after queueing", scopes)
+
+	// 2. During session creation: the broker ends every session (404) and
+	// the sim holds the new session creations for 3s.
+	sessions := "POST .*/runnerscalesets/[0-9]+/sessions$"
+	s.sim.addFault(actionsfake.Fault{Match: sessions, DelayMS: 3000})
+	s.sim.addFault(actionsfake.Fault{Match: "GET /_broker/", Status: 404, Times: len(scopes)})
+	s.waitFaultHit(d, sessions, 30*time.Second)
+	d.kill9()
+	s.sim.clearFaults()
+	d = s.restartAfterKill("during session creation", scopes)
+
+	// 3. During JIT config generation: held for 3s.
+	jit := "POST .*/generatejitconfig$"
+	s.sim.addFault(actionsfake.Fault{Match: jit, DelayMS: 3000})
+	queue(10)
+	s.waitFaultHit(d, jit, 30*time.Second)
+	waitRunners(t, d, "a pending runner", 30*time.Second, func(c map[store.RunnerState]int) bool { return c[store.StatePending] > 0 })
+	d.kill9()
+	s.sim.clearFaults()
+	d = s.restartAfterKill("during JIT config generation", scopes)
+
+	// 4. During AddInstance.
+	waitRunners(t, d, "an AddInstance in flight", time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateConfigured] > 0 })
+	d.kill9()
+	d = s.restartAfterKill("during AddInstance", scopes)
+
+	// 5. With busy runners.
+	queue(20)
+	waitRunners(t, d, "5 busy runners", 2*time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateBusy] >= 5 })
+	d.kill9()
+	d = s.restartAfterKill("with busy runners", scopes)
+
+	// 6. During deletes.
+	queue(20)
+	waitRunners(t, d, "a runner being deleted", 2*time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateDeleting] > 0 })
+	d.kill9()
+	d = s.restartAfterKill("during deletes", scopes)
+
+	iv := s.settle(d, 5*time.Minute, invariantOptions{})
+	if iv.Jobs != 100 || iv.Completed != 100 {
+		t.Errorf("%d of %d jobs completed, want 100 of 100", iv.Completed, iv.Jobs)
+	}
+	res.figure("6 kills; unknown-instance records left for the operator: %d (AddInstance calls cut by a kill)", iv.UnknownRecords)
+}
+
+// TestPluginCrash: the plugin process dies during AddInstance or during
+// DeleteInstance; the call's outcome is handled and nothing is lost.
+func TestPluginCrash(t *testing.T) {
+	res := newResult(t, 6, "plugin crash",
+		"the plugin process exits during AddInstance (call 1) and during DeleteInstance (call 2): the runner becomes unknown-instance or the delete is retried; every job completes")
+	t.Run("AddInstance", func(t *testing.T) {
+		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		// Call 1 is the first AddInstance.
+		s.pluginEnv = []string{"SIM_PLUGIN_CRASH_ON_CALL=1", "SIM_PLUGIN_LATENCY=300ms"}
+		d := s.startRun()
+		d.waitUp()
+		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
+		s.sim.queueJobs("org-a", 3, time.Second)
+		iv := s.settle(d, 3*time.Minute, invariantOptions{})
+		crashes := 0
+		for _, c := range s.calls() {
+			if c.Code == "Crash" {
+				crashes++
+			}
+		}
+		if crashes != 1 || iv.UnknownRecords != 1 || iv.Completed != 3 {
+			t.Errorf("crashes %d, unknown-instance records %d, completed %d; want 1, 1, 3", crashes, iv.UnknownRecords, iv.Completed)
+		}
+		res.figure("AddInstance crash: %d unknown-instance record, %d of 3 jobs completed", iv.UnknownRecords, iv.Completed)
+	})
+	t.Run("DeleteInstance", func(t *testing.T) {
+		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		// One job: call 1 is its AddInstance, call 2 its DeleteInstance.
+		s.pluginEnv = []string{"SIM_PLUGIN_CRASH_ON_CALL=2", "SIM_PLUGIN_LATENCY=300ms"}
+		d := s.startRun()
+		d.waitUp()
+		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
+		s.sim.queueJobs("org-a", 1, time.Second)
+		s.waitJobsDone(d, 2*time.Minute)
+		s.sim.queueJobs("org-a", 2, time.Second)
+		iv := s.settle(d, 3*time.Minute, invariantOptions{})
+		calls := rpcCalls(s.calls())
+		if len(calls) < 2 || calls[1].Method != "DeleteInstance" || calls[1].Code != "Crash" {
+			t.Errorf("call 2 was %+v, want a crashed DeleteInstance", calls[min(1, len(calls)-1)])
+		}
+		if iv.Completed != 3 || iv.UnknownRecords != 0 {
+			t.Errorf("completed %d, unknown-instance records %d; want 3, 0", iv.Completed, iv.UnknownRecords)
+		}
+		res.figure("DeleteInstance crash: retried, %d DeleteInstance calls for %d instances", countCalls(calls, "DeleteInstance"), iv.Created)
+	})
+}
+
+// TestPluginHang: plugin calls that never return are cut at the call
+// deadline (--plugin-add-timeout, --plugin-delete-timeout); provisioning
+// backs off instead of piling up hung calls; once the plugin behaves,
+// every job completes.
+func TestPluginHang(t *testing.T) {
+	res := newResult(t, 7, "plugin hang",
+		"AddInstance hangs past --plugin-add-timeout 2s: unknown-instance, provisioning backs off; DeleteInstance hangs past --plugin-delete-timeout 2s: retried; then the plugin recovers and every job completes")
+	t.Run("AddInstance", func(t *testing.T) {
+		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		s.flags = []string{"--plugin-add-timeout", "2s"}
+		s.pluginEnv = []string{"SIM_PLUGIN_HANG=AddInstance"}
+		d := s.startRun()
+		d.waitUp()
+		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
+		s.sim.queueJobs("org-a", 3, time.Second)
+		window := 20 * time.Second
+		time.Sleep(window) // a fixed window, to count the calls the hang drew
+		d.alive()
+		hung := 0
+		for _, c := range s.calls() {
+			if c.Code == "Hang" {
+				hung++
+			}
+		}
+		rs, err := d.runners()
+		if err != nil {
+			t.Fatal(err)
+		}
+		unknown := countStates(rs)[store.StateUnknownInstance]
+		// 3 wanted runners, each AddInstance cut after 2s, provisioning
+		// paused 0.2s, 0.4s, 0.8s, ... after each: a handful of calls.
+		if hung < 1 || hung > 12 {
+			t.Errorf("%d hung AddInstance calls in %v, want between 1 and 12 (backoff)", hung, window)
+		}
+		if unknown != hung {
+			t.Errorf("%d unknown-instance records for %d hung calls", unknown, hung)
+		}
+		res.figure("AddInstance hang: %d calls in %v, each cut at 2s and left as unknown-instance", hung, window)
+		d.stop()
+		s.pluginEnv = nil
+		d = s.startRun()
+		s.settle(d, 3*time.Minute, invariantOptions{})
+	})
+	t.Run("DeleteInstance", func(t *testing.T) {
+		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		s.flags = []string{"--plugin-delete-timeout", "2s"}
+		s.pluginEnv = []string{"SIM_PLUGIN_HANG=DeleteInstance"}
+		d := s.startRun()
+		d.waitUp()
+		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
+		s.sim.queueJobs("org-a", 2, time.Second)
+		s.waitJobsDone(d, 2*time.Minute)
+		waitFor(t, "2 hung DeleteInstance calls", time.Minute, func() (bool, string) {
+			n := 0
+			for _, c := range s.calls() {
+				if c.Method == "DeleteInstance" && c.Code == "Hang" {
+					n++
+				}
+			}
+			return n >= 2, fmt.Sprint(n)
+		})
+		waitFor(t, "the deletes retried after the deadline", time.Minute, func() (bool, string) {
+			rs, err := d.runners()
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, r := range rs {
+				if r.State == store.StateDeleting && r.Attempts > 0 && strings.Contains(r.LastError, "DeadlineExceeded") {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%+v", rs)
+		})
+		d.stop()
+		s.pluginEnv = nil
+		d = s.startRun()
+		iv := s.settle(d, 3*time.Minute, invariantOptions{})
+		res.figure("DeleteInstance hang: deletes cut at 2s, retried, all %d instances deleted once the plugin answered", iv.Deleted)
+	})
+}
+
+// TestKillAfterAddInstanceAnswered: the plugin answers AddInstance but
+// run dies before it handles the answer, so the instance exists while
+// nobody knows its cloud ID, and its runner takes a job before run is
+// back (RestartSec=5 in the systemd unit). After the restart the record
+// must stay unknown-instance (its instance exists), not be finished as if
+// its instance had been deleted.
+func TestKillAfterAddInstanceAnswered(t *testing.T) {
+	res := newResult(t, 17, "kill -9 after the plugin answered AddInstance, restart 5s later",
+		"run frozen (SIGSTOP) while AddInstance is in flight, the plugin creates the instance and answers, its runner takes a job; SIGKILL, restart 5s later: the record is unknown-instance and its instance reported, not leaked")
+	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=2s"}
+	d := s.startRun()
+	d.waitUp()
+	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
+	s.sim.queueJobs("org-a", 2, 12*time.Second) // still running when run is back
+	var cut []string
+	waitFor(t, "2 AddInstance calls in flight", time.Minute, func() (bool, string) {
+		d.alive()
+		rs, err := d.runners()
+		if err != nil {
+			return false, err.Error()
+		}
+		cut = nil
+		for _, r := range rs {
+			if r.State == store.StateConfigured {
+				cut = append(cut, r.Name)
+			}
+		}
+		return len(cut) == 2, fmt.Sprint(countStates(rs))
+	})
+	// Freeze run: its plugin processes go on and answer into its socket.
+	if err := syscall.Kill(d.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the plugin to answer both calls", 30*time.Second, func() (bool, string) {
+		n := 0
+		for _, c := range s.calls() {
+			if c.Method == "AddInstance" && c.Code == "OK" && slices.Contains(cut, c.RunnerName) {
+				n++
+			}
+		}
+		return n == 2, fmt.Sprint(n)
+	})
+	waitFor(t, "their runners to take the jobs", time.Minute, func() (bool, string) {
+		c := jobCounts(s.sim.state())
+		return c["running"]+c["completed"] == 2, fmt.Sprint(c)
+	})
+	d.kill9() // run and its plugin processes
+	killed := time.Now()
+	time.Sleep(5*time.Second - time.Since(killed)) // RestartSec=5
+	d = s.startRun()
+	iv := s.settle(d, 2*time.Minute, invariantOptions{})
+	live := s.runnersLs()
+	for _, name := range cut {
+		if !slices.ContainsFunc(live, func(r store.Runner) bool { return r.Name == name && r.State == store.StateUnknownInstance }) {
+			t.Errorf("runner %s, whose instance exists with an unknown cloud ID, is not an unknown-instance record", name)
+		}
+	}
+	if iv.UnknownOwned != 2 {
+		t.Errorf("%d instances reported behind unknown-instance records, want 2", iv.UnknownOwned)
+	}
+	res.figure("the 2 instances the plugin created ran their jobs while run was down; after the restart: %d unknown-instance records, %d instances behind them, %d leaked",
+		iv.UnknownRecords, iv.UnknownOwned, iv.Leaked)
+}

@@ -1,0 +1,242 @@
+package shoesfake
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// fileInProcess marks an instance whose runner is a goroutine of a plugin
+// process; it holds that process's PID.
+const fileInProcess = "inprocess"
+
+// maxMainScript bounds the decoded main script of a setup script.
+const maxMainScript = 1 << 20
+
+// heredocRE finds the start of the here-document that carries the
+// gzip+base64 main script in the wrapper internal/runnerscript renders:
+// `base64 --decode <<'MARKER' | gzip -dc >"$main_script"`.
+var heredocRE = regexp.MustCompile(`(?m)^[^\n#]*base64[^\n]*<<-?'([A-Za-z_][A-Za-z0-9_]*)'[^\n]*$`)
+
+// ExtractJITConfig finds the encoded JIT config in a setup script, as the
+// default template (internal/runnerscript/default.sh.tmpl) puts it there:
+// the wrapper carries the main script gzip+base64 in a here-document, and
+// the main script assigns it as RUNNER_JIT_CONFIG='...'. A script without
+// the wrapper is searched as is; `--jitconfig '...'` is accepted too. The
+// result is checked with DecodeJITConfig. Errors never quote the config.
+func ExtractJITConfig(setupScript string) (string, error) {
+	main := setupScript
+	if m := heredocRE.FindStringSubmatchIndex(setupScript); m != nil {
+		marker := setupScript[m[2]:m[3]]
+		body := setupScript[m[1]:]
+		body = strings.TrimPrefix(body, "\n")
+		end := strings.Index(body, "\n"+marker+"\n")
+		if end < 0 && strings.HasSuffix(body, "\n"+marker) {
+			end = len(body) - len(marker) - 1
+		}
+		if end < 0 {
+			return "", fmt.Errorf("setup script: here-document %s is not terminated", marker)
+		}
+		decoded, err := decodeMainScript(body[:end])
+		if err != nil {
+			return "", fmt.Errorf("setup script: %w", err)
+		}
+		main = decoded
+	}
+	for _, prefix := range []string{"RUNNER_JIT_CONFIG=", "--jitconfig "} {
+		for line := range strings.Lines(main) {
+			line = strings.TrimSpace(line)
+			_, rest, ok := strings.Cut(line, prefix)
+			if !ok || strings.HasPrefix(line, "#") {
+				continue
+			}
+			value, ok := shellSingleQuoted(rest)
+			if !ok || value == "" {
+				continue
+			}
+			if _, err := DecodeJITConfig(value); err != nil {
+				continue // e.g. `--jitconfig "$RUNNER_JIT_CONFIG"`, or not a JIT config
+			}
+			return value, nil
+		}
+	}
+	return "", errors.New("setup script: no JIT config found (want RUNNER_JIT_CONFIG='...' or --jitconfig '...' as the default template writes it)")
+}
+
+// decodeMainScript decodes the base64 lines of a here-document and gunzips
+// them.
+func decodeMainScript(payload string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(payload), ""))
+	if err != nil {
+		return "", fmt.Errorf("decode main script: %w", err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return "", fmt.Errorf("decode main script: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(zr, maxMainScript+1))
+	if err != nil {
+		return "", fmt.Errorf("decode main script: %w", err)
+	}
+	if len(b) > maxMainScript {
+		return "", fmt.Errorf("decode main script: larger than %d bytes", maxMainScript)
+	}
+	return string(b), nil
+}
+
+// shellSingleQuoted parses the bash word at the start of s made of
+// single-quoted parts and backslash-escaped single quotes, as
+// runnerscript's shellQuote writes it. It reports false for anything else,
+// such as a double-quoted or unquoted word.
+func shellSingleQuoted(s string) (string, bool) {
+	var b strings.Builder
+	parts := 0
+	for len(s) > 0 {
+		switch {
+		case s[0] == '\'':
+			end := strings.IndexByte(s[1:], '\'')
+			if end < 0 {
+				return "", false
+			}
+			b.WriteString(s[1 : 1+end])
+			s = s[end+2:]
+		case strings.HasPrefix(s, `\'`):
+			b.WriteByte('\'')
+			s = s[2:]
+		case s[0] == ' ' || s[0] == '\t' || s[0] == ';':
+			return b.String(), parts > 0
+		default:
+			return "", false
+		}
+		parts++
+	}
+	return b.String(), parts > 0
+}
+
+// inprocRunner is a sim runner running as a goroutine of this process.
+type inprocRunner struct {
+	dir    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// runnerHTTP is shared by the in-process runners: hundreds of them long-poll
+// the same fake service, so idle connections are kept for all of them.
+var runnerHTTP = &http.Client{Transport: &http.Transport{
+	Proxy:               nil,
+	MaxIdleConns:        4096,
+	MaxIdleConnsPerHost: 4096,
+	IdleConnTimeout:     90 * time.Second,
+}}
+
+// startInProcess runs the sim runner for an instance as a goroutine. It
+// ends when the runner's job is done, when DeleteInstance cancels it (from
+// this process, or from another one by removing the instance directory),
+// or when the plugin process stops.
+func (m *instances) startInProcess(cloudID, dir, jit string) error {
+	if err := writeFileAtomic(filepath.Join(dir, fileInProcess), []byte(fmt.Sprintf("%d\n", os.Getpid()))); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	r := &inprocRunner{dir: dir, cancel: cancel, done: make(chan struct{})}
+	m.mu.Lock()
+	m.inproc[cloudID] = r
+	m.mu.Unlock()
+	m.watchOnce.Do(func() {
+		m.wg.Add(1)
+		go m.watchInProcess()
+	})
+	logger := slog.New(slog.NewTextHandler(appendWriter(filepath.Join(dir, fileScriptLg)), nil))
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(r.done)
+		defer cancel()
+		err := runRunner(ctx, jit, logger, runnerHTTP)
+		m.mu.Lock()
+		delete(m.inproc, cloudID)
+		m.mu.Unlock()
+		if ctx.Err() != nil {
+			return // deleted or stopped, like a killed script: no exit event
+		}
+		ev := Call{Event: EventScriptExit, PID: os.Getpid(), CloudID: cloudID}
+		if err != nil {
+			ev.ExitCode, ev.StderrTail = 1, err.Error()
+			logger.Error("runner failed", "err", err)
+		}
+		ev.End = time.Now().UTC()
+		if err := appendLine(m.callLog, ev); err != nil {
+			m.log.Error("write call log", "err", err)
+		}
+	}()
+	return nil
+}
+
+// stopInProcess cancels the runner of an instance this process runs and
+// waits for it; it reports whether it was ours.
+func (m *instances) stopInProcess(cloudID string) bool {
+	m.mu.Lock()
+	r := m.inproc[cloudID]
+	m.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+		m.log.Warn("in-process runner did not stop", "cloud_id", cloudID)
+	}
+	return true
+}
+
+// watchInProcess cancels the runners whose instance directory another
+// plugin process of the pool removed (its DeleteInstance).
+func (m *instances) watchInProcess() {
+	defer m.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		var gone []*inprocRunner
+		for _, r := range m.inproc {
+			if _, err := os.Stat(r.dir); errors.Is(err, os.ErrNotExist) {
+				gone = append(gone, r)
+			}
+		}
+		m.mu.Unlock()
+		for _, r := range gone {
+			r.cancel()
+		}
+	}
+}
+
+// appendWriter appends each write to a file, opening it every time: an
+// instance's log is written a few times, and hundreds of instances must
+// not hold a descriptor each.
+type appendWriter string
+
+func (p appendWriter) Write(b []byte) (int, error) {
+	f, err := os.OpenFile(string(p), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	n, err := f.Write(b)
+	return n, errors.Join(err, f.Close())
+}
