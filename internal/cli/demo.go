@@ -45,8 +45,9 @@ Each instance it "boots" runs the runner setup script locally, with a sim
 runner that takes one job from the fake Actions service. No GitHub account
 and no cloud are needed.
 
-Once a scale set listens on every target, it queues --jobs jobs round-robin
-over the targets and shows their progress: redrawn in place on a terminal,
+Once a scale set listens on every target (with --min-runners: and that many
+idle runners per target are online, a warm pool), it queues --jobs jobs
+round-robin over the targets and shows their progress: redrawn in place on a terminal,
 else a line every 2s when something changed. After the jobs it waits (up to
 60s) until every instance was deleted (with --min-runners: until only the
 idle runners it keeps are left), stops the controller cleanly, and prints a

@@ -247,6 +247,29 @@ func TestDemoInProcess(t *testing.T) {
 	}
 }
 
+// With --min-runners the demo queues the jobs once the warm pool is
+// online: each job is paired with an idle runner when it is queued, so it
+// starts without waiting for any AddInstance.
+func TestDemoWarmPool(t *testing.T) {
+	tmp := t.TempDir()
+	res := runDemoMain(t, tmp, 90*time.Second,
+		"--json", "--jobs", "4", "--targets", "2", "--min-runners", "2", "--max-runners", "4",
+		"--plugin-latency", "300ms", "--job-duration", "200ms", "--plugin-mode", "inprocess", "--timeout", "60s")
+	if res.code != exitOK {
+		t.Fatalf("exit code = %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
+	}
+	var rep demo.Report
+	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.JobsCompleted != 4 || rep.LeakedInstances != 0 {
+		t.Errorf("report = %+v, want 4 jobs completed, nothing leaked", rep)
+	}
+	if rep.JobStartP99MS >= 300 {
+		t.Errorf("job_start_p99_ms = %d, want < the 300ms of one AddInstance: the jobs should start on warm runners", rep.JobStartP99MS)
+	}
+}
+
 // A run whose runners never come online: the jobs cannot complete, so the
 // demo gives up at --timeout, still reports, and exits 1 with the reason.
 func TestDemoFailureExits1(t *testing.T) {

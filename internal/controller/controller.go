@@ -226,8 +226,9 @@ type Controller struct {
 	log     *slog.Logger
 	rec     Recorder
 
-	provisionSlots chan struct{}
-	deleteSlots    chan struct{}
+	prepareSlots   chan struct{} // runners getting or holding a JIT config before AddInstance
+	provisionSlots chan struct{} // runners in AddInstance
+	deleteSlots    chan struct{} // DeleteInstance calls
 
 	mu      sync.Mutex
 	workers map[string]*targetWorker // by target ID
@@ -262,6 +263,7 @@ func New(st *store.Store, targets TargetSource, gh GitHub, plugin Plugin, script
 		script:         script,
 		log:            cfg.Logger,
 		rec:            cfg.Recorder,
+		prepareSlots:   make(chan struct{}, cfg.ProvisionConcurrency),
 		provisionSlots: make(chan struct{}, cfg.ProvisionConcurrency),
 		deleteSlots:    make(chan struct{}, cfg.DeleteConcurrency),
 		workers:        make(map[string]*targetWorker),

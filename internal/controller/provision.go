@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
@@ -43,14 +44,15 @@ func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
 	}
 	set.countMu.Lock()
 	defer set.countMu.Unlock()
-	runners, err := c.store.ListRunners(store.RunnerFilter{ScaleSetID: set.id})
+	counts, err := c.store.CountRunners()
 	if err != nil {
-		return fmt.Errorf("list runners: %w", err)
+		return fmt.Errorf("count runners: %w", err)
 	}
-	count := 0
-	for _, r := range runners {
-		if r.State.Counted() {
-			count++
+	count, runners := 0, 0
+	for state, n := range counts[set.id] {
+		runners += n
+		if state.Counted() {
+			count += n
 		}
 	}
 	want := int(set.desired.Load())
@@ -60,7 +62,7 @@ func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	set.log.Debug("scaling up", "desired", want, "current", count, "runners", len(runners))
+	set.log.Debug("scaling up", "desired", want, "current", count, "runners", runners)
 	// All missing runners are written in one transaction (one commit, not
 	// one per runner), then their provisioning starts.
 	missing := make([]store.Runner, 0, want-count)
@@ -86,47 +88,68 @@ func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
 	return nil
 }
 
-// startProvision provisions one runner in the background. stop is the
-// listener's context: a runner that has not started when it ends is
-// dropped, one that has started finishes.
+// startProvision provisions one runner in the background, in two stages,
+// each bounded by ProvisionConcurrency over all scale sets: prepare (runner
+// version, JIT config, setup script), then AddInstance. A prepared runner
+// waits for an AddInstance slot with its setup script in hand, so a freed
+// slot goes to the next AddInstance at once, not after a GitHub round trip.
+// stop is the listener's context: a runner whose AddInstance has not
+// started when it ends is dropped (and removed from GitHub if its JIT
+// config was issued); one that has started finishes.
 func (c *Controller) startProvision(stop context.Context, set *scaleSetState, name string) {
 	c.work.Add(1)
 	go func() {
 		defer c.work.Done()
 		select {
-		case c.provisionSlots <- struct{}{}:
+		case c.prepareSlots <- struct{}{}:
 		case <-stop.Done():
 			c.finish(set, name, "canceled")
 			return
 		}
+		p, err := c.prepare(set, name)
+		if err != nil {
+			<-c.prepareSlots
+			c.provisionFailed(set, name, err)
+			return
+		}
+		select {
+		case c.provisionSlots <- struct{}{}:
+			<-c.prepareSlots
+		case <-stop.Done():
+			<-c.prepareSlots
+			c.dropPrepared(set, name, p)
+			return
+		}
 		release := sync.OnceFunc(func() { <-c.provisionSlots })
 		defer release()
-		c.provision(set, name, release)
+		c.provision(set, name, p, release)
 	}()
 }
 
-// provision takes a pending runner through JIT config and AddInstance to
-// idle. Each step is stored before its side effect. It calls release, its
-// provisioning slot's, once AddInstance has returned: what is left is
-// bookkeeping, and the next runner's AddInstance need not wait for it.
-func (c *Controller) provision(set *scaleSetState, name string, release func()) {
-	ctx := c.workCtx
-	log := set.log.With("runner", name)
-	start := c.cfg.Now()
+// prepared is a pending runner ready for AddInstance: its JIT config is
+// issued (the runner is registered on GitHub) and its setup script
+// rendered. Neither is stored: the JIT config is a secret.
+type prepared struct {
+	jit    *github.JITConfig
+	script string
+	start  time.Time
+}
 
+// prepare resolves the runner version, asks GitHub for the runner's JIT
+// config and renders the setup script.
+func (c *Controller) prepare(set *scaleSetState, name string) (prepared, error) {
+	ctx := c.workCtx
+	p := prepared{start: c.cfg.Now()}
 	version, err := c.gh.RunnerVersion(ctx, set.scope, c.cfg.RunnerVersion)
 	if err != nil {
-		c.provisionFailed(set, name, fmt.Errorf("resolve runner version: %w", err))
-		return
+		return p, fmt.Errorf("resolve runner version: %w", err)
 	}
-	jit, err := c.gh.GenerateJITConfig(ctx, set.scope, set.id, name, c.cfg.RunnerBaseDirectory)
-	if err != nil {
-		c.provisionFailed(set, name, fmt.Errorf("generate JIT config: %w", err))
-		return
+	if p.jit, err = c.gh.GenerateJITConfig(ctx, set.scope, set.id, name, c.cfg.RunnerBaseDirectory); err != nil {
+		return p, fmt.Errorf("generate JIT config: %w", err)
 	}
-	script, err := c.script.Render(runnerscript.Values{
+	p.script, err = c.script.Render(runnerscript.Values{
 		RunnerName:          name,
-		JITConfig:           jit.EncodedJITConfig,
+		JITConfig:           p.jit.EncodedJITConfig,
 		RunnerVersion:       version,
 		RunnerUser:          c.cfg.RunnerUser,
 		RunnerBaseDirectory: c.cfg.RunnerBaseDirectory,
@@ -134,9 +157,36 @@ func (c *Controller) provision(set *scaleSetState, name string, release func()) 
 		Labels:              set.labels,
 	})
 	if err != nil {
-		c.provisionFailed(set, name, fmt.Errorf("render setup script: %w", err))
-		return
+		return p, fmt.Errorf("render setup script: %w", err)
 	}
+	return p, nil
+}
+
+// dropPrepared undoes a prepared runner whose listener stopped before its
+// AddInstance started: the runner is removed from GitHub, so that it is
+// not left registered, and the record goes to history as canceled.
+func (c *Controller) dropPrepared(set *scaleSetState, name string, p prepared) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 30*time.Second)
+	defer cancel()
+	r, err := c.store.GetRunner(name)
+	if err == nil {
+		r.RunnerID = int64(p.jit.Runner.ID)
+		err = c.removeFromGitHub(ctx, set, r)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		set.log.Warn("remove a canceled runner from GitHub", "runner", name, "err", err)
+	}
+	c.finish(set, name, "canceled")
+}
+
+// provision takes a prepared runner through AddInstance to idle. Each step
+// is stored before its side effect. It calls release, its provisioning
+// slot's, once AddInstance has returned: what is left is bookkeeping, and
+// the next runner's AddInstance need not wait for it.
+func (c *Controller) provision(set *scaleSetState, name string, p prepared, release func()) {
+	ctx := c.workCtx
+	log := set.log.With("runner", name)
+	start, jit, script := p.start, p.jit, p.script
 
 	// configured announces the AddInstance: a crash from then on leaves
 	// an instance we may not know the cloud ID of. It is written once a

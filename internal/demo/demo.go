@@ -277,6 +277,26 @@ type run struct {
 	progress *ProgressWriter
 	http     *http.Client
 	started  time.Time // when the first job was queued
+	calls    callLogTail
+}
+
+// callLogTail reads the fake plugin's call log as it grows, each line
+// once: polling it whole every 100ms cost more CPU than the controller
+// in a burst of hundreds of instances, on the same cores.
+type callLogTail struct {
+	path   string
+	offset int64
+	calls  []shoesfake.Call
+}
+
+// read returns every call logged so far.
+func (t *callLogTail) read() ([]shoesfake.Call, error) {
+	calls, offset, err := shoesfake.ReadCallLogFrom(t.path, t.offset)
+	if err != nil {
+		return nil, err
+	}
+	t.calls, t.offset = append(t.calls, calls...), offset
+	return t.calls, nil
 }
 
 // waitOutcome is how a wait ended.
@@ -346,6 +366,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg: cfg, files: f, world: world, listen: listen,
 		progress: NewProgressWriter(out, cfg.TTY, interval),
 		http:     &http.Client{Timeout: 2 * time.Second},
+		calls:    callLogTail{path: f.callLog},
 	}
 	fmt.Fprintf(out, "demo: %d jobs of %s over %d targets (%s), plugin latency %s, plugin mode %s\n",
 		cfg.Jobs, cfg.JobDuration, cfg.Targets, targetRange(targets), cfg.PluginLatency, cfg.PluginMode)
@@ -465,22 +486,40 @@ func (r *run) waitUntil(ctx context.Context, deadline time.Time, cond func() boo
 // waitReady waits until the controller holds a session on every target's
 // scale set.
 func (r *run) waitReady(ctx context.Context, start, deadline time.Time) error {
-	n := 0
+	n, idle, keep := 0, 0, r.cfg.MinRunners*r.cfg.Targets
 	outcome := r.waitUntil(ctx, deadline, func() bool {
-		n = 0
-		for _, ss := range r.world.Actions.State().ScaleSets {
+		st := r.world.Actions.State()
+		n, idle = 0, 0
+		for _, ss := range st.ScaleSets {
 			if ss.Session != nil {
 				n++
 			}
 		}
-		r.progress.Status(fmt.Sprintf("starting the controller: %d/%d scale sets listening | %.1fs", n, r.cfg.Targets, time.Since(start).Seconds()))
-		return n == r.cfg.Targets
+		for _, rn := range st.Runners {
+			if rn.State == "idle" {
+				idle++
+			}
+		}
+		status := fmt.Sprintf("starting the controller: %d/%d scale sets listening", n, r.cfg.Targets)
+		if keep > 0 {
+			status += fmt.Sprintf(", %d/%d idle runners online", idle, keep)
+		}
+		r.progress.Status(fmt.Sprintf("%s | %.1fs", status, time.Since(start).Seconds()))
+		// With --min-runners, the jobs go to a warm pool: wait for it.
+		return n == r.cfg.Targets && idle >= keep
 	})
 	switch outcome {
 	case waitDone:
-		r.progress.Println(fmt.Sprintf("controller ready: %d scale sets listening after %.1fs; queuing %d jobs", n, time.Since(start).Seconds(), r.cfg.Jobs))
+		warm := ""
+		if keep > 0 {
+			warm = fmt.Sprintf(" and %d idle runners online (--min-runners)", idle)
+		}
+		r.progress.Println(fmt.Sprintf("controller ready: %d scale sets listening%s after %.1fs; queuing %d jobs", n, warm, time.Since(start).Seconds(), r.cfg.Jobs))
 		return nil
 	case waitTimeout:
+		if n == r.cfg.Targets {
+			return fmt.Errorf("the %d idle runners of --min-runners were not online after %s (%d were); see %s", keep, r.cfg.Timeout, idle, r.files.log)
+		}
 		return fmt.Errorf("the controller was not listening on all %d scale sets after %s (%d were); see %s", r.cfg.Targets, r.cfg.Timeout, n, r.files.log)
 	case waitInterrupted:
 		return fmt.Errorf("interrupted while the controller started: %w", ctx.Err())
@@ -503,7 +542,7 @@ func (r *run) queueJobs(targets []string) error {
 
 // snapshot reads the current progress.
 func (r *run) snapshot() Progress {
-	calls, _ := shoesfake.ReadCallLog(r.files.callLog) // a read error shows as no progress
+	calls, _ := r.calls.read() // a read error shows as no progress
 	return Snapshot(r.cfg.Jobs, r.world.Actions.State(), calls, time.Since(r.started))
 }
 
@@ -524,7 +563,7 @@ func (r *run) waitSettled(ctx context.Context, deadline time.Time) waitOutcome {
 	keep := r.cfg.MinRunners * r.cfg.Targets
 	var p Progress
 	outcome := r.waitUntil(ctx, deadline, func() bool {
-		calls, err := shoesfake.ReadCallLog(r.files.callLog)
+		calls, err := r.calls.read()
 		if err != nil {
 			return false
 		}

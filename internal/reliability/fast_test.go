@@ -178,6 +178,13 @@ func TestMetrics(t *testing.T) {
 		return slices.ContainsFunc(h, func(r store.HistoryRecord) bool { return r.Runner.Name == rs[idle].Name }), ""
 	})
 	s.waitDrained(d, time.Minute)
+	// Runners provisioned for jobs other runners took are scaled down
+	// (--scale-down-grace 5s): what stays is the min runner of each set.
+	waitFor(t, "one idle runner per scale set", time.Minute, func() (bool, string) {
+		rs, err := d.runners()
+		c := countStates(rs)
+		return err == nil && len(rs) == len(scopes) && c[store.StateIdle] == len(scopes), fmt.Sprint(c, err)
+	})
 
 	code, body, err := d.get("/metrics")
 	if err != nil || code != http.StatusOK {

@@ -17,7 +17,7 @@ import (
 // endpoint and the broker; a 401 storm from short-lived queue tokens;
 // acquirejobs failing in GHES mode. Every job completes.
 func TestGitHubFaults(t *testing.T) {
-	res := newResult(t, 8, "GitHub 5xx bursts and 401 storm",
+	res := newResult(t, 9, "GitHub 5xx bursts and 401 storm",
 		"bursts of 503 on generatejitconfig, session creation and the broker; queue tokens living 2s (--token-ttl 2s): every job completes, no violation")
 	t.Run("5xx bursts", func(t *testing.T) {
 		scopes := []string{"org-a", "org-b"}
@@ -100,7 +100,7 @@ func TestGitHubFaults(t *testing.T) {
 // daemon keeps retrying with capped backoff, does not exit, and takes
 // over once the session is released.
 func TestSessionConflict(t *testing.T) {
-	res := newResult(t, 9, "409: session held by another owner for 30s",
+	res := newResult(t, 10, "409: session held by another owner for 30s",
 		"another owner holds org-a's session for 30s: run keeps retrying with capped backoff (no storm, no exit), serves org-b meanwhile, and takes over when released")
 	scopes := []string{"org-a", "org-b"}
 	s := newScenario(t, res, simOptions{targets: scopes})
@@ -128,7 +128,7 @@ func TestSessionConflict(t *testing.T) {
 // the message is not acknowledged, the session is replaced, and the jobs
 // are acquired once the endpoint answers again.
 func TestAcquireJobsFailing(t *testing.T) {
-	res := newResult(t, 10, "GHES: acquirejobs failing",
+	res := newResult(t, 11, "GHES: acquirejobs failing",
 		"--acquire (GHES mode), POST acquirejobs answering 503 (10 times): jobs acquired once it recovers, all complete, no violation")
 	scopes := []string{"org-a", "org-b"}
 	s := newScenario(t, res, simOptions{targets: scopes, acquire: true})
@@ -155,7 +155,7 @@ func TestAcquireJobsFailing(t *testing.T) {
 // meanwhile complete); null means no targets, so the listeners stop, and
 // come back with the list.
 func TestMyshoesFaults(t *testing.T) {
-	res := newResult(t, 11, "myshoes down, 500, truncated, null",
+	res := newResult(t, 12, "myshoes down, 500, truncated, null",
 		"myshoes down 2 min, then 500, a truncated body: listeners keep working and jobs complete; null (no targets): listeners stop, and come back with the list")
 	scopes := []string{"org-a", "org-b"}
 	s := newScenario(t, res, simOptions{targets: scopes})
@@ -224,7 +224,7 @@ func TestMyshoesFaults(t *testing.T) {
 // burst. Jobs of a target that is listed at the end complete; runners of
 // removed targets are cleaned up; nothing leaks.
 func TestTargetChurn(t *testing.T) {
-	res := newResult(t, 12, "target churn",
+	res := newResult(t, 13, "target churn",
 		"5 scopes, targets added and removed every 2-4s for 60s during a 60-job burst; all listed at the end: every job completes, nothing leaks")
 	all := []string{"org-a", "org-b", "org-c", "org-d", "owner-e/repo-e"}
 	s := newScenario(t, res, simOptions{targets: all})

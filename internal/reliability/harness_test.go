@@ -559,18 +559,6 @@ func poll(timeout time.Duration, cond func() (bool, string)) bool {
 	}
 }
 
-// scopesServed returns the scopes fake myshoes lists (status active).
-func (s *scenario) scopesServed() []string {
-	var out []string
-	for _, t := range s.sim.targets() {
-		if t.Status == "" || t.Status == "active" || t.Status == "running" || t.Status == "error" {
-			out = append(out, t.Scope)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // waitListening waits until every scope in scopes has a scale set with a
 // session created after since, and returns how long that took from
 // since. It is the "listening again" time after a (re)start.

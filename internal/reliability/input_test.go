@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func fileSum(t *testing.T, path string) string {
 // truncated one and one written by a newer shoes-scaleset: run exits 1
 // fast with a clear message and leaves the file byte for byte as it was.
 func TestBadStateFile(t *testing.T) {
-	res := newResult(t, 13, "bad state file",
+	res := newResult(t, 14, "bad state file",
 		"locked by another run → exit 1 fast, naming the lock; garbage, truncated, newer schema → exit 1, file unchanged (sha256)")
 	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
 	d := s.startRun()
@@ -124,8 +125,13 @@ func mustRead(t *testing.T, path string) []byte {
 	return b
 }
 
+var tmpPath = regexp.MustCompile(`/tmp/[^\s:]+`)
+
+// firstLine returns the first line of a message for the report, with
+// temporary paths elided.
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	s = tmpPath.ReplaceAllString(s, "…")
 	if len(s) > 160 {
 		s = s[:160] + "…"
 	}
@@ -137,7 +143,7 @@ func firstLine(s string) string {
 // another app is valid configuration, so run runs, and the target shows
 // the authentication error in scalesets ls, with no session.
 func TestBadConfig(t *testing.T) {
-	res := newResult(t, 14, "bad configuration",
+	res := newResult(t, 15, "bad configuration",
 		"17 bad inputs (flags and variables) → exit 2 naming the flag and its variable, no state file; a key of another app → runs, scalesets ls shows the auth error, no session")
 	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
 	dir := t.TempDir()
@@ -242,7 +248,7 @@ func TestBadConfig(t *testing.T) {
 // provisioned goes to history with the reason, and provisioning backs off
 // instead of calling the plugin in a loop.
 func TestBadPluginOutput(t *testing.T) {
-	res := newResult(t, 15, "bad plugin output",
+	res := newResult(t, 16, "bad plugin output",
 		"empty cloud ID, 1 MiB IP, InvalidArgument on every call: failed runners go to history with the reason; AddInstance calls over 20s stay bounded by the backoff (no retry storm); a huge IP is dropped")
 	window := 20 * time.Second
 	for _, tc := range []struct {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -258,16 +257,4 @@ func (s *scenario) checkInvariants(o invariantOptions) invariants {
 		iv.Jobs, iv.Completed, iv.Canceled, iv.Stuck, iv.Created, iv.Deleted, iv.LiveOwned, iv.UnknownOwned, iv.Lost, iv.Leaked,
 		iv.UnknownRecords, iv.DuplicateNames, iv.DuplicateJobs, iv.Violations, iv.OpenSessions)
 	return iv
-}
-
-// unknownNames returns the names of unknown-instance records, sorted.
-func unknownNames(rs []store.Runner) []string {
-	var out []string
-	for _, r := range rs {
-		if r.State == store.StateUnknownInstance {
-			out = append(out, r.Name)
-		}
-	}
-	slices.Sort(out)
-	return out
 }

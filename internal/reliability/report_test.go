@@ -123,6 +123,14 @@ var findings = []string{
 		"`configured` there (`internal/shoes/host.go`, `internal/controller/provision.go`); a call that was never sent " +
 		"is a plain provisioning failure, and a crash before it leaves a `pending` record, which the next start undoes. " +
 		"What is left is the protocol's own window: calls the plugin had received when the process died.",
+	"**An instance leaked silently when its runner ran a job across a crash.** When `run` died after the plugin " +
+		"had created an instance but before its answer was stored, the instance's runner could take a job while `run` " +
+		"was down (systemd restarts it after 5 s). At the next start the record was still `configured` while its " +
+		"removal from GitHub waited for the job; the job's messages moved it to `busy`, then to `deleting`, and with no " +
+		"cloud ID to delete it went to history as `completed`: the instance was left running with no record of it. " +
+		"Fixed: a record found `configured` at start becomes `unknown-instance` before any job message is handled " +
+		"(`internal/controller/recover.go`), and a record about to be deleted without a cloud ID after an AddInstance " +
+		"becomes `unknown-instance` instead of being finished (`internal/controller/delete.go`).",
 	"**The cause of a target error was cut from `scalesets ls`.** The STATUS column kept the first 120 characters of " +
 		"the error, which were wrapping (the scale set name twice: the controller wrapped the GitHub layer's message " +
 		"again), so a key of another app showed no `401`. Fixed: long messages keep their start and their end " +
@@ -141,8 +149,8 @@ var limits = []string{
 		"GitHub knows (the session API has no way to list sessions): the next start is refused with 409 until GitHub " +
 		"expires it. The fake never expires sessions, so the suite kills only while the creation request is held " +
 		"before the fake handles it.",
-	"`unknown-instance` records are the shoes protocol's blind window (no \"list instances\"): each kill during " +
-		"AddInstance leaves up to `--plugin-pool-size` of them, whether or not the plugin got as far as creating " +
+	"`unknown-instance` records are the shoes protocol's blind window (no \"list instances\"): a kill leaves one " +
+		"for every AddInstance call a plugin process had received, whether or not the plugin got as far as creating " +
 		"the instance. The suite counts them and the instances named after them; it does not delete them, as an " +
 		"operator would after checking the provider.",
 	"A plugin answering AddInstance with an empty cloud ID has created an instance it never names; such instances " +
@@ -211,14 +219,15 @@ subset: shutdown, metrics, readiness and one kill during AddInstance.
 
 ## Results
 
-Columns: *jobs* queued, *completed* by a runner; *leaked* instances (no
-owner); *unknown* instances named after `+"`unknown-instance`"+` records (reported
-by `+"`runners ls`"+`, to be deleted by the operator); *dup* runner names provisioned
-twice or jobs run twice; *viol* protocol violations seen by the fake;
-*recovery* the seconds from a restart to every scale set listening again (a
-new session), one figure per restart.
+Columns: *jobs* queued, *completed* by a runner; *leaked* instances (left
+with no owner); *unknown-instance* the records left in that state (reported by
+`+"`runners ls`"+`, for the operator to check and remove) / the instances that
+exist behind them; *dup* runner names provisioned twice or jobs run twice;
+*viol* protocol violations seen by the fake; *recovery* the seconds from a
+restart to every scale set listening again (a new session), one figure per
+restart.
 
-| scenario | what it checks | result | jobs | completed | leaked | unknown | dup | viol | recovery (s) | duration |
+| scenario | what it checks | result | jobs | completed | leaked | unknown-instance | dup | viol | recovery (s) | duration |
 |---|---|---|---|---|---|---|---|---|---|---|
 `, envReport, time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), kernel, goVersion, envReport, took.Round(time.Second))
 
@@ -244,7 +253,7 @@ new session), one figure per restart.
 			status = "not finished"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.Name, r.Checks, status, num(iv.Jobs), num(iv.Completed), num(iv.Leaked), num(iv.UnknownOwned),
+			r.Name, r.Checks, status, num(iv.Jobs), num(iv.Completed), num(iv.Leaked), num(iv.UnknownRecords)+" / "+num(iv.UnknownOwned),
 			num(iv.DuplicateNames+iv.DuplicateJobs), num(iv.Violations), rec, r.duration.Round(100*time.Millisecond))
 		r.mu.Unlock()
 	}
@@ -254,9 +263,8 @@ new session), one figure per restart.
 		r.mu.Lock()
 		iv, checked := r.total()
 		var lines []string
-		if checked && (iv.Canceled > 0 || iv.UnknownRecords > 0 || iv.Lost > 0) {
-			lines = append(lines, fmt.Sprintf("`unknown-instance` records left: %d, instances behind them: %d; jobs canceled by the fake: %d; instances lost by the plugin (empty cloud ID): %d",
-				iv.UnknownRecords, iv.UnknownOwned, iv.Canceled, iv.Lost))
+		if checked && (iv.Canceled > 0 || iv.Lost > 0) {
+			lines = append(lines, fmt.Sprintf("jobs canceled by the fake: %d; instances lost by the plugin (empty cloud ID): %d", iv.Canceled, iv.Lost))
 		}
 		lines = append(lines, r.figures...)
 		if len(lines) > 0 {

@@ -17,7 +17,7 @@ import (
 // generatejitconfig and the broker, 2 % of plugin calls failing) and
 // three SIGKILLs at random points; every invariant holds at the end.
 func TestSoak(t *testing.T) {
-	res := newResult(t, 16, "soak: 1,000 jobs, 10 targets, faults, 3 kills",
+	res := newResult(t, 17, "soak: 1,000 jobs, 10 targets, faults, 3 kills",
 		"1,000 jobs over 10 targets; a few % of generatejitconfig and broker calls answer 5xx, 2 % of plugin calls fail; 3 SIGKILLs at random points: all invariants")
 	var scopes []string
 	for i := range 8 {
@@ -116,7 +116,6 @@ func TestSoak(t *testing.T) {
 		hits["POST .*/generatejitconfig$"], jitCalls, pct(hits["POST .*/generatejitconfig$"], jitCalls),
 		hits["GET /_broker/"], polls, pct(hits["GET /_broker/"], polls),
 		pluginFails, len(calls), pct(pluginFails, len(calls)))
-	res.figure("unknown-instance records after 3 kills: %d", iv.UnknownRecords)
 	if hits["POST .*/generatejitconfig$"] == 0 || hits["GET /_broker/"] == 0 || pluginFails == 0 {
 		t.Errorf("a fault never hit: %v, plugin failures %d", hits, pluginFails)
 	}

@@ -206,13 +206,9 @@ func (s *Store) GetRunner(name string) (Runner, error) {
 func (s *Store) ListRunners(f RunnerFilter) ([]Runner, error) {
 	var out []Runner
 	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRunners).ForEach(func(k, v []byte) error {
-			r, err := decode[Runner](v)
-			if err != nil {
-				return fmt.Errorf("runner %q: %w", k, err)
-			}
-			if f.match(&r) {
-				out = append(out, r)
+		return s.scanRunners(tx.Bucket(bucketRunners).ForEach, func(r *Runner) error {
+			if f.match(r) {
+				out = append(out, r.clone())
 			}
 			return nil
 		})
@@ -235,13 +231,9 @@ func (s *Store) FindRunnerByID(runnerID int64) (Runner, error) {
 			return ErrNotFound
 		}
 		errFound := errors.New("found")
-		err := tx.Bucket(bucketRunners).ForEach(func(k, v []byte) error {
-			rr, err := decode[Runner](v)
-			if err != nil {
-				return fmt.Errorf("runner %q: %w", k, err)
-			}
+		err := s.scanRunners(tx.Bucket(bucketRunners).ForEach, func(rr *Runner) error {
 			if rr.RunnerID == runnerID {
-				r = rr
+				r = rr.clone()
 				return errFound
 			}
 			return nil
@@ -280,7 +272,9 @@ func (s *Store) FinishRunner(name, reason string) (HistoryRecord, error) {
 			return err
 		}
 		rec = HistoryRecord{Runner: r, Reason: reason, FinishedAt: now}
-		if err := put(tx.Bucket(bucketHistory), historyKey(now, name), rec); err != nil {
+		hb := tx.Bucket(bucketHistory)
+		hb.FillPercent = historyFillPercent
+		if err := put(hb, historyKey(now, name), rec); err != nil {
 			return err
 		}
 		return b.Delete([]byte(name))
@@ -298,11 +292,7 @@ func (s *Store) FinishRunner(name, reason string) (HistoryRecord, error) {
 func (s *Store) CountRunners() (map[int]map[RunnerState]int, error) {
 	out := make(map[int]map[RunnerState]int)
 	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRunners).ForEach(func(k, v []byte) error {
-			r, err := decode[Runner](v)
-			if err != nil {
-				return fmt.Errorf("runner %q: %w", k, err)
-			}
+		return s.scanRunners(tx.Bucket(bucketRunners).ForEach, func(r *Runner) error {
 			if out[r.ScaleSetID] == nil {
 				out[r.ScaleSetID] = make(map[RunnerState]int)
 			}

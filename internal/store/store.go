@@ -130,6 +130,7 @@ type Store struct {
 	clock    func() time.Time
 	maxAge   time.Duration
 	maxCount int
+	cache    runnerCache // decoded runner records, by the bytes they came from
 }
 
 // Open opens the state file at opts.Path, creating it unless opts.ReadOnly.

@@ -727,3 +727,50 @@ func TestCreateRunners(t *testing.T) {
 		t.Errorf("CreateRunners with an empty name = %v", err)
 	}
 }
+
+// ListRunners, FindRunnerByID and CountRunners reuse decoded records
+// whose bytes did not change: they must still see every change, and a
+// caller changing a returned record must not change what later calls see.
+func TestRunnerDecodeCache(t *testing.T) {
+	s, _ := newTestStore(t)
+	for _, name := range []string{"r1", "r2", "r3"} {
+		if err := s.CreateRunner(Runner{Name: name, ScaleSetID: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() map[string]Runner {
+		t.Helper()
+		rs, err := s.ListRunners(RunnerFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]Runner{}
+		for _, r := range rs {
+			out[r.Name] = r
+		}
+		return out
+	}
+	first := list()
+	first["r1"].StateSince[StateBusy] = time.Unix(1, 0) // the caller's copy
+	if _, ok := list()["r1"].StateSince[StateBusy]; ok {
+		t.Fatal("changing a listed runner changed the next listing")
+	}
+
+	if _, err := s.SetRunnerState("r2", StateConfigured, func(r *Runner) { r.RunnerID = 42 }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinishRunner("r3", "completed"); err != nil {
+		t.Fatal(err)
+	}
+	got := list()
+	if len(got) != 2 || got["r2"].State != StateConfigured || got["r2"].RunnerID != 42 {
+		t.Fatalf("after an update and a finish: %+v", got)
+	}
+	if r, err := s.FindRunnerByID(42); err != nil || r.Name != "r2" {
+		t.Errorf("FindRunnerByID(42) = %s, %v", r.Name, err)
+	}
+	counts, err := s.CountRunners()
+	if err != nil || counts[1][StatePending] != 1 || counts[1][StateConfigured] != 1 {
+		t.Errorf("CountRunners = %v, %v; want 1 pending and 1 configured", counts, err)
+	}
+}

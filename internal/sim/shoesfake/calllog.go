@@ -42,30 +42,47 @@ type Call struct {
 // ReadCallLog parses a call log. A missing file means no calls yet; an
 // unterminated last line (a write in progress) is ignored.
 func ReadCallLog(path string) ([]Call, error) {
-	b, err := os.ReadFile(path)
+	calls, _, err := ReadCallLogFrom(path, 0)
+	return calls, err
+}
+
+// ReadCallLogFrom parses the calls a call log has from byte offset on, and
+// returns the offset after the last complete line, to read from next time;
+// a poller reads each line once. A missing file means no calls yet; an
+// unterminated last line is left for the next read.
+func ReadCallLogFrom(path string, offset int64) ([]Call, int64, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, offset, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read call log: %w", err)
+		return nil, offset, fmt.Errorf("read call log: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, offset, fmt.Errorf("read call log: %w", err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, offset, fmt.Errorf("read call log: %w", err)
 	}
 	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		b = b[:i]
+		b = b[:i+1]
 	} else {
 		b = nil
 	}
 	var calls []Call
-	for n, line := range bytes.Split(b, []byte("\n")) {
+	for n, line := range bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		var c Call
 		if err := json.Unmarshal(line, &c); err != nil {
-			return nil, fmt.Errorf("read call log %s line %d: %w", path, n+1, err)
+			return nil, offset, fmt.Errorf("read call log %s line %d after byte %d: %w", path, n+1, offset, err)
 		}
 		calls = append(calls, c)
 	}
-	return calls, nil
+	return calls, offset + int64(len(b)), nil
 }
 
 // appendLine appends v as one JSON line with a single O_APPEND write, so

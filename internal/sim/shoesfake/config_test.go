@@ -148,6 +148,37 @@ func TestReadCallLog(t *testing.T) {
 	}
 }
 
+func TestReadCallLogFrom(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "calls.jsonl")
+	calls, off, err := ReadCallLogFrom(p, 0)
+	if err != nil || calls != nil || off != 0 {
+		t.Fatalf("missing log: %v, %d, %v", calls, off, err)
+	}
+	write := func(s string) {
+		f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = f.WriteString(s)
+		f.Close()
+	}
+	write(`{"pid":1,"method":"AddInstance"}` + "\n" + `{"pid":2,"meth`)
+	calls, off, err = ReadCallLogFrom(p, 0)
+	if err != nil || len(calls) != 1 || calls[0].PID != 1 {
+		t.Fatalf("first read: %+v, %v", calls, err)
+	}
+	// The line in progress is read once it is complete, and line 1 only once.
+	write(`od":"DeleteInstance"}` + "\n")
+	calls, off2, err := ReadCallLogFrom(p, off)
+	if err != nil || len(calls) != 1 || calls[0].PID != 2 || calls[0].Method != MethodDeleteInstance {
+		t.Fatalf("second read: %+v, %v", calls, err)
+	}
+	if calls, off3, err := ReadCallLogFrom(p, off2); err != nil || len(calls) != 0 || off3 != off2 {
+		t.Fatalf("third read: %+v, %d, %v; want nothing new at %d", calls, off3, err, off2)
+	}
+}
+
 func TestCounterAcrossOpeners(t *testing.T) {
 	t.Parallel()
 	c := counter{path: filepath.Join(t.TempDir(), "counter")}
