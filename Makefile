@@ -23,8 +23,14 @@ lint:
 generate:
 	bash proto/generate.sh
 
+# The Go benchmarks of the plugin pool and the store, then the figures of
+# docs/performance.md (internal/bench, build tag bench): the binary's demo,
+# sim serve and run, one at a time. BENCH_QUICK=1 runs one configuration of
+# each (a few minutes); BENCH_RUNS=N sets the runs per configuration
+# (default 3); BENCH_OUT=FILE also appends the tables to FILE.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x -count 3 ./internal/shoes/... ./internal/store/...
+	$(GO) test -tags bench -run . -v -count 1 -p 1 -timeout 60m ./internal/bench/
 
 clean:
 	rm -rf bin dist

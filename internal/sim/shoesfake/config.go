@@ -60,7 +60,8 @@ const (
 
 // Config configures the fake plugin.
 type Config struct {
-	// Latency delays every call.
+	// Latency is how long every call takes: AddInstance does its own work
+	// within it and starts the runner once it has passed.
 	Latency time.Duration
 	// FailCode, when not OK, is the gRPC code of injected failures.
 	FailCode codes.Code

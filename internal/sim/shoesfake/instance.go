@@ -65,61 +65,88 @@ type instances struct {
 	inproc   map[string]*inprocRunner // cloud ID → runner goroutine (inprocess mode)
 }
 
-// create makes the instance directory and, unless disabled, starts its
-// runner: in script mode the setup script runs in the background in its
-// own process group, so that it outlives this plugin process; in
-// inprocess mode the sim runner runs as a goroutine of this process. It
-// returns the mode used ("" when nothing runs).
-func (m *instances) create(info instanceInfo, script string) (string, error) {
+// newInstance is an instance whose directory is written and whose runner
+// has not started yet.
+type newInstance struct {
+	cloudID, dir string
+	mode         string // RunnerModeScript, RunnerModeInProcess, or "" (no runner)
+	jit          string // inprocess mode
+}
+
+// prepare makes the instance directory: its description, its setup script
+// and, in script mode, the shims and the wrapper. launch starts it.
+func (m *instances) prepare(info instanceInfo, script string) (*newInstance, error) {
 	dir := filepath.Join(m.dir, info.CloudID)
 	if err := os.MkdirAll(m.dir, 0o755); err != nil {
-		return "", err
+		return nil, err
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", err
+	// The instance appears whole or not at all: its description is
+	// written in a hidden directory that is then renamed, so a plugin
+	// killed meanwhile leaves no instance without a runner name.
+	tmp := filepath.Join(m.dir, ".creating-"+info.CloudID)
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return nil, err
 	}
 	b, err := json.Marshal(info)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, fileInstance), b, 0o644); err != nil {
-		return "", err
+	if err := os.WriteFile(filepath.Join(tmp, fileInstance), b, 0o644); err != nil {
+		return nil, err
 	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, err
+	}
+	inst := &newInstance{cloudID: info.CloudID, dir: dir}
 	if err := os.WriteFile(filepath.Join(dir, fileSetup), []byte(script), 0o755); err != nil {
-		return "", err
+		return inst, err
 	}
 	if !m.runScript {
-		return "", nil
+		return inst, nil
 	}
 	if m.mode == RunnerModeInProcess {
 		jit, err := ExtractJITConfig(script)
 		if err == nil {
-			return RunnerModeInProcess, m.startInProcess(info.CloudID, dir, jit)
+			inst.mode, inst.jit = RunnerModeInProcess, jit
+			return inst, nil
 		}
 		m.log.Warn("inprocess mode: running the setup script under bash instead", "cloud_id", info.CloudID, "err", err)
 	}
-	return RunnerModeScript, m.createScript(info, dir)
-}
-
-// createScript writes the shims and the wrapper and starts the setup
-// script.
-func (m *instances) createScript(info instanceInfo, dir string) error {
+	inst.mode = RunnerModeScript
 	if err := m.writeShims(dir); err != nil {
-		return fmt.Errorf("write shims: %w", err)
+		return inst, fmt.Errorf("write shims: %w", err)
 	}
 	record := ""
 	if m.callLog != "" {
 		logPath, err := filepath.Abs(m.callLog)
 		if err != nil {
-			return err
+			return inst, err
 		}
 		record = render(recordExit, "CLOUD_ID", shq(info.CloudID), "CALL_LOG", shq(logPath))
 	}
 	wrapper := render(wrapperScript, "DIR", shq(dir), "RECORD", record)
-	if err := os.WriteFile(filepath.Join(dir, fileWrapper), []byte(wrapper), 0o755); err != nil {
-		return err
+	return inst, os.WriteFile(filepath.Join(dir, fileWrapper), []byte(wrapper), 0o755)
+}
+
+// launch starts a prepared instance's runner: in script mode its setup
+// script runs in the background in its own process group, so that it
+// outlives this plugin process; in inprocess mode the sim runner runs as
+// a goroutine of this process.
+func (m *instances) launch(inst *newInstance) error {
+	switch inst.mode {
+	case RunnerModeInProcess:
+		return m.startInProcess(inst.cloudID, inst.dir, inst.jit)
+	case RunnerModeScript:
+		return m.start(inst.cloudID, inst.dir)
 	}
-	return m.start(info.CloudID, dir)
+	return nil
+}
+
+// discard removes a prepared instance that will not be launched.
+func (m *instances) discard(inst *newInstance) {
+	if inst != nil {
+		_ = removeInstanceDir(inst.dir)
+	}
 }
 
 func (m *instances) start(cloudID, dir string) error {
@@ -213,9 +240,23 @@ func (m *instances) remove(cloudID string) error {
 			}
 		}
 	}
+	return removeInstanceDir(dir)
+}
+
+// removeInstanceDir removes an instance atomically: the directory is first
+// renamed to a hidden name, so that a plugin killed while removing it
+// leaves no half-deleted instance behind.
+func removeInstanceDir(dir string) error {
+	gone := filepath.Join(filepath.Dir(dir), ".deleting-"+filepath.Base(dir))
+	if err := os.Rename(dir, gone); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
 	// A process that was being killed may still create a file; try again.
 	for i := 0; ; i++ {
-		err := os.RemoveAll(dir)
+		err := os.RemoveAll(gone)
 		if err == nil || i == 3 {
 			return err
 		}

@@ -132,29 +132,43 @@ func (s *server) AddInstance(ctx context.Context, req *shoespb.AddInstanceReques
 
 func (s *server) addInstance(ctx context.Context, req *shoespb.AddInstanceRequest, c *Call) (*shoespb.AddInstanceResponse, error) {
 	defer s.inflight.Add(-1)
-	if err := s.begin(ctx, c); err != nil {
+	cloudID := "fake-" + uuid.NewString()
+	var inst *newInstance
+	create := func() error {
+		if err := validateRunnerName(req.GetRunnerName()); err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		if first, _, _ := strings.Cut(req.GetSetupScript(), "\n"); !strings.HasPrefix(first, "#!") || !strings.Contains(first, "bash") {
+			return status.Error(codes.InvalidArgument, "setup_script must start with a bash shebang (#!/bin/bash)")
+		}
+		c.CloudID = cloudID
+		var err error
+		inst, err = s.instances.prepare(instanceInfo{
+			CloudID:      cloudID,
+			RunnerName:   req.GetRunnerName(),
+			Labels:       req.GetLabels(),
+			ResourceType: req.GetResourceType().String(),
+			PID:          s.pid,
+			Created:      time.Now().UTC(),
+		}, req.GetSetupScript())
+		if err != nil {
+			s.log.Error("create instance", "cloud_id", cloudID, "err", err)
+			return status.Errorf(codes.Internal, "create instance %s: %v", cloudID, err)
+		}
+		return nil
+	}
+	if err := s.begin(ctx, c, create); err != nil {
+		s.instances.discard(inst)
 		return nil, err
 	}
-	if err := validateRunnerName(req.GetRunnerName()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	if first, _, _ := strings.Cut(req.GetSetupScript(), "\n"); !strings.HasPrefix(first, "#!") || !strings.Contains(first, "bash") {
-		return nil, status.Error(codes.InvalidArgument, "setup_script must start with a bash shebang (#!/bin/bash)")
-	}
-	cloudID := "fake-" + uuid.NewString()
-	c.CloudID = cloudID
-	mode, err := s.instances.create(instanceInfo{
-		CloudID:      cloudID,
-		RunnerName:   req.GetRunnerName(),
-		Labels:       req.GetLabels(),
-		ResourceType: req.GetResourceType().String(),
-		PID:          s.pid,
-		Created:      time.Now().UTC(),
-	}, req.GetSetupScript())
-	if err != nil {
+	// The runner starts once the call's latency has passed, as an
+	// instance boots once it is created.
+	if err := s.instances.launch(inst); err != nil {
+		s.instances.discard(inst)
 		s.log.Error("create instance", "cloud_id", cloudID, "err", err)
 		return nil, status.Errorf(codes.Internal, "create instance %s: %v", cloudID, err)
 	}
+	mode := inst.mode
 	c.RunnerMode = mode
 	s.log.Info("instance created", "cloud_id", cloudID, "runner", req.GetRunnerName(), "runner_mode", mode)
 	resp := &shoespb.AddInstanceResponse{
@@ -190,7 +204,7 @@ func (s *server) DeleteInstance(ctx context.Context, req *shoespb.DeleteInstance
 
 func (s *server) deleteInstance(ctx context.Context, req *shoespb.DeleteInstanceRequest, c *Call) (*shoespb.DeleteInstanceResponse, error) {
 	defer s.inflight.Add(-1)
-	if err := s.begin(ctx, c); err != nil {
+	if err := s.begin(ctx, c, nil); err != nil {
 		return nil, err
 	}
 	err := s.instances.remove(req.GetCloudId())
@@ -206,9 +220,14 @@ func (s *server) deleteInstance(ctx context.Context, req *shoespb.DeleteInstance
 }
 
 // begin applies the injected behaviour shared by both methods: the
-// one-call-at-a-time check, latency, crash, hang and failures. The caller
-// must decrement inflight when done.
-func (s *server) begin(ctx context.Context, c *Call) error {
+// one-call-at-a-time check, latency, crash, hang and failures; then it runs
+// work, the call's own. A call takes the latency with its work included,
+// as a real plugin's does: work runs at the start and the latency's rest
+// is waited out after it. A call that crashes, hangs or fails waits the
+// latency, then faults, and never runs work. The caller must decrement
+// inflight when done.
+func (s *server) begin(ctx context.Context, c *Call, work func() error) error {
+	deadline := time.Now().Add(s.cfg.Latency)
 	if s.inflight.Add(1) > 1 {
 		return status.Error(codes.FailedPrecondition, "shoesfake: concurrent RPCs on one plugin process")
 	}
@@ -222,8 +241,14 @@ func (s *server) begin(ctx context.Context, c *Call) error {
 	if err != nil {
 		return status.Error(codes.Internal, err.Error())
 	}
-	if s.cfg.Latency > 0 {
-		t := time.NewTimer(s.cfg.Latency)
+	crash := s.cfg.CrashOnCall > 0 && n == s.cfg.CrashOnCall
+	hang := s.cfg.Hang == c.Method
+	var workErr error
+	if work != nil && !crash && !hang && !fail {
+		workErr = work()
+	}
+	if wait := time.Until(deadline); wait > 0 {
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -231,13 +256,13 @@ func (s *server) begin(ctx context.Context, c *Call) error {
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	if s.cfg.CrashOnCall > 0 && n == s.cfg.CrashOnCall {
+	if crash {
 		c.Code = "Crash"
 		s.record(c)
 		s.log.Warn("crashing on purpose", "call", n)
 		os.Exit(2)
 	}
-	if s.cfg.Hang == c.Method {
+	if hang {
 		c.Code = "Hang"
 		s.record(c)
 		s.log.Warn("hanging on purpose", "method", c.Method)
@@ -246,7 +271,7 @@ func (s *server) begin(ctx context.Context, c *Call) error {
 	if fail {
 		return status.Errorf(s.cfg.FailCode, "shoesfake: injected %s failure (call %d)", s.cfg.FailCode, n)
 	}
-	return nil
+	return workErr
 }
 
 // finish records a call's outcome.

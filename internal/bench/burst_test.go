@@ -1,0 +1,155 @@
+//go:build bench
+
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/demo"
+)
+
+// burst is one demo configuration.
+type burst struct {
+	jobs, targets, concurrency, maxRunners, minRunners int
+	latency, jobDuration                               time.Duration
+	mode                                               string
+}
+
+func (b burst) args() []string {
+	return []string{"demo", "--json",
+		"--jobs", strconv.Itoa(b.jobs), "--targets", strconv.Itoa(b.targets),
+		"--plugin-latency", b.latency.String(), "--job-duration", b.jobDuration.String(),
+		"--provision-concurrency", strconv.Itoa(b.concurrency),
+		"--max-runners", strconv.Itoa(b.maxRunners), "--min-runners", strconv.Itoa(b.minRunners),
+		"--plugin-mode", b.mode, "--timeout", "15m",
+	}
+}
+
+// demoRun is the outcome of one demo process.
+type demoRun struct {
+	rep demo.Report
+	// cpu is the CPU time of the demo process and its plugin processes;
+	// others is what the rest of the machine used meanwhile (noise).
+	cpu, others float64
+}
+
+// runDemo runs the demo binary with b and returns its report. A demo that
+// fails (a job not completed, an instance leaked) fails the test.
+func runDemo(t *testing.T, b burst) demoRun {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(binary, b.args()...)
+	cmd.Env = childEnv("TMPDIR=" + t.TempDir())
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	before := sampleCPU()
+	err := cmd.Run()
+	after := sampleCPU()
+	var r demoRun
+	if jerr := json.Unmarshal(out.Bytes(), &r.rep); jerr != nil {
+		t.Fatalf("demo %v: %v (%v)\nstderr:\n%s", b.args(), jerr, err, errOut.String())
+	}
+	if err != nil {
+		t.Errorf("demo %v failed: %v\n%s", b.args(), err, errOut.String())
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	r.others = max(0, busySeconds(before, after)-r.cpu)
+	return r
+}
+
+// burstRow runs b runs() times and formats a table row of medians.
+func burstRow(t *testing.T, label string, b burst, n int) string {
+	t.Helper()
+	var allUp, ratio, provP50, provP99, startP50, startP99, wall, cpu, others []float64
+	for i := range n {
+		r := runDemo(t, b)
+		t.Logf("%s run %d/%d: all up %.2fs (ratio %.3f), provision p50/p99 %d/%d ms, job start p50/p99 %d/%d ms, wall %.2fs, cpu %.1fs, others %.1fs",
+			label, i+1, n, r.rep.AllUpSeconds, r.rep.RatioToBound, r.rep.ProvisionP50MS, r.rep.ProvisionP99MS,
+			r.rep.JobStartP50MS, r.rep.JobStartP99MS, r.rep.WallSeconds, r.cpu, r.others)
+		allUp = append(allUp, r.rep.AllUpSeconds)
+		ratio = append(ratio, r.rep.RatioToBound)
+		provP50 = append(provP50, float64(r.rep.ProvisionP50MS)/1000)
+		provP99 = append(provP99, float64(r.rep.ProvisionP99MS)/1000)
+		startP50 = append(startP50, float64(r.rep.JobStartP50MS)/1000)
+		startP99 = append(startP99, float64(r.rep.JobStartP99MS)/1000)
+		wall = append(wall, r.rep.WallSeconds)
+		cpu = append(cpu, r.cpu)
+		others = append(others, r.others)
+	}
+	bound := demo.Bound(b.jobs, b.concurrency, b.latency).Seconds()
+	up, r := spread(allUp, "%.2f"), spread(ratio, "%.3f")
+	if median(allUp) == 0 { // a warm pool: the instances were up before the jobs
+		up, r = "— (up before the jobs)", "—"
+	}
+	return fmt.Sprintf("| %s | %s | %d | %s | %.1f | %s | %.2f / %.2f | %.2f / %.2f | %.1f | %.1f | %.1f |\n",
+		label, b.mode, n, up, bound, r,
+		median(provP50), median(provP99), median(startP50), median(startP99), median(wall), median(cpu), median(others))
+}
+
+const burstHeader = `| configuration | plugin mode | runs | all up (s), median (range) | bound (s) | ratio to bound | provision p50 / p99 (s) | job start p50 / p99 (s) | wall (s) | CPU, ours (s) | CPU, others (s) |
+|---|---|---|---|---|---|---|---|---|---|---|
+`
+
+// P1: a burst of 500 jobs over 10 targets; all instances up against the
+// bound ceil(N/C)·L, swept over the provisioning concurrency C and the
+// plugin latency L.
+func TestP1Burst(t *testing.T) {
+	base := burst{jobs: 500, targets: 10, concurrency: 64, maxRunners: 100,
+		latency: time.Second, jobDuration: 2 * time.Second, mode: demo.PluginModeInProcess}
+	type cfg struct {
+		label string
+		b     burst
+		runs  int
+	}
+	with := func(f func(*burst)) burst { b := base; f(&b); return b }
+	// The headline configuration gets more runs than the sweep, unless
+	// BENCH_RUNS says otherwise.
+	headline, sweep := runs(), runs()
+	if os.Getenv("BENCH_RUNS") == "" && !quick() {
+		headline, sweep = 5, 2
+	}
+	cfgs := []cfg{{"C=64 L=1s", base, headline}}
+	if !quick() {
+		for _, c := range []int{8, 32, 128} {
+			cfgs = append(cfgs, cfg{fmt.Sprintf("C=%d L=1s", c), with(func(b *burst) { b.concurrency = c }), sweep})
+		}
+		for _, l := range []time.Duration{200 * time.Millisecond, 3 * time.Second} {
+			cfgs = append(cfgs, cfg{fmt.Sprintf("C=64 L=%s", l), with(func(b *burst) { b.latency = l }), sweep})
+		}
+		// The whole path once: 500 setup scripts under bash, 500 runner
+		// processes.
+		cfgs = append(cfgs, cfg{"C=64 L=1s", with(func(b *burst) { b.mode = demo.PluginModeScript }), 1})
+	}
+	var rows strings.Builder
+	for _, c := range cfgs {
+		rows.WriteString(burstRow(t, c.label, c.b, c.runs))
+	}
+	report(t, "\n### P1 burst: %d jobs over %d targets, jobs of %s, --max-runners %d, --plugin-pool-size default (2 x C)\n\n%s%s",
+		base.jobs, base.targets, base.jobDuration, base.maxRunners, burstHeader, rows.String())
+}
+
+// P2: a warm pool (--min-runners at least the burst per target): jobs
+// start on idle runners, not after an AddInstance.
+func TestP2WarmPool(t *testing.T) {
+	warm := burst{jobs: 100, targets: 10, concurrency: 64, maxRunners: 20, minRunners: 10,
+		latency: time.Second, jobDuration: 2 * time.Second, mode: demo.PluginModeInProcess}
+	var rows strings.Builder
+	rows.WriteString(burstRow(t, "warm: --min-runners 10", warm, runs()))
+	if !quick() {
+		cold := warm
+		cold.minRunners = 0
+		rows.WriteString(burstRow(t, "cold: --min-runners 0", cold, runs()))
+	}
+	report(t, "\n### P2 warm pool: %d jobs over %d targets (%d per target), --plugin-latency %s, --max-runners %d\n\n%s%s",
+		warm.jobs, warm.targets, warm.jobs/warm.targets, warm.latency, warm.maxRunners, burstHeader, rows.String())
+}

@@ -1,0 +1,89 @@
+//go:build bench
+
+package bench
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// P4: 200 targets, idle, their long-polls held open by the sim (50s, as
+// GitHub does): the RSS and CPU of the run process, per target.
+func TestP4Footprint(t *testing.T) {
+	const targets = 200
+	window, sampleEvery := 2*time.Minute, 5*time.Second
+	if quick() {
+		window = 30 * time.Second
+	}
+	dir := t.TempDir()
+	sim := startSim(t, dir, "--poll-hold", "50s", "--targets", strings.Join(scopes("idle-org-", targets), ","))
+	stateFile := filepath.Join(dir, "state.db")
+	started := time.Now()
+	run := start(t, filepath.Join(dir, "run.log"), pluginEnv(dir), nil,
+		sim.runArgs(pluginWrapper(t, dir), stateFile, freeAddr(t), "--poll-hold", "50s", "--log-level", "warn",
+			"--runner-base-directory", filepath.Join(dir, "runners"))...)
+	if !poll(3*time.Minute, 100*time.Millisecond, func() bool {
+		n := 0
+		for _, ss := range sim.state(t).ScaleSets {
+			if ss.Session != nil {
+				n++
+			}
+		}
+		return n == targets
+	}) {
+		t.Fatalf("not listening on %d targets after 3m:\n%s", targets, tailFile(run.logPath, 30))
+	}
+	ready := time.Since(started)
+	startupCPU, err := processCPU(run.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Let the start settle (first polls, GC) before the window.
+	time.Sleep(5 * time.Second)
+
+	cpu0, err := processCPU(run.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	var rss []float64
+	for time.Since(t0) < window {
+		b, err := processRSS(run.pid())
+		if err != nil {
+			t.Fatalf("run exited: %v\n%s", err, tailFile(run.logPath, 30))
+		}
+		rss = append(rss, float64(b)/(1<<20))
+		time.Sleep(min(sampleEvery, window-time.Since(t0)))
+	}
+	cpu1, err := processCPU(run.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(t0).Seconds()
+	cpu := cpu1 - cpu0
+	last := rss[len(rss)-1]
+	polls := sim.state(t).Calls["GET /_broker/{id}/{sid}/messages"]
+	run.terminate(t, 60*time.Second)
+
+	report(t, "\n### P4 footprint: %d idle targets, long-polls held 50s by the sim (sim serve + run, no jobs)\n\n"+
+		"| figure | value |\n|---|---|\n"+
+		"| start → listening on every target | %.1f s (CPU %.1f s) |\n"+
+		"| window | %.0f s, RSS sampled every %s |\n"+
+		"| RSS of run (VmRSS), last / max | %.1f / %.1f MiB |\n"+
+		"| RSS per target | %.0f KiB |\n"+
+		"| CPU of run in the window (utime+stime) | %.2f s = %.2f%% of one core |\n"+
+		"| CPU per target | %.2f ms/s |\n"+
+		"| message polls answered by the sim (whole run) | %d |\n",
+		targets, ready.Seconds(), startupCPU, elapsed, sampleEvery, last, maxOf(rss), last*1024/targets,
+		cpu, 100*cpu/elapsed, 1000*cpu/elapsed/targets, polls)
+}
+
+func maxOf(xs []float64) float64 {
+	m := 0.0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
