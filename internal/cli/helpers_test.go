@@ -16,10 +16,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
 )
 
@@ -193,19 +193,7 @@ func writeCLIPluginWrapper(t *testing.T, dir string) string {
 
 // killCLIInstances kills the process groups of the instances the fake
 // plugin left running under stateDir.
-func killCLIInstances(stateDir string) {
-	entries, _ := os.ReadDir(stateDir)
-	for _, ent := range entries {
-		b, err := os.ReadFile(filepath.Join(stateDir, ent.Name(), "pgid"))
-		if err != nil {
-			continue
-		}
-		var pgid int
-		if _, err := fmt.Sscan(string(b), &pgid); err == nil && pgid > 1 {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	}
-}
+func killCLIInstances(stateDir string) { shoesfake.KillAll(stateDir) }
 
 // cliTail returns the last n lines of s.
 func cliTail(s string, n int) string {

@@ -210,19 +210,7 @@ func (e *testEnv) stop() {
 }
 
 // killInstances kills whatever the fake plugin left running.
-func (e *testEnv) killInstances() {
-	entries, _ := os.ReadDir(e.pluginDir)
-	for _, ent := range entries {
-		b, err := os.ReadFile(filepath.Join(e.pluginDir, ent.Name(), "pgid"))
-		if err != nil {
-			continue
-		}
-		var pgid int
-		if _, err := fmt.Sscan(string(b), &pgid); err == nil && pgid > 1 {
-			_ = killGroup(pgid)
-		}
-	}
-}
+func (e *testEnv) killInstances() { shoesfake.KillAll(e.pluginDir) }
 
 func (e *testEnv) queueJobs(scope string, count int, duration time.Duration) {
 	e.t.Helper()

@@ -23,8 +23,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
@@ -207,18 +205,7 @@ func (f files) cleanup() {
 
 // killInstances kills the process group of every instance the fake plugin
 // left: instances of runners kept idle, or of an interrupted run.
-func killInstances(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "pgid"))
-		if err != nil {
-			continue
-		}
-		if pgid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pgid > 1 {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	}
-}
+func killInstances(dir string) { shoesfake.KillAll(dir) }
 
 // FreeLoopbackAddr returns a loopback address with a port that was free a
 // moment ago.

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -305,18 +304,7 @@ func (s *scenario) dumpLogs() {
 
 // killInstances kills the process groups of the instances the fake plugin
 // left running.
-func (s *scenario) killInstances() {
-	entries, _ := os.ReadDir(s.pluginDir)
-	for _, ent := range entries {
-		b, err := os.ReadFile(filepath.Join(s.pluginDir, ent.Name(), "pgid"))
-		if err != nil {
-			continue
-		}
-		if pgid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pgid > 1 {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	}
-}
+func (s *scenario) killInstances() { shoesfake.KillAll(s.pluginDir) }
 
 // runArgs are the flags of every run process of the scenario.
 func (s *scenario) runArgs(addr string) []string {

@@ -5,9 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -204,18 +201,7 @@ func (pl *plugin) scriptExit(t *testing.T, cloudID string) shoesfake.Call {
 }
 
 // killInstances kills the process group of every instance in stateDir.
-func killInstances(stateDir string) {
-	files, _ := filepath.Glob(filepath.Join(stateDir, "*", "pgid"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if pgid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pgid > 1 {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	}
-}
+func killInstances(stateDir string) { shoesfake.KillAll(stateDir) }
 
 // render renders the setup script for one runner, with the default main
 // template when tmpl is "".

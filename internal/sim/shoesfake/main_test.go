@@ -104,18 +104,7 @@ func (e *env) scriptExit(t *testing.T, cloudID string) shoesfake.Call {
 	return ev
 }
 
-func killInstances(stateDir string) {
-	files, _ := filepath.Glob(filepath.Join(stateDir, "*", "pgid"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if pgid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pgid > 1 {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	}
-}
+func killInstances(stateDir string) { shoesfake.KillAll(stateDir) }
 
 func add(t *testing.T, h *shoes.Host, script string) shoes.Instance {
 	t.Helper()
