@@ -1,6 +1,7 @@
-// Command profdemo is shoes-scaleset with CPU profiling: every process it
-// runs as (the demo, and its plugin processes, which re-execute it) writes
-// $BENCH_CPUPROFILE_DIR/<command>-<pid>.pprof when that variable is set.
+// Command profdemo is shoes-scaleset with CPU and lock profiling: every
+// process it runs as (the demo, and its plugin processes, which re-execute
+// it) writes $BENCH_CPUPROFILE_DIR/<command>-<pid>.pprof (CPU) and
+// <command>-<pid>.mutex.pprof (contended mutexes) when that variable is set.
 // It is how the overheads in docs/performance.md were found:
 //
 //	go build -o /tmp/profdemo ./internal/bench/cmd/profdemo
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -38,6 +40,15 @@ func run() int {
 			defer f.Close()
 			defer pprof.StopCPUProfile()
 		}
+		// Lock contention too: every contended sync.Mutex, with the time
+		// its waiters spent.
+		runtime.SetMutexProfileFraction(1)
+		defer func() {
+			if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.mutex.pprof", name, os.Getpid()))); err == nil {
+				_ = pprof.Lookup("mutex").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
