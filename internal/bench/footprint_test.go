@@ -75,7 +75,7 @@ func TestP4Footprint(t *testing.T) {
 		"| RSS per target | %.0f KiB |\n"+
 		"| CPU of run in the window (utime+stime) | %.2f s = %.2f%% of one core |\n"+
 		"| CPU per target | %.2f ms/s |\n"+
-		"| message polls answered by the sim (whole run) | %d |\n",
+		"| message polls received by the sim (whole run) | %d |\n",
 		targets, ready.Seconds(), startupCPU, elapsed, sampleEvery, last, maxOf(rss), last*1024/targets,
 		cpu, 100*cpu/elapsed, 1000*cpu/elapsed/targets, polls)
 }

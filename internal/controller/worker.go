@@ -331,37 +331,21 @@ func (w *targetWorker) handleMessage(ctx context.Context, set *scaleSetState, se
 func (w *targetWorker) applyMessage(set *scaleSetState, msg *github.Message) error {
 	set.countMu.Lock()
 	defer set.countMu.Unlock()
-	// Each entry is one store update, about its own runner. The entries of
-	// a kind are applied at once, so that their updates share commits: a
-	// burst's message starts dozens of jobs, and one commit each, in turn,
-	// held countMu and the poll for as many fsyncs. Started entries go
-	// before completed ones: a job can start and complete in one message.
-	if err := applyEach(msg.Started, func(m *scaleset.JobStarted) error { return w.c.onJobStarted(set, m) }); err != nil {
-		return err
+	for _, m := range msg.Started {
+		if err := w.c.onJobStarted(set, m); err != nil {
+			return err
+		}
 	}
-	if err := applyEach(msg.Completed, func(m *scaleset.JobCompleted) error { return w.c.onJobCompleted(set, m) }); err != nil {
-		return err
+	for _, m := range msg.Completed {
+		if err := w.c.onJobCompleted(set, m); err != nil {
+			return err
+		}
 	}
 	if err := w.c.store.SetLastMessageID(set.id, msg.ID); err != nil {
 		return fmt.Errorf("store last message id: %w", err)
 	}
 	set.setStatistics(msg.Statistics, w.c.cfg)
 	return nil
-}
-
-// applyEach calls fn for every item, at once, and waits for all of them;
-// it returns their errors joined.
-func applyEach[T any](items []T, fn func(T) error) error {
-	if len(items) == 1 {
-		return fn(items[0])
-	}
-	errs := make([]error, len(items))
-	var wg sync.WaitGroup
-	for i, it := range items {
-		wg.Go(func() { errs[i] = fn(it) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // maxPollRetries is how many failed polls in a row are retried on the
