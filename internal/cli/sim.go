@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 )
 
@@ -31,16 +32,21 @@ serve on loopback only.`,
 }
 
 type simServeOptions struct {
-	Listen        string
-	Acquire       bool
-	PollHold      time.Duration
-	TokenTTL      time.Duration
-	AssignTimeout time.Duration
-	Targets       []string
-	ResourceType  string
-	AppID         int64
-	AppKeyFile    string
-	LogLevel      string
+	Listen           string
+	Acquire          bool
+	PollHold         time.Duration
+	TokenTTL         time.Duration
+	AssignTimeout    time.Duration
+	SessionTTL       time.Duration
+	ReofferInterval  time.Duration
+	BOM              bool
+	DropCustomLabels bool
+	NoAckThrough     bool
+	Targets          []string
+	ResourceType     string
+	AppID            int64
+	AppKeyFile       string
+	LogLevel         string
 }
 
 func newSimServeCmd(s streams) *cobra.Command {
@@ -50,12 +56,21 @@ func newSimServeCmd(s streams) *cobra.Command {
 		Short: "Serve the fake GitHub/Actions service and the fake myshoes on one loopback address",
 		Long: `Serve the fake GitHub (API at /api/v3), Actions service and broker, and the
 fake myshoes (at /myshoes) on one address, with the control API at /_sim:
-  POST /_sim/jobs {"scope","count","duration_ms","labels"}   queue jobs
-  POST /_sim/faults {"match":"<METHOD> <path regex>","status","times","delay_ms","drop"}
-  GET  /_sim/state                                            jobs, sessions, runners, violations
-  PUT  /myshoes/_sim/targets [{"scope","resource_type","status"}]  replace the targets
-It prints the --github-url and --myshoes-url to give shoes-scaleset run, and
-the key file to give it as --github-private-key-path.`,
+  POST   /_sim/jobs {"scope","count","duration_ms","labels"}   queue jobs
+  POST   /_sim/faults {"match":"<METHOD> <path regex>","status","times","delay_ms",
+                       "drop","headers":{"Retry-After":"5"},"empty_body"}
+         the next "times" matching calls (0: until cleared) are delayed, then
+         dropped, or answered "status" with the headers and an error body, or
+         with no body at all ("empty_body")
+  DELETE /_sim/faults                                         clear the faults
+  POST   /_sim/sessions/evict [{"scale_set_ids":[1,2]}]       evict message sessions
+         (none given: every live one) as GitHub does -> {"evicted":N}
+  GET    /_sim/state                                          jobs, sessions, runners, violations
+  GET    /_sim/requests[?route=<pattern>&since=<RFC 3339>]    answered requests: route, status, times
+  PUT    /myshoes/_sim/targets [{"scope","resource_type","status"}]  replace the targets
+The GitHub App is installed for the targets' owners, also for targets added
+later. It prints the --github-url and --myshoes-url to give shoes-scaleset
+run, and the key file to give it as --github-private-key-path.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSimServe(cmd.Context(), s, opts)
@@ -64,9 +79,14 @@ the key file to give it as --github-private-key-path.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.Listen, "listen", "127.0.0.1:0", "loopback address to serve on; port 0 picks a free port")
 	f.BoolVar(&opts.Acquire, "acquire", false, "GHES mode: jobs are offered as JobAvailable and must be acquired")
-	f.DurationVar(&opts.PollHold, "poll-hold", 50*time.Second, "how long the broker holds an empty long-poll")
-	f.DurationVar(&opts.TokenTTL, "token-ttl", time.Hour, "lifetime of message-queue tokens")
-	f.DurationVar(&opts.AssignTimeout, "assign-timeout", 5*time.Minute, "an assigned job with no runner for this long is canceled and queued again")
+	f.DurationVar(&opts.PollHold, "poll-hold", actionsfake.DefaultPollHold, "how long the broker holds an empty long-poll")
+	f.DurationVar(&opts.TokenTTL, "token-ttl", actionsfake.DefaultQueueTokenTTL, "lifetime of message-queue tokens")
+	f.DurationVar(&opts.AssignTimeout, "assign-timeout", actionsfake.DefaultAssignTimeout, "an assigned job with no runner for this long is canceled and queued again")
+	f.DurationVar(&opts.SessionTTL, "session-ttl", actionsfake.DefaultSessionTTL, "a message session nobody polls for this long expires, as GitHub's do; negative: never")
+	f.DurationVar(&opts.ReofferInterval, "reoffer-interval", actionsfake.DefaultReofferInterval, "with --acquire, how often a job offered and not acquired is offered again")
+	f.BoolVar(&opts.BOM, "bom", false, "start every GitHub API, Actions service and broker body with a UTF-8 BOM, as the Actions service may")
+	f.BoolVar(&opts.DropCustomLabels, "drop-custom-labels", false, "GHES 3.18-3.20 without the DistributedTask.AllowRunnerScaleSetCustomLabels feature flag: a scale set keeps only its name as label")
+	f.BoolVar(&opts.NoAckThrough, "no-ack-through", false, "lastMessageId=N on a poll does not ack messages up to N; only DELETE acks")
 	f.StringSliceVar(&opts.Targets, "targets", []string{"org-a"}, "scopes myshoes lists at start: org or owner/repo, comma-separated")
 	f.StringVar(&opts.ResourceType, "resource-type", "small", "resource type of the initial targets")
 	f.Int64Var(&opts.AppID, "app-id", 4242, "GitHub App ID the fake accepts")
@@ -81,15 +101,20 @@ func runSimServe(ctx context.Context, s streams, o *simServeOptions) error {
 		return usageErrorf("--log-level: %v", err)
 	}
 	cfg := sim.Config{
-		Listen:        o.Listen,
-		AppID:         o.AppID,
-		Acquire:       o.Acquire,
-		PollHold:      o.PollHold,
-		QueueTokenTTL: o.TokenTTL,
-		AssignTimeout: o.AssignTimeout,
-		Targets:       o.Targets,
-		ResourceType:  o.ResourceType,
-		Logger:        logger,
+		Listen:           o.Listen,
+		AppID:            o.AppID,
+		Acquire:          o.Acquire,
+		PollHold:         o.PollHold,
+		QueueTokenTTL:    o.TokenTTL,
+		AssignTimeout:    o.AssignTimeout,
+		SessionTTL:       o.SessionTTL,
+		ReofferInterval:  o.ReofferInterval,
+		BOM:              o.BOM,
+		DropCustomLabels: o.DropCustomLabels,
+		NoAckThrough:     o.NoAckThrough,
+		Targets:          o.Targets,
+		ResourceType:     o.ResourceType,
+		Logger:           logger,
 	}
 	keyFile := o.AppKeyFile
 	if keyFile != "" {

@@ -43,6 +43,10 @@ type Config struct {
 	// MaxAssignAttempts is how often a job is assigned before an assign
 	// timeout cancels it for good (default 3, as GitHub).
 	MaxAssignAttempts int
+	// SessionTTL, ReofferInterval, BOM, DropCustomLabels and NoAckThrough
+	// are those of actionsfake.Config.
+	SessionTTL, ReofferInterval         time.Duration
+	BOM, DropCustomLabels, NoAckThrough bool
 	// Targets are the scopes myshoes lists at start.
 	Targets []string
 	// ResourceType of the initial targets (default "small").
@@ -111,6 +115,13 @@ func Start(cfg Config) (*World, error) {
 	if pub == nil {
 		pub = &key.PublicKey
 	}
+	// GitHub lists every installation of the app: the targets' owners are
+	// installed from the start, and those of targets added later when they
+	// are added.
+	owners := make([]string, 0, len(cfg.Targets))
+	for _, scope := range cfg.Targets {
+		owners = append(owners, myshoes.Target{Scope: scope}.Owner())
+	}
 	actions, err := actionsfake.New(actionsfake.Config{
 		AppID:             cfg.AppID,
 		AppPublicKey:      pub,
@@ -120,6 +131,12 @@ func Start(cfg Config) (*World, error) {
 		QueueTokenTTL:     cfg.QueueTokenTTL,
 		AssignTimeout:     cfg.AssignTimeout,
 		MaxAssignAttempts: cfg.MaxAssignAttempts,
+		SessionTTL:        cfg.SessionTTL,
+		ReofferInterval:   cfg.ReofferInterval,
+		BOM:               cfg.BOM,
+		DropCustomLabels:  cfg.DropCustomLabels,
+		NoAckThrough:      cfg.NoAckThrough,
+		Installations:     owners,
 		Logger:            cfg.Logger.With("fake", "actions"),
 	})
 	if err != nil {
@@ -129,6 +146,13 @@ func Start(cfg Config) (*World, error) {
 	for _, scope := range cfg.Targets {
 		ms.AddTarget(scope, cfg.ResourceType)
 	}
+	ms.OnTargetsChanged(func(targets []myshoes.Target) {
+		owners := make([]string, 0, len(targets))
+		for _, t := range targets {
+			owners = append(owners, t.Owner())
+		}
+		actions.Install(owners...)
+	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -29,16 +29,34 @@ type scaleSet struct {
 	deleted       bool
 
 	session *session
-	jobs    []*job    // unfinished jobs offered to this scale set
+	jobs    []*job    // unfinished jobs of this scale set
+	backlog []*job    // queued beyond the reported capacity (FIFO)
 	waiting []*job    // assigned, waiting for a runner (FIFO)
 	idle    []*runner // online idle runners (FIFO)
 	runners []*runner // registered runners (JIT issued, not done or removed)
 
 	completedJobs, canceledJobs int
 
+	// load counts the jobs offered and not finished (available, acquired,
+	// assigned, running), which the reported capacity bounds; active the
+	// assigned and running ones. See pump and release.
+	load, active, peakAssigned int
+	sessionsCreated, evictions int
+
 	broker    broker
 	notify    signal // new broker entries or session change
 	conflicts int
+}
+
+// release takes j out of load and active as it leaves an offered state. Lock held.
+func (ss *scaleSet) release(j *job) {
+	switch j.state {
+	case jobAssigned, jobRunning:
+		ss.active--
+		ss.load--
+	case jobAvailable, jobAcquired:
+		ss.load--
+	}
 }
 
 // hasLabels reports whether the scale set carries every wanted label; its
@@ -101,7 +119,7 @@ func (s *Server) scaleSetInScope(w http.ResponseWriter, r *http.Request, scope s
 	id, err := strconv.Atoi(r.PathValue("id"))
 	ss, ok := s.scaleSets[id]
 	if err != nil || !ok || !sameScope(ss.scope, scope) {
-		writeActionsError(w, http.StatusNotFound, "RunnerScaleSetNotFoundException",
+		writeActionsError(w, http.StatusNotFound, exScaleSetNotFound,
 			"runner scale set %q not found", r.PathValue("id"))
 		return nil, false
 	}
@@ -161,7 +179,7 @@ func (s *Server) handleListScaleSets(w http.ResponseWriter, r *http.Request, sco
 	if g := q.Get("runnerGroupId"); g != "" {
 		var err error
 		if groupID, err = strconv.Atoi(g); err != nil {
-			writeActionsError(w, http.StatusBadRequest, "ArgumentException", "invalid runnerGroupId %q", g)
+			writeActionsError(w, http.StatusBadRequest, exArgument, "invalid runnerGroupId %q", g)
 			return
 		}
 	}
@@ -189,19 +207,45 @@ func (s *Server) handleGetScaleSet(w http.ResponseWriter, r *http.Request, scope
 	writeJSON(w, http.StatusOK, s.scaleSetJSON(r, ss))
 }
 
-// normalizeLabels applies the "System" default type and rejects empty names.
-func normalizeLabels(in []label) ([]label, bool) {
+// Label types GitHub knows.
+const (
+	labelTypeSystem = "System"
+	labelTypeUser   = "User"
+)
+
+// normalizeLabels applies the "System" default type (the library sets it
+// before sending, too) and checks names and types; it writes a 400 itself.
+func normalizeLabels(w http.ResponseWriter, in []label) ([]label, bool) {
 	out := make([]label, 0, len(in))
 	for _, l := range in {
-		if l.Name == "" {
+		switch {
+		case l.Name == "":
+			writeActionsError(w, http.StatusBadRequest, exArgument, "label names must not be empty")
 			return nil, false
-		}
-		if l.Type == "" {
-			l.Type = "System"
+		case l.Type == "", strings.EqualFold(l.Type, labelTypeSystem):
+			l.Type = labelTypeSystem
+		case strings.EqualFold(l.Type, labelTypeUser):
+			l.Type = labelTypeUser
+		default:
+			// GitHub parses the type into an enum and fails on a null one.
+			writeActionsError(w, http.StatusBadRequest, exArgumentNull,
+				"Value cannot be null. (Parameter 'type'): label %q has type %q, not System or User", l.Name, l.Type)
+			return nil, false
 		}
 		out = append(out, l)
 	}
 	return out, true
+}
+
+// storedLabels is what the scale set named name keeps of the labels sent.
+// GHES 3.18-3.20 without the DistributedTask.AllowRunnerScaleSetCustomLabels
+// feature flag keep only the name, silently (the actions/scaleset README,
+// on GHES labels).
+func (s *Server) storedLabels(name string, sent []label) []label {
+	if s.cfg.DropCustomLabels {
+		return []label{{Type: labelTypeSystem, Name: name}}
+	}
+	return sent
 }
 
 // duplicateName returns the live scale set that already uses name in the
@@ -218,30 +262,29 @@ func (s *Server) duplicateName(scope string, groupID int, name string, except *s
 func (s *Server) handleCreateScaleSet(w http.ResponseWriter, r *http.Request, scope string) {
 	var body scaleSetJSON
 	if err := decodeBody(r, &body); err != nil {
-		writeActionsError(w, http.StatusBadRequest, "ArgumentException", "%s", err)
+		writeActionsError(w, http.StatusBadRequest, exArgument, "%s", err)
 		return
 	}
 	if body.Name == "" {
-		writeActionsError(w, http.StatusBadRequest, "ArgumentException", "name is required")
+		writeActionsError(w, http.StatusBadRequest, exArgument, "name is required")
 		return
 	}
 	if body.RunnerGroupID == 0 {
 		body.RunnerGroupID = defaultGroupID
 	}
 	if body.RunnerGroupID != defaultGroupID {
-		writeActionsError(w, http.StatusNotFound, "RunnerGroupNotFoundException", "runner group %d not found", body.RunnerGroupID)
+		writeActionsError(w, http.StatusNotFound, exRunnerGroupNotFound, "runner group %d not found", body.RunnerGroupID)
 		return
 	}
-	labels, ok := normalizeLabels(body.Labels)
+	labels, ok := normalizeLabels(w, body.Labels)
 	if !ok {
-		writeActionsError(w, http.StatusBadRequest, "ArgumentException", "label names must not be empty")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if dup := s.duplicateName(scope, body.RunnerGroupID, body.Name, nil); dup != nil {
 		dup.conflicts++
-		writeActionsError(w, http.StatusConflict, "RunnerScaleSetExistsException",
+		writeActionsError(w, http.StatusConflict, exScaleSetExists,
 			"a runner scale set named %q already exists in runner group %d", body.Name, body.RunnerGroupID)
 		return
 	}
@@ -251,7 +294,7 @@ func (s *Server) handleCreateScaleSet(w http.ResponseWriter, r *http.Request, sc
 		name:          body.Name,
 		scope:         scope,
 		groupID:       body.RunnerGroupID,
-		labels:        labels,
+		labels:        s.storedLabels(body.Name, labels),
 		disableUpdate: body.RunnerSetting.DisableUpdate,
 		createdOn:     s.now().UTC(),
 	}
@@ -264,12 +307,11 @@ func (s *Server) handleCreateScaleSet(w http.ResponseWriter, r *http.Request, sc
 func (s *Server) handleUpdateScaleSet(w http.ResponseWriter, r *http.Request, scope string) {
 	var body scaleSetJSON
 	if err := decodeBody(r, &body); err != nil {
-		writeActionsError(w, http.StatusBadRequest, "ArgumentException", "%s", err)
+		writeActionsError(w, http.StatusBadRequest, exArgument, "%s", err)
 		return
 	}
-	labels, ok := normalizeLabels(body.Labels)
+	labels, ok := normalizeLabels(w, body.Labels)
 	if !ok {
-		writeActionsError(w, http.StatusBadRequest, "ArgumentException", "label names must not be empty")
 		return
 	}
 	s.mu.Lock()
@@ -283,7 +325,7 @@ func (s *Server) handleUpdateScaleSet(w http.ResponseWriter, r *http.Request, sc
 		groupID = body.RunnerGroupID
 	}
 	if groupID != defaultGroupID {
-		writeActionsError(w, http.StatusNotFound, "RunnerGroupNotFoundException", "runner group %d not found", groupID)
+		writeActionsError(w, http.StatusNotFound, exRunnerGroupNotFound, "runner group %d not found", groupID)
 		return
 	}
 	name := ss.name
@@ -292,13 +334,13 @@ func (s *Server) handleUpdateScaleSet(w http.ResponseWriter, r *http.Request, sc
 	}
 	if dup := s.duplicateName(scope, groupID, name, ss); dup != nil {
 		dup.conflicts++
-		writeActionsError(w, http.StatusConflict, "RunnerScaleSetExistsException",
+		writeActionsError(w, http.StatusConflict, exScaleSetExists,
 			"a runner scale set named %q already exists in runner group %d", name, groupID)
 		return
 	}
 	ss.name, ss.groupID = name, groupID
-	if body.Labels != nil {
-		ss.labels = labels
+	if body.Labels != nil || s.cfg.DropCustomLabels {
+		ss.labels = s.storedLabels(name, labels)
 	}
 	ss.disableUpdate = body.RunnerSetting.DisableUpdate
 	s.dispatchScopeQueue()
@@ -335,7 +377,7 @@ func (s *Server) deleteScaleSet(ss *scaleSet) {
 		j.ss, j.state = nil, jobQueued
 		requeue = append(requeue, j)
 	}
-	ss.jobs, ss.waiting = nil, nil
+	ss.jobs, ss.waiting, ss.backlog = nil, nil, nil
 	for _, rn := range slices.Clone(ss.runners) {
 		s.retireRunner(rn, runnerRemoved)
 	}

@@ -108,7 +108,7 @@ func (s *Server) admin(h adminHandler) http.HandlerFunc {
 		}
 		scope, err := s.verifyAdminToken(authToken(r, "Bearer"))
 		if err != nil {
-			writeActionsError(w, http.StatusUnauthorized, "VssUnauthorizedException", "%s", err)
+			writeActionsError(w, http.StatusUnauthorized, exUnauthorized, "%s", err)
 			return
 		}
 		h(w, r, scope)
@@ -123,6 +123,6 @@ func (s *Server) checkAPIVersion(w http.ResponseWriter, r *http.Request) bool {
 	s.mu.Lock()
 	s.violate(ViolationMissingAPIVersion, "%s %s", r.Method, r.URL.Path)
 	s.mu.Unlock()
-	writeActionsError(w, http.StatusBadRequest, "VssInvalidApiVersionException", "the api-version query parameter is required")
+	writeActionsError(w, http.StatusBadRequest, exInvalidAPIVersion, "the api-version query parameter is required")
 	return false
 }

@@ -51,13 +51,14 @@ type message struct {
 // broker is the message queue of one scale set. It outlives sessions:
 // unacked messages go to the next session too.
 type broker struct {
-	pending     []jobEntry
-	unacked     []*message
-	lastID      int
-	delivered   int // messages sent at least once
-	redelivered int // extra sends of unacked messages
-	acked       int
-	maxCapacity int // last X-ScaleSetMaxCapacity seen
+	pending      []jobEntry
+	unacked      []*message
+	lastID       int
+	delivered    int // messages sent at least once
+	redelivered  int // extra sends of unacked messages
+	acked        int
+	maxCapacity  int  // last X-ScaleSetMaxCapacity seen
+	capacitySeen bool // a poll has reported maxCapacity
 }
 
 type messageJSON struct {
@@ -99,13 +100,18 @@ func (s *Server) emit(typ string, j *job) {
 	ss.notify.Broadcast()
 }
 
-// formMessage turns the pending entries into one unacked message. Lock held.
+// formMessage turns up to maxEntriesPerMessage pending entries into one
+// unacked message; the rest wait for the next message. Lock held.
 func (s *Server) formMessage(ss *scaleSet) *message {
 	b := &ss.broker
-	body, _ := json.Marshal(b.pending) // plain structs: cannot fail
+	n := min(len(b.pending), maxEntriesPerMessage)
+	body, _ := json.Marshal(b.pending[:n]) // plain structs: cannot fail
 	b.lastID++
-	m := &message{id: b.lastID, body: string(body), entries: len(b.pending)}
-	b.pending = nil
+	m := &message{id: b.lastID, body: string(body), entries: n}
+	b.pending = b.pending[n:]
+	if len(b.pending) == 0 {
+		b.pending = nil
+	}
 	b.unacked = append(b.unacked, m)
 	return m
 }
@@ -134,7 +140,8 @@ func (s *Server) ackThrough(ss *scaleSet, lastID int) {
 }
 
 // brokerSession authorizes a broker call on /_broker/{id}/{sid}/...: the
-// session must be live (else 404) and the token its current one (else 401). Lock held.
+// session must exist and not be deleted (else 404), and the token must be
+// its current one and the session not expired or evicted (else 401). Lock held.
 func (s *Server) brokerSession(w http.ResponseWriter, r *http.Request) (*session, bool) {
 	ssID, err1 := strconv.Atoi(r.PathValue("id"))
 	sid, err2 := uuid.Parse(r.PathValue("sid"))
@@ -143,7 +150,7 @@ func (s *Server) brokerSession(w http.ResponseWriter, r *http.Request) (*session
 		if qt, ok := s.queueTokens[authToken(r, "Bearer")]; ok && qt.stale() {
 			s.violate(ViolationStaleToken, "%s %s: session %s was deleted", r.Method, r.URL.Path, qt.sess.id)
 		}
-		writeActionsError(w, http.StatusNotFound, "TaskAgentSessionNotFoundException", "message session not found")
+		writeActionsError(w, http.StatusNotFound, exSessionNotFound, "message session not found")
 		return nil, false
 	}
 	qt, ok := s.queueTokenFor(w, r, ssID)
@@ -151,7 +158,7 @@ func (s *Server) brokerSession(w http.ResponseWriter, r *http.Request) (*session
 		return nil, false
 	}
 	if qt.sess != sess {
-		writeActionsError(w, http.StatusUnauthorized, "VssUnauthorizedException", "message queue token belongs to another session")
+		writeActionsError(w, http.StatusUnauthorized, exUnauthorized, "message queue token belongs to another session")
 		return nil, false
 	}
 	return sess, true
@@ -162,7 +169,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("lastMessageId"); v != "" {
 		var err error
 		if lastID, err = strconv.Atoi(v); err != nil {
-			writeActionsError(w, http.StatusBadRequest, "ArgumentException", "invalid lastMessageId %q", v)
+			writeActionsError(w, http.StatusBadRequest, exArgument, "invalid lastMessageId %q", v)
 			return
 		}
 	}
@@ -176,52 +183,78 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ss := sess.ss
-	if n, err := strconv.Atoi(r.Header.Get("X-ScaleSetMaxCapacity")); err == nil {
-		ss.broker.maxCapacity = n
+	if n, err := strconv.Atoi(r.Header.Get("X-ScaleSetMaxCapacity")); err == nil && n >= 0 {
+		ss.broker.maxCapacity, ss.broker.capacitySeen = n, true
+		s.pump(ss) // the capacity may have grown
 	}
-	s.ackThrough(ss, lastID)
+	if !s.cfg.NoAckThrough {
+		s.ackThrough(ss, lastID)
+	}
+	// A poll in progress keeps the session from expiring; its end restarts the TTL.
+	sess.polling++
+	status, out := s.awaitMessage(r, sess, hold.C)
+	sess.polling--
+	sess.lastPoll = s.now()
+	s.mu.Unlock()
+	switch {
+	case status == 0: // the client went away
+	case out == nil:
+		w.WriteHeader(status)
+	default:
+		writeJSON(w, status, out)
+	}
+}
+
+// awaitMessage holds a poll until there is a message for sess or the hold
+// ends, and returns the answer: a status and a body (nil for none), or
+// status 0 when the request was canceled. Lock held on entry and on
+// return; released while waiting.
+func (s *Server) awaitMessage(r *http.Request, sess *session, hold <-chan time.Time) (int, any) {
+	ss := sess.ss
 	woken := false
 	for {
-		if len(ss.broker.unacked) > 0 {
-			out := s.deliver(ss, ss.broker.unacked[0])
-			s.mu.Unlock()
-			writeJSON(w, http.StatusOK, out)
-			return
+		if sess.deleted || ss.deleted {
+			return http.StatusNotFound, newActionsError(exSessionNotFound, "message session was deleted")
 		}
-		if len(ss.broker.pending) > 0 && !woken {
-			out := s.deliver(ss, s.formMessage(ss))
-			s.mu.Unlock()
-			writeJSON(w, http.StatusOK, out)
-			return
+		// An evicted session gets no message: its hold runs out into a 401.
+		if !sess.evicted {
+			if len(ss.broker.unacked) > 0 {
+				return http.StatusOK, s.deliver(ss, ss.broker.unacked[0])
+			}
+			if len(ss.broker.pending) > 0 && !woken {
+				return http.StatusOK, s.deliver(ss, s.formMessage(ss))
+			}
 		}
 		// Wait for new entries; once woken, give the rest of a burst a moment to join.
 		var notify <-chan struct{}
 		var coalesce <-chan time.Time
-		if woken {
+		switch {
+		case woken:
 			woken = false
 			coalesce = time.After(coalesceWindow)
-		} else {
+		case !sess.evicted:
 			notify = ss.notify.C()
 		}
 		s.mu.Unlock()
+		held := false
 		select {
 		case <-notify:
 			woken = true
 		case <-coalesce:
-		case <-hold.C:
-			w.WriteHeader(http.StatusAccepted)
-			return
-		case <-r.Context().Done():
-			return
+		case <-hold:
+			held = true
 		case <-s.done:
-			w.WriteHeader(http.StatusAccepted)
-			return
+			held = true
+		case <-r.Context().Done():
+			s.mu.Lock()
+			return 0, nil
 		}
 		s.mu.Lock()
-		if sess.deleted || ss.deleted {
-			s.mu.Unlock()
-			writeActionsError(w, http.StatusNotFound, "TaskAgentSessionNotFoundException", "message session was deleted")
-			return
+		if held {
+			if sess.evicted && !sess.deleted && !ss.deleted {
+				return http.StatusUnauthorized, newActionsError(exUnauthorized, "the message session %s has expired", sess.id)
+			}
+			return http.StatusAccepted, nil
 		}
 	}
 }
@@ -237,7 +270,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	mid, err := strconv.Atoi(r.PathValue("mid"))
 	if err != nil || mid <= 0 || mid > b.lastID {
 		s.violate(ViolationAckUnknownMessage, "scale set %d: message %q was never sent", sess.ss.id, r.PathValue("mid"))
-		writeActionsError(w, http.StatusNotFound, "MessageNotFoundException", "message %q not found", r.PathValue("mid"))
+		writeActionsError(w, http.StatusNotFound, exMessageNotFound, "message %q not found", r.PathValue("mid"))
 		return
 	}
 	// An already acked message is acked again without complaint.

@@ -22,6 +22,11 @@ type Config struct {
 	Acquire bool
 	// PollHold is how long a broker poll is held when there is nothing to send. Default 50s.
 	PollHold time.Duration
+	// SessionTTL is how long a message session may go unpolled before it
+	// expires, as GitHub's do: a poll in progress counts as polling, and the
+	// time runs from the end of the last poll (or from creation). Zero means
+	// the default, 10m; negative means sessions never expire.
+	SessionTTL time.Duration
 	// QueueTokenTTL is the lifetime of a message-queue token. After it the
 	// queue answers 401 until the session is refreshed. Default 1h.
 	QueueTokenTTL time.Duration
@@ -33,10 +38,29 @@ type Config struct {
 	// MaxAssignAttempts is how many times a job is assigned before a timeout
 	// cancels it for good. Default 3.
 	MaxAssignAttempts int
+	// ReofferInterval (GHES mode) is how often a job offered as
+	// JobAvailable and not acquired is offered again. Default 30s.
+	ReofferInterval time.Duration
+	// BOM starts every body of the GitHub API, the Actions service and the
+	// broker with the UTF-8 byte order mark, as the Actions service does
+	// (actions/scaleset and ARC trim it before decoding).
+	BOM bool
+	// DropCustomLabels is GHES 3.18-3.20 without the
+	// DistributedTask.AllowRunnerScaleSetCustomLabels feature flag: a scale
+	// set keeps only its name as its label, whatever labels were sent
+	// (the actions/scaleset README, on GHES labels).
+	DropCustomLabels bool
+	// NoAckThrough stops lastMessageId=N on a poll from acking the messages
+	// up to N: only DELETE acks, and an unacked message comes back.
+	NoAckThrough bool
 	// RunnerVersion is served by the runner downloads API. Default "2.330.0".
 	RunnerVersion string
 	// Uninstalled lists owners (org, user or enterprise) where the app is not installed.
 	Uninstalled []string
+	// Installations lists owners where the app is installed from the start,
+	// so GET /app/installations lists them before anyone looked them up.
+	// Other owners are installed when first looked up (unless Uninstalled).
+	Installations []string
 	// Logger receives debug logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock used for timestamps and token expiry. Default time.Now.
@@ -44,11 +68,17 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Defaults of the Config durations, exported so that flags show the same values.
 const (
-	defaultPollHold          = 50 * time.Second
-	defaultQueueTokenTTL     = time.Hour
+	DefaultPollHold        = 50 * time.Second
+	DefaultQueueTokenTTL   = time.Hour
+	DefaultAssignTimeout   = 5 * time.Minute
+	DefaultSessionTTL      = 10 * time.Minute
+	DefaultReofferInterval = 30 * time.Second
+)
+
+const (
 	defaultAdminTokenTTL     = time.Hour
-	defaultAssignTimeout     = 5 * time.Minute
 	defaultMaxAssignAttempts = 3
 	defaultRunnerVersion     = "2.330.0"
 
@@ -58,20 +88,28 @@ const (
 	coalesceWindow = 5 * time.Millisecond
 	// maxRunnerWaitHold caps the hold of a runner wait call.
 	maxRunnerWaitHold = 5 * time.Minute
+	// maxEntriesPerMessage is how many job entries one broker message carries at most.
+	maxEntriesPerMessage = 50
 )
 
 func (c *Config) defaults() {
 	if c.PollHold == 0 {
-		c.PollHold = defaultPollHold
+		c.PollHold = DefaultPollHold
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.ReofferInterval == 0 {
+		c.ReofferInterval = DefaultReofferInterval
 	}
 	if c.QueueTokenTTL == 0 {
-		c.QueueTokenTTL = defaultQueueTokenTTL
+		c.QueueTokenTTL = DefaultQueueTokenTTL
 	}
 	if c.AdminTokenTTL == 0 {
 		c.AdminTokenTTL = defaultAdminTokenTTL
 	}
 	if c.AssignTimeout == 0 {
-		c.AssignTimeout = defaultAssignTimeout
+		c.AssignTimeout = DefaultAssignTimeout
 	}
 	if c.MaxAssignAttempts == 0 {
 		c.MaxAssignAttempts = defaultMaxAssignAttempts
@@ -112,6 +150,8 @@ func (c *Config) Validate() error {
 		return errors.New("AssignTimeout must not be negative")
 	case c.MaxAssignAttempts < 0:
 		return errors.New("MaxAssignAttempts must not be negative")
+	case c.ReofferInterval < 0:
+		return errors.New("ReofferInterval must not be negative")
 	}
 	return nil
 }

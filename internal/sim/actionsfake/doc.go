@@ -39,9 +39,26 @@
 //	  GET    /_sim/runner/{agentId}/wait?holdMs=N[&since=<state>] -> {"state","jobId"}
 //
 //	Control (never faulted)
-//	  POST   /_sim/jobs     JobsRequest -> JobsResult
-//	  POST   /_sim/faults   Fault;  DELETE /_sim/faults
-//	  GET    /_sim/state    State
+//	  POST   /_sim/jobs              JobsRequest -> JobsResult
+//	  POST   /_sim/faults            Fault;  DELETE /_sim/faults
+//	  POST   /_sim/sessions/evict    [EvictRequest] -> EvictResult
+//	  GET    /_sim/state             State
+//
+// What the real service does, the fake does too (PROTOCOLS.md §2):
+//
+//   - Sessions expire when nobody polls them for Config.SessionTTL, and
+//     can be evicted (EvictSessions). Their scale set takes a new session;
+//     the old one's queue answers 401, its refresh 404 RunnerAdminException
+//     and its DELETE 400 RunnerScaleSetSessionExpiredException.
+//   - Error type names are assembly-qualified .NET names (exceptions.go).
+//   - Runners have a status of online, offline or busy.
+//   - A scale set gets no more jobs than the X-ScaleSetMaxCapacity its last
+//     poll reported; a message carries at most 50 job entries.
+//   - GHES mode offers a job again until it is acquired.
+//   - Optional: a UTF-8 BOM on every body (Config.BOM), GHES 3.18-3.20
+//     label dropping (Config.DropCustomLabels), and no ack by
+//     lastMessageId (Config.NoAckThrough). Faults can set headers and
+//     answer with no body.
 //
 // A correct client leaves State().Violations empty.
 package actionsfake

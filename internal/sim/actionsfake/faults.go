@@ -2,6 +2,7 @@ package actionsfake
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"strings"
@@ -14,8 +15,10 @@ type Fault struct {
 	// METHOD may be "*" for any. The regex is unanchored (regexp.MatchString)
 	// and applies to the URL path without the query.
 	Match string `json:"match"`
-	// Status is the answer (with a JSON error body). 0 with Drop false and
-	// a delay: the request is only delayed, then served normally.
+	// Status is the answer, with a JSON error body (the GitHub API's shape
+	// under /api/v3, the Actions service's elsewhere) unless EmptyBody. 0
+	// with Drop false and a delay: the request is only delayed, then served
+	// normally.
 	Status int `json:"status"`
 	// Times is how many requests the fault hits; 0 = until cleared.
 	Times int `json:"times"`
@@ -23,6 +26,13 @@ type Fault struct {
 	DelayMS int `json:"delay_ms"`
 	// Drop closes the connection without an answer.
 	Drop bool `json:"drop"`
+	// Headers are set on the fault's answer, e.g. Retry-After,
+	// X-RateLimit-Remaining, X-RateLimit-Reset or X-RateLimit-Limit for a
+	// rate limit (429, or 403 with X-RateLimit-Remaining: 0).
+	Headers map[string]string `json:"headers,omitempty"`
+	// EmptyBody answers Status with no body at all. A 200 with an empty
+	// body on a poll is what GitHub sometimes sends (actions-runner-controller#4285).
+	EmptyBody bool `json:"empty_body,omitempty"`
 }
 
 type faultRule struct {
@@ -53,11 +63,40 @@ func (s *Server) AddFault(f Fault) error {
 		return fmt.Errorf("add fault: a fault needs a status, drop or delay_ms")
 	case f.Times < 0 || f.DelayMS < 0:
 		return fmt.Errorf("add fault: times and delay_ms must not be negative")
+	case f.Drop && (f.EmptyBody || len(f.Headers) > 0):
+		return fmt.Errorf("add fault: a dropped connection has no headers or body")
+	case f.Status == 0 && (f.EmptyBody || len(f.Headers) > 0):
+		return fmt.Errorf("add fault: headers and empty_body need a status")
 	}
+	for k, v := range f.Headers {
+		if !validHeader(k, v) {
+			return fmt.Errorf("add fault: invalid header %q: %q", k, v)
+		}
+	}
+	f.Headers = maps.Clone(f.Headers)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, &faultRule{Fault: f, method: strings.ToUpper(method), re: re})
 	return nil
+}
+
+// validHeader reports whether k is a header name (an RFC 9110 token) and v
+// a value without control characters other than tab.
+func validHeader(k, v string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		if c <= ' ' || c >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c) {
+			return false
+		}
+	}
+	for _, c := range v {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // ClearFaults removes every fault (and its hit count).
@@ -90,17 +129,25 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 		return true
 	}
 	if f.Drop {
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-				return true
-			}
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = conn.Close()
+			return true
 		}
 		panic(http.ErrAbortHandler) // closes the stream without a response
 	}
 	if f.Status == 0 {
 		return false
 	}
-	writeActionsError(w, f.Status, "SimulatedFaultException", "injected fault %q", f.Match)
+	for k, v := range f.Headers {
+		w.Header().Set(k, v)
+	}
+	switch {
+	case f.EmptyBody:
+		w.WriteHeader(f.Status)
+	case strings.HasPrefix(r.URL.Path, githubAPIPrefix):
+		writeGitHubError(w, f.Status, "injected fault %q", f.Match)
+	default:
+		writeActionsError(w, f.Status, exSimulatedFault, "injected fault %q", f.Match)
+	}
 	return true
 }

@@ -1,8 +1,13 @@
 package actionsfake
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/actions/scaleset"
@@ -111,5 +116,166 @@ func TestFaultDropAndExemptions(t *testing.T) {
 		if err := f.srv.AddFault(bad); err == nil {
 			t.Errorf("AddFault(%+v): want error", bad)
 		}
+	}
+}
+
+// rawDo does one request and returns the answer with its whole body, BOM included.
+func rawDo(t *testing.T, method, url, auth string, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return resp, body
+}
+
+func TestFaultHeadersAndEmptyBody(t *testing.T) {
+	f := newFake(t, nil)
+	_, _, sc := sessionFor(t, f)
+	sess := sc.Session()
+	if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a"}); err != nil {
+		t.Fatalf("queue: %v", err)
+	}
+
+	// A poll answered 200 with no body at all, as GitHub sometimes does
+	// (actions-runner-controller#4285); the message is still there after.
+	empty := map[string]any{"match": "GET .*/messages", "status": 200, "empty_body": true, "times": 1}
+	if st := call(t, "POST", f.url+"/_sim/faults", "", empty, nil); st != http.StatusNoContent {
+		t.Fatalf("add empty_body fault: status %d", st)
+	}
+	resp, body := rawDo(t, "GET", sess.MessageQueueURL, "Bearer "+sess.MessageQueueAccessToken, nil)
+	if resp.StatusCode != http.StatusOK || len(body) != 0 {
+		t.Fatalf("faulted poll: status %d, body %q; want 200 with no body", resp.StatusCode, body)
+	}
+	if st, msg := poll(t, sess, 0); st != http.StatusOK || msg == nil || len(msg.entries) != 1 {
+		t.Fatalf("poll after the fault: status %d, %+v", st, msg)
+	}
+
+	// A rate limit: headers on the fault's answer, a body in the API's own shape.
+	limit := Fault{Match: "POST .*/registration-token", Status: 403, Times: 1, Headers: map[string]string{
+		"X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "5000", "X-RateLimit-Reset": "1700000000", "Retry-After": "7",
+	}}
+	if err := f.srv.AddFault(limit); err != nil {
+		t.Fatalf("add fault: %v", err)
+	}
+	resp, body = rawDo(t, "POST", f.url+"/api/v3/orgs/org-a/actions/runners/registration-token", "Bearer test-pat", nil)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("rate-limited call: status %d", resp.StatusCode)
+	}
+	for k, v := range limit.Headers {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
+	}
+	var ghErr githubError
+	if err := json.Unmarshal(body, &ghErr); err != nil || ghErr.Message == "" {
+		t.Fatalf("rate-limit body %q: want a GitHub API error (%v)", body, err)
+	}
+	// An Actions service fault keeps the Actions error shape.
+	if err := f.srv.AddFault(Fault{Match: "GET .*/runnergroups", Status: 429, Times: 1, Headers: map[string]string{"Retry-After": "1"}}); err != nil {
+		t.Fatalf("add fault: %v", err)
+	}
+	resp, body = rawDo(t, "GET", f.actionsURL("_apis/runtime/runnergroups/"), "Bearer "+f.adminToken(t, "org-a"), nil)
+	var e actionsError
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || json.Unmarshal(body, &e) != nil || e.TypeName != "SimulatedFaultException" {
+		t.Fatalf("429: status %d, Retry-After %q, body %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if st := f.srv.State(); st.Faults[1].Headers["Retry-After"] != "7" {
+		t.Fatalf("fault state %+v lacks its headers", st.Faults[1])
+	}
+
+	for _, bad := range []Fault{
+		{Match: "GET /x", EmptyBody: true, DelayMS: 10},
+		{Match: "GET /x", Headers: map[string]string{"Retry-After": "1"}, DelayMS: 10},
+		{Match: "GET /x", Drop: true, EmptyBody: true},
+		{Match: "GET /x", Status: 429, Headers: map[string]string{"Bad Header": "1"}},
+		{Match: "GET /x", Status: 429, Headers: map[string]string{"": "1"}},
+		{Match: "GET /x", Status: 429, Headers: map[string]string{"Retry-After": "1\r\nX: y"}},
+	} {
+		if err := f.srv.AddFault(bad); err == nil {
+			t.Errorf("AddFault(%+v): want error", bad)
+		}
+	}
+	f.requireNoViolations(t)
+}
+
+// TestRequestJournal: every answered request is in the journal with its
+// route, status, times and the fault that answered it; /_sim/ is not.
+func TestRequestJournal(t *testing.T) {
+	f := newFake(t, nil)
+	ctx := t.Context()
+	c := f.client(t, "org-a")
+	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if err := f.srv.AddFault(Fault{Match: "POST .*/generatejitconfig", Status: 429, Times: 1, Headers: map[string]string{"Retry-After": "0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: "a"}, ss.ID); err != nil {
+		t.Fatalf("jit: %v", err)
+	}
+	var got []Request
+	if st := call(t, "GET", f.url+"/_sim/requests?route="+url.QueryEscape(jitRoute), "", nil, &got); st != http.StatusOK {
+		t.Fatalf("GET /_sim/requests: %d", st)
+	}
+	if len(got) != 2 || got[0].Status != 429 || got[0].Fault == "" || got[1].Status != 200 || got[1].Fault != "" ||
+		got[1].Start.Before(got[0].End) || got[0].Route != jitRoute {
+		t.Fatalf("journal of the JIT route = %+v; want a faulted 429, then a 200", got)
+	}
+	for _, r := range f.srv.Requests("") {
+		if strings.HasPrefix(r.Path, "/_sim/") {
+			t.Fatalf("control request journaled: %+v", r)
+		}
+	}
+}
+
+// TestRESTRateLimitHeaders: REST answers carry GitHub's rate-limit headers,
+// the budget falling with each call of a credential; a fault's headers win.
+func TestRESTRateLimitHeaders(t *testing.T) {
+	f := newFake(t, nil)
+	get := func() http.Header {
+		t.Helper()
+		req, err := http.NewRequest("GET", f.url+"/api/v3/app/installations", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+goodAppJWT(t))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header
+	}
+	first, second := get(), get()
+	if first.Get("X-RateLimit-Limit") != "5000" || first.Get("X-RateLimit-Reset") == "" || first.Get("X-RateLimit-Resource") != "core" {
+		t.Fatalf("headers %v", first)
+	}
+	a, _ := strconv.Atoi(first.Get("X-RateLimit-Remaining"))
+	b, _ := strconv.Atoi(second.Get("X-RateLimit-Remaining"))
+	if a <= 0 || b >= a {
+		t.Fatalf("remaining %d then %d; want a falling budget", a, b)
+	}
+	if err := f.srv.AddFault(Fault{Match: "GET /api/v3/app/installations", Status: 403, Times: 1, Headers: map[string]string{"X-RateLimit-Remaining": "0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if h := get(); h.Get("X-RateLimit-Remaining") != "0" {
+		t.Fatalf("fault headers lost: %v", h)
 	}
 }

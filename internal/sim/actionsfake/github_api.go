@@ -69,6 +69,16 @@ func (s *Server) installationFor(owner string) (*installation, bool) {
 	return in, true
 }
 
+// Install installs the app for owners, except those in Config.Uninstalled,
+// so that GET /app/installations lists them. Installing again is harmless.
+func (s *Server) Install(owners ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range owners {
+		s.installationFor(o)
+	}
+}
+
 // InstallationID returns the stable installation ID of owner (creating it),
 // or false when the app is not installed for owner.
 func (s *Server) InstallationID(owner string) (int64, bool) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -130,6 +131,8 @@ func TestConfigValidate(t *testing.T) {
 		{"key without id", Config{AppPublicKey: key}, false},
 		{"empty pat", Config{Tokens: []string{""}}, false},
 		{"negative hold", Config{Tokens: []string{"t"}, PollHold: -1}, false},
+		{"negative reoffer", Config{Tokens: []string{"t"}, ReofferInterval: -1}, false},
+		{"sessions never expire", Config{Tokens: []string{"t"}, SessionTTL: -1}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,9 +140,41 @@ func TestConfigValidate(t *testing.T) {
 			if (err == nil) != tt.ok {
 				t.Fatalf("Validate() = %v, want ok=%t", err, tt.ok)
 			}
-			if tt.ok && (tt.cfg.PollHold != 50*time.Second || tt.cfg.RunnerVersion != "2.330.0" || tt.cfg.MaxAssignAttempts != 3) {
+			if tt.ok && (tt.cfg.PollHold != 50*time.Second || tt.cfg.RunnerVersion != "2.330.0" || tt.cfg.MaxAssignAttempts != 3 ||
+				tt.cfg.ReofferInterval != 30*time.Second || tt.cfg.SessionTTL == 0) {
 				t.Fatalf("defaults not applied: %+v", tt.cfg)
 			}
+			if wantTTL := 10 * time.Minute; tt.ok && tt.cfg.SessionTTL != wantTTL && tt.name != "sessions never expire" {
+				t.Fatalf("SessionTTL = %v, want %v", tt.cfg.SessionTTL, wantTTL)
+			}
 		})
+	}
+}
+
+// GET /app/installations lists the owners installed from the start and
+// those installed since, before anyone looked them up; never an uninstalled one.
+func TestInstallations(t *testing.T) {
+	f := newFake(t, func(c *Config) { c.Installations = []string{"org-x", "not-installed", "Org-X"} })
+	list := func() []string {
+		t.Helper()
+		var out []installationJSON
+		if st := call(t, "GET", f.url+"/api/v3/app/installations", "Bearer "+goodAppJWT(t), nil, &out); st != http.StatusOK {
+			t.Fatalf("list installations: status %d", st)
+		}
+		var owners []string
+		for _, in := range out {
+			owners = append(owners, in.Account.Login)
+		}
+		return owners
+	}
+	if got := list(); !slices.Equal(got, []string{"org-x"}) {
+		t.Fatalf("installations %v, want [org-x]", got)
+	}
+	f.srv.Install("org-y", "not-installed", "org-x")
+	if got := list(); !slices.Equal(got, []string{"org-x", "org-y"}) {
+		t.Fatalf("installations %v, want [org-x org-y]", got)
+	}
+	if id, ok := f.srv.InstallationID("org-y"); !ok || id != f.installationID(t, "org-y") {
+		t.Fatalf("InstallationID(org-y) = %d, %t", id, ok)
 	}
 }

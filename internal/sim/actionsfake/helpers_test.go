@@ -110,6 +110,7 @@ func call(t *testing.T, method, url, auth string, body any, out any) int {
 	if err != nil {
 		t.Fatalf("read body: %v", err)
 	}
+	raw = bytes.TrimPrefix(raw, utf8BOM) // as clients do (Config.BOM)
 	if out != nil && len(raw) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s %s: decode %q: %v", method, url, raw, err)
@@ -239,8 +240,15 @@ type rawMessage struct {
 	entries     []jobEntry
 }
 
-// poll does one raw broker poll; it returns the status and the message on 200.
+// poll does one raw broker poll reporting capacity 10; it returns the status and the message on 200.
 func poll(t *testing.T, sess scaleset.RunnerScaleSetSession, lastID int) (int, *rawMessage) {
+	t.Helper()
+	return pollWith(t, sess, lastID, "10")
+}
+
+// pollWith is poll with an X-ScaleSetMaxCapacity header ("" for none).
+// A 200 with an empty body gives a nil message.
+func pollWith(t *testing.T, sess scaleset.RunnerScaleSetSession, lastID int, capacity string) (int, *rawMessage) {
 	t.Helper()
 	u := sess.MessageQueueURL
 	if lastID > 0 {
@@ -252,18 +260,25 @@ func poll(t *testing.T, sess scaleset.RunnerScaleSetSession, lastID int) (int, *
 	}
 	req.Header.Set("Authorization", "Bearer "+sess.MessageQueueAccessToken)
 	req.Header.Set("Accept", "application/json; api-version=6.0-preview")
-	req.Header.Set("X-ScaleSetMaxCapacity", "10")
+	if capacity != "" {
+		req.Header.Set("X-ScaleSetMaxCapacity", capacity)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("poll: %v", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read poll answer: %v", err)
+	}
+	raw = bytes.TrimPrefix(raw, utf8BOM)
+	if resp.StatusCode != http.StatusOK || len(raw) == 0 {
 		return resp.StatusCode, nil
 	}
 	var m rawMessage
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		t.Fatalf("decode message: %v", err)
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("decode message %q: %v", raw, err)
 	}
 	if err := json.Unmarshal([]byte(m.Body), &m.entries); err != nil {
 		t.Fatalf("decode body %q: %v", m.Body, err)

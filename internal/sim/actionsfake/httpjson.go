@@ -23,14 +23,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// actionsError is the error body of the Actions service and the broker.
+// actionsError is the error body of the Actions service and the broker
+// (a serialized .NET exception; see exceptions.go for the type names).
 type actionsError struct {
-	TypeName string `json:"typeName"`
-	Message  string `json:"message"`
+	Message   string `json:"message"`
+	TypeName  string `json:"typeName"`
+	TypeKey   string `json:"typeKey"`
+	ErrorCode int    `json:"errorCode"`
+	EventID   int    `json:"eventId"`
+}
+
+func newActionsError(typeName, format string, args ...any) actionsError {
+	return actionsError{Message: fmt.Sprintf(format, args...), TypeName: typeName, TypeKey: typeKey(typeName), EventID: 3000}
 }
 
 func writeActionsError(w http.ResponseWriter, status int, typeName, format string, args ...any) {
-	writeJSON(w, status, actionsError{TypeName: typeName, Message: fmt.Sprintf(format, args...)})
+	writeJSON(w, status, newActionsError(typeName, format, args...))
 }
 
 // githubError is the error body of the GitHub REST API.

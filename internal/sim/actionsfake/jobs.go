@@ -154,7 +154,8 @@ func (s *Server) matchScaleSet(j *job) *scaleSet {
 	return nil
 }
 
-// dispatch offers a queued job to its scale set, or parks it at scope level. Lock held.
+// dispatch queues j at its scale set, or parks it at scope level when no
+// scale set matches. Lock held.
 func (s *Server) dispatch(j *job) {
 	ss := s.matchScaleSet(j)
 	if ss == nil {
@@ -169,12 +170,64 @@ func (s *Server) dispatch(j *job) {
 	if len(j.requestLabels) == 0 {
 		j.requestLabels = []string{ss.name}
 	}
-	if s.cfg.Acquire {
-		j.state = jobAvailable
-		s.emit(entryJobAvailable, j)
+	j.state = jobQueued
+	ss.backlog = append(ss.backlog, j)
+	s.pump(ss)
+}
+
+// pump offers the scale set's queued jobs, in order, while it has room.
+// GitHub never gives a scale set more jobs than the capacity its listener
+// last reported with X-ScaleSetMaxCapacity (none reported yet: no limit).
+// In GHES mode offered jobs count too, acquired or not. Lock held.
+func (s *Server) pump(ss *scaleSet) {
+	if ss.deleted {
 		return
 	}
-	s.assign(j)
+	for len(ss.backlog) > 0 && (!ss.broker.capacitySeen || ss.load < ss.broker.maxCapacity) {
+		j := ss.backlog[0]
+		ss.backlog = ss.backlog[1:]
+		ss.load++
+		if s.cfg.Acquire {
+			j.state = jobAvailable
+			s.emit(entryJobAvailable, j)
+			s.scheduleReoffer(j)
+			continue
+		}
+		s.assign(j)
+	}
+}
+
+// scheduleReoffer offers j again after ReofferInterval while it stays
+// available: GitHub offers a job nobody acquired again. Lock held.
+func (s *Server) scheduleReoffer(j *job) {
+	j.timer = s.schedule(s.cfg.ReofferInterval, func() {
+		j.timer = nil
+		if j.state != jobAvailable || j.ss == nil || j.ss.deleted {
+			return
+		}
+		// Without a session the offer would only pile up in the broker;
+		// the next session gets one from reofferAvailable.
+		if s.liveSession(j.ss) != nil {
+			s.emit(entryJobAvailable, j)
+		}
+		s.scheduleReoffer(j)
+	})
+}
+
+// reofferAvailable offers every available job of ss again, for a new
+// session, unless an offer of it is still waiting in the broker. Lock held.
+func (s *Server) reofferAvailable(ss *scaleSet) {
+	waiting := map[int64]bool{}
+	for _, e := range ss.broker.pending {
+		if e.MessageType == entryJobAvailable {
+			waiting[e.RunnerRequestID] = true
+		}
+	}
+	for _, j := range ss.jobs {
+		if j.ss == ss && j.state == jobAvailable && !waiting[j.requestID] {
+			s.emit(entryJobAvailable, j)
+		}
+	}
 }
 
 // dispatchScopeQueue retries every job parked at scope level. Lock held.
@@ -189,11 +242,14 @@ func (s *Server) dispatchScopeQueue() {
 // assign gives j to its scale set and starts the assign timeout. Lock held.
 func (s *Server) assign(j *job) {
 	ss := j.ss
+	s.stopTimer(j.timer) // GHES mode: the re-offer timer
 	j.state = jobAssigned
 	j.assignTime = s.now().UTC()
 	s.emit(entryJobAssigned, j)
 	j.timer = s.schedule(s.cfg.AssignTimeout, func() { s.assignTimedOut(j) })
 	ss.waiting = append(ss.waiting, j)
+	ss.active++
+	ss.peakAssigned = max(ss.peakAssigned, ss.active)
 	s.pair(ss)
 }
 
@@ -223,14 +279,18 @@ func (s *Server) complete(j *job) {
 	s.finishJob(j, jobCompleted, resultSucceeded)
 	s.emit(entryJobCompleted, j)
 	s.retireRunner(j.runner, runnerDone)
+	s.pump(j.ss) // capacity freed
 }
 
 // finishJob makes j final and drops it from its scale set's active jobs. Lock held.
 func (s *Server) finishJob(j *job, state jobState, result string) {
 	s.stopTimer(j.timer)
 	j.timer = nil
-	j.state, j.result, j.finishTime = state, result, s.now().UTC()
 	ss := j.ss
+	if ss != nil {
+		ss.release(j)
+	}
+	j.state, j.result, j.finishTime = state, result, s.now().UTC()
 	if ss == nil {
 		return
 	}
@@ -256,9 +316,11 @@ func (s *Server) assignTimedOut(j *job) {
 	if j.attempts >= s.cfg.MaxAssignAttempts {
 		s.finishJob(j, jobCanceled, resultCanceled)
 		s.log.Debug("job canceled for good", "job", j.id, "attempts", j.attempts)
+		s.pump(ss) // capacity freed
 		return
 	}
 	j.attempts++
+	ss.release(j)
 	j.state, j.result = jobQueued, ""
 	j.assignTime, j.startTime, j.finishTime = time.Time{}, time.Time{}, time.Time{}
 	s.newRequestID(j)
@@ -278,12 +340,12 @@ func (s *Server) handleAcquireJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	var ids []int64
 	if err := decodeBody(r, &ids); err != nil {
-		writeActionsError(w, http.StatusBadRequest, "ArgumentException", "body must be a JSON array of request ids: %s", err)
+		writeActionsError(w, http.StatusBadRequest, exArgument, "body must be a JSON array of request ids: %s", err)
 		return
 	}
 	ssID, err := strconv.Atoi(r.PathValue("id"))
 	if err != nil {
-		writeActionsError(w, http.StatusNotFound, "RunnerScaleSetNotFoundException", "runner scale set %q not found", r.PathValue("id"))
+		writeActionsError(w, http.StatusNotFound, exScaleSetNotFound, "runner scale set %q not found", r.PathValue("id"))
 		return
 	}
 	s.mu.Lock()

@@ -40,21 +40,32 @@ func (rn *runner) registered() bool {
 	return rn.state == runnerOffline || rn.state == runnerIdle || rn.state == runnerBusy
 }
 
+// runnerRefJSON is a runner ("agent") on the wire. Its status is one of
+// online, offline and busy; GitHub sends no busy boolean.
 type runnerRefJSON struct {
 	ID               int64  `json:"id"`
 	Name             string `json:"name"`
 	RunnerScaleSetID int    `json:"runnerScaleSetId"`
 	Status           string `json:"status"`
-	Busy             bool   `json:"busy"`
 	Ephemeral        bool   `json:"ephemeral"`
 }
 
+// Agent statuses on the wire.
+const (
+	agentOnline  = "online"
+	agentOffline = "offline"
+	agentBusy    = "busy"
+)
+
 func (rn *runner) refJSON() runnerRefJSON {
-	status := "offline"
-	if rn.state == runnerIdle || rn.state == runnerBusy {
-		status = "online"
+	status := agentOffline // registered and never connected, or gone
+	switch rn.state {
+	case runnerIdle:
+		status = agentOnline
+	case runnerBusy:
+		status = agentBusy
 	}
-	return runnerRefJSON{ID: rn.id, Name: rn.name, RunnerScaleSetID: rn.ss.id, Status: status, Busy: rn.state == runnerBusy, Ephemeral: true}
+	return runnerRefJSON{ID: rn.id, Name: rn.name, RunnerScaleSetID: rn.ss.id, Status: status, Ephemeral: true}
 }
 
 type jitResponseJSON struct {
@@ -68,11 +79,11 @@ func (s *Server) handleGenerateJIT(w http.ResponseWriter, r *http.Request, scope
 		WorkFolder string `json:"workFolder"`
 	}
 	if err := decodeBody(r, &body); err != nil {
-		writeActionsError(w, http.StatusBadRequest, "ArgumentException", "%s", err)
+		writeActionsError(w, http.StatusBadRequest, exArgument, "%s", err)
 		return
 	}
 	if body.Name == "" {
-		writeActionsError(w, http.StatusBadRequest, "ArgumentException", "name is required")
+		writeActionsError(w, http.StatusBadRequest, exArgument, "name is required")
 		return
 	}
 	if body.WorkFolder == "" {
@@ -86,7 +97,7 @@ func (s *Server) handleGenerateJIT(w http.ResponseWriter, r *http.Request, scope
 	}
 	if s.runnerByName(scope, body.Name) != nil {
 		ss.conflicts++
-		writeActionsError(w, http.StatusConflict, "AgentExistsException",
+		writeActionsError(w, http.StatusConflict, exAgentExists,
 			"a runner named %q already exists in %s", body.Name, scope)
 		return
 	}
@@ -115,7 +126,7 @@ func (s *Server) handleGenerateJIT(w http.ResponseWriter, r *http.Request, scope
 		DisableUpdate: ss.disableUpdate,
 	}, rn.token)
 	if err != nil {
-		writeActionsError(w, http.StatusInternalServerError, "InternalServerException", "%s", err)
+		writeActionsError(w, http.StatusInternalServerError, exInternal, "%s", err)
 		return
 	}
 	rn.jitConfig = encoded
@@ -150,7 +161,7 @@ func (s *Server) agentInScope(w http.ResponseWriter, r *http.Request, scope stri
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	rn, ok := s.runners[id]
 	if err != nil || !ok || !rn.registered() || !sameScope(rn.scope, scope) {
-		writeActionsError(w, http.StatusNotFound, "AgentNotFoundException", "runner %q not found", r.PathValue("id"))
+		writeActionsError(w, http.StatusNotFound, exAgentNotFound, "runner %q not found", r.PathValue("id"))
 		return nil, false
 	}
 	return rn, true
@@ -194,7 +205,7 @@ func (s *Server) handleDeleteAgent(w http.ResponseWriter, r *http.Request, scope
 		return
 	}
 	if rn.state == runnerBusy {
-		writeActionsError(w, http.StatusBadRequest, "JobStillRunningException",
+		writeActionsError(w, http.StatusBadRequest, exJobStillRunning,
 			"runner %q is running job %s", rn.name, rn.job.id)
 		return
 	}
@@ -234,7 +245,7 @@ func (s *Server) handleRunnerConnect(w http.ResponseWriter, r *http.Request) {
 		AgentName string `json:"agentName"`
 	}
 	if err := decodeBody(r, &body); err != nil {
-		writeActionsError(w, http.StatusBadRequest, "ArgumentException", "%s", err)
+		writeActionsError(w, http.StatusBadRequest, exArgument, "%s", err)
 		return
 	}
 	s.mu.Lock()
@@ -243,18 +254,18 @@ func (s *Server) handleRunnerConnect(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !ok:
 		s.violate(ViolationJITMismatch, "connect of runner %d %q with a credentials token the fake never issued", body.AgentID, body.AgentName)
-		writeActionsError(w, http.StatusUnauthorized, "VssUnauthorizedException", "unknown runner credentials")
+		writeActionsError(w, http.StatusUnauthorized, exUnauthorized, "unknown runner credentials")
 		return
 	case rn.id != body.AgentID || rn.name != body.AgentName:
 		s.violate(ViolationJITMismatch, "connect as %d %q with the credentials of runner %d %q", body.AgentID, body.AgentName, rn.id, rn.name)
-		writeActionsError(w, http.StatusUnauthorized, "VssUnauthorizedException", "credentials do not match agentId/agentName")
+		writeActionsError(w, http.StatusUnauthorized, exUnauthorized, "credentials do not match agentId/agentName")
 		return
 	case !rn.registered():
-		writeActionsError(w, http.StatusGone, "AgentNotFoundException", "runner %q is %s", rn.name, rn.state)
+		writeActionsError(w, http.StatusGone, exAgentNotFound, "runner %q is %s", rn.name, rn.state)
 		return
 	case rn.state != runnerOffline:
 		s.violate(ViolationDoubleConnect, "runner %d %q connected twice", rn.id, rn.name)
-		writeActionsError(w, http.StatusConflict, "AgentSessionConflictException", "runner %q is already connected", rn.name)
+		writeActionsError(w, http.StatusConflict, exAgentSessionConflict, "runner %q is already connected", rn.name)
 		return
 	}
 	rn.state = runnerIdle
@@ -272,7 +283,7 @@ func (s *Server) handleRunnerWait(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("holdMs"); v != "" {
 		ms, err := strconv.Atoi(v)
 		if err != nil || ms < 0 {
-			writeActionsError(w, http.StatusBadRequest, "ArgumentException", "invalid holdMs %q", v)
+			writeActionsError(w, http.StatusBadRequest, exArgument, "invalid holdMs %q", v)
 			return
 		}
 		hold = time.Duration(ms) * time.Millisecond
@@ -286,7 +297,7 @@ func (s *Server) handleRunnerWait(w http.ResponseWriter, r *http.Request) {
 	rn, ok := s.runners[id]
 	if !ok || rn.token != authToken(r, "Bearer") {
 		s.mu.Unlock()
-		writeActionsError(w, http.StatusUnauthorized, "VssUnauthorizedException", "unknown runner or credentials")
+		writeActionsError(w, http.StatusUnauthorized, exUnauthorized, "unknown runner or credentials")
 		return
 	}
 	since := runnerState(r.URL.Query().Get("since"))
@@ -307,7 +318,7 @@ func (s *Server) handleRunnerWait(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-s.done:
-			writeActionsError(w, http.StatusServiceUnavailable, "ServiceUnavailableException", "the fake is shutting down")
+			writeActionsError(w, http.StatusServiceUnavailable, exServiceUnavailable, "the fake is shutting down")
 			return
 		}
 		s.mu.Lock()

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/actions/scaleset"
+	"github.com/google/uuid"
 )
 
 // decodeFiles undoes the encodedJITConfig format by hand.
@@ -186,5 +188,131 @@ func TestJobsWaitForAScaleSet(t *testing.T) {
 		if _, err := f.srv.QueueJobs(bad); err == nil {
 			t.Errorf("QueueJobs(%+v): want error", bad)
 		}
+	}
+}
+
+// connectRunner registers a JIT runner named name and brings it online.
+func connectRunner(t *testing.T, f *fake, c *scaleset.Client, ssID int, name string) (id int64, token string) {
+	t.Helper()
+	jit, err := c.GenerateJitRunnerConfig(t.Context(), &scaleset.RunnerScaleSetJitRunnerSetting{Name: name}, ssID)
+	if err != nil {
+		t.Fatalf("jit %s: %v", name, err)
+	}
+	cfg, err := DecodeJITConfig(jit.EncodedJITConfig)
+	if err != nil {
+		t.Fatalf("decode jit %s: %v", name, err)
+	}
+	me := map[string]any{"agentId": cfg.Runner.AgentID, "agentName": name}
+	if st := call(t, "POST", f.url+"/_sim/runner/connect", "Bearer "+cfg.Token, me, nil); st != http.StatusOK {
+		t.Fatalf("connect %s: status %d", name, st)
+	}
+	return cfg.Runner.AgentID, cfg.Token
+}
+
+// The agent object has status online, offline or busy and no busy boolean;
+// errors carry the fully qualified type names the library's sentinels match.
+func TestAgentStatusAndErrorTypes(t *testing.T) {
+	f := newFake(t, nil)
+	ctx := t.Context()
+	c, ss, _ := sessionFor(t, f)
+	admin := "Bearer " + f.adminToken(t, "org-a")
+	agent := func(id int64) map[string]any {
+		t.Helper()
+		var raw map[string]any
+		if st := call(t, "GET", f.actionsURL(fmt.Sprintf("_apis/distributedtask/pools/0/agents/%d", id)), admin, nil, &raw); st != http.StatusOK {
+			t.Fatalf("get agent %d: status %d", id, st)
+		}
+		return raw
+	}
+	listed := func(name string) map[string]any {
+		t.Helper()
+		var list struct {
+			Value []map[string]any `json:"value"`
+		}
+		if st := call(t, "GET", f.actionsURL("_apis/distributedtask/pools/0/agents")+"&agentName="+name, admin, nil, &list); st != http.StatusOK || len(list.Value) != 1 {
+			t.Fatalf("list agent %s: status %d, %+v", name, st, list)
+		}
+		return list.Value[0]
+	}
+
+	jit, err := c.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: "never-connected"}, ss.ID)
+	if err != nil {
+		t.Fatalf("jit: %v", err)
+	}
+	idleID, _ := connectRunner(t, f, c, ss.ID, "idle")
+	if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", DurationMS: 60_000}); err != nil {
+		t.Fatalf("queue: %v", err)
+	}
+	// The job went to "idle"; a second runner stays idle.
+	busyID := idleID
+	idleID, _ = connectRunner(t, f, c, ss.ID, "idle-2")
+	eventually(t, 5*time.Second, "the first runner to be busy", func() bool { return agent(busyID)["status"] == "busy" })
+
+	for _, tt := range []struct {
+		id   int64
+		name string
+		want string
+	}{
+		{int64(jit.Runner.ID), "never-connected", "offline"},
+		{idleID, "idle-2", "online"},
+		{busyID, "idle", "busy"},
+	} {
+		for where, raw := range map[string]map[string]any{"get": agent(tt.id), "list": listed(tt.name)} {
+			if raw["status"] != tt.want {
+				t.Errorf("%s %s: status %v, want %s", where, tt.name, raw["status"], tt.want)
+			}
+			if _, ok := raw["busy"]; ok {
+				t.Errorf("%s %s: has a busy field: %v", where, tt.name, raw)
+			}
+		}
+	}
+
+	// The library's sentinels match the qualified names.
+	if err := c.RemoveRunner(ctx, busyID); !errors.Is(err, scaleset.JobStillRunningError) {
+		t.Fatalf("RemoveRunner busy: err = %v, want JobStillRunningError", err)
+	}
+	if err := c.RemoveRunner(ctx, 424242); !errors.Is(err, scaleset.RunnerNotFoundError) {
+		t.Fatalf("RemoveRunner unknown: err = %v, want RunnerNotFoundError", err)
+	}
+	if _, err := c.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: "idle-2"}, ss.ID); !errors.Is(err, scaleset.RunnerExistsError) {
+		t.Fatalf("jit of an existing name: err = %v, want RunnerExistsError", err)
+	}
+
+	// Raw bodies: typeName assembly-qualified, typeKey short.
+	sid := uuid.Nil.String()
+	for _, tt := range []struct {
+		name, method, url string
+		body              any
+		status            int
+		typeName          string
+	}{
+		{"session conflict", "POST", f.actionsURL(fmt.Sprintf("_apis/runtime/runnerscalesets/%d/sessions", ss.ID)),
+			map[string]string{"sessionId": sid, "ownerName": "host-2"}, http.StatusConflict,
+			"GitHub.Actions.Runtime.WebApi.RunnerScaleSetSessionConflictException, GitHub.Actions.Runtime.WebApi"},
+		{"busy runner", "DELETE", f.actionsURL(fmt.Sprintf("_apis/distributedtask/pools/0/agents/%d", busyID)), nil, http.StatusBadRequest,
+			"GitHub.DistributedTask.WebApi.JobStillRunningException, GitHub.DistributedTask.WebApi"},
+		{"unknown runner", "GET", f.actionsURL("_apis/distributedtask/pools/0/agents/424242"), nil, http.StatusNotFound,
+			"GitHub.DistributedTask.WebApi.AgentNotFoundException, GitHub.DistributedTask.WebApi"},
+		{"existing runner", "POST", f.actionsURL(fmt.Sprintf("_apis/runtime/runnerscalesets/%d/generatejitconfig", ss.ID)),
+			map[string]string{"name": "idle-2"}, http.StatusConflict,
+			"GitHub.DistributedTask.WebApi.AgentExistsException, GitHub.DistributedTask.WebApi"},
+		{"unknown scale set", "GET", f.actionsURL("_apis/runtime/runnerscalesets/9999"), nil, http.StatusNotFound,
+			"GitHub.Actions.Runtime.WebApi.RunnerScaleSetNotFoundException, GitHub.Actions.Runtime.WebApi"},
+		{"bad admin token", "GET", f.actionsURL("_apis/runtime/runnergroups/"), nil, http.StatusUnauthorized,
+			"GitHub.Services.WebApi.VssUnauthorizedException, GitHub.Services.WebApi"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			auth := admin
+			if tt.status == http.StatusUnauthorized {
+				auth = "Bearer not-a-token"
+			}
+			var e actionsError
+			if st := call(t, tt.method, tt.url, auth, tt.body, &e); st != tt.status || e.TypeName != tt.typeName || e.TypeKey != typeKey(tt.typeName) || e.Message == "" {
+				t.Fatalf("status %d, %+v; want %d %s", st, e, tt.status, tt.typeName)
+			}
+		})
+	}
+	if got := typeKey(exSessionConflict); got != "RunnerScaleSetSessionConflictException" {
+		t.Fatalf("typeKey = %q", got)
 	}
 }

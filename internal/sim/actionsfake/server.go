@@ -62,6 +62,9 @@ type Server struct {
 	// sim
 	faults     []*faultRule
 	calls      map[string]int
+	journal    []Request
+	rateUsed   map[string]int // REST calls per credential in the current hour
+	rateWindow time.Time
 	violations []Violation
 }
 
@@ -101,6 +104,7 @@ func New(cfg Config) (*Server, error) {
 		nextRequestID:      1000,
 		nextRunID:          5000,
 		calls:              map[string]int{},
+		rateUsed:           map[string]int{},
 	}
 	if cfg.AppPublicKey != nil {
 		if cfg.AppID > 0 {
@@ -115,6 +119,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, o := range cfg.Uninstalled {
 		s.uninstalled[strings.ToLower(o)] = true
+	}
+	for _, o := range cfg.Installations {
+		s.installationFor(o)
 	}
 	s.mux = http.NewServeMux()
 	s.routes()
@@ -189,16 +196,31 @@ func (s *Server) routes() {
 	// Control.
 	s.handle("POST /_sim/jobs", s.handleQueueJobs)
 	s.handle("POST /_sim/faults", s.handleAddFault)
+	s.handle("POST /_sim/sessions/evict", s.handleEvictSessions)
 	s.handle("DELETE /_sim/faults", s.handleClearFaults)
 	s.handle("GET /_sim/state", s.handleState)
+	s.handle("GET /_sim/requests", s.handleRequests)
 }
 
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
 	s.mux.HandleFunc(pattern, h)
 }
 
+// Path prefixes of the GitHub API, the Actions service and the broker.
+const (
+	githubAPIPrefix = "/api/v3/"
+	actionsPrefix   = "/_actions/"
+	brokerPrefix    = "/_broker/"
+)
+
+// utf8BOM is the byte order mark the Actions service may start a body with.
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
 // serve counts the call by route pattern, applies a matching fault, then routes.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.BOM && hasAnyPrefix(r.URL.Path, githubAPIPrefix, actionsPrefix, brokerPrefix) {
+		w = &bomWriter{ResponseWriter: w}
+	}
 	_, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		pattern = "unmatched"
@@ -209,11 +231,56 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", pattern)
 
+	if strings.HasPrefix(r.URL.Path, githubAPIPrefix) {
+		s.rateLimitHeaders(w, r)
+	}
+	if !strings.HasPrefix(r.URL.Path, "/_sim/") {
+		sw := &statusWriter{ResponseWriter: w}
+		w = sw
+		entry := Request{Route: pattern, Method: r.Method, Path: r.URL.Path, Start: s.now().UTC()}
+		if fault != nil {
+			entry.Fault = fault.Match
+		}
+		defer func() {
+			entry.Status, entry.End = sw.status, s.now().UTC()
+			s.record(entry)
+		}()
+	}
 	if fault != nil && s.applyFault(w, r, fault) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
 }
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// bomWriter starts a body with the UTF-8 BOM, as the Actions service does;
+// actions/scaleset (sendRequest) and ARC trim it before decoding. An
+// answer without a body gets none.
+type bomWriter struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (b *bomWriter) Write(p []byte) (int, error) {
+	if !b.started && len(p) > 0 {
+		b.started = true
+		if _, err := b.ResponseWriter.Write(utf8BOM); err != nil {
+			return 0, err
+		}
+	}
+	return b.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection (fault drops hijack it).
+func (b *bomWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
 
 // base returns the externally visible root without a trailing slash. Lock held.
 func (s *Server) base(r *http.Request) string {

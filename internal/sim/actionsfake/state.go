@@ -90,22 +90,30 @@ type State struct {
 
 // ScaleSetState describes one live scale set.
 type ScaleSetState struct {
-	ID          int           `json:"id"`
-	Name        string        `json:"name"`
-	Scope       string        `json:"scope"`
-	Labels      []string      `json:"labels"`
-	Jobs        JobCounts     `json:"jobs"`
-	Session     *SessionState `json:"session"`
-	Runners     RunnerCounts  `json:"runners"`
-	Conflicts   int           `json:"conflicts"`
-	Messages    MessageCounts `json:"messages"`
-	MaxCapacity int           `json:"max_capacity"`
-	Statistics  Statistics    `json:"statistics"`
+	ID     int       `json:"id"`
+	Name   string    `json:"name"`
+	Scope  string    `json:"scope"`
+	Labels []string  `json:"labels"`
+	Jobs   JobCounts `json:"jobs"`
+	// Session is the live session, if any (not an expired or evicted one).
+	Session *SessionState `json:"session"`
+	// SessionsCreated counts every successful session create.
+	SessionsCreated int `json:"sessions_created"`
+	// Evictions counts sessions evicted or expired by the service.
+	Evictions int           `json:"evictions"`
+	Runners   RunnerCounts  `json:"runners"`
+	Conflicts int           `json:"conflicts"`
+	Messages  MessageCounts `json:"messages"`
+	// MaxCapacity is the last X-ScaleSetMaxCapacity a poll reported (0 before any).
+	MaxCapacity int `json:"max_capacity"`
+	// PeakAssigned is the most jobs assigned or running at once.
+	PeakAssigned int        `json:"peak_assigned"`
+	Statistics   Statistics `json:"statistics"`
 }
 
 // JobCounts counts a scale set's jobs by state.
 type JobCounts struct {
-	Queued    int `json:"queued"`
+	Queued    int `json:"queued"` // held back by the reported capacity
 	Available int `json:"available"`
 	Acquired  int `json:"acquired"`
 	Assigned  int `json:"assigned"`
@@ -119,6 +127,8 @@ type SessionState struct {
 	ID        string    `json:"id"`
 	Owner     string    `json:"owner"`
 	CreatedAt time.Time `json:"created_at"`
+	// Polls counts the polls in progress, which keep the session from expiring.
+	Polls int `json:"polls"`
 }
 
 // RunnerCounts counts a scale set's runners.
@@ -177,6 +187,7 @@ type FaultState struct {
 func (s *Server) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expireIdleSessions()
 	st := State{
 		ScaleSets:   []ScaleSetState{},
 		ScopeQueued: map[string]int{},
@@ -233,9 +244,12 @@ func (s *Server) State() State {
 func (s *Server) scaleSetState(ss *scaleSet) ScaleSetState {
 	out := ScaleSetState{
 		ID: ss.id, Name: ss.name, Scope: ss.scope, Labels: ss.labelNames(),
-		Conflicts:   ss.conflicts,
-		MaxCapacity: ss.broker.maxCapacity,
-		Statistics:  s.stats(ss),
+		Conflicts:       ss.conflicts,
+		SessionsCreated: ss.sessionsCreated,
+		Evictions:       ss.evictions,
+		MaxCapacity:     ss.broker.maxCapacity,
+		PeakAssigned:    ss.peakAssigned,
+		Statistics:      s.stats(ss),
 		Messages: MessageCounts{
 			Delivered:      ss.broker.delivered,
 			Redelivered:    ss.broker.redelivered,
@@ -245,7 +259,7 @@ func (s *Server) scaleSetState(ss *scaleSet) ScaleSetState {
 		},
 	}
 	if ss.session != nil {
-		out.Session = &SessionState{ID: ss.session.id.String(), Owner: ss.session.owner, CreatedAt: ss.session.created}
+		out.Session = &SessionState{ID: ss.session.id.String(), Owner: ss.session.owner, CreatedAt: ss.session.created, Polls: ss.session.polling}
 	}
 	for _, j := range ss.jobs {
 		if j.ss != ss {

@@ -59,7 +59,8 @@ type Server struct {
 	mux    *http.ServeMux
 
 	mu        sync.Mutex
-	targets   []myshoes.Target // insertion order
+	onTargets func([]myshoes.Target) // see OnTargetsChanged
+	targets   []myshoes.Target       // insertion order
 	fault     Fault
 	lastStamp time.Time
 	requests  map[string]int // API route pattern -> count
@@ -94,23 +95,43 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // creation times in slice order (so a later entry is newer).
 func (s *Server) SetTargets(targets []myshoes.Target) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.targets = s.targets[:0:0]
 	for _, t := range targets {
 		s.targets = append(s.targets, s.fillLocked(t))
 	}
 	s.logger.Info("myshoes fake: targets replaced", "count", len(s.targets))
+	s.changedUnlock()
 }
 
 // AddTarget adds an active target, newer than every other, and returns it.
 // An empty resourceType is "nano".
 func (s *Server) AddTarget(scope, resourceType string) myshoes.Target {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t := s.fillLocked(myshoes.Target{Scope: scope, ResourceType: resourceType})
 	s.targets = append(s.targets, t)
 	s.logger.Info("myshoes fake: target added", "id", t.ID, "scope", scope)
+	s.changedUnlock()
 	return t
+}
+
+// OnTargetsChanged sets fn, called with all targets after SetTargets,
+// AddTarget and PUT /_sim/targets, outside the fake's lock: the World
+// installs the GitHub App for the owners of new targets with it. A later
+// call replaces fn; nil removes it.
+func (s *Server) OnTargetsChanged(fn func([]myshoes.Target)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onTargets = fn
+}
+
+// changedUnlock releases the lock taken by a change of the targets, then
+// calls the OnTargetsChanged hook with a copy of them.
+func (s *Server) changedUnlock() {
+	fn, targets := s.onTargets, slices.Clone(s.targets)
+	s.mu.Unlock()
+	if fn != nil {
+		fn(targets)
+	}
 }
 
 // RemoveTarget removes a target entirely and reports whether it existed.

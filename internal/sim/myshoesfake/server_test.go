@@ -238,3 +238,33 @@ func TestFaults(t *testing.T) {
 		})
 	}
 }
+
+func TestOnTargetsChanged(t *testing.T) {
+	s := New(nil)
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	var calls [][]string
+	s.OnTargetsChanged(func(ts []myshoes.Target) {
+		var scopes []string
+		for _, tg := range ts {
+			scopes = append(scopes, tg.Scope)
+		}
+		calls = append(calls, scopes)
+		// The hook runs outside the lock: reading the fake does not deadlock.
+		_ = s.Targets()
+	})
+	s.AddTarget("org-a", "")
+	if a := do(t, srv, "PUT", "/_sim/targets", `[{"scope":"org-b"},{"scope":"o/r"}]`); a.status != http.StatusOK {
+		t.Fatalf("PUT /_sim/targets = %+v", a)
+	}
+	s.SetStatus(s.Targets()[0].ID, "suspend", "") // not a change of the set of targets
+	want := [][]string{{"org-a"}, {"org-b", "o/r"}}
+	if len(calls) != len(want) || strings.Join(calls[0], ",") != "org-a" || strings.Join(calls[1], ",") != "org-b,o/r" {
+		t.Fatalf("hook calls %v, want %v", calls, want)
+	}
+	s.OnTargetsChanged(nil)
+	s.AddTarget("org-c", "")
+	if len(calls) != 2 {
+		t.Fatalf("hook called after removal: %v", calls)
+	}
+}
