@@ -196,6 +196,17 @@ func TestRunConfigErrorsExit2(t *testing.T) {
 			wantFlag: "--log-format", wantEnv: []string{"SHOES_SCALESET_LOG_FORMAT"}, wantIn: []string{"xml"}},
 		{name: "bogus runner version", set: []string{"runner-version=bogus"},
 			wantFlag: "--runner-version", wantEnv: []string{"SHOES_SCALESET_RUNNER_VERSION", "RUNNER_VERSION"}, wantIn: []string{"bogus"}},
+		{name: "empty runner-base-directory", set: []string{"runner-base-directory="},
+			wantFlag: "--runner-base-directory", wantEnv: []string{"SHOES_SCALESET_RUNNER_BASE_DIRECTORY", "RUNNER_BASE_DIRECTORY"}, wantIn: []string{"must not be empty"}},
+		{name: "runner-base-directory with a control character", set: []string{"runner-base-directory=runners\tx"},
+			wantFlag: "--runner-base-directory", wantEnv: []string{"SHOES_SCALESET_RUNNER_BASE_DIRECTORY", "RUNNER_BASE_DIRECTORY"}, wantIn: []string{"control character"}},
+		// A relative base directory is accepted, as myshoes accepts it: the
+		// error moves on to the next check, an empty --runner-group.
+		{name: "relative runner-base-directory is accepted", set: []string{"runner-base-directory=runners", "runner-group= "},
+			wantFlag: "--runner-group", wantNotIn: []string{"--runner-base-directory", "RUNNER_BASE_DIRECTORY"}},
+		{name: "relative RUNNER_BASE_DIRECTORY (myshoes variable) is accepted", drop: []string{"runner-base-directory"}, set: []string{"runner-group= "},
+			env:      map[string]string{"RUNNER_BASE_DIRECTORY": "runners"},
+			wantFlag: "--runner-group", wantNotIn: []string{"--runner-base-directory", "RUNNER_BASE_DIRECTORY"}},
 		{name: "bad value from SHOES_SCALESET_MAX_RUNNERS",
 			env:      map[string]string{"SHOES_SCALESET_MAX_RUNNERS": "abc"},
 			wantFlag: "--max-runners", wantEnv: []string{"SHOES_SCALESET_MAX_RUNNERS"}, wantIn: []string{"abc"}},

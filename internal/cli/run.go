@@ -307,8 +307,8 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	if o.RunnerUser == "" {
 		return rc, e.flagError("runner-user", "must not be empty")
 	}
-	if !strings.HasPrefix(o.RunnerBaseDirectory, "/") {
-		return rc, e.flagError("runner-base-directory", "must be an absolute path")
+	if err := runnerscript.CheckRunnerBaseDirectory(o.RunnerBaseDirectory); err != nil {
+		return rc, e.flagError("runner-base-directory", "%v", err)
 	}
 	if strings.TrimSpace(o.RunnerGroup) == "" {
 		return rc, e.flagError("runner-group", "must not be empty")

@@ -185,7 +185,7 @@ func TestBadConfig(t *testing.T) {
 		{"sync interval below 1s", "sync-interval", []string{"--sync-interval", "100ms"}, nil},
 		{"zero shutdown timeout", "shutdown-timeout", []string{"--shutdown-timeout", "0s"}, nil},
 		{"negative plugin pool size", "plugin-pool-size", []string{"--plugin-pool-size", "-1"}, nil},
-		{"relative runner base directory", "runner-base-directory", []string{"--runner-base-directory", "runners"}, nil},
+		{"runner base directory with a control character", "runner-base-directory", []string{"--runner-base-directory", "runners\tx"}, nil},
 		{"max runners not a number (variable)", "max-runners", nil, []string{"SHOES_SCALESET_MAX_RUNNERS=many"}},
 		{"zero plugin add timeout", "plugin-add-timeout", []string{"--plugin-add-timeout", "0s"}, nil},
 	}

@@ -1,6 +1,8 @@
 // Package runnerscript renders the setup script handed to shoes plugins as
-// AddInstanceRequest.setup_script. It downloads the actions/runner release
-// (or uses a cached tarball) and starts `run.sh --jitconfig`.
+// AddInstanceRequest.setup_script. It installs actions/runner the way
+// myshoes's setup script does (a runner already in place, a pre-extracted
+// runner, a cached runner directory or tarball, else a download) and starts
+// `run.sh --jitconfig` under /etc/environment.
 //
 // The script has two parts. The main script is a text/template (the embedded
 // default.sh.tmpl, or the operator's own). The wrapper that Render returns is
@@ -27,6 +29,7 @@ const (
 	defaultRunnerUser          = "runner"
 	defaultRunnerBaseDirectory = "/tmp"
 	defaultCacheDirectory      = "/usr/local/etc"
+	defaultSystemRoot          = "/"
 
 	// heredocMarker ends the encoded main script; '_' is not in the base64
 	// alphabet, so the payload cannot contain it.
@@ -54,12 +57,22 @@ type Values struct {
 	// RunnerUser runs the runner when the script runs as root. Default
 	// "runner".
 	RunnerUser string
-	// RunnerBaseDirectory holds the runner directories. Default "/tmp".
+	// RunnerBaseDirectory holds the runner directories
+	// (<dir>/<runner name>) and may hold a pre-extracted runner in
+	// <dir>/runner. Default "/tmp". A relative directory is taken from the
+	// setup script's working directory, as myshoes does.
 	RunnerBaseDirectory string
-	// CacheDirectory is where an image may cache
-	// actions-runner-<os>-<arch>-<version>.tar.gz to skip the download.
-	// Default "/usr/local/etc", as myshoes.
+	// CacheDirectory is where an image may cache an extracted runner,
+	// runner-v<version>/ or runner-<version>/, or the release tarball
+	// actions-runner-<os>-<arch>-<version>.tar.gz, to skip the download.
+	// Default "/usr/local/etc", as myshoes. An absolute path.
 	CacheDirectory string
+	// SystemRoot is a test seam: the directory under which the script looks
+	// up etc/environment and myshoes's job hooks
+	// (myshoes-actions-runner-hook-job-{started,completed}.sh), so tests
+	// need not write to "/". Default "/"; the CLI does not expose it. An
+	// absolute path.
+	SystemRoot string
 	// Scope and Labels are informational: the default script logs them.
 	Scope  string
 	Labels []string
@@ -74,6 +87,9 @@ func (v Values) withDefaults() Values {
 	}
 	if v.CacheDirectory == "" {
 		v.CacheDirectory = defaultCacheDirectory
+	}
+	if v.SystemRoot == "" {
+		v.SystemRoot = defaultSystemRoot
 	}
 	return v
 }
@@ -101,9 +117,12 @@ func (v Values) Validate() error {
 	if !userRE.MatchString(v.RunnerUser) {
 		errs = append(errs, fmt.Errorf("runner user %q is not a valid user name", v.RunnerUser))
 	}
+	if err := CheckRunnerBaseDirectory(v.RunnerBaseDirectory); err != nil {
+		errs = append(errs, fmt.Errorf("runner base directory: %w", err))
+	}
 	for _, d := range []struct{ name, path string }{
-		{"runner base directory", v.RunnerBaseDirectory},
 		{"cache directory", v.CacheDirectory},
+		{"system root", v.SystemRoot},
 	} {
 		if !strings.HasPrefix(d.path, "/") || hasControl(d.path) {
 			errs = append(errs, fmt.Errorf("%s %q is not an absolute path", d.name, d.path))
@@ -123,6 +142,20 @@ func (v Values) Validate() error {
 	return nil
 }
 
+// CheckRunnerBaseDirectory reports whether dir can be the runner base
+// directory: not empty and without control characters. A relative dir is
+// accepted, as myshoes accepts it: the setup script takes it from its
+// working directory.
+func CheckRunnerBaseDirectory(dir string) error {
+	switch {
+	case dir == "":
+		return errors.New("must not be empty")
+	case hasControl(dir):
+		return fmt.Errorf("%q contains a control character", dir)
+	}
+	return nil
+}
+
 func hasControl(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
@@ -136,6 +169,7 @@ type templateData struct {
 	RunnerUser          string
 	RunnerBaseDirectory string
 	CacheDirectory      string
+	SystemRoot          string
 	Scope               string
 	Labels              []string
 }
@@ -148,6 +182,7 @@ func newTemplateData(v Values) templateData {
 		RunnerUser:          v.RunnerUser,
 		RunnerBaseDirectory: v.RunnerBaseDirectory,
 		CacheDirectory:      v.CacheDirectory,
+		SystemRoot:          v.SystemRoot,
 		Scope:               v.Scope,
 		Labels:              v.Labels,
 	}

@@ -36,23 +36,9 @@ var heredocRE = regexp.MustCompile(`(?m)^[^\n#]*base64[^\n]*<<-?'([A-Za-z_][A-Za
 // the wrapper is searched as is; `--jitconfig '...'` is accepted too. The
 // result is checked with DecodeJITConfig. Errors never quote the config.
 func ExtractJITConfig(setupScript string) (string, error) {
-	main := setupScript
-	if m := heredocRE.FindStringSubmatchIndex(setupScript); m != nil {
-		marker := setupScript[m[2]:m[3]]
-		body := setupScript[m[1]:]
-		body = strings.TrimPrefix(body, "\n")
-		end := strings.Index(body, "\n"+marker+"\n")
-		if end < 0 && strings.HasSuffix(body, "\n"+marker) {
-			end = len(body) - len(marker) - 1
-		}
-		if end < 0 {
-			return "", fmt.Errorf("setup script: here-document %s is not terminated", marker)
-		}
-		decoded, err := decodeMainScript(body[:end])
-		if err != nil {
-			return "", fmt.Errorf("setup script: %w", err)
-		}
-		main = decoded
+	main, err := mainScript(setupScript)
+	if err != nil {
+		return "", err
 	}
 	for _, prefix := range []string{"RUNNER_JIT_CONFIG=", "--jitconfig "} {
 		for line := range strings.Lines(main) {
@@ -72,6 +58,31 @@ func ExtractJITConfig(setupScript string) (string, error) {
 		}
 	}
 	return "", errors.New("setup script: no JIT config found (want RUNNER_JIT_CONFIG='...' or --jitconfig '...' as the default template writes it)")
+}
+
+// mainScript returns the main script a setup script carries gzip+base64 in
+// a here-document, as internal/runnerscript's wrapper does; a script
+// without that wrapper is returned as is.
+func mainScript(setupScript string) (string, error) {
+	m := heredocRE.FindStringSubmatchIndex(setupScript)
+	if m == nil {
+		return setupScript, nil
+	}
+	marker := setupScript[m[2]:m[3]]
+	body := setupScript[m[1]:]
+	body = strings.TrimPrefix(body, "\n")
+	end := strings.Index(body, "\n"+marker+"\n")
+	if end < 0 && strings.HasSuffix(body, "\n"+marker) {
+		end = len(body) - len(marker) - 1
+	}
+	if end < 0 {
+		return "", fmt.Errorf("setup script: here-document %s is not terminated", marker)
+	}
+	decoded, err := decodeMainScript(body[:end])
+	if err != nil {
+		return "", fmt.Errorf("setup script: %w", err)
+	}
+	return decoded, nil
 }
 
 // decodeMainScript decodes the base64 lines of a here-document and gunzips

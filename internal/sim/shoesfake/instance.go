@@ -43,6 +43,9 @@ type instanceInfo struct {
 	ResourceType string    `json:"resource_type"`
 	PID          int       `json:"pid"` // the plugin process that created it
 	Created      time.Time `json:"created"`
+	// RunnerDir is where the setup script installs the runner, when it
+	// says (see runnerDirOf); DeleteInstance removes it with the instance.
+	RunnerDir string `json:"runner_dir,omitempty"`
 }
 
 // instances creates and deletes instance directories and their scripts.
@@ -80,6 +83,21 @@ func (m *instances) prepare(info instanceInfo, script string) (*newInstance, err
 	if err := os.MkdirAll(m.dir, 0o755); err != nil {
 		return nil, err
 	}
+	inst := &newInstance{cloudID: info.CloudID, dir: dir}
+	if m.runScript {
+		inst.mode = RunnerModeScript
+		if m.mode == RunnerModeInProcess {
+			jit, err := ExtractJITConfig(script)
+			if err == nil {
+				inst.mode, inst.jit = RunnerModeInProcess, jit
+			} else {
+				m.log.Warn("inprocess mode: running the setup script under bash instead", "cloud_id", info.CloudID, "err", err)
+			}
+		}
+	}
+	if inst.mode == RunnerModeScript {
+		info.RunnerDir = runnerDirOf(script, info.RunnerName, dir)
+	}
 	// The instance appears whole or not at all: its description is
 	// written in a hidden directory that is then renamed, so a plugin
 	// killed meanwhile leaves no instance without a runner name.
@@ -97,22 +115,12 @@ func (m *instances) prepare(info instanceInfo, script string) (*newInstance, err
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, err
 	}
-	inst := &newInstance{cloudID: info.CloudID, dir: dir}
 	if err := os.WriteFile(filepath.Join(dir, fileSetup), []byte(script), 0o755); err != nil {
 		return inst, err
 	}
-	if !m.runScript {
+	if inst.mode != RunnerModeScript {
 		return inst, nil
 	}
-	if m.mode == RunnerModeInProcess {
-		jit, err := ExtractJITConfig(script)
-		if err == nil {
-			inst.mode, inst.jit = RunnerModeInProcess, jit
-			return inst, nil
-		}
-		m.log.Warn("inprocess mode: running the setup script under bash instead", "cloud_id", info.CloudID, "err", err)
-	}
-	inst.mode = RunnerModeScript
 	if err := m.writeShims(dir); err != nil {
 		return inst, fmt.Errorf("write shims: %w", err)
 	}
@@ -200,8 +208,10 @@ func (m *instances) start(cloudID, dir string) error {
 	return nil
 }
 
-// remove kills the instance's process group and deletes its directory. It
-// works for instances created by any plugin process.
+// remove kills the instance's process group and deletes the runner
+// directory its setup script used (instanceInfo.RunnerDir) and its own
+// directory, as deleting a VM takes its disk along. It works for instances
+// created by any plugin process.
 func (m *instances) remove(cloudID string) error {
 	if !cloudIDPattern.MatchString(cloudID) {
 		return errNotFound
@@ -240,7 +250,83 @@ func (m *instances) remove(cloudID string) error {
 			}
 		}
 	}
+	// The runner directory goes first: until the instance directory is
+	// gone, a retried delete still knows where it is.
+	if err := m.removeRunnerDir(dir); err != nil {
+		return err
+	}
 	return removeInstanceDir(dir)
+}
+
+// runnerDirOf is the runner directory a setup script rendered from
+// internal/runnerscript's default template installs the runner in,
+// <RUNNER_BASE_DIRECTORY>/<RUNNER_NAME>, with a relative base taken from
+// instanceDir, where the script runs. It is "" when the script does not
+// assign both as the template does (a custom template) or names another
+// runner. A pre-extracted runner (<base>/runner) is shared by every
+// instance on this host, so it is not the instance's to remove.
+func runnerDirOf(setupScript, runnerName, instanceDir string) string {
+	main, err := mainScript(setupScript)
+	if err != nil {
+		return ""
+	}
+	base, ok := singleQuotedAssignment(main, "RUNNER_BASE_DIRECTORY")
+	if !ok || base == "" {
+		return ""
+	}
+	if name, ok := singleQuotedAssignment(main, "RUNNER_NAME"); !ok || name != runnerName {
+		return ""
+	}
+	if !filepath.IsAbs(base) {
+		abs, err := filepath.Abs(filepath.Join(instanceDir, base))
+		if err != nil {
+			return ""
+		}
+		base = abs
+	}
+	return filepath.Join(base, runnerName)
+}
+
+// singleQuotedAssignment finds the first line NAME='...' of a script, as
+// runnerscript's shellQuote writes it.
+func singleQuotedAssignment(script, name string) (string, bool) {
+	for line := range strings.Lines(script) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), name+"="); ok {
+			if v, ok := shellSingleQuoted(rest); ok {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// removeRunnerDir removes the runner directory the instance's setup script
+// used outside the instance directory, as deleting a VM takes its disk
+// along: whatever a deleted instance leaves on this host is a leak.
+func (m *instances) removeRunnerDir(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, fileInstance))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var info instanceInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return fmt.Errorf("read %s: %w", fileInstance, err)
+	}
+	rd := info.RunnerDir
+	if rd == "" {
+		return nil
+	}
+	// Only ever a directory named after this instance's runner.
+	if !filepath.IsAbs(rd) || filepath.Clean(rd) != rd || filepath.Base(rd) != info.RunnerName || validateRunnerName(info.RunnerName) != nil {
+		m.log.Warn("not removing a runner directory that is not the instance's", "cloud_id", info.CloudID, "runner_dir", rd)
+		return nil
+	}
+	if err := removeAll(rd); err != nil {
+		return fmt.Errorf("remove runner directory: %w", err)
+	}
+	return nil
 }
 
 // removeInstanceDir removes an instance atomically: the directory is first
@@ -254,9 +340,14 @@ func removeInstanceDir(dir string) error {
 		}
 		return err
 	}
-	// A process that was being killed may still create a file; try again.
+	return removeAll(gone)
+}
+
+// removeAll is os.RemoveAll, tried again: a process that was being killed
+// may still create a file.
+func removeAll(path string) error {
 	for i := 0; ; i++ {
-		err := os.RemoveAll(gone)
+		err := os.RemoveAll(path)
 		if err == nil || i == 3 {
 			return err
 		}

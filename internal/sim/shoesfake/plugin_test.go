@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 )
@@ -247,6 +249,83 @@ func TestDeleteInstance(t *testing.T) {
 			t.Errorf("outside dir: %v", err)
 		}
 	})
+}
+
+// TestDeleteInstanceRemovesRunnerDir runs the real default setup script
+// and deletes its instance: the runner directory the script used goes with
+// the instance, as a VM's disk does, and nothing else in the base
+// directory is touched.
+func TestDeleteInstanceRemovesRunnerDir(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	h := e.host(t, 2)
+	stub := newActionsStub(t, "tok", "idle") // never gets a job: the runner stays up
+	tests := []struct {
+		name string
+		base func(instanceDir string) string // the base directory as the script gets it
+		abs  func(instanceDir string) string // where it ends up
+	}{
+		{"absolute base directory",
+			func(string) string { return filepath.Join(e.dir, "runners") },
+			func(string) string { return filepath.Join(e.dir, "runners") }},
+		{"relative base directory inside the instance",
+			func(string) string { return "runners" },
+			func(dir string) string { return filepath.Join(dir, "runners") }},
+		{"relative base directory outside the instance",
+			func(string) string { return "../../runners-rel" },
+			func(dir string) string { return filepath.Join(dir, "..", "..", "runners-rel") }},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			name := "myshoes-" + uuid.NewString()
+			// The cloud ID, and so the instance directory, is known only
+			// after AddInstance; the bases above do not depend on it.
+			r, err := runnerscript.New("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			script, err := r.Render(runnerscript.Values{
+				RunnerName: name, JITConfig: stub.jit(t, int64(i+1), name), RunnerVersion: "2.330.0",
+				RunnerBaseDirectory: tt.base(""),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			inst := addNamed(t, h, name, script)
+			dir := e.instanceDir(inst.CloudID)
+			eventually(t, 30*time.Second, "the runner to connect", func() bool {
+				for _, c := range stub.connectsSeen() {
+					if c.AgentName == name {
+						return true
+					}
+				}
+				return false
+			})
+			base := tt.abs(dir)
+			runnerDir := filepath.Join(base, name)
+			if _, err := os.Stat(filepath.Join(runnerDir, "run.sh")); err != nil {
+				t.Fatalf("the script did not install the runner in %s: %v", runnerDir, err)
+			}
+			neighbour := filepath.Join(base, "not-the-instance's")
+			if err := os.WriteFile(neighbour, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			if err := h.DeleteInstance(context.Background(), inst.CloudID, nil); err != nil {
+				t.Fatal(err)
+			}
+			assertDeleted(t, dir)
+			if _, err := os.Stat(runnerDir); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("runner dir %s still there after DeleteInstance (%v)", runnerDir, err)
+			}
+			if !strings.HasPrefix(base, dir+string(filepath.Separator)) {
+				if _, err := os.Stat(neighbour); err != nil {
+					t.Errorf("DeleteInstance removed more than its runner dir: %v", err)
+				}
+			}
+		})
+	}
 }
 
 func assertDeleted(t *testing.T, dir string, pids ...int) {
