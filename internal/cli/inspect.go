@@ -257,6 +257,9 @@ func runScaleSetsLs(ctx context.Context, s streams, o *inspectOptions) error {
 		if ss.Error != "" {
 			status += " error: " + oneLine(ss.Error)
 		}
+		if ss.AcquireError != "" {
+			status += " " + oneLine(ss.AcquireError)
+		}
 		desired := "-"
 		if live && ss.Serving {
 			desired = fmt.Sprint(ss.Desired)
@@ -266,9 +269,19 @@ func runScaleSetsLs(ctx context.Context, s streams, o *inspectOptions) error {
 			lastPoll = age(now, ss.LastPoll) + " ago"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ss.Scope, dash(ss.ScaleSet), ss.ScaleSetID,
-			dash(strings.Join(ss.Labels, ",")), dash(ss.SessionID), desired, countsString(ss.Runners), lastPoll, dash(status))
+			dash(labelsString(ss)), dash(ss.SessionID), desired, countsString(ss.Runners), lastPoll, dash(status))
 	}
 	return tw.Flush()
+}
+
+// labelsString shows the scale set's labels; when GitHub dropped some
+// (GHES 3.18–3.20 without custom labels), the ones it kept and, in
+// parentheses, the ones workflows cannot use.
+func labelsString(ss controller.ScaleSetStatus) string {
+	if len(ss.DroppedLabels) == 0 {
+		return strings.Join(ss.Labels, ",")
+	}
+	return strings.Join(ss.GitHubLabels, ",") + " (dropped by GitHub: " + strings.Join(ss.DroppedLabels, ",") + ")"
 }
 
 func countsString(m map[store.RunnerState]int) string {

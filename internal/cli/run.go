@@ -437,6 +437,7 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	rec := metrics.New(reg, nil)
 	rc.shoes.Recorder = rec
 	rc.ctrl.Recorder = rec
+	rc.github.Recorder = rec
 	// The plugin is checked before the state file is touched: a bad
 	// --plugin is a configuration error (exit 2) whatever the state file.
 	host, err := shoes.New(ctx, rc.shoes)

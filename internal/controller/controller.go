@@ -39,10 +39,12 @@ type Plugin interface {
 // GitHub is what the controller needs of GitHub: scale sets, sessions and
 // the Actions calls made per scope.
 type GitHub interface {
-	GetOrCreateScaleSet(ctx context.Context, scope, runnerGroup, name string, labels []string) (*scaleset.RunnerScaleSet, bool, error)
-	ScaleSetClient(ctx context.Context, scope string) (*scaleset.Client, error)
+	EnsureScaleSet(ctx context.Context, spec github.ScaleSetSpec) (github.ScaleSetResult, error)
+	DeleteScaleSet(ctx context.Context, scope string, scaleSetID int) error
 	RunnerVersion(ctx context.Context, scope, requested string) (string, error)
 	GetRunnerStatus(ctx context.Context, scope string, runnerID int64) (github.RunnerStatus, error)
+	RunnerIDByName(ctx context.Context, scope, name string) (int64, error)
+	RemoveRunner(ctx context.Context, scope string, runnerID int64) error
 	GenerateJITConfig(ctx context.Context, scope string, scaleSetID int, name, workFolder string) (*github.JITConfig, error)
 	CreateSession(ctx context.Context, scope string, scaleSetID int, owner string) (*github.Session, error)
 	DeleteSession(ctx context.Context, scope string, scaleSetID int, sessionID string) error

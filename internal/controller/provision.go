@@ -135,6 +135,11 @@ type prepared struct {
 	start  time.Time
 }
 
+// jitWorkFolder is the runner's work folder: _work inside the runner's own
+// directory (a relative path is resolved there), as garm does, not the
+// base directory that holds every runner's directory.
+const jitWorkFolder = "_work"
+
 // prepare resolves the runner version, asks GitHub for the runner's JIT
 // config and renders the setup script.
 func (c *Controller) prepare(set *scaleSetState, name string) (prepared, error) {
@@ -144,7 +149,7 @@ func (c *Controller) prepare(set *scaleSetState, name string) (prepared, error) 
 	if err != nil {
 		return p, fmt.Errorf("resolve runner version: %w", err)
 	}
-	if p.jit, err = c.gh.GenerateJITConfig(ctx, set.scope, set.id, name, c.cfg.RunnerBaseDirectory); err != nil {
+	if p.jit, err = c.gh.GenerateJITConfig(ctx, set.scope, set.id, name, jitWorkFolder); err != nil {
 		return p, fmt.Errorf("generate JIT config: %w", err)
 	}
 	p.script, err = c.script.Render(runnerscript.Values{
@@ -347,23 +352,15 @@ func (c *Controller) provisionFailed(set *scaleSetState, name string, cause erro
 // the runner by name when its ID was never stored (the JIT call may have
 // succeeded without us seeing the answer).
 func (c *Controller) removeFromGitHub(ctx context.Context, set *scaleSetState, r store.Runner) error {
-	client, err := c.gh.ScaleSetClient(ctx, set.scope)
-	if err != nil {
-		return err
-	}
 	id := r.RunnerID
 	if id == 0 {
-		ref, err := client.GetRunnerByName(ctx, r.Name)
-		if err != nil {
-			return fmt.Errorf("get runner by name: %w", err)
+		var err error
+		if id, err = c.gh.RunnerIDByName(ctx, set.scope, r.Name); err != nil || id == 0 {
+			return err
 		}
-		if ref == nil {
-			return nil
-		}
-		id = int64(ref.ID)
 	}
-	if err := client.RemoveRunner(ctx, id); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
-		return fmt.Errorf("remove runner %d: %w", id, err)
+	if err := c.gh.RemoveRunner(ctx, set.scope, id); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
+		return err
 	}
 	return nil
 }

@@ -168,7 +168,7 @@ func (c *Controller) cameOnline(ctx context.Context, r store.Runner) (bool, erro
 	if err != nil {
 		return false, err
 	}
-	return st.Online() || st.Busy, nil
+	return st.Online(), nil
 }
 
 // finishOrphan deletes a busy runner whose JobCompleted we did not get
@@ -193,11 +193,7 @@ func (c *Controller) finishOrphan(ctx context.Context, r store.Runner) {
 // reports whether the runner is on its way out.
 func (c *Controller) removeRunner(ctx context.Context, r store.Runner, reason string, force bool) (bool, error) {
 	if r.RunnerID != 0 {
-		client, err := c.gh.ScaleSetClient(ctx, r.Scope)
-		if err != nil {
-			return false, fmt.Errorf("scale set client: %w", err)
-		}
-		err = client.RemoveRunner(ctx, r.RunnerID)
+		err := c.gh.RemoveRunner(ctx, r.Scope, r.RunnerID)
 		switch {
 		case err == nil, errors.Is(err, scaleset.RunnerNotFoundError):
 		case errors.Is(err, scaleset.JobStillRunningError):
@@ -206,7 +202,7 @@ func (c *Controller) removeRunner(ctx context.Context, r store.Runner, reason st
 			}
 			c.runnerLog(r).Warn("removing a runner that runs a job (forced)")
 		default:
-			return false, fmt.Errorf("remove runner %d from GitHub: %w", r.RunnerID, err)
+			return false, err
 		}
 	}
 	if err := c.markDeleting(r.Name, reason); err != nil {
@@ -298,11 +294,7 @@ func (c *Controller) retireScaleSets(ctx context.Context, served map[int]*scaleS
 		if !c.cfg.DeleteScaleSetsOnTargetRemoval || total(counts[ss.ScaleSetID]) > 0 {
 			continue
 		}
-		client, err := c.gh.ScaleSetClient(ctx, ss.Scope)
-		if err == nil {
-			err = client.DeleteRunnerScaleSet(ctx, ss.ScaleSetID)
-		}
-		if err != nil {
+		if err := c.gh.DeleteScaleSet(ctx, ss.Scope, ss.ScaleSetID); err != nil {
 			c.log.Warn("delete scale set of a removed target", "scope", ss.Scope, "scale_set", ss.Name, "err", err)
 			continue
 		}

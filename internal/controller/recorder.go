@@ -23,6 +23,8 @@ type Recorder interface {
 	RunnerProvisioned(scope, scaleSet string, d time.Duration)
 	// SessionConflict counts a 409 on session creation.
 	SessionConflict(scope, scaleSet string)
+	// AcquireFailed counts a failed acquisition of available jobs (GHES).
+	AcquireFailed(scope, scaleSet string)
 	// RunnerReaped counts a runner removed by the reaper, by reason.
 	RunnerReaped(scope, scaleSet, reason string)
 	// TargetSync records one read of myshoes's target list.
@@ -40,6 +42,7 @@ func (nopRecorder) JobStarted(string, string, *scaleset.JobStarted)     {}
 func (nopRecorder) JobCompleted(string, string, *scaleset.JobCompleted) {}
 func (nopRecorder) RunnerProvisioned(string, string, time.Duration)     {}
 func (nopRecorder) SessionConflict(string, string)                      {}
+func (nopRecorder) AcquireFailed(string, string)                        {}
 func (nopRecorder) RunnerReaped(string, string, string)                 {}
 func (nopRecorder) TargetSync(time.Time, error)                         {}
 func (nopRecorder) Forget(string, string)                               {}

@@ -34,6 +34,7 @@ type scaleSetState struct {
 	stats       github.Statistics
 	failures    int       // consecutive provisioning failures
 	pausedUntil time.Time // provisioning backs off after failures
+	acquireErr  string    // why acquiring available jobs keeps failing, for readiness
 }
 
 // registerScaleSet returns the live state of a scale set, creating it on
@@ -88,6 +89,12 @@ func (s *scaleSetState) wake() {
 func (s *scaleSetState) setSession(id string) {
 	s.mu.Lock()
 	s.sessionID = id
+	s.mu.Unlock()
+}
+
+func (s *scaleSetState) setAcquireError(msg string) {
+	s.mu.Lock()
+	s.acquireErr = msg
 	s.mu.Unlock()
 }
 

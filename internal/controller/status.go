@@ -11,12 +11,20 @@ import (
 
 // ScaleSetStatus is what `scalesets ls` shows of one target.
 type ScaleSetStatus struct {
-	TargetID                string                    `json:"target_id"`
-	Scope                   string                    `json:"scope"`
-	ScaleSet                string                    `json:"scale_set"`
-	ScaleSetID              int                       `json:"scale_set_id"`
-	Labels                  []string                  `json:"labels"`
-	SessionID               string                    `json:"session_id"`
+	TargetID   string   `json:"target_id"`
+	Scope      string   `json:"scope"`
+	ScaleSet   string   `json:"scale_set"`
+	ScaleSetID int      `json:"scale_set_id"`
+	Labels     []string `json:"labels"`
+	// GitHubLabels are the labels GitHub holds for the scale set;
+	// DroppedLabels are the labels it was given but did not keep.
+	GitHubLabels  []string `json:"github_labels,omitempty"`
+	DroppedLabels []string `json:"dropped_labels,omitempty"`
+	SessionID     string   `json:"session_id"`
+	// PendingAcquisitions counts the available jobs (GHES) not acquired
+	// yet; AcquireError says why acquiring keeps failing.
+	PendingAcquisitions     int                       `json:"pending_acquisitions,omitempty"`
+	AcquireError            string                    `json:"acquire_error,omitempty"`
 	Desired                 int                       `json:"desired"`
 	Runners                 map[store.RunnerState]int `json:"runners"`
 	Statistics              *github.Statistics        `json:"statistics,omitempty"`
@@ -73,7 +81,7 @@ func (c *Controller) live() map[string]ScaleSetStatus {
 			st.ScaleSet, st.ScaleSetID, st.Labels = set.name, set.id, set.labels
 			st.Desired = int(set.desired.Load())
 			set.mu.Lock()
-			st.SessionID, st.LastPoll = set.sessionID, set.lastPoll
+			st.SessionID, st.LastPoll, st.AcquireError = set.sessionID, set.lastPoll, set.acquireErr
 			stats := set.stats
 			set.mu.Unlock()
 			st.Statistics = &stats
@@ -99,9 +107,9 @@ func ScaleSetsFromStore(st *store.Store, live map[string]ScaleSetStatus) ([]Scal
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
-	sessionOf := make(map[int]string, len(sessions))
+	sessionOf := make(map[int]store.Session, len(sessions))
 	for _, s := range sessions {
-		sessionOf[s.ScaleSetID] = s.SessionID
+		sessionOf[s.ScaleSetID] = s
 	}
 
 	byTarget := make(map[string]ScaleSetStatus, len(recs)+len(live))
@@ -112,16 +120,21 @@ func ScaleSetsFromStore(st *store.Store, live map[string]ScaleSetStatus) ([]Scal
 			ScaleSet:                r.Name,
 			ScaleSetID:              r.ScaleSetID,
 			Labels:                  r.Labels,
-			SessionID:               sessionOf[r.ScaleSetID],
+			GitHubLabels:            r.GitHubLabels,
+			DroppedLabels:           r.DroppedLabels,
+			SessionID:               sessionOf[r.ScaleSetID].SessionID,
 			TargetStatus:            r.TargetStatus,
 			TargetStatusDescription: r.TargetStatusDescription,
 			Error:                   r.LastError,
 		}
 	}
 	for id, l := range live {
-		if l.ScaleSetID == 0 {
-			if rec, ok := byTarget[id]; ok {
+		if rec, ok := byTarget[id]; ok {
+			if l.ScaleSetID == 0 {
 				l.ScaleSet, l.ScaleSetID, l.Labels = rec.ScaleSet, rec.ScaleSetID, rec.Labels
+			}
+			if l.ScaleSetID == rec.ScaleSetID {
+				l.GitHubLabels, l.DroppedLabels = rec.GitHubLabels, rec.DroppedLabels
 			}
 		}
 		byTarget[id] = l
@@ -129,6 +142,7 @@ func ScaleSetsFromStore(st *store.Store, live map[string]ScaleSetStatus) ([]Scal
 	out := make([]ScaleSetStatus, 0, len(byTarget))
 	for _, s := range byTarget {
 		s.Runners = counts[s.ScaleSetID]
+		s.PendingAcquisitions = len(sessionOf[s.ScaleSetID].PendingAcquire)
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Scope < out[j].Scope })
@@ -144,7 +158,8 @@ type NotReady struct {
 
 // Ready reports whether the controller is ready: the last target sync
 // succeeded within 3 sync intervals, and every served target's listener
-// holds a session that polled within 2 poll holds. Otherwise it says what
+// holds a session that polled within 2 poll holds and is not failing to
+// acquire jobs. Otherwise it says what
 // is not ready and why.
 func (c *Controller) Ready() (bool, []NotReady) {
 	now := c.cfg.Now()
@@ -162,6 +177,9 @@ func (c *Controller) Ready() (bool, []NotReady) {
 			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: "no message session" + lastErr(st.Error)})
 		case st.LastPoll.IsZero() || now.Sub(st.LastPoll) > 2*c.cfg.PollHold:
 			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: "the listener has not polled within 2 poll holds" + lastErr(st.Error)})
+		case st.AcquireError != "":
+			// Jobs wait on GHES until they are acquired.
+			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: st.AcquireError})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Scope < out[j].Scope })

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
-
-	"github.com/actions/scaleset"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
@@ -28,6 +27,8 @@ type targetWorker struct {
 	target myshoes.Target
 	set    *scaleSetState
 	err    string // the last error that stopped serving, for status
+	// warnedDropped is set once GitHub's dropping of labels was logged.
+	warnedDropped bool
 }
 
 func (c *Controller) newTargetWorker(parent context.Context, t myshoes.Target) *targetWorker {
@@ -86,6 +87,13 @@ func (w *targetWorker) run() {
 		}
 		failures++
 		w.setError(err)
+		if errors.Is(err, github.ErrSessionGone) && failures == 1 {
+			// GitHub evicts sessions on its side (about every 50 minutes)
+			// and expires one nobody polls; nothing is wrong with the
+			// target, so a new session is opened at once.
+			w.log.Info("message session expired or was evicted; opening a new one", "err", err)
+			continue
+		}
 		wait := w.c.backoff(failures)
 		if errors.Is(err, github.ErrSessionConflict) {
 			w.log.Warn("message session held by another owner; retrying", "err", err, "retry_in", wait)
@@ -138,7 +146,21 @@ func (w *targetWorker) serve(reconcile *sync.WaitGroup) (healthy bool, err error
 	}
 	defer w.closeSession(set, sess)
 	w.setError(nil)
-	return w.poll(ctx, set, sess)
+
+	// Job acquisition (GHES) runs next to the poll loop, on the same
+	// session, so a failing acquisition never stops the polling.
+	acq := newAcquirer(w.c, set, sess)
+	actx, stopAcquirer := context.WithCancel(ctx)
+	acquirerDone := make(chan struct{})
+	go func() {
+		defer close(acquirerDone)
+		acq.run(actx)
+	}()
+	defer func() {
+		stopAcquirer()
+		<-acquirerDone
+	}()
+	return w.poll(ctx, set, sess, acq)
 }
 
 // ensureScaleSet gets or creates the target's scale set and stores it.
@@ -149,13 +171,25 @@ func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSetState, erro
 	cfg := w.c.cfg
 	name := github.ScaleSetName(cfg.ScaleSetPrefix, t.Scope)
 	labels := github.ScaleSetLabels(name, cfg.Labels)
-	rs, created, err := w.c.gh.GetOrCreateScaleSet(ctx, t.Scope, cfg.RunnerGroup, name, labels)
+	spec := github.ScaleSetSpec{Scope: t.Scope, RunnerGroup: cfg.RunnerGroup, Name: name, Labels: labels}
+	old, err := w.c.store.GetScaleSet(t.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("read stored scale set: %w", err)
+	}
+	if err == nil && old.Name == name && slices.Equal(old.Labels, labels) {
+		// What GitHub kept of these same labels last time: if it dropped
+		// some, asking again would only drop them again.
+		spec.KeptLabels = old.GitHubLabels
+	}
+	res, err := w.c.gh.EnsureScaleSet(ctx, spec)
 	if err != nil {
 		return nil, err // it names the scale set and the operation
 	}
-	if created {
+	rs := res.ScaleSet
+	if res.Created {
 		w.log.Info("created scale set", "scale_set", name, "scale_set_id", rs.ID)
 	}
+	w.warnDroppedLabels(name, res)
 	now := cfg.Now()
 	rec := store.ScaleSet{
 		TargetID:                t.ID,
@@ -164,14 +198,13 @@ func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSetState, erro
 		ScaleSetID:              rs.ID,
 		RunnerGroupID:           rs.RunnerGroupID,
 		Labels:                  labels,
+		GitHubLabels:            res.Labels,
+		DroppedLabels:           res.Dropped,
 		ResourceType:            t.ResourceType,
 		TargetStatus:            t.Status,
 		TargetStatusDescription: t.StatusDescription,
-		CreatedAt:               now,
+		CreatedAt:               old.CreatedAt,
 		UpdatedAt:               now,
-	}
-	if old, err := w.c.store.GetScaleSet(t.ID); err == nil {
-		rec.CreatedAt = old.CreatedAt
 	}
 	if err := w.c.store.PutScaleSet(rec); err != nil {
 		return nil, fmt.Errorf("store scale set: %w", err)
@@ -187,19 +220,43 @@ func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSetState, erro
 	return w.c.registerScaleSet(rec, shoes.ParseResourceType(t.ResourceType), w.log), nil
 }
 
+// warnDroppedLabels logs, once per process, that GitHub does not hold
+// some labels of the scale set: workflows asking for them wait forever.
+// GHES 3.18–3.20 keep only the scale set's name unless the custom-labels
+// feature flag is on (actions/scaleset README, GitHub Enterprise Server).
+func (w *targetWorker) warnDroppedLabels(name string, res github.ScaleSetResult) {
+	w.mu.Lock()
+	warn := len(res.Dropped) > 0 && !w.warnedDropped
+	w.warnedDropped = w.warnedDropped || warn
+	w.mu.Unlock()
+	if warn {
+		w.log.Warn("GitHub dropped labels of the scale set: workflows can use only the labels it kept",
+			"scale_set", name, "labels_kept", res.Labels, "labels_dropped", res.Dropped,
+			"hint", "on GHES 3.18-3.20 a site admin must enable the feature flag DistributedTask.AllowRunnerScaleSetCustomLabels")
+	}
+}
+
 // openSession deletes a session a previous run left behind, then creates
 // a new one and stores it.
 func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*github.Session, error) {
-	if old, err := w.c.store.GetSession(set.id); err == nil && old.SessionID != "" {
-		w.log.Info("deleting stale message session", "session", old.SessionID)
+	old, err := w.c.store.GetSession(set.id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("read stored session: %w", err)
+	case old.SessionID != "":
+		// Left by a crash or an unclean exit. One GitHub expired or
+		// evicted meanwhile counts as deleted.
 		if err := w.c.gh.DeleteSession(ctx, set.scope, set.id, old.SessionID); err != nil {
-			return nil, fmt.Errorf("delete stale session %s: %w", old.SessionID, err)
+			// Never a reason to stop: if it still exists, creating ours
+			// answers 409 and the delete is tried again after a backoff.
+			w.log.Warn("delete stale message session; creating a new one anyway", "session", old.SessionID, "err", err)
+			break
 		}
-		if err := w.c.store.DeleteSession(set.id); err != nil {
+		w.log.Info("deleted stale message session", "session", old.SessionID)
+		if err := w.c.store.ForgetSession(set.id); err != nil {
 			return nil, fmt.Errorf("forget stale session: %w", err)
 		}
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("read stored session: %w", err)
 	}
 
 	sess, err := w.c.gh.CreateSession(ctx, set.scope, set.id, w.c.store.OwnerID())
@@ -207,7 +264,7 @@ func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*gi
 		if errors.Is(err, github.ErrSessionConflict) {
 			w.c.rec.SessionConflict(set.scope, set.name)
 		}
-		return nil, fmt.Errorf("create message session: %w", err)
+		return nil, err // it names the operation
 	}
 	now := w.c.cfg.Now()
 	rec := store.Session{
@@ -232,8 +289,8 @@ func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*gi
 	return sess, nil
 }
 
-// closeSession deletes the session on GitHub, then forgets it. It runs on
-// stop, so it has its own deadline.
+// closeSession deletes the session on GitHub, then forgets it (keeping the
+// acquisitions still pending). It runs on stop, so it has its own deadline.
 func (w *targetWorker) closeSession(set *scaleSetState, sess *github.Session) {
 	set.setSession("")
 	w.c.rec.Listener(set.scope, set.name, false)
@@ -244,7 +301,7 @@ func (w *targetWorker) closeSession(set *scaleSetState, sess *github.Session) {
 		w.log.Warn("delete message session", "session", sess.ID(), "err", err)
 		return
 	}
-	if err := w.c.store.DeleteSession(set.id); err != nil {
+	if err := w.c.store.ForgetSession(set.id); err != nil {
 		w.log.Warn("forget message session", "err", err)
 	}
 	w.log.Info("message session closed", "session", sess.ID())
@@ -252,9 +309,13 @@ func (w *targetWorker) closeSession(set *scaleSetState, sess *github.Session) {
 
 // poll long-polls the message queue until an error or cancellation. Each
 // message's effects are stored before it is acknowledged.
-func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *github.Session) (bool, error) {
+func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *github.Session, acq *acquirer) (bool, error) {
 	healthy := false
 	set.setStatistics(sess.Statistics(), w.c.cfg)
+	// lastID is the last message handled on this session. GitHub does not
+	// promise that naming it on the next poll acknowledges it (or the ones
+	// before it), so a message whose acknowledgement was lost may come
+	// again; it is acknowledged again, never handled twice.
 	var lastID int64
 	pollFailures := 0
 	for {
@@ -271,17 +332,21 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 				if err := sess.DeleteMessage(ctx, unsupported.MessageID); err != nil && !isCanceled(ctx, err) {
 					w.log.Warn("acknowledge unsupported message", "message_id", unsupported.MessageID, "err", err)
 				}
-				lastID = unsupported.MessageID
+				lastID = max(lastID, unsupported.MessageID)
 				continue
 			}
 			// A transient failure is retried on the same session; a
 			// session that is gone, or one that keeps failing, is
-			// replaced by a new one.
-			pollFailures++
-			if errors.Is(err, github.ErrNotFound) || !github.IsTransient(err) || pollFailures > maxPollRetries {
+			// replaced by a new one. A rate-limited poll waits as long as
+			// GitHub asks (the client's gate) and says nothing about the
+			// session, so it does not count toward replacing it.
+			if !github.IsRateLimited(err) {
+				pollFailures++
+			}
+			if !github.IsTransient(err) || pollFailures > maxPollRetries {
 				return healthy, fmt.Errorf("get message: %w", err)
 			}
-			wait := w.c.backoff(pollFailures)
+			wait := w.c.backoff(max(pollFailures, 1))
 			w.log.Warn("get message; retrying", "err", err, "attempt", pollFailures, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return healthy, nil
@@ -295,8 +360,15 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 			set.setStatistics(nil, w.c.cfg)
 			continue
 		}
+		if msg.ID <= lastID {
+			w.log.Debug("message delivered again; acknowledging it again", "message_id", msg.ID)
+			if err := sess.DeleteMessage(context.WithoutCancel(ctx), msg.ID); err != nil {
+				w.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
+			}
+			continue
+		}
 		// A message that has started is handled to the end, even on stop.
-		if err := w.handleMessage(context.WithoutCancel(ctx), set, sess, msg); err != nil {
+		if err := w.handleMessage(context.WithoutCancel(ctx), set, sess, msg, acq); err != nil {
 			return healthy, fmt.Errorf("handle message %d: %w", msg.ID, err)
 		}
 		lastID = msg.ID
@@ -304,21 +376,28 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 }
 
 // handleMessage stores the effects of one message, then acknowledges it,
-// then records the desired count.
-func (w *targetWorker) handleMessage(ctx context.Context, set *scaleSetState, sess *github.Session, msg *github.Message) error {
+// then has its available jobs acquired.
+//
+// The order cannot lose a job. Everything the message asks of us is stored
+// first, in one write: busy and deleting runners, the statistics' effect,
+// the message ID, and the runner requests to acquire (GHES). Only then is
+// the message acknowledged. Acquisition comes last and runs apart from the
+// poll loop, retried with backoff from the stored list (after a restart
+// too), so a failing acquire neither blocks the queue (JobStarted and
+// JobCompleted keep flowing) nor makes us churn sessions to get the
+// message again; and GitHub itself offers a job that nobody acquired
+// again, as the reference listener relies on (actions/scaleset HEAD acks,
+// then acquires).
+func (w *targetWorker) handleMessage(ctx context.Context, set *scaleSetState, sess *github.Session, msg *github.Message, acq *acquirer) error {
 	if err := w.applyMessage(set, msg); err != nil {
 		return err
 	}
-	// GHES leaves an available job queued until it is acquired. The
-	// message is acknowledged only once its jobs are acquired, so a
-	// failure here redelivers it and the acquisition is tried again.
-	if err := w.acquire(ctx, sess, msg.Available); err != nil {
-		return fmt.Errorf("acquire jobs: %w", err)
-	}
 	if err := sess.DeleteMessage(ctx, msg.ID); err != nil {
-		// The next poll names this message as the last one, which also
-		// acknowledges it; a redelivery would be harmless.
+		// It may come again: it is then acknowledged, not handled, again.
 		w.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
+	}
+	if len(msg.Available) > 0 {
+		acq.wake()
 	}
 	w.log.Debug("message handled", "message_id", msg.ID, "available", len(msg.Available), "assigned", len(msg.Assigned),
 		"started", len(msg.Started), "completed", len(msg.Completed), "total_assigned_jobs", set.desiredInput())
@@ -341,8 +420,12 @@ func (w *targetWorker) applyMessage(set *scaleSetState, msg *github.Message) err
 			return err
 		}
 	}
-	if err := w.c.store.SetLastMessageID(set.id, msg.ID); err != nil {
-		return fmt.Errorf("store last message id: %w", err)
+	available := make([]int64, 0, len(msg.Available))
+	for _, a := range msg.Available {
+		available = append(available, a.RunnerRequestID)
+	}
+	if err := w.c.store.RecordMessage(set.id, msg.ID, available); err != nil {
+		return fmt.Errorf("store message: %w", err)
 	}
 	set.setStatistics(msg.Statistics, w.c.cfg)
 	return nil
@@ -351,32 +434,3 @@ func (w *targetWorker) applyMessage(set *scaleSetState, msg *github.Message) err
 // maxPollRetries is how many failed polls in a row are retried on the
 // same session before it is replaced.
 const maxPollRetries = 5
-
-// maxAcquireAttempts bounds the tries of one acquisition.
-const maxAcquireAttempts = 3
-
-// acquire asks for the jobs announced as available (GHES), which GHES
-// otherwise leaves queued forever. A job another listener acquired first
-// is simply not in the answer.
-func (w *targetWorker) acquire(ctx context.Context, sess *github.Session, available []*scaleset.JobMessageBase) error {
-	if len(available) == 0 {
-		return nil
-	}
-	ids := make([]int64, len(available))
-	for i, a := range available {
-		ids[i] = a.RunnerRequestID
-	}
-	var err error
-	for attempt := 1; attempt <= maxAcquireAttempts; attempt++ {
-		var acquired []int64
-		if acquired, err = sess.AcquireJobs(ctx, ids); err == nil {
-			w.log.Debug("acquired jobs", "requested", len(ids), "acquired", len(acquired))
-			return nil
-		}
-		w.log.Warn("acquire jobs", "count", len(ids), "attempt", attempt, "err", err)
-		if attempt < maxAcquireAttempts && !sleep(ctx, w.c.backoff(attempt)) {
-			break
-		}
-	}
-	return err
-}

@@ -57,6 +57,7 @@ func (p *Provider) InstallationID(ctx context.Context, scope string) (int64, err
 
 // directInstallation: GET /orgs/{o}/installation or /repos/{o}/{r}/installation.
 func (p *Provider) directInstallation(ctx context.Context, sc scopeRef) (int64, error) {
+	ctx = withScope(ctx, appScope) // an app call: the app's rate limit
 	r, err := p.send(ctx, p.appc, request{
 		method: http.MethodGet,
 		url:    p.api + sc.apiPrefix() + "/installation",
@@ -81,6 +82,7 @@ func (p *Provider) directInstallation(ctx context.Context, sc scopeRef) (int64, 
 // enterpriseInstallation lists the app's installations (GET /app/installations)
 // and matches the enterprise's slug or login.
 func (p *Provider) enterpriseInstallation(ctx context.Context, sc scopeRef) (int64, error) {
+	ctx = withScope(ctx, appScope) // an app call: the app's rate limit
 	const perPage = 100
 	for page := 1; ; page++ {
 		r, err := p.send(ctx, p.appc, request{
@@ -139,7 +141,7 @@ func (p *Provider) installationTransport(id int64) *ghinstallation.Transport {
 	if tr, ok := p.instTrans[id]; ok {
 		return tr
 	}
-	apps := ghinstallation.NewAppsTransportFromPrivateKey(p.transport, p.cfg.AppID, p.key)
+	apps := ghinstallation.NewAppsTransportFromPrivateKey(p.gated, p.cfg.AppID, p.key)
 	apps.BaseURL = p.api
 	tr := ghinstallation.NewFromAppsTransport(apps, id)
 	tr.BaseURL = p.api
@@ -161,7 +163,8 @@ func (p *Provider) githubToken(ctx context.Context, sc scopeRef) (string, error)
 	}
 	tr := p.installationTransport(id)
 	for attempt := 0; ; attempt++ {
-		tctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+		// The token request is made with the app's JWT: the app's rate limit.
+		tctx, cancel := context.WithTimeout(withScope(ctx, appScope), p.cfg.Timeout)
 		tok, err := tr.Token(tctx)
 		cancel()
 		if err == nil {
@@ -243,6 +246,7 @@ func (p *Provider) dropAdminConn(sc scopeRef, token string) {
 }
 
 func (p *Provider) newAdminConn(ctx context.Context, sc scopeRef) (adminConn, error) {
+	ctx = withScope(ctx, sc.raw)
 	ghToken, err := p.githubToken(ctx, sc)
 	if err != nil {
 		return adminConn{}, err

@@ -57,8 +57,10 @@ type Config struct {
 	// SystemInfo is handed to the scaleset library (User-Agent).
 	SystemInfo scaleset.SystemInfo
 
-	// Logger receives debug lines; nil discards them.
+	// Logger receives debug lines and rate-limit warnings; nil discards them.
 	Logger *slog.Logger
+	// Recorder receives rate-limit observations; nil records nothing.
+	Recorder Recorder
 }
 
 func (c *Config) defaults() {
@@ -83,6 +85,9 @@ func (c *Config) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Recorder == nil {
+		c.Recorder = nopRecorder{}
 	}
 }
 

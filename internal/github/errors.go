@@ -23,6 +23,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrSessionConflict: another message session holds the scale set (409).
 	ErrSessionConflict = errors.New("message session already exists")
+	// ErrSessionGone: GitHub no longer knows the message session: it
+	// expired (nobody polled it) or was evicted server-side. Its refresh
+	// answers 404; a new session must be created.
+	ErrSessionGone = errors.New("message session expired or was evicted")
 	// ErrRunnerGroupNotFound: no runner group has the requested name.
 	ErrRunnerGroupNotFound = errors.New("runner group not found")
 	// ErrInvalidScope: a scope is not "org", "owner/repo" or "enterprises/e".
@@ -41,7 +45,7 @@ func IsTransient(err error) bool {
 		return false
 	}
 	for _, definite := range []error{
-		ErrNotInstalled, ErrUnauthorized, ErrNotFound, ErrSessionConflict,
+		ErrNotInstalled, ErrUnauthorized, ErrNotFound, ErrSessionConflict, ErrSessionGone,
 		ErrRunnerGroupNotFound, ErrInvalidScope, ErrInvalidRunnerVersion,
 	} {
 		if errors.Is(err, definite) {
@@ -57,6 +61,14 @@ func IsTransient(err error) bool {
 		return se.retryable()
 	}
 	return true
+}
+
+// IsRateLimited reports whether err is a rate-limited answer (429, or 403
+// with no budget left). Such a call is retried once GitHub's wait is over;
+// it says nothing about the health of the session or the scale set.
+func IsRateLimited(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.rateLimited
 }
 
 // StatusError is an unexpected HTTP answer. URL carries no query string.
@@ -124,9 +136,7 @@ func newStatusError(req *http.Request, resp *response) *StatusError {
 		URL:        redactURL(req.URL.String()),
 		StatusCode: resp.status,
 	}
-	if resp.status == http.StatusForbidden || resp.status == http.StatusTooManyRequests {
-		e.rateLimited = resp.header.Get("Retry-After") != "" || resp.header.Get("X-RateLimit-Remaining") == "0"
-	}
+	e.rateLimited = isRateLimited(resp.status, resp.header)
 	var body struct {
 		TypeName string `json:"typeName"`
 		Message  string `json:"message"`

@@ -136,6 +136,7 @@ type fakeGitHub struct {
 	pat        string
 
 	mu      sync.Mutex
+	bom     bool // every answer body begins with a UTF-8 BOM
 	routes  map[string]http.HandlerFunc
 	calls   map[string]int
 	auths   []string // every Authorization header seen
@@ -168,6 +169,9 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 		f.auths = append(f.auths, a)
 	}
 	h := f.routes[key]
+	if f.bom {
+		w = &bomWriter{ResponseWriter: w}
+	}
 	f.mu.Unlock()
 	if h == nil {
 		f.t.Errorf("fake: unexpected request %s", key)
@@ -175,6 +179,22 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h(w, r)
+}
+
+// bomWriter begins a body with the UTF-8 BOM, as the Actions service may.
+type bomWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *bomWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.wrote = true
+		if _, err := w.ResponseWriter.Write(utf8BOM); err != nil {
+			return 0, err
+		}
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 func (f *fakeGitHub) route(method, path string, h http.HandlerFunc) {

@@ -67,6 +67,11 @@ func (p *Provider) send(ctx context.Context, client *http.Client, rq request) (*
 			req.Header.Set("Content-Type", "application/json")
 		}
 
+		// Wait for the scope's rate-limit gate here, outside the client's
+		// timeout (the transport waits too, for calls that bypass send).
+		if err := p.gates.wait(ctx, scopeOf(ctx)); err != nil {
+			return nil, err
+		}
 		resp, err := client.Do(req)
 		var r *response
 		if err == nil {

@@ -2,6 +2,7 @@ package github
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -141,5 +142,68 @@ func TestQuietHandlerLowersInfo(t *testing.T) {
 				t.Error("warn disabled")
 			}
 		})
+	}
+}
+
+// TestBOM: every answer begins with a UTF-8 BOM, as the Actions service's
+// may; every body is still decoded: installation lookup and token
+// (ghinstallation), registration, scale sets (the library), sessions,
+// messages, acquisition, JIT configs, runners, and error bodies.
+func TestBOM(t *testing.T) {
+	s := newScaleSetFake(t)
+	f := s.f
+	f.bom = true
+	f.sessionRoutes()
+	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, jobMessage(t, 3, []map[string]any{{"messageType": "JobAvailable", "runnerRequestId": 5}}))
+	})
+	f.route("DELETE", queuePath+"/3", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/7/acquirejobs", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"count": 1, "value": []int64{5}})
+	})
+	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/7/generatejitconfig", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"runner": map[string]any{"id": 11, "name": "myshoes-a", "runnerScaleSetId": 7}, "encodedJITConfig": "ZW5jb2RlZA=="})
+	})
+	f.route("GET", "/tenant/_apis/distributedtask/pools/0/agents/11", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"id": 11, "name": "myshoes-a", "status": "busy"})
+	})
+	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/8/sessions", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusConflict, map[string]string{"typeName": "GitHub.Actions.Runtime.WebApi.RunnerScaleSetSessionConflictException", "message": "held by other-host"})
+	})
+	p, _ := newProvider(t, f)
+	ctx := testCtx(t)
+
+	res, err := p.EnsureScaleSet(ctx, ScaleSetSpec{Scope: "acme", Name: "shoes-acme", Labels: []string{"self-hosted", "shoes-acme"}})
+	if err != nil || res.ScaleSet.ID != 77 || !res.Created {
+		t.Fatalf("EnsureScaleSet = %+v, %v", res, err)
+	}
+	sess, err := p.CreateSession(ctx, "acme", testScaleSetID, "host-1")
+	if err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	msg, err := sess.GetMessage(ctx, 0, 2)
+	if err != nil || msg == nil || msg.ID != 3 || len(msg.Available) != 1 {
+		t.Fatalf("GetMessage = %+v, %v", msg, err)
+	}
+	if ids, err := sess.AcquireJobs(ctx, []int64{5}); err != nil || len(ids) != 1 {
+		t.Fatalf("AcquireJobs = %v, %v", ids, err)
+	}
+	if err := sess.DeleteMessage(ctx, 3); err != nil {
+		t.Fatalf("DeleteMessage: %v", err)
+	}
+	jit, err := p.GenerateJITConfig(ctx, "acme", testScaleSetID, "myshoes-a", "_work")
+	if err != nil || jit.Runner.ID != 11 {
+		t.Fatalf("GenerateJITConfig = %+v, %v", jit, err)
+	}
+	if st, err := p.GetRunnerStatus(ctx, "acme", 11); err != nil || !st.Busy() {
+		t.Fatalf("GetRunnerStatus = %+v, %v", st, err)
+	}
+	_, err = p.CreateSession(ctx, "acme", 8, "host-1")
+	var se *StatusError
+	if !errors.Is(err, ErrSessionConflict) || !errors.As(err, &se) || se.Message != "held by other-host" || !strings.HasSuffix(se.TypeName, "SessionConflictException") {
+		t.Fatalf("conflict error = %v (%+v); want the decoded error body", err, se)
+	}
+	if err := sess.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 }

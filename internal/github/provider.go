@@ -41,6 +41,8 @@ type Provider struct {
 	userAgent string
 
 	transport *http.Transport
+	gated     http.RoundTripper // transport behind the rate-limit gate, BOMs trimmed
+	gates     *rateGates
 	httpc     *http.Client // one request, cfg.Timeout, our retries on top
 	pollc     *http.Client // the long-poll: cfg.PollTimeout, never retried
 	appc      *http.Client // signs each request with a fresh app JWT
@@ -85,6 +87,8 @@ func New(cfg Config) (*Provider, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
 
+	gates := newRateGates(cfg.Recorder, cfg.Logger, time.Now)
+	gated := &gateTransport{base: transport, gates: gates}
 	p := &Provider{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -93,8 +97,10 @@ func New(cfg Config) (*Provider, error) {
 		api:       apiBaseURL(base),
 		userAgent: userAgent(cfg.SystemInfo),
 		transport: transport,
-		httpc:     &http.Client{Transport: transport, Timeout: cfg.Timeout},
-		pollc:     &http.Client{Transport: transport, Timeout: cfg.PollTimeout},
+		gated:     gated,
+		gates:     gates,
+		httpc:     &http.Client{Transport: gated, Timeout: cfg.Timeout},
+		pollc:     &http.Client{Transport: gated, Timeout: cfg.PollTimeout},
 		now:       time.Now,
 		installs:  map[string]cachedInstallation{},
 		instTrans: map[int64]*ghinstallation.Transport{},
@@ -110,7 +116,7 @@ func New(cfg Config) (*Provider, error) {
 		}
 		p.key = key
 		p.keyPEM = pkcs1PEM(key)
-		apps := ghinstallation.NewAppsTransportFromPrivateKey(transport, cfg.AppID, key)
+		apps := ghinstallation.NewAppsTransportFromPrivateKey(gated, cfg.AppID, key)
 		apps.BaseURL = p.api
 		p.appc = &http.Client{Transport: apps, Timeout: cfg.Timeout}
 	}

@@ -12,18 +12,28 @@ import (
 // agentsEndpoint is the Actions service path of runners ("agents").
 const agentsEndpoint = "_apis/distributedtask/pools/0/agents"
 
-// RunnerStatus is what the Actions service says of one runner: whether it
-// ever came online (status "online" or "offline") and whether it runs a
-// job. The library's RunnerReference drops both fields.
+// Runner statuses the Actions service reports.
+const (
+	RunnerOnline  = "online"
+	RunnerOffline = "offline"
+	RunnerBusy    = "busy"
+)
+
+// RunnerStatus is what the Actions service says of one runner. Its status
+// is "online", "offline" or "busy"; the real object has no busy boolean.
+// The library's RunnerReference drops the field.
 type RunnerStatus struct {
 	ID     int64  `json:"id"`
 	Name   string `json:"name"`
 	Status string `json:"status"`
-	Busy   bool   `json:"busy"`
 }
 
-// Online reports whether the runner is connected.
-func (s RunnerStatus) Online() bool { return s.Status == "online" }
+// Online reports whether the runner is connected: idle ("online") or
+// running a job ("busy").
+func (s RunnerStatus) Online() bool { return s.Status == RunnerOnline || s.Status == RunnerBusy }
+
+// Busy reports whether the runner runs a job.
+func (s RunnerStatus) Busy() bool { return s.Status == RunnerBusy }
 
 // GetRunnerStatus returns the status of a runner by ID. A runner the
 // service does not know gives an error wrapping ErrNotFound.
@@ -79,4 +89,34 @@ func (p *Provider) GenerateJITConfig(ctx context.Context, scope string, scaleSet
 		return nil, fmt.Errorf("generate JIT config for %s: answer without runner or config", name)
 	}
 	return &out, nil
+}
+
+// RemoveRunner deregisters a runner. A runner GitHub does not know is
+// scaleset.RunnerNotFoundError, one running a job
+// scaleset.JobStillRunningError (both wrapped).
+func (p *Provider) RemoveRunner(ctx context.Context, scope string, runnerID int64) error {
+	client, err := p.ScaleSetClient(ctx, scope)
+	if err != nil {
+		return fmt.Errorf("remove runner %d: %w", runnerID, err)
+	}
+	if err := client.RemoveRunner(withScope(ctx, scope), runnerID); err != nil {
+		return fmt.Errorf("remove runner %d: %w", runnerID, err)
+	}
+	return nil
+}
+
+// RunnerIDByName looks a runner up by name; 0 means GitHub does not know it.
+func (p *Provider) RunnerIDByName(ctx context.Context, scope, name string) (int64, error) {
+	client, err := p.ScaleSetClient(ctx, scope)
+	if err != nil {
+		return 0, fmt.Errorf("get runner %s: %w", name, err)
+	}
+	ref, err := client.GetRunnerByName(withScope(ctx, scope), name)
+	if err != nil {
+		return 0, fmt.Errorf("get runner %s: %w", name, err)
+	}
+	if ref == nil {
+		return 0, nil
+	}
+	return int64(ref.ID), nil
 }

@@ -3,6 +3,7 @@ package github
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -59,23 +60,32 @@ func TestGenerateJITConfig(t *testing.T) {
 func TestGetRunnerStatus(t *testing.T) {
 	f := newFake(t)
 	f.installChain()
-	f.route("GET", "/tenant/_apis/distributedtask/pools/0/agents/11", func(w http.ResponseWriter, r *http.Request) {
-		if f.checkAdmin(w, r) {
-			writeJSON(w, http.StatusOK, map[string]any{"id": 11, "name": "myshoes-a", "status": "online", "busy": true})
-		}
-	})
+	// The real agent object carries status online, offline or busy, and no
+	// busy boolean.
+	for id, status := range map[int]string{11: "busy", 13: "online", 14: "offline"} {
+		f.route("GET", fmt.Sprintf("/tenant/_apis/distributedtask/pools/0/agents/%d", id), func(w http.ResponseWriter, r *http.Request) {
+			if f.checkAdmin(w, r) {
+				writeJSON(w, http.StatusOK, map[string]any{"id": id, "name": "myshoes-a", "status": status})
+			}
+		})
+	}
 	f.route("GET", "/tenant/_apis/distributedtask/pools/0/agents/12", func(w http.ResponseWriter, r *http.Request) {
 		if f.checkAdmin(w, r) {
-			writeJSON(w, http.StatusNotFound, map[string]string{"typeName": "AgentNotFoundException", "message": "no"})
+			writeJSON(w, http.StatusNotFound, map[string]string{"typeName": "GitHub.DistributedTask.WebApi.AgentNotFoundException", "message": "no"})
 		}
 	})
 	p, _ := newProvider(t, f)
-	st, err := p.GetRunnerStatus(testCtx(t), "acme", 11)
-	if err != nil {
-		t.Fatalf("GetRunnerStatus: %v", err)
-	}
-	if !st.Online() || !st.Busy || st.Name != "myshoes-a" {
-		t.Errorf("status = %+v", st)
+	for _, tc := range []struct {
+		id           int64
+		online, busy bool
+	}{{11, true, true}, {13, true, false}, {14, false, false}} {
+		st, err := p.GetRunnerStatus(testCtx(t), "acme", tc.id)
+		if err != nil {
+			t.Fatalf("GetRunnerStatus(%d): %v", tc.id, err)
+		}
+		if st.Online() != tc.online || st.Busy() != tc.busy || st.Name != "myshoes-a" {
+			t.Errorf("runner %d: status = %+v: Online %t Busy %t, want %t %t", tc.id, st, st.Online(), st.Busy(), tc.online, tc.busy)
+		}
 	}
 	if _, err := p.GetRunnerStatus(testCtx(t), "acme", 12); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown runner: err = %v, want ErrNotFound", err)

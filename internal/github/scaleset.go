@@ -104,47 +104,82 @@ func (p *Provider) libraryHTTPClient(logger retryablehttp.LeveledLogger) *retrya
 	rc.RetryWaitMax = p.cfg.RetryWaitMax
 	rc.RetryWaitMin = min(rc.RetryWaitMin, p.cfg.RetryWaitMax)
 	rc.Logger = logger
+	p.gates.libraryHooks(rc)
 	// Hand the final answer to the library so that its errors carry the
 	// status and the service's message.
 	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
 	return rc
 }
 
-// GetOrCreateScaleSet returns the scale set called name in runnerGroup
-// ("" or "default" is the default group), creating it only when the
-// service answered that it does not exist. Created reports a creation. An
-// existing scale set whose labels differ from labels is updated to them.
+// ScaleSetSpec is the scale set a target wants.
+type ScaleSetSpec struct {
+	Scope string
+	// RunnerGroup is the group's name; "" or "default" is the default group.
+	RunnerGroup string
+	Name        string
+	Labels      []string
+	// KeptLabels are the labels GitHub kept the last time this scale set
+	// was given Labels (nil: not known). A scale set that carries exactly
+	// these is not updated again: GitHub dropped the others on purpose and
+	// would drop them again (GHES 3.18–3.20 without custom labels).
+	KeptLabels []string
+}
+
+// ScaleSetResult is what EnsureScaleSet found or made.
+type ScaleSetResult struct {
+	ScaleSet *scaleset.RunnerScaleSet
+	Created  bool
+	// Updated reports that the scale set's labels were updated.
+	Updated bool
+	// Labels are the labels GitHub holds for the scale set.
+	Labels []string
+	// Dropped are wanted labels GitHub does not hold: workflows asking for
+	// them never reach this scale set.
+	Dropped []string
+}
+
+// EnsureScaleSet returns the scale set called spec.Name in the runner
+// group, creating it only when the service answered that it does not
+// exist, and updating its labels when they differ from spec.Labels (unless
+// they are spec.KeptLabels). After a create or an update it reads the scale
+// set back: GHES 3.18–3.20 without the custom-labels feature keep only the
+// scale set's name as its label and drop the rest silently (actions/scaleset
+// README, "Multiple labels per scale set"); Dropped says which.
+//
 // A runner group that does not exist is ErrRunnerGroupNotFound; any other
 // error is returned as it is (retry later, never create on it).
-func (p *Provider) GetOrCreateScaleSet(ctx context.Context, scope, runnerGroup, name string, labels []string) (*scaleset.RunnerScaleSet, bool, error) {
-	client, err := p.ScaleSetClient(ctx, scope)
+func (p *Provider) EnsureScaleSet(ctx context.Context, spec ScaleSetSpec) (ScaleSetResult, error) {
+	name := spec.Name
+	client, err := p.ScaleSetClient(ctx, spec.Scope)
 	if err != nil {
-		return nil, false, fmt.Errorf("get or create scale set %q: %w", name, err)
+		return ScaleSetResult{}, fmt.Errorf("ensure scale set %q: %w", name, err)
 	}
+	ctx = withScope(ctx, spec.Scope)
 
 	groupID := defaultRunnerGroupID
-	if runnerGroup != "" && !strings.EqualFold(runnerGroup, scaleset.DefaultRunnerGroup) {
-		group, err := client.GetRunnerGroupByName(ctx, url.QueryEscape(runnerGroup))
+	if group := spec.RunnerGroup; group != "" && !strings.EqualFold(group, scaleset.DefaultRunnerGroup) {
+		g, err := client.GetRunnerGroupByName(ctx, url.QueryEscape(group))
 		if err != nil {
 			// v0.2.0 has no sentinel for a missing group; its message is fixed.
 			if strings.Contains(err.Error(), "no runner group found with name") {
-				return nil, false, fmt.Errorf("get or create scale set %q: %w: %q", name, ErrRunnerGroupNotFound, runnerGroup)
+				return ScaleSetResult{}, fmt.Errorf("ensure scale set %q: %w: %q", name, ErrRunnerGroupNotFound, group)
 			}
-			return nil, false, fmt.Errorf("get or create scale set %q: get runner group %q: %w", name, runnerGroup, err)
+			return ScaleSetResult{}, fmt.Errorf("ensure scale set %q: get runner group %q: %w", name, group, err)
 		}
-		groupID = group.ID
+		groupID = g.ID
 	}
 
-	wanted := make([]scaleset.Label, 0, len(labels))
-	for _, l := range labels {
+	wanted := make([]scaleset.Label, 0, len(spec.Labels))
+	for _, l := range spec.Labels {
 		wanted = append(wanted, scaleset.Label{Name: l})
 	}
+	res := ScaleSetResult{}
 
 	set, err := client.GetRunnerScaleSet(ctx, groupID, url.QueryEscape(name))
-	if err != nil {
-		return nil, false, fmt.Errorf("get scale set %q: %w", name, err)
-	}
-	if set == nil {
+	switch {
+	case err != nil:
+		return ScaleSetResult{}, fmt.Errorf("get scale set %q: %w", name, err)
+	case set == nil:
 		created, err := client.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{
 			Name:          name,
 			RunnerGroupID: groupID,
@@ -152,33 +187,86 @@ func (p *Provider) GetOrCreateScaleSet(ctx context.Context, scope, runnerGroup, 
 			RunnerSetting: scaleset.RunnerSetting{DisableUpdate: true},
 		})
 		if err != nil {
-			return nil, false, fmt.Errorf("create scale set %q: %w", name, err)
+			return ScaleSetResult{}, fmt.Errorf("create scale set %q: %w", name, err)
 		}
 		if created == nil || created.ID == 0 {
-			return nil, false, fmt.Errorf("create scale set %q: %w", name, errors.New("answer has no scale set ID"))
+			return ScaleSetResult{}, fmt.Errorf("create scale set %q: %w", name, errors.New("answer has no scale set ID"))
 		}
-		p.log.Debug("scale set created", "scope", scope, "scaleset", created.ID, "name", name)
-		return created, true, nil
+		p.log.Debug("scale set created", "scope", spec.Scope, "scaleset", created.ID, "name", name)
+		set, res.Created = created, true
+	case sameLabels(labelNames(set.Labels), spec.Labels):
+	case spec.KeptLabels != nil && sameLabels(labelNames(set.Labels), spec.KeptLabels):
+		// GitHub already refused the other labels: do not ask again.
+	default:
+		if _, err := client.UpdateRunnerScaleSet(ctx, set.ID, &scaleset.RunnerScaleSet{
+			Name:          set.Name,
+			RunnerGroupID: groupID,
+			Labels:        wanted,
+			RunnerSetting: scaleset.RunnerSetting{DisableUpdate: true},
+		}); err != nil {
+			return ScaleSetResult{}, fmt.Errorf("update labels of scale set %q: %w", name, err)
+		}
+		p.log.Debug("scale set labels updated", "scope", spec.Scope, "scaleset", set.ID, "name", name)
+		res.Updated = true
 	}
+	if res.Created || res.Updated {
+		// The answer to a create or update is not proof of what was kept:
+		// read the scale set back.
+		back, err := client.GetRunnerScaleSetByID(ctx, set.ID)
+		if err != nil {
+			return ScaleSetResult{}, fmt.Errorf("read back scale set %q: %w", name, err)
+		}
+		if back == nil || back.ID != set.ID {
+			return ScaleSetResult{}, fmt.Errorf("read back scale set %q: %w", name, errors.New("scale set not found after write"))
+		}
+		set = back
+	}
+	res.ScaleSet = set
+	res.Labels = labelNames(set.Labels)
+	res.Dropped = missingLabels(res.Labels, spec.Labels)
+	return res, nil
+}
 
-	if sameLabels(set.Labels, labels) {
-		return set, false, nil
+// GetOrCreateScaleSet is EnsureScaleSet for callers that only need the
+// scale set and whether it was created (tests and tools).
+func (p *Provider) GetOrCreateScaleSet(ctx context.Context, scope, runnerGroup, name string, labels []string) (*scaleset.RunnerScaleSet, bool, error) {
+	res, err := p.EnsureScaleSet(ctx, ScaleSetSpec{Scope: scope, RunnerGroup: runnerGroup, Name: name, Labels: labels})
+	return res.ScaleSet, res.Created, err
+}
+
+// DeleteScaleSet deletes a scale set on GitHub.
+func (p *Provider) DeleteScaleSet(ctx context.Context, scope string, scaleSetID int) error {
+	client, err := p.ScaleSetClient(ctx, scope)
+	if err == nil {
+		err = client.DeleteRunnerScaleSet(withScope(ctx, scope), scaleSetID)
 	}
-	updated, err := client.UpdateRunnerScaleSet(ctx, set.ID, &scaleset.RunnerScaleSet{
-		Name:          set.Name,
-		RunnerGroupID: groupID,
-		Labels:        wanted,
-		RunnerSetting: scaleset.RunnerSetting{DisableUpdate: true},
-	})
 	if err != nil {
-		return nil, false, fmt.Errorf("update labels of scale set %q: %w", name, err)
+		return fmt.Errorf("delete scale set %d: %w", scaleSetID, err)
 	}
-	p.log.Debug("scale set labels updated", "scope", scope, "scaleset", set.ID, "name", name)
-	return updated, false, nil
+	return nil
+}
+
+func labelNames(ls []scaleset.Label) []string {
+	out := make([]string, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, l.Name)
+	}
+	return out
+}
+
+// missingLabels returns the wanted labels that have lacks, ignoring case.
+func missingLabels(have, wanted []string) []string {
+	var out []string
+	for _, w := range wanted {
+		if !slices.ContainsFunc(have, func(h string) bool { return strings.EqualFold(h, w) }) {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // sameLabels compares label names as sets, ignoring case like GitHub does.
-func sameLabels(have []scaleset.Label, want []string) bool {
+func sameLabels(have, want []string) bool {
 	norm := func(names []string) []string {
 		out := make([]string, 0, len(names))
 		for _, n := range names {
@@ -187,11 +275,7 @@ func sameLabels(have []scaleset.Label, want []string) bool {
 		slices.Sort(out)
 		return slices.Compact(out)
 	}
-	names := make([]string, 0, len(have))
-	for _, l := range have {
-		names = append(names, l.Name)
-	}
-	return slices.Equal(norm(names), norm(want))
+	return slices.Equal(norm(have), norm(want))
 }
 
 // ScaleSetName is the scale set name for a scope: prefix + "-" + scope, with

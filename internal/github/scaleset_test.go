@@ -18,6 +18,26 @@ type scaleSetFake struct {
 	updated  map[string]any
 	groups   []map[string]any
 	getQuery []string
+	// stored is the scale set as the service holds it after a create or
+	// update, served on GET by ID; dropLabels keeps only its name as its
+	// label, as GHES 3.18–3.20 do without custom labels.
+	stored     map[string]any
+	dropLabels bool
+}
+
+// store records a written scale set and returns the answer to the write.
+func (s *scaleSetFake) store(body map[string]any) map[string]any {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	out := map[string]any{"id": 77}
+	for k, v := range body {
+		out[k] = v
+	}
+	if s.dropLabels {
+		out["labels"] = labelsJSON(body["name"].(string))
+	}
+	s.stored = out
+	return out
 }
 
 func newScaleSetFake(t *testing.T) *scaleSetFake {
@@ -47,11 +67,7 @@ func newScaleSetFake(t *testing.T) *scaleSetFake {
 		if err := json.Unmarshal(readBody(t, r), &s.created); err != nil {
 			t.Errorf("create body: %v", err)
 		}
-		out := map[string]any{"id": 77}
-		for k, v := range s.created {
-			out[k] = v
-		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, s.store(s.created))
 	})
 	f.route("PATCH", scaleSetsPath+"/77", func(w http.ResponseWriter, r *http.Request) {
 		if !f.checkAdmin(w, r) {
@@ -60,11 +76,23 @@ func newScaleSetFake(t *testing.T) *scaleSetFake {
 		if err := json.Unmarshal(readBody(t, r), &s.updated); err != nil {
 			t.Errorf("update body: %v", err)
 		}
-		out := map[string]any{"id": 77}
-		for k, v := range s.updated {
-			out[k] = v
+		writeJSON(w, http.StatusOK, s.store(s.updated))
+	})
+	f.route("GET", scaleSetsPath+"/77", func(w http.ResponseWriter, r *http.Request) {
+		if !f.checkAdmin(w, r) {
+			return
 		}
-		writeJSON(w, http.StatusOK, out)
+		f.mu.Lock()
+		stored := s.stored
+		if stored == nil {
+			stored = s.existing
+		}
+		f.mu.Unlock()
+		if stored == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"typeName": "GitHub.Actions.Runtime.WebApi.RunnerScaleSetNotFoundException", "message": "no"})
+			return
+		}
+		writeJSON(w, http.StatusOK, stored)
 	})
 	f.route("GET", "/tenant/_apis/runtime/runnergroups/", func(w http.ResponseWriter, r *http.Request) {
 		if !f.checkAdmin(w, r) {
@@ -185,6 +213,54 @@ func TestGetOrCreateScaleSet(t *testing.T) {
 			t.Fatal("scale set touched without a group")
 		}
 	})
+}
+
+// TestEnsureScaleSetDroppedLabels: GHES 3.18–3.20 without custom labels
+// keep only the scale set's name as its label. The scale set is read back
+// after a write, the dropped labels are reported, and once the caller
+// passes what GitHub kept, the labels are not written again.
+func TestEnsureScaleSetDroppedLabels(t *testing.T) {
+	wanted := []string{"self-hosted", "shoes-acme", "gpu"}
+	s := newScaleSetFake(t)
+	s.dropLabels = true
+	p, _ := newProvider(t, s.f)
+	spec := ScaleSetSpec{Scope: "acme", Name: "shoes-acme", Labels: wanted}
+
+	res, err := p.EnsureScaleSet(testCtx(t), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Created || !reflect.DeepEqual(res.Labels, []string{"shoes-acme"}) || !reflect.DeepEqual(res.Dropped, []string{"self-hosted", "gpu"}) {
+		t.Fatalf("create: %+v; want created, labels [shoes-acme], dropped [self-hosted gpu]", res)
+	}
+	if got := s.f.count("GET", scaleSetsPath+"/77"); got != 1 {
+		t.Fatalf("read back %d times after the create, want 1", got)
+	}
+
+	// The next lookup finds the name-only labels. Not knowing what GitHub
+	// kept, it updates them (once more, to no avail)...
+	s.existing = s.stored
+	res, err = p.EnsureScaleSet(testCtx(t), spec)
+	if err != nil || !res.Updated || !reflect.DeepEqual(res.Dropped, []string{"self-hosted", "gpu"}) {
+		t.Fatalf("second ensure: %+v, %v; want an update that still drops", res, err)
+	}
+	// ...knowing it, it leaves them alone and still reports them.
+	spec.KeptLabels = res.Labels
+	for range 3 {
+		res, err = p.EnsureScaleSet(testCtx(t), spec)
+		if err != nil || res.Updated || res.Created || !reflect.DeepEqual(res.Dropped, []string{"self-hosted", "gpu"}) {
+			t.Fatalf("ensure with kept labels: %+v, %v; want no write, dropped reported", res, err)
+		}
+	}
+	if got := s.f.count("PATCH", scaleSetsPath+"/77"); got != 1 {
+		t.Fatalf("labels written %d times, want 1", got)
+	}
+	// A scale set that has every wanted label reports nothing dropped.
+	s.dropLabels = false
+	spec.KeptLabels = nil
+	if res, err = p.EnsureScaleSet(testCtx(t), spec); err != nil || !res.Updated || res.Dropped != nil {
+		t.Fatalf("with labels kept: %+v, %v; want updated, nothing dropped", res, err)
+	}
 }
 
 func TestScaleSetClientCached(t *testing.T) {

@@ -1,6 +1,7 @@
 package github
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/actions/scaleset"
@@ -77,6 +79,8 @@ func (p *Provider) CreateSession(ctx context.Context, scope string, scaleSetID i
 	switch r.status {
 	case http.StatusOK:
 	case http.StatusConflict:
+		// The status is the signal; GitHub's typeName is
+		// GitHub.Actions.Runtime.WebApi.RunnerScaleSetSessionConflictException.
 		return nil, fmt.Errorf("create message session for scale set %d: %w: %w", scaleSetID, ErrSessionConflict, r.statusError())
 	default:
 		return nil, fmt.Errorf("create message session for scale set %d: %w", scaleSetID, r.statusError())
@@ -90,7 +94,10 @@ func (p *Provider) CreateSession(ctx context.Context, scope string, scaleSetID i
 }
 
 // DeleteSession deletes a message session by ID, e.g. one left behind by a
-// crash. A session that is already gone (404) is not an error.
+// crash. A session GitHub no longer has is not an error: 404 or 410, or
+// the 400 RunnerScaleSetSessionExpiredException GitHub answers for a
+// session that expired or was evicted ("The session identifier … is not
+// valid", seen in actions-runner-controller#4285).
 func (p *Provider) DeleteSession(ctx context.Context, scope string, scaleSetID int, sessionID string) error {
 	sc, err := parseScope(scope)
 	if err != nil {
@@ -104,13 +111,33 @@ func (p *Provider) DeleteSession(ctx context.Context, scope string, scaleSetID i
 	if err != nil {
 		return fmt.Errorf("delete message session %s: %w", sid, err)
 	}
-	switch r.status {
-	case http.StatusNoContent, http.StatusOK, http.StatusNotFound:
-		p.log.Debug("message session deleted", "scope", sc.raw, "scaleset", scaleSetID, "session", sid.String(), "status", r.status)
+	switch {
+	case r.status == http.StatusNoContent, r.status == http.StatusOK:
+		p.log.Debug("message session deleted", "scope", sc.raw, "scaleset", scaleSetID, "session", sid.String())
+		return nil
+	case sessionGone(r):
+		p.log.Debug("message session already gone", "scope", sc.raw, "scaleset", scaleSetID, "session", sid.String(), "status", r.status)
 		return nil
 	default:
 		return fmt.Errorf("delete message session %s: %w", sid, r.statusError())
 	}
+}
+
+// sessionExpiredType is the typeName of GitHub's answer to a DELETE of an
+// expired or evicted session.
+const sessionExpiredType = "RunnerScaleSetSessionExpiredException"
+
+// sessionGone reports whether an answer about a session says GitHub no
+// longer has it. The status decides; the type name only tells a 400 about
+// an expired session from any other 400.
+func sessionGone(r *response) bool {
+	switch r.status {
+	case http.StatusNotFound, http.StatusGone:
+		return true
+	case http.StatusBadRequest:
+		return strings.Contains(r.statusError().TypeName, sessionExpiredType)
+	}
+	return false
 }
 
 // ID returns the session ID.
@@ -152,6 +179,7 @@ func (s *Session) queue() (string, string) {
 // refreshes the session and polls once more. The poll is never retried
 // otherwise: ctx cancels it.
 func (s *Session) GetMessage(ctx context.Context, lastMessageID int64, maxCapacity int) (*Message, error) {
+	ctx = withScope(ctx, s.scope.raw)
 	r, err := s.withQueueToken(ctx, func(queueURL, token string) (*response, error) {
 		u, err := url.Parse(queueURL)
 		if err != nil {
@@ -175,12 +203,19 @@ func (s *Session) GetMessage(ctx context.Context, lastMessageID int64, maxCapaci
 	if err != nil {
 		return nil, fmt.Errorf("get message: %w", err)
 	}
-	switch r.status {
-	case http.StatusAccepted:
+	switch {
+	case r.status == http.StatusAccepted:
 		return nil, nil
-	case http.StatusOK:
+	case r.status == http.StatusOK:
+	case r.status == http.StatusNotFound:
+		return nil, fmt.Errorf("get message: %w: %w", ErrSessionGone, queueStatusError(r))
 	default:
 		return nil, fmt.Errorf("get message: %w", queueStatusError(r))
+	}
+	// GitHub sometimes answers 200 with an empty body: no message
+	// (actions-runner-controller#4285).
+	if len(bytes.TrimSpace(r.body)) == 0 {
+		return nil, nil
 	}
 	msg, err := parseMessage(r.body)
 	if err != nil {
@@ -199,6 +234,7 @@ func (s *Session) GetMessage(ctx context.Context, lastMessageID int64, maxCapaci
 // expired queue token (401) refreshes the session and tries once more; a 404
 // is ErrNotFound.
 func (s *Session) DeleteMessage(ctx context.Context, messageID int64) error {
+	ctx = withScope(ctx, s.scope.raw)
 	r, err := s.withQueueToken(ctx, func(queueURL, token string) (*response, error) {
 		u, err := url.Parse(queueURL)
 		if err != nil {
@@ -231,6 +267,7 @@ func (s *Session) AcquireJobs(ctx context.Context, requestIDs []int64) ([]int64,
 	if len(requestIDs) == 0 {
 		return nil, nil
 	}
+	ctx = withScope(ctx, s.scope.raw)
 	body, err := json.Marshal(requestIDs)
 	if err != nil {
 		return nil, err
@@ -296,6 +333,11 @@ func (s *Session) refresh(ctx context.Context, stale string) error {
 	r, err := s.p.adminRequest(ctx, s.scope, http.MethodPatch, fmt.Sprintf("%s/%d/sessions/%s", scaleSetEndpoint, s.scaleSetID, sid), nil)
 	if err != nil {
 		return fmt.Errorf("refresh message session %s: %w", sid, err)
+	}
+	if sessionGone(r) {
+		// An evicted session's refresh answers 404 RunnerAdminException
+		// ("doesn't exist"): only a new session helps (actions/scaleset#123).
+		return fmt.Errorf("refresh message session %s: %w: %w", sid, ErrSessionGone, r.statusError())
 	}
 	if r.status != http.StatusOK {
 		return fmt.Errorf("refresh message session %s: %w", sid, r.statusError())
@@ -396,6 +438,7 @@ func parseMessage(data []byte) (*Message, error) {
 // adminRequest calls the Actions service with the admin token. A 401 drops
 // the cached admin connection and tries once more with a fresh one.
 func (p *Provider) adminRequest(ctx context.Context, sc scopeRef, method, path string, body []byte) (*response, error) {
+	ctx = withScope(ctx, sc.raw)
 	for attempt := 0; ; attempt++ {
 		conn, err := p.adminConn(ctx, sc)
 		if err != nil {

@@ -387,33 +387,93 @@ func TestAcquireJobsUsesQueueToken(t *testing.T) {
 }
 
 func TestDeleteSession(t *testing.T) {
+	expired := map[string]string{
+		"typeName": "GitHub.Actions.Runtime.WebApi.RunnerScaleSetSessionExpiredException",
+		"message":  "The session identifier " + testSessionID + " is not valid.",
+	}
 	tests := []struct {
 		name    string
 		status  int
+		body    any
 		wantErr bool
 	}{
-		{"deleted", http.StatusNoContent, false},
-		{"already gone", http.StatusNotFound, false},
-		{"server error", http.StatusInternalServerError, true},
+		{"deleted", http.StatusNoContent, nil, false},
+		{"already gone", http.StatusNotFound, nil, false},
+		{"gone for good", http.StatusGone, nil, false},
+		// What GitHub answers for an expired or evicted session
+		// (actions-runner-controller#4285).
+		{"expired or evicted", http.StatusBadRequest, expired, false},
+		{"another bad request", http.StatusBadRequest, map[string]string{"typeName": "ArgumentException", "message": "no"}, true},
+		{"server error", http.StatusInternalServerError, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
 			f.route("DELETE", sessionsPath+"/"+testSessionID, func(w http.ResponseWriter, r *http.Request) {
-				if f.checkAdmin(w, r) {
-					w.WriteHeader(tt.status)
+				if !f.checkAdmin(w, r) {
+					return
 				}
+				if tt.body != nil {
+					writeJSON(w, tt.status, tt.body)
+					return
+				}
+				w.WriteHeader(tt.status)
 			})
 			p, _ := newProvider(t, f)
 			err := p.DeleteSession(testCtx(t), "acme", testScaleSetID, testSessionID)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("DeleteSession err = %v, wantErr %v", err, tt.wantErr)
 			}
-			if tt.wantErr && !IsTransient(err) {
+			if tt.status >= 500 && !IsTransient(err) {
 				t.Fatalf("a 500 must be transient: %v", err)
 			}
 			if f.count("DELETE", sessionsPath+"/"+testSessionID) == 0 {
 				t.Fatal("no DELETE sent")
+			}
+		})
+	}
+}
+
+// TestEvictedSession: after GitHub evicts a session, the poll answers 401
+// and the refresh 404 ("doesn't exist"): GetMessage reports ErrSessionGone,
+// a definite outcome, after one refresh.
+func TestEvictedSession(t *testing.T) {
+	f := newFake(t)
+	f.sessionRoutes()
+	f.route("PATCH", sessionsPath+"/"+testSessionID, func(w http.ResponseWriter, r *http.Request) {
+		if f.checkAdmin(w, r) {
+			writeJSON(w, http.StatusNotFound, map[string]string{"typeName": "RunnerAdminException", "message": "runner referenced a session ID that doesn't exist in redis"})
+		}
+	})
+	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"typeName": "VssUnauthorizedException", "message": "session evicted"})
+	})
+	p, _ := newProvider(t, f)
+	s := openSession(t, f, p)
+	msg, err := s.GetMessage(testCtx(t), 0, 5)
+	if msg != nil || !errors.Is(err, ErrSessionGone) || IsTransient(err) {
+		t.Fatalf("GetMessage = %v, %v; want ErrSessionGone, not transient", msg, err)
+	}
+	if n := f.count("PATCH", sessionsPath+"/"+testSessionID); n != 1 {
+		t.Fatalf("refreshed %d times, want 1", n)
+	}
+}
+
+// TestEmptyMessage: a poll may answer 200 with an empty body, which means
+// no message (actions-runner-controller#4285).
+func TestEmptyMessage(t *testing.T) {
+	for name, body := range map[string]string{"empty": "", "whitespace": "\r\n", "bom only": "\xef\xbb\xbf"} {
+		t.Run(name, func(t *testing.T) {
+			f := newFake(t)
+			f.sessionRoutes()
+			f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write([]byte(body))
+			})
+			p, _ := newProvider(t, f)
+			s := openSession(t, f, p)
+			if msg, err := s.GetMessage(testCtx(t), 0, 5); msg != nil || err != nil {
+				t.Fatalf("GetMessage = %+v, %v; want no message, no error", msg, err)
 			}
 		})
 	}

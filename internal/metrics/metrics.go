@@ -56,7 +56,11 @@ type Recorder struct {
 	provision     *prometheus.HistogramVec
 
 	sessionConflicts *prometheus.CounterVec
+	acquireFailures  *prometheus.CounterVec
 	reaped           *prometheus.CounterVec
+
+	rateLimited   *prometheus.CounterVec
+	rateRemaining *prometheus.GaugeVec
 
 	pluginCalls  *prometheus.HistogramVec
 	pluginErrors *prometheus.CounterVec
@@ -73,6 +77,7 @@ type Recorder struct {
 var (
 	_ controller.Recorder = (*Recorder)(nil)
 	_ shoes.Recorder      = (*Recorder)(nil)
+	_ github.Recorder     = (*Recorder)(nil)
 )
 
 // New creates a Recorder and registers on reg the Go and process
@@ -109,6 +114,7 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 			"Time from the decision to provision a runner to its instance being up.", DurationBuckets),
 
 		sessionConflicts: counter("shoes_scaleset_session_conflicts_total", "Message session creations refused with a conflict (409)."),
+		acquireFailures:  counter("shoes_scaleset_acquire_failures_total", "Failed acquisitions of available jobs (GHES), each retried on the same session."),
 		reaped:           counter("shoes_scaleset_reaped_runners_total", "Runners removed by the reaper, by reason.", labelReason),
 
 		pluginCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -120,6 +126,15 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 			Name: "shoes_scaleset_plugin_errors_total",
 			Help: "Shoes plugin calls that failed, by method and gRPC status code.",
 		}, []string{labelMethod, labelCode}),
+
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoes_scaleset_github_rate_limited_total",
+			Help: "Rate-limited answers from GitHub (429, or 403 with no budget left), by scope (\"app\" for the app's own calls).",
+		}, []string{labelScope}),
+		rateRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shoes_scaleset_github_rate_limit_remaining",
+			Help: "The request budget GitHub last reported (X-RateLimit-Remaining), by scope (\"app\" for the app's own calls).",
+		}, []string{labelScope}),
 
 		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoes_scaleset_target_sync_errors_total",
@@ -135,7 +150,7 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 	}{
 		r.listeners, r.desired, r.assigned, r.running, r.registered, r.busy, r.idle,
 		r.jobsStarted, r.jobsCompleted, r.jobStartup, r.jobExecution, r.provision,
-		r.sessionConflicts, r.reaped,
+		r.sessionConflicts, r.acquireFailures, r.reaped,
 	}
 
 	reg.MustRegister(
@@ -143,7 +158,8 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.listeners, r.desired, r.assigned, r.running, r.registered, r.busy, r.idle,
 		r.jobsStarted, r.jobsCompleted, r.jobStartup, r.jobExecution, r.provision,
-		r.sessionConflicts, r.reaped,
+		r.sessionConflicts, r.acquireFailures, r.reaped,
+		r.rateLimited, r.rateRemaining,
 		r.pluginCalls, r.pluginErrors,
 		r.syncErrors, r.lastSync,
 	)
@@ -220,6 +236,21 @@ func (r *Recorder) SessionConflict(scope, scaleSet string) {
 	r.sessionConflicts.WithLabelValues(scaleSet, scope).Inc()
 }
 
+// AcquireFailed counts a failed acquisition of available jobs.
+func (r *Recorder) AcquireFailed(scope, scaleSet string) {
+	r.acquireFailures.WithLabelValues(scaleSet, scope).Inc()
+}
+
+// RateLimited counts a rate-limited answer from GitHub.
+func (r *Recorder) RateLimited(scope string, _ time.Duration) {
+	r.rateLimited.WithLabelValues(scope).Inc()
+}
+
+// RateLimitRemaining records the budget GitHub reported.
+func (r *Recorder) RateLimitRemaining(scope string, remaining int) {
+	r.rateRemaining.WithLabelValues(scope).Set(float64(remaining))
+}
+
 // RunnerReaped counts a runner removed by the reaper, by reason.
 func (r *Recorder) RunnerReaped(scope, scaleSet, reason string) {
 	r.reaped.WithLabelValues(scaleSet, scope, reason).Inc()
@@ -251,4 +282,6 @@ func (r *Recorder) Forget(scope, scaleSet string) {
 	for _, v := range r.perScaleSet {
 		v.DeletePartialMatch(match)
 	}
+	r.rateLimited.DeleteLabelValues(scope)
+	r.rateRemaining.DeleteLabelValues(scope)
 }

@@ -76,6 +76,9 @@ var wantFamilies = map[string]family{
 	"shoes_scaleset_plugin_call_duration_seconds":       {dto.MetricType_HISTOGRAM, []string{"code", "method"}},
 	"shoes_scaleset_plugin_errors_total":                {dto.MetricType_COUNTER, []string{"code", "method"}},
 	"shoes_scaleset_session_conflicts_total":            {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
+	"shoes_scaleset_acquire_failures_total":             {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
+	"shoes_scaleset_github_rate_limited_total":          {dto.MetricType_COUNTER, []string{"scope"}},
+	"shoes_scaleset_github_rate_limit_remaining":        {dto.MetricType_GAUGE, []string{"scope"}},
 	"shoes_scaleset_reaped_runners_total":               {dto.MetricType_COUNTER, []string{"reason", "scale_set", "scope"}},
 	"shoes_scaleset_target_sync_errors_total":           {dto.MetricType_COUNTER, nil},
 	"shoes_scaleset_last_target_sync_timestamp_seconds": {dto.MetricType_GAUGE, nil},
@@ -114,6 +117,10 @@ func recordAll(r *metrics.Recorder) {
 	r.RunnerProvisioned(scope, set, 45*time.Second)
 	r.SessionConflict(scope, set)
 	r.SessionConflict(scope, set)
+	r.AcquireFailed(scope, set)
+	r.RateLimited(scope, 2*time.Second)
+	r.RateLimited("app", time.Minute)
+	r.RateLimitRemaining(scope, 4321)
 	r.RunnerReaped(scope, set, "idle-ttl")
 	r.TargetSync(t0.Add(-time.Minute), nil)
 	r.TargetSync(t0.Add(time.Minute), errors.New("myshoes down")) // keeps the last success
@@ -244,6 +251,10 @@ func TestRecorderRecordsEveryMetric(t *testing.T) {
 		{"shoes_scaleset_jobs_completed_total", with("result", "failed"), 1},
 		{"shoes_scaleset_jobs_completed_total", with("result", "unknown"), 1},
 		{"shoes_scaleset_session_conflicts_total", ss, 2},
+		{"shoes_scaleset_acquire_failures_total", ss, 1},
+		{"shoes_scaleset_github_rate_limited_total", map[string]string{"scope": scope}, 1},
+		{"shoes_scaleset_github_rate_limited_total", map[string]string{"scope": "app"}, 1},
+		{"shoes_scaleset_github_rate_limit_remaining", map[string]string{"scope": scope}, 4321},
 		{"shoes_scaleset_reaped_runners_total", with("reason", "idle-ttl"), 1},
 		{"shoes_scaleset_plugin_errors_total", map[string]string{"method": "DeleteInstance", "code": "Unavailable"}, 1},
 		{"shoes_scaleset_target_sync_errors_total", map[string]string{}, 2},
@@ -329,6 +340,10 @@ func TestForgetDeletesScaleSetSeries(t *testing.T) {
 		if n := testutil.CollectAndCount(reg, name); n != 1 {
 			t.Errorf("%s: %d series after Forget, want the other scale set's 1", name, n)
 		}
+	}
+	// The scope's rate-limit series go with it; the app's stay.
+	if n := testutil.CollectAndCount(reg, "shoes_scaleset_github_rate_limited_total"); n != 1 {
+		t.Errorf("github_rate_limited_total: %d series after Forget, want the app's 1", n)
 	}
 	// Series not labelled by scale set survive.
 	for _, name := range []string{"shoes_scaleset_plugin_call_duration_seconds", "shoes_scaleset_target_sync_errors_total"} {

@@ -495,10 +495,10 @@ func TestReadOnlyStoreRefusesWrites(t *testing.T) {
 
 	ro := openStore(t, Options{Path: path, ReadOnly: true})
 	writes := map[string]func() error{
-		"PutScaleSet":      func() error { return ro.PutScaleSet(ScaleSet{TargetID: "t"}) },
-		"PutSession":       func() error { return ro.PutSession(Session{ScaleSetID: 1}) },
-		"SetLastMessageID": func() error { return ro.SetLastMessageID(1, 2) },
-		"CreateRunner":     func() error { return ro.CreateRunner(Runner{Name: "r2"}) },
+		"PutScaleSet":   func() error { return ro.PutScaleSet(ScaleSet{TargetID: "t"}) },
+		"PutSession":    func() error { return ro.PutSession(Session{ScaleSetID: 1}) },
+		"RecordMessage": func() error { return ro.RecordMessage(1, 2, nil) },
+		"CreateRunner":  func() error { return ro.CreateRunner(Runner{Name: "r2"}) },
 		"UpdateRunner": func() error {
 			_, err := ro.UpdateRunner("r1", func(*Runner) error { return nil })
 			return err

@@ -12,12 +12,19 @@ import (
 // ScaleSet is the runner scale set the sidecar keeps on GitHub for one
 // myshoes target. Key: TargetID.
 type ScaleSet struct {
-	TargetID                string    `json:"target_id"`
-	Scope                   string    `json:"scope"`
-	Name                    string    `json:"name"`
-	ScaleSetID              int       `json:"scale_set_id"`
-	RunnerGroupID           int       `json:"runner_group_id"`
-	Labels                  []string  `json:"labels"`
+	TargetID      string `json:"target_id"`
+	Scope         string `json:"scope"`
+	Name          string `json:"name"`
+	ScaleSetID    int    `json:"scale_set_id"`
+	RunnerGroupID int    `json:"runner_group_id"`
+	// Labels are the labels the scale set is given.
+	Labels []string `json:"labels"`
+	// GitHubLabels are the labels GitHub holds for the scale set, read back
+	// after it was created or updated. DroppedLabels are those of Labels
+	// it did not keep (GHES 3.18–3.20 without custom labels keep only the
+	// name): a workflow asking for one never reaches the scale set.
+	GitHubLabels            []string  `json:"github_labels,omitempty"`
+	DroppedLabels           []string  `json:"dropped_labels,omitempty"`
 	ResourceType            string    `json:"resource_type"`
 	TargetStatus            string    `json:"target_status"`
 	TargetStatusDescription string    `json:"target_status_description,omitzero"`
@@ -26,7 +33,9 @@ type ScaleSet struct {
 	UpdatedAt               time.Time `json:"updated_at"`
 }
 
-// Session is the message session held on a scale set. Key: ScaleSetID.
+// Session is the message session held on a scale set, and the jobs still
+// to acquire on it. Key: ScaleSetID. SessionID is empty when no session is
+// held but acquisitions are still pending.
 type Session struct {
 	ScaleSetID    int       `json:"scale_set_id"`
 	TargetID      string    `json:"target_id"`
@@ -36,6 +45,16 @@ type Session struct {
 	LastMessageID int64     `json:"last_message_id"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+	// PendingAcquire are JobAvailable runner requests of acknowledged
+	// messages not acquired yet (GHES). They outlive the session: any
+	// session of the scale set may acquire them.
+	PendingAcquire []PendingAcquisition `json:"pending_acquire,omitempty"`
+}
+
+// PendingAcquisition is one runner request to acquire, and since when.
+type PendingAcquisition struct {
+	RequestID int64     `json:"request_id"`
+	Since     time.Time `json:"since"`
 }
 
 // RunnerState is the lifecycle state of a runner record (see DESIGN.md).

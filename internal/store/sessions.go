@@ -2,13 +2,16 @@ package store
 
 import (
 	"fmt"
+	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // PutSession creates or replaces the session of sess.ScaleSetID. CreatedAt
 // is kept from the stored record (or set to now) unless sess sets it;
-// UpdatedAt is set to now.
+// UpdatedAt is set to now. The stored pending acquisitions are kept: they
+// outlive sessions.
 func (s *Store) PutSession(sess Session) error {
 	if sess.ScaleSetID <= 0 {
 		return fmt.Errorf("put session: scale set ID must be positive, got %d", sess.ScaleSetID)
@@ -18,14 +21,19 @@ func (s *Store) PutSession(sess Session) error {
 		b := tx.Bucket(bucketSessions)
 		key := idKey(sess.ScaleSetID)
 		rec := sess
+		old, found, err := get[Session](b, key)
+		if err != nil {
+			return err
+		}
 		if rec.CreatedAt.IsZero() {
-			old, found, err := get[Session](b, key)
-			if err != nil {
-				return err
-			}
 			rec.CreatedAt = now
 			if found {
 				rec.CreatedAt = old.CreatedAt
+			}
+		}
+		if found {
+			for _, p := range old.PendingAcquire {
+				rec.PendingAcquire = addPending(rec.PendingAcquire, []int64{p.RequestID}, p.Since)
 			}
 		}
 		rec.UpdatedAt = now
@@ -89,19 +97,22 @@ func (s *Store) DeleteSession(scaleSetID int) error {
 	return nil
 }
 
-// SetLastMessageID records the last message ID handled on a scale set's
-// session. ErrNotFound if the scale set has no session.
-func (s *Store) SetLastMessageID(scaleSetID int, id int64) error {
+// RecordMessage records a handled message on a scale set's session: its
+// ID, and the runner requests it announced as available, to acquire
+// (already pending ones are kept once). ErrNotFound if the scale set has
+// no session.
+func (s *Store) RecordMessage(scaleSetID int, id int64, acquire []int64) error {
 	now := s.now()
 	var found bool
 	err := s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		sess, ok, err := get[Session](b, idKey(scaleSetID))
-		found = ok
-		if err != nil || !ok {
+		found = ok && sess.SessionID != ""
+		if err != nil || !found {
 			return err
 		}
 		sess.LastMessageID = id
+		sess.PendingAcquire = addPending(sess.PendingAcquire, acquire, now)
 		sess.UpdatedAt = now
 		return put(b, idKey(scaleSetID), sess)
 	})
@@ -109,7 +120,65 @@ func (s *Store) SetLastMessageID(scaleSetID int, id int64) error {
 		err = ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("set last message ID of scale set %d: %w", scaleSetID, err)
+		return fmt.Errorf("record message %d of scale set %d: %w", id, scaleSetID, err)
+	}
+	return nil
+}
+
+func addPending(have []PendingAcquisition, ids []int64, now time.Time) []PendingAcquisition {
+	for _, id := range ids {
+		if !slices.ContainsFunc(have, func(p PendingAcquisition) bool { return p.RequestID == id }) {
+			have = append(have, PendingAcquisition{RequestID: id, Since: now})
+		}
+	}
+	return have
+}
+
+// AcquireDone removes runner requests from a scale set's pending
+// acquisitions; a record left with neither a session nor pending
+// acquisitions is removed. A scale set with no record is not an error.
+func (s *Store) AcquireDone(scaleSetID int, ids []int64) error {
+	now := s.now()
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		sess, ok, err := get[Session](b, idKey(scaleSetID))
+		if err != nil || !ok {
+			return err
+		}
+		sess.PendingAcquire = slices.DeleteFunc(sess.PendingAcquire, func(p PendingAcquisition) bool {
+			return slices.Contains(ids, p.RequestID)
+		})
+		if sess.SessionID == "" && len(sess.PendingAcquire) == 0 {
+			return b.Delete(idKey(scaleSetID))
+		}
+		sess.UpdatedAt = now
+		return put(b, idKey(scaleSetID), sess)
+	})
+	if err != nil {
+		return fmt.Errorf("mark jobs acquired on scale set %d: %w", scaleSetID, err)
+	}
+	return nil
+}
+
+// ForgetSession forgets the session held on a scale set (it was deleted,
+// or GitHub no longer has it) and keeps its pending acquisitions; a record
+// left with none is removed. A scale set with no record is not an error.
+func (s *Store) ForgetSession(scaleSetID int) error {
+	now := s.now()
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		sess, ok, err := get[Session](b, idKey(scaleSetID))
+		if err != nil || !ok {
+			return err
+		}
+		if len(sess.PendingAcquire) == 0 {
+			return b.Delete(idKey(scaleSetID))
+		}
+		sess.SessionID, sess.OwnerName, sess.LastMessageID, sess.UpdatedAt = "", "", 0, now
+		return put(b, idKey(scaleSetID), sess)
+	})
+	if err != nil {
+		return fmt.Errorf("forget session of scale set %d: %w", scaleSetID, err)
 	}
 	return nil
 }

@@ -4,7 +4,7 @@
 //
 // It is the only package that imports bbolt, and a *bbolt.Tx never leaves it.
 // Every method is one transaction. Writes that many goroutines make at once
-// (runner create/update/finish, SetLastMessageID) go through bbolt's Batch, so
+// (runner create/update/finish, RecordMessage) go through bbolt's Batch, so
 // concurrent writers share one commit and one fsync.
 //
 // Open never writes to a file it has not validated: an existing file is first

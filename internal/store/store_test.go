@@ -123,7 +123,7 @@ func TestSessions(t *testing.T) {
 	}
 
 	clock.Advance(time.Second)
-	if err := s.SetLastMessageID(10, 99); err != nil {
+	if err := s.RecordMessage(10, 99, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.GetSession(10)
@@ -142,7 +142,7 @@ func TestSessions(t *testing.T) {
 	for name, err := range map[string]error{
 		"get":                 func() error { _, err := s.GetSession(10); return err }(),
 		"delete":              s.DeleteSession(10),
-		"set last message ID": s.SetLastMessageID(10, 100),
+		"set last message ID": s.RecordMessage(10, 100, nil),
 	} {
 		if !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s of a deleted session = %v, want ErrNotFound", name, err)
@@ -150,6 +150,75 @@ func TestSessions(t *testing.T) {
 	}
 	if err := s.PutSession(Session{}); err == nil {
 		t.Error("PutSession without scale set ID succeeded")
+	}
+}
+
+// TestPendingAcquisitions: the runner requests a message announced are
+// stored with it, survive the session being forgotten and replaced, and
+// leave once acquired; a record with neither a session nor pending
+// acquisitions goes away.
+func TestPendingAcquisitions(t *testing.T) {
+	s, clock := newTestStore(t)
+	t0 := clock.Now()
+	if err := s.PutSession(Session{ScaleSetID: 7, SessionID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordMessage(7, 1, []int64{101, 102}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	if err := s.RecordMessage(7, 2, []int64{102, 103}); err != nil { // 102 delivered again
+		t.Fatal(err)
+	}
+	pending := func() []PendingAcquisition {
+		t.Helper()
+		got, err := s.GetSession(7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.PendingAcquire
+	}
+	want := []PendingAcquisition{{101, t0}, {102, t0}, {103, t0.Add(time.Second)}}
+	if got := pending(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("pending = %+v, want %+v", got, want)
+	}
+
+	// The session expires: it is forgotten, its acquisitions are not.
+	if err := s.ForgetSession(7); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSession(7)
+	if err != nil || got.SessionID != "" || !reflect.DeepEqual(got.PendingAcquire, want) {
+		t.Fatalf("after ForgetSession: %+v, %v; want no session ID and %+v pending", got, err, want)
+	}
+	if err := s.RecordMessage(7, 3, []int64{104}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RecordMessage without a session = %v, want ErrNotFound", err)
+	}
+	// A new session takes them over.
+	if err := s.PutSession(Session{ScaleSetID: 7, SessionID: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after a new session: pending = %+v, want %+v", got, want)
+	}
+	if err := s.AcquireDone(7, []int64{101, 103}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := pending(), []PendingAcquisition{{102, t0}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after AcquireDone: pending = %+v, want %+v", got, want)
+	}
+	// Forgotten with nothing pending: the record goes.
+	if err := s.AcquireDone(7, []int64{102}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ForgetSession(7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSession(7); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetSession after the last acquisition and ForgetSession = %v, want ErrNotFound", err)
+	}
+	if err := s.ForgetSession(7); err != nil {
+		t.Errorf("ForgetSession of no record = %v, want nil", err)
 	}
 }
 
@@ -642,7 +711,7 @@ func TestConcurrentWritersMixed(t *testing.T) {
 			}
 		})
 		wg.Go(func() {
-			if err := s.SetLastMessageID(1, int64(i)); err != nil {
+			if err := s.RecordMessage(1, int64(i), nil); err != nil {
 				t.Error(err)
 			}
 		})

@@ -1,0 +1,214 @@
+package github
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recordingRecorder records the rate-limit observations.
+type recordingRecorder struct {
+	mu        sync.Mutex
+	limited   map[string]int
+	remaining map[string]int
+}
+
+func newRecordingRecorder() *recordingRecorder {
+	return &recordingRecorder{limited: map[string]int{}, remaining: map[string]int{}}
+}
+
+func (r *recordingRecorder) RateLimited(scope string, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.limited[scope]++
+}
+
+func (r *recordingRecorder) RateLimitRemaining(scope string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.remaining[scope] = n
+}
+
+func (r *recordingRecorder) get(scope string) (limited, remaining int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.limited[scope], r.remaining[scope]
+}
+
+// timedRoute answers with first for the first n calls, then with ok, and
+// records when each call arrived.
+type timedRoute struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (tr *timedRoute) handler(n int, first, ok http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tr.mu.Lock()
+		tr.times = append(tr.times, time.Now())
+		call := len(tr.times)
+		tr.mu.Unlock()
+		if call <= n {
+			first(w, r)
+			return
+		}
+		ok(w, r)
+	}
+}
+
+func (tr *timedRoute) calls() []time.Time {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]time.Time(nil), tr.times...)
+}
+
+func rateLimited(status int, header map[string]string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range header {
+			w.Header().Set(k, v)
+		}
+		writeJSON(w, status, map[string]string{"message": "API rate limit exceeded"})
+	}
+}
+
+// TestRateLimitRetryAfter: a 429 with Retry-After on an admin call; the
+// retry comes no sooner than GitHub asked, even though our own retry wait
+// is a millisecond, and the answer is counted.
+func TestRateLimitRetryAfter(t *testing.T) {
+	f := newFake(t)
+	var tr timedRoute
+	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/7/generatejitconfig", tr.handler(1,
+		rateLimited(http.StatusTooManyRequests, map[string]string{"Retry-After": "1"}),
+		func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-RateLimit-Remaining", "4999")
+			writeJSON(w, http.StatusOK, map[string]any{"runner": map[string]any{"id": 11, "name": "myshoes-a"}, "encodedJITConfig": "x"})
+		}))
+	rec := newRecordingRecorder()
+	p, _ := newProvider(t, f, func(c *Config) { c.Recorder = rec })
+	if _, err := p.GenerateJITConfig(testCtx(t), "acme", 7, "myshoes-a", "_work"); err != nil {
+		t.Fatalf("GenerateJITConfig: %v", err)
+	}
+	calls := tr.calls()
+	if len(calls) != 2 {
+		t.Fatalf("%d calls, want 2", len(calls))
+	}
+	if gap := calls[1].Sub(calls[0]); gap < time.Second {
+		t.Fatalf("retried %v after a 429 with Retry-After: 1", gap)
+	}
+	if limited, remaining := rec.get("acme"); limited != 1 || remaining != 4999 {
+		t.Fatalf("recorded %d rate-limited answers and remaining %d, want 1 and 4999", limited, remaining)
+	}
+}
+
+// TestRateLimitResetOnPoll: a poll answered 403 with no budget left and a
+// reset time fails at once (the poll is not retried by the client), and
+// the next poll waits until the reset; another scope is not held up.
+func TestRateLimitResetOnPoll(t *testing.T) {
+	f := newFake(t)
+	f.sessionRoutes()
+	var tr timedRoute
+	var reset time.Time
+	f.route("GET", queuePath, tr.handler(1,
+		func(w http.ResponseWriter, r *http.Request) {
+			reset = time.Now().Add(2 * time.Second).Truncate(time.Second)
+			rateLimited(http.StatusForbidden, map[string]string{
+				"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": strconv.FormatInt(reset.Unix(), 10),
+			})(w, r)
+		},
+		func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) }))
+	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/9/generatejitconfig", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"runner": map[string]any{"id": 12, "name": "myshoes-b"}, "encodedJITConfig": "x"})
+	})
+	rec := newRecordingRecorder()
+	p, _ := newProvider(t, f, func(c *Config) { c.Recorder = rec })
+	s := openSession(t, f, p)
+	ctx := testCtx(t)
+
+	_, err := s.GetMessage(ctx, 0, 5)
+	if !IsRateLimited(err) || !IsTransient(err) {
+		t.Fatalf("GetMessage = %v; want a transient rate-limited error", err)
+	}
+	// Another scope is not held up by this one's limit.
+	start := time.Now()
+	if _, err := p.GenerateJITConfig(ctx, "acme/widgets", 9, "myshoes-b", "_work"); err != nil {
+		t.Fatalf("other scope: %v", err)
+	}
+	if took := time.Since(start); took >= time.Second {
+		t.Errorf("another scope waited %v for this one's rate limit", took)
+	}
+	if msg, err := s.GetMessage(ctx, 0, 5); msg != nil || err != nil {
+		t.Fatalf("second GetMessage = %v, %v", msg, err)
+	}
+	calls := tr.calls()
+	if len(calls) != 2 || calls[1].Before(reset) {
+		t.Fatalf("polls at %v; want the second one after the reset %v", calls, reset)
+	}
+	if limited, remaining := rec.get("acme"); limited != 1 || remaining != 0 {
+		t.Fatalf("recorded %d rate-limited answers and remaining %d, want 1 and 0", limited, remaining)
+	}
+}
+
+// TestRateLimitLibraryCalls: the scaleset library's calls pass the same
+// gate: its retry of a 429 waits as long as GitHub asked, and a call of
+// ours made meanwhile waits too.
+func TestRateLimitLibraryCalls(t *testing.T) {
+	s := newScaleSetFake(t)
+	f := s.f
+	var tr timedRoute
+	list := f.routes["GET "+scaleSetsPath]
+	f.route("GET", scaleSetsPath, tr.handler(1, rateLimited(http.StatusTooManyRequests, map[string]string{"Retry-After": "1"}), list))
+	p, _ := newProvider(t, f)
+	if _, err := p.EnsureScaleSet(testCtx(t), ScaleSetSpec{Scope: "acme", Name: "shoes-acme", Labels: []string{"shoes-acme"}}); err != nil {
+		t.Fatalf("EnsureScaleSet: %v", err)
+	}
+	calls := tr.calls()
+	if len(calls) != 2 || calls[1].Sub(calls[0]) < time.Second {
+		t.Fatalf("library calls at %v; want a retry no sooner than 1s", calls)
+	}
+}
+
+func TestRateLimitWait(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name   string
+		header map[string]string
+		want   time.Duration
+	}{
+		{"retry-after seconds", map[string]string{"Retry-After": "2"}, 2 * time.Second},
+		{"retry-after wins over reset", map[string]string{"Retry-After": "3", "X-RateLimit-Reset": "1700000100"}, 3 * time.Second},
+		{"reset", map[string]string{"X-RateLimit-Reset": "1700000010"}, 11 * time.Second},
+		{"reset in the past", map[string]string{"X-RateLimit-Reset": "1699999990"}, 0},
+		{"nothing said", nil, time.Minute},
+		{"absurd", map[string]string{"Retry-After": "99999999"}, time.Hour},
+	}
+	for _, tt := range tests {
+		h := http.Header{}
+		for k, v := range tt.header {
+			h.Set(k, v)
+		}
+		if got := rateLimitWait(h, now); got != tt.want {
+			t.Errorf("%s: wait %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	for _, tc := range []struct {
+		status int
+		header map[string]string
+		want   bool
+	}{
+		{429, nil, true},
+		{403, map[string]string{"X-RateLimit-Remaining": "0"}, true},
+		{403, map[string]string{"Retry-After": "60"}, true},
+		{403, map[string]string{"X-RateLimit-Remaining": "12"}, false},
+		{401, map[string]string{"Retry-After": "1"}, false},
+	} {
+		h := http.Header{}
+		for k, v := range tc.header {
+			h.Set(k, v)
+		}
+		if got := isRateLimited(tc.status, h); got != tc.want {
+			t.Errorf("isRateLimited(%d, %v) = %t", tc.status, tc.header, got)
+		}
+	}
+}
