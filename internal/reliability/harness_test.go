@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,15 @@ type simOptions struct {
 	acquire       bool
 	tokenTTL      time.Duration
 	assignTimeout time.Duration
+	// pollHold is the broker's poll hold (default 500ms); a scenario that
+	// changes it gives run the same --poll-hold.
+	pollHold time.Duration
+	// sessionTTL expires sessions nobody polls (0: the sim's default).
+	sessionTTL time.Duration
+	// bom, dropLabels and noAckThrough are the sim's switches of the
+	// same names: BOM-prefixed answers, GHES 3.18–3.20 label dropping,
+	// and lastMessageId no longer acknowledging earlier messages.
+	bom, dropLabels, noAckThrough bool
 }
 
 // simProc is a `shoes-scaleset sim serve` process: the fake GitHub,
@@ -68,10 +78,18 @@ func startSim(t *testing.T, dir string, o simOptions) *simProc {
 	if err := os.WriteFile(keyPath, appKeyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"sim", "serve", "--listen", "127.0.0.1:0", "--poll-hold", "500ms",
+	if o.pollHold == 0 {
+		o.pollHold = 500 * time.Millisecond
+	}
+	args := []string{"sim", "serve", "--listen", "127.0.0.1:0", "--poll-hold", o.pollHold.String(),
 		"--targets", strings.Join(o.targets, ","), "--app-key-file", keyPath, "--log-level", "warn"}
-	if o.acquire {
-		args = append(args, "--acquire")
+	for flag, on := range map[string]bool{"--acquire": o.acquire, "--bom": o.bom, "--drop-custom-labels": o.dropLabels, "--no-ack-through": o.noAckThrough} {
+		if on {
+			args = append(args, flag)
+		}
+	}
+	if o.sessionTTL > 0 {
+		args = append(args, "--session-ttl", o.sessionTTL.String())
 	}
 	if o.tokenTTL > 0 {
 		args = append(args, "--token-ttl", o.tokenTTL.String())
@@ -179,6 +197,25 @@ func (p *simProc) queueJobs(scope string, count int, duration time.Duration) []s
 func (p *simProc) addFault(f actionsfake.Fault) {
 	p.t.Helper()
 	p.do(http.MethodPost, "/_sim/faults", f, http.StatusNoContent, nil)
+}
+
+// evict evicts the live sessions of the given scale sets (none: all), as
+// GitHub does on its side; it returns how many.
+func (p *simProc) evict(ids ...int) int {
+	p.t.Helper()
+	var out struct {
+		Evicted int `json:"evicted"`
+	}
+	p.do(http.MethodPost, "/_sim/sessions/evict", map[string][]int{"scale_set_ids": ids}, http.StatusOK, &out)
+	return out.Evicted
+}
+
+// requests returns the requests the sim answered on route, oldest first.
+func (p *simProc) requests(route string) []actionsfake.Request {
+	p.t.Helper()
+	var out []actionsfake.Request
+	p.do(http.MethodGet, "/_sim/requests?route="+url.QueryEscape(route), nil, http.StatusOK, &out)
+	return out
 }
 
 func (p *simProc) clearFaults() {

@@ -1,0 +1,447 @@
+package reliability
+
+// Behaving like the real GitHub (issue 10). Each scenario turns on, in the
+// sim, one thing the real service does that our client once got wrong,
+// and runs the real binary against it. They run without build tags, so
+// `make test` runs them.
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+)
+
+// Route patterns of the sim's request journal.
+const (
+	routePoll          = "GET /_broker/{id}/{sid}/messages"
+	routeJIT           = "POST /_actions/_apis/runtime/runnerscalesets/{id}/generatejitconfig"
+	routePatchScaleSet = "PATCH /_actions/_apis/runtime/runnerscalesets/{id}"
+	routeDeleteSession = "DELETE /_actions/_apis/runtime/runnerscalesets/{id}/sessions/{sid}"
+)
+
+// TestSessionEvictionAtRuntime: GitHub evicts every session mid-burst.
+// Each scale set polls again on a new session within 2 poll holds, every
+// job completes, nothing is provisioned twice and nothing leaks.
+func TestSessionEvictionAtRuntime(t *testing.T) {
+	res := newResult(t, 18, "sessions evicted at runtime (issue 10)",
+		"3 targets, 18 jobs; every session evicted mid-burst (poll 401, refresh 404, delete 400): new sessions within 2 poll holds, all jobs complete, 0 duplicates, 0 leaks")
+	scopes := []string{"org-a", "org-b", "owner-c/repo-c"}
+	hold := 2 * time.Second
+	s := newScenario(t, res, simOptions{targets: scopes, pollHold: hold})
+	s.flags = []string{"--poll-hold", hold.String(), "--max-runners", "10"}
+	d := s.startRun()
+	d.waitUp()
+	s.waitListening(d, d.started, scopes, time.Minute)
+	for _, sc := range scopes {
+		s.sim.queueJobs(sc, 6, 3*time.Second)
+	}
+	waitFor(t, "jobs running on every scale set", 2*time.Minute, func() (bool, string) {
+		d.alive()
+		st := s.sim.state()
+		for _, ss := range st.ScaleSets {
+			if ss.Jobs.Running == 0 {
+				return false, summarizeScaleSets(st)
+			}
+		}
+		return len(st.ScaleSets) == len(scopes), summarizeScaleSets(st)
+	})
+
+	evicted := time.Now()
+	if n := s.sim.evict(); n != len(scopes) {
+		t.Fatalf("evicted %d sessions, want %d", n, len(scopes))
+	}
+	took := s.waitListening(d, evicted, scopes, time.Minute)
+	res.addRecovery(took)
+	note(t, res, "every scale set polling on a new session %.2fs after the eviction (poll hold %v)", took.Seconds(), hold)
+	if took > 2*hold {
+		t.Errorf("new sessions %v after the eviction, more than 2 poll holds (%v)", took, 2*hold)
+	}
+
+	s.settle(d, 3*time.Minute, invariantOptions{})
+	for _, ss := range s.sim.state().ScaleSets {
+		if ss.SessionsCreated != 2 || ss.Evictions != 1 {
+			t.Errorf("scale set %s: %d sessions created and %d evicted, want 2 and 1", ss.Name, ss.SessionsCreated, ss.Evictions)
+		}
+	}
+	if n := strings.Count(d.log(), "message session expired or was evicted; opening a new one"); n != len(scopes) {
+		t.Errorf("the log reports %d evicted sessions, want %d", n, len(scopes))
+	}
+}
+
+// TestSessionExpiryAcrossRestart: run is killed, and GitHub expires the
+// sessions it left while nobody polls them. At the next start the stored
+// sessions answer 400 "expired" to their deletion: they count as gone,
+// and every target is served within 5 s.
+func TestSessionExpiryAcrossRestart(t *testing.T) {
+	res := newResult(t, 19, "sessions expired across a restart (issue 10)",
+		"kill -9, the stored sessions expire (session TTL 2s), start again: the stale deletes answer 400 and count as gone; every target served within 5s, jobs complete")
+	scopes := []string{"org-a", "org-b"}
+	s := newScenario(t, res, simOptions{targets: scopes, sessionTTL: 2 * time.Second})
+	d := s.startRun()
+	d.waitUp()
+	s.waitListening(d, d.started, scopes, time.Minute)
+	d.kill9()
+	waitFor(t, "GitHub expiring the sessions left behind", time.Minute, func() (bool, string) {
+		st := s.sim.state()
+		for _, ss := range st.ScaleSets {
+			if ss.Session != nil || ss.Evictions == 0 {
+				return false, summarizeScaleSets(st)
+			}
+		}
+		return true, ""
+	})
+	stored := 0
+	for _, ss := range s.scaleSetsLs() {
+		if ss.SessionID != "" {
+			stored++
+		}
+	}
+	if stored != len(scopes) {
+		t.Fatalf("%d sessions stored after the kill, want %d: the scenario needs stale ones", stored, len(scopes))
+	}
+
+	restart := time.Now()
+	d = s.startRun()
+	took := s.waitListening(d, restart, scopes, time.Minute)
+	res.addRecovery(took)
+	note(t, res, "every target served %.2fs after the restart", took.Seconds())
+	if took > 5*time.Second {
+		t.Errorf("targets served %v after the restart, want within 5s", took)
+	}
+	expired := 0
+	for _, r := range s.sim.requests(routeDeleteSession) {
+		if r.Status == http.StatusBadRequest {
+			expired++
+		}
+	}
+	if expired != len(scopes) {
+		t.Errorf("%d deletes of stale sessions answered 400 (expired), want %d", expired, len(scopes))
+	}
+	for _, sc := range scopes {
+		s.sim.queueJobs(sc, 2, time.Second)
+	}
+	s.settle(d, 2*time.Minute, invariantOptions{})
+}
+
+// TestBOM: every answer of the GitHub API, the Actions service and the
+// broker begins with a UTF-8 BOM; the whole loop still works, on
+// github.com (jobs assigned) and on GHES (jobs acquired).
+func TestBOM(t *testing.T) {
+	res := newResult(t, 20, "answers with a UTF-8 BOM (issue 10)",
+		"every answer BOM-prefixed, github.com style and GHES (acquire): 10 jobs each complete, no violation")
+	for _, tc := range []struct {
+		name    string
+		acquire bool
+	}{{"github.com", false}, {"GHES", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			scopes := []string{"org-a", "org-b"}
+			s := newScenario(t, res, simOptions{targets: scopes, bom: true, acquire: tc.acquire})
+			s.requireBOM()
+			d := s.startRun()
+			d.waitUp()
+			s.waitListening(d, d.started, scopes, time.Minute)
+			for _, sc := range scopes {
+				s.sim.queueJobs(sc, 5, time.Second)
+			}
+			iv := s.settle(d, 2*time.Minute, invariantOptions{})
+			note(t, res, "%s: %d of %d jobs completed with BOM-prefixed answers", tc.name, iv.Completed, iv.Jobs)
+		})
+	}
+}
+
+// requireBOM checks that the sim does prefix its answers.
+func (s *scenario) requireBOM() {
+	s.t.Helper()
+	resp, err := httpc.Get(s.sim.url + "/api/v3/app/installations")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
+		s.t.Fatalf("the sim's answer %q has no BOM", b)
+	}
+}
+
+// TestRateLimits: a 429 with Retry-After: 2 on the poll and on an admin
+// call (a JIT config): the next call of each comes no sooner than 2 s
+// later, the metric counts both, and the jobs complete. Then a 403 with
+// X-RateLimit-Remaining: 0 and X-RateLimit-Reset on the poll: the next
+// poll waits until the reset.
+func TestRateLimits(t *testing.T) {
+	res := newResult(t, 21, "rate limits (issue 10)",
+		"429 Retry-After: 2 on the poll and on generatejitconfig: next call ≥ 2s later, counted, jobs complete; 403 X-RateLimit-Remaining: 0 with X-RateLimit-Reset on the poll: next poll after the reset")
+	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+	d := s.startRun()
+	d.waitUp()
+	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
+
+	retryAfter := map[string]string{"Retry-After": "2"}
+	s.sim.addFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusTooManyRequests, Times: 1, Headers: retryAfter})
+	s.sim.addFault(actionsfake.Fault{Match: "POST .*/generatejitconfig$", Status: http.StatusTooManyRequests, Times: 1, Headers: retryAfter})
+	// One job: one JIT config, so the call after the faulted one is its retry.
+	s.sim.queueJobs("org-a", 1, time.Second)
+	s.waitJobsDone(d, 2*time.Minute)
+	for _, route := range []string{routePoll, routeJIT} {
+		gap := s.gapAfterFault(route)
+		note(t, res, "%s: next call %.2fs after the 429 (Retry-After: 2)", route, gap.Seconds())
+		if gap < 2*time.Second {
+			t.Errorf("%s: the call after the 429 came %v later, want ≥ 2s", route, gap)
+		}
+	}
+	if n := d.metricSum("shoes_scaleset_github_rate_limited_total", map[string]string{"scope": "org-a"}); n != 2 {
+		t.Errorf("github_rate_limited_total{scope=org-a} = %v, want 2", n)
+	}
+
+	s.sim.clearFaults()
+	reset := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	s.sim.addFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusForbidden, Times: 1, Headers: map[string]string{
+		"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": strconv.FormatInt(reset.Unix(), 10),
+	}})
+	waitFor(t, "the 403 answered", time.Minute, func() (bool, string) {
+		st := s.sim.state()
+		return len(st.Faults) == 1 && st.Faults[0].Hits == 1, fmt.Sprint(st.Faults)
+	})
+	s.sim.queueJobs("org-a", 1, time.Second)
+	s.waitJobsDone(d, 2*time.Minute)
+	reqs := s.sim.requests(routePoll)
+	i := slices.IndexFunc(reqs, func(r actionsfake.Request) bool { return r.Status == http.StatusForbidden })
+	if i < 0 || i+1 >= len(reqs) {
+		t.Fatalf("no poll after the 403 in %d polls", len(reqs))
+	}
+	note(t, res, "next poll %.2fs after the 403, %.2fs after the reset", reqs[i+1].Start.Sub(reqs[i].End).Seconds(), reqs[i+1].Start.Sub(reset).Seconds())
+	if reqs[i+1].Start.Before(reset) {
+		t.Errorf("polled at %v, before the reset %v", reqs[i+1].Start, reset)
+	}
+	s.settle(d, time.Minute, invariantOptions{})
+}
+
+// gapAfterFault returns the time from the answer of the faulted request
+// on route to the start of the next request on it.
+func (s *scenario) gapAfterFault(route string) time.Duration {
+	s.t.Helper()
+	reqs := s.sim.requests(route)
+	i := slices.IndexFunc(reqs, func(r actionsfake.Request) bool { return r.Fault != "" })
+	if i < 0 || i+1 >= len(reqs) {
+		s.t.Fatalf("%s: no request after the faulted one in %d requests", route, len(reqs))
+	}
+	return reqs[i+1].Start.Sub(reqs[i].End)
+}
+
+// metricSum scrapes the daemon's /metrics and sums a metric's series that
+// carry the given labels.
+func (d *daemon) metricSum(name string, labels map[string]string) float64 {
+	d.s.t.Helper()
+	code, body, err := d.get("/metrics")
+	if err != nil || code != http.StatusOK {
+		d.s.t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	v, _ := sum(parseMetrics(d.s.t, string(body)), name, labels)
+	return v
+}
+
+// TestGHESLabelsDropped: a GHES without custom labels keeps only the
+// scale set's name. One warning per process, no label update loop (the
+// PATCHes are counted in the sim) across new sessions and a restart, and
+// `scalesets ls` shows what GitHub kept and dropped.
+func TestGHESLabelsDropped(t *testing.T) {
+	res := newResult(t, 22, "GHES drops custom labels (issue 10)",
+		"--drop-custom-labels, --labels gpu: one warning per process, 0 label PATCHes over 2 evictions and a restart, scalesets ls shows kept and dropped labels, jobs on the name complete")
+	scopes := []string{"org-a"}
+	s := newScenario(t, res, simOptions{targets: scopes, dropLabels: true})
+	s.flags = []string{"--labels", "gpu"}
+	d := s.startRun()
+	d.waitUp()
+	s.waitListening(d, d.started, scopes, time.Minute)
+	for range 2 { // each new session ensures the scale set again
+		since := time.Now()
+		s.sim.evict()
+		s.waitListening(d, since, scopes, time.Minute)
+	}
+	s.sim.queueJobs("org-a", 2, time.Second)
+	s.waitJobsDone(d, 2*time.Minute)
+	d.stop()
+	first := d.log()
+	d = s.startRun()
+	s.waitListening(d, d.started, scopes, time.Minute)
+	out := runBinary(t, 30*time.Second, childEnv(), "scalesets", "ls", "--listen", d.addr)
+	if out.code != 0 || !strings.Contains(out.stdout, "myshoes-org-a (dropped by GitHub: self-hosted,gpu)") {
+		t.Errorf("scalesets ls does not show the dropped labels:\n%s", out)
+	}
+	s.settle(d, time.Minute, invariantOptions{})
+
+	st := s.sim.state()
+	if n := st.Calls[routePatchScaleSet]; n != 0 {
+		t.Errorf("the scale set's labels were updated %d times, want 0", n)
+	}
+	const warning = "GitHub dropped labels of the scale set"
+	for i, l := range []string{first, d.log()} {
+		if n := strings.Count(l, warning); n != 1 {
+			t.Errorf("run %d logged %q %d times, want once", i+1, warning, n)
+		}
+	}
+	sets := s.scaleSetsLs()
+	if len(sets) != 1 || !slices.Equal(sets[0].GitHubLabels, []string{"myshoes-org-a"}) || !slices.Equal(sets[0].DroppedLabels, []string{"self-hosted", "gpu"}) {
+		t.Errorf("scalesets ls -o json: %+v; want GitHub labels [myshoes-org-a], dropped [self-hosted gpu]", sets)
+	}
+	note(t, res, "%d label PATCHes over 2 evictions and a restart", st.Calls[routePatchScaleSet])
+}
+
+// TestAcquireFailingForThirtySeconds: GHES, acquirejobs failing for 30 s.
+// The acquisition is retried on the same session (at most 2 sessions are
+// created, here 1), the target is not ready and the failures are counted
+// meanwhile, and the job runs once acquisition works again.
+func TestAcquireFailingForThirtySeconds(t *testing.T) {
+	res := newResult(t, 23, "GHES: acquirejobs failing for 30s (issue 10)",
+		"--acquire, POST acquirejobs answering 500 for 30s: ≤ 2 sessions created, /readyz not ready and acquire_failures_total counting meanwhile, the job runs afterwards")
+	scopes := []string{"org-a"}
+	s := newScenario(t, res, simOptions{targets: scopes, acquire: true})
+	d := s.startRun()
+	d.waitUp()
+	s.waitListening(d, d.started, scopes, time.Minute)
+	s.sim.addFault(actionsfake.Fault{Match: "POST .*/acquirejobs$", Status: http.StatusInternalServerError})
+	start := time.Now()
+	s.sim.queueJobs("org-a", 1, time.Second)
+
+	sessions := func(st actionsfake.State) int {
+		n := 0
+		for _, ss := range st.ScaleSets {
+			n += ss.SessionsCreated
+		}
+		return n
+	}
+	notReady := false
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C { // sample the 30 s of failure
+		d.alive()
+		if code, body, err := d.get("/readyz"); err == nil && code == http.StatusServiceUnavailable && strings.Contains(string(body), "acquiring jobs failed") {
+			notReady = true
+		}
+		if st := s.sim.state(); sessions(st) > 2 {
+			t.Fatalf("%d sessions created while acquirejobs fails, want at most 2\n%s", sessions(st), summarizeScaleSets(st))
+		}
+		if time.Since(start) >= 30*time.Second {
+			break
+		}
+	}
+	st := s.sim.state()
+	hits := st.Faults[0].Hits
+	if hits < 2 {
+		t.Errorf("acquirejobs was tried %d times in 30s, want retries", hits)
+	}
+	if !notReady {
+		t.Error("/readyz never said the acquisition was failing")
+	}
+	if n := d.metricSum("shoes_scaleset_acquire_failures_total", map[string]string{"scope": "org-a"}); n < 1 {
+		t.Errorf("acquire_failures_total = %v, want ≥ 1", n)
+	}
+	if c := jobCounts(st); c["completed"]+c["running"] != 0 {
+		t.Fatalf("a job ran without being acquired: %v", c)
+	}
+	s.sim.clearFaults()
+	iv := s.settle(d, 3*time.Minute, invariantOptions{})
+	st = s.sim.state()
+	note(t, res, "30s of failure: %d acquire attempts, %d session(s) created; the job completed %.1fs after the failure ended",
+		hits, sessions(st), completedAfter(st, start.Add(30*time.Second)).Seconds())
+	if sessions(st) > 2 || iv.Completed != 1 {
+		t.Errorf("%d sessions created, %d jobs completed; want ≤ 2 and 1", sessions(st), iv.Completed)
+	}
+}
+
+// completedAfter is how long after t the last job completed.
+func completedAfter(st actionsfake.State, t time.Time) time.Duration {
+	var last time.Time
+	for _, j := range st.Jobs {
+		if j.CompletedAt.After(last) {
+			last = j.CompletedAt
+		}
+	}
+	return last.Sub(t)
+}
+
+// TestCapacity: with --max-runners 5 and 50 jobs queued, the sim never
+// assigns the scale set more than the 5 it reports as its capacity.
+func TestCapacity(t *testing.T) {
+	res := newResult(t, 24, "capacity (issue 10)",
+		"--max-runners 5, 50 jobs: X-ScaleSetMaxCapacity 5, never more than 5 jobs assigned at once, all complete")
+	scopes := []string{"org-a"}
+	s := newScenario(t, res, simOptions{targets: scopes})
+	s.flags = []string{"--max-runners", "5"}
+	d := s.startRun()
+	d.waitUp()
+	s.waitListening(d, d.started, scopes, time.Minute)
+	waitFor(t, "the capacity reported", time.Minute, func() (bool, string) {
+		st := s.sim.state()
+		return len(st.ScaleSets) == 1 && st.ScaleSets[0].MaxCapacity == 5, summarizeScaleSets(st)
+	})
+	s.sim.queueJobs("org-a", 50, 300*time.Millisecond)
+	iv := s.settle(d, 4*time.Minute, invariantOptions{})
+	ss := s.sim.state().ScaleSets[0]
+	note(t, res, "%d jobs completed; at most %d assigned at once (capacity %d)", iv.Completed, ss.PeakAssigned, ss.MaxCapacity)
+	if ss.PeakAssigned > 5 || ss.PeakAssigned == 0 {
+		t.Errorf("at most %d jobs assigned at once, want 1..5", ss.PeakAssigned)
+	}
+}
+
+// TestLostAckNoAckThrough: the sim no longer treats lastMessageId as an
+// acknowledgement of the messages before it, and two acknowledgements
+// fail: the messages come again, and none is handled twice.
+func TestLostAckNoAckThrough(t *testing.T) {
+	res := newResult(t, 25, "lost acknowledgements without ack-through (issue 10)",
+		"--no-ack-through, 2 acknowledgements answered 400: the messages come again and are acknowledged, none handled twice, jobs complete")
+	scopes := []string{"org-a"}
+	s := newScenario(t, res, simOptions{targets: scopes, noAckThrough: true})
+	d := s.startRun()
+	d.waitUp()
+	s.waitListening(d, d.started, scopes, time.Minute)
+	s.sim.addFault(actionsfake.Fault{Match: "DELETE .*/messages/[0-9]+$", Status: http.StatusBadRequest, Times: 2})
+	s.sim.queueJobs("org-a", 5, time.Second)
+	s.settle(d, 2*time.Minute, invariantOptions{})
+
+	st := s.sim.state()
+	if st.Faults[0].Hits != 2 || st.ScaleSets[0].Messages.Redelivered == 0 {
+		t.Fatalf("fault hits %d, messages delivered again %d: the scenario did not happen", st.Faults[0].Hits, st.ScaleSets[0].Messages.Redelivered)
+	}
+	handled := map[string]int{}
+	re := regexp.MustCompile(`msg="message handled" .*message_id=(\d+)`)
+	for _, m := range re.FindAllStringSubmatch(d.log(), -1) {
+		handled[m[1]]++
+	}
+	for id, n := range handled {
+		if n > 1 {
+			t.Errorf("message %s handled %d times", id, n)
+		}
+	}
+	again := strings.Count(d.log(), "message delivered again; acknowledging it again")
+	note(t, res, "%d messages handled once each; %d deliveries again acknowledged without handling", len(handled), again)
+	if again == 0 {
+		t.Error("no message was acknowledged again")
+	}
+	// Every runner is in history once.
+	names := map[string]int{}
+	for _, h := range s.history() {
+		names[h.Runner.Name]++
+	}
+	for n, c := range names {
+		if c > 1 {
+			t.Errorf("runner %s finished %d times", n, c)
+		}
+	}
+}
+
+// note records a figure for the report and logs it.
+func note(t *testing.T, res *Result, format string, args ...any) {
+	t.Helper()
+	res.figure(format, args...)
+	t.Logf(format, args...)
+}
