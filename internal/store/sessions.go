@@ -138,21 +138,10 @@ func addPending(have []PendingAcquisition, ids []int64, now time.Time) []Pending
 // acquisitions; a record left with neither a session nor pending
 // acquisitions is removed. A scale set with no record is not an error.
 func (s *Store) AcquireDone(scaleSetID int, ids []int64) error {
-	now := s.now()
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
-		sess, ok, err := get[Session](b, idKey(scaleSetID))
-		if err != nil || !ok {
-			return err
-		}
+	err := s.editSession(scaleSetID, func(sess *Session) {
 		sess.PendingAcquire = slices.DeleteFunc(sess.PendingAcquire, func(p PendingAcquisition) bool {
 			return slices.Contains(ids, p.RequestID)
 		})
-		if sess.SessionID == "" && len(sess.PendingAcquire) == 0 {
-			return b.Delete(idKey(scaleSetID))
-		}
-		sess.UpdatedAt = now
-		return put(b, idKey(scaleSetID), sess)
 	})
 	if err != nil {
 		return fmt.Errorf("mark jobs acquired on scale set %d: %w", scaleSetID, err)
@@ -164,21 +153,31 @@ func (s *Store) AcquireDone(scaleSetID int, ids []int64) error {
 // or GitHub no longer has it) and keeps its pending acquisitions; a record
 // left with none is removed. A scale set with no record is not an error.
 func (s *Store) ForgetSession(scaleSetID int) error {
-	now := s.now()
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
-		sess, ok, err := get[Session](b, idKey(scaleSetID))
-		if err != nil || !ok {
-			return err
-		}
-		if len(sess.PendingAcquire) == 0 {
-			return b.Delete(idKey(scaleSetID))
-		}
-		sess.SessionID, sess.OwnerName, sess.LastMessageID, sess.UpdatedAt = "", "", 0, now
-		return put(b, idKey(scaleSetID), sess)
+	err := s.editSession(scaleSetID, func(sess *Session) {
+		sess.SessionID, sess.OwnerName, sess.LastMessageID = "", "", 0
 	})
 	if err != nil {
 		return fmt.Errorf("forget session of scale set %d: %w", scaleSetID, err)
 	}
 	return nil
+}
+
+// editSession changes the stored record of a scale set with fn, and
+// removes a record left with neither a session nor pending acquisitions.
+// A scale set with no record is left alone.
+func (s *Store) editSession(scaleSetID int, fn func(*Session)) error {
+	now := s.now()
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		sess, ok, err := get[Session](b, idKey(scaleSetID))
+		if err != nil || !ok {
+			return err
+		}
+		fn(&sess)
+		if sess.SessionID == "" && len(sess.PendingAcquire) == 0 {
+			return b.Delete(idKey(scaleSetID))
+		}
+		sess.UpdatedAt = now
+		return put(b, idKey(scaleSetID), sess)
+	})
 }

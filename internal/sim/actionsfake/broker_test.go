@@ -14,10 +14,7 @@ func sessionFor(t *testing.T, f *fake) (*scaleset.Client, *scaleset.RunnerScaleS
 	t.Helper()
 	ctx := t.Context()
 	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	ss := newScaleSet(t, c, "ss")
 	sc, err := c.MessageSessionClient(ctx, ss.ID, "host-1")
 	if err != nil {
 		t.Fatalf("session: %v", err)

@@ -185,10 +185,7 @@ func TestSecondSessionConflict(t *testing.T) {
 	f := newFake(t, nil)
 	ctx := t.Context()
 	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	ss := newScaleSet(t, c, "ss")
 	first, err := c.MessageSessionClient(ctx, ss.ID, "host-1")
 	if err != nil {
 		t.Fatalf("first session: %v", err)
@@ -219,10 +216,7 @@ func TestQueueTokenExpiryRefresh(t *testing.T) {
 	f := newFake(t, func(c *Config) { c.QueueTokenTTL = 300 * time.Millisecond })
 	ctx := t.Context()
 	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	ss := newScaleSet(t, c, "ss")
 	sc, err := c.MessageSessionClient(ctx, ss.ID, "host-1")
 	if err != nil {
 		t.Fatalf("session: %v", err)

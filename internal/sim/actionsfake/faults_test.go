@@ -19,10 +19,7 @@ func TestFaultHitsExactlyTimes(t *testing.T) {
 	f := newFake(t, nil)
 	ctx := t.Context()
 	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	ss := newScaleSet(t, c, "ss")
 	if err := f.srv.AddFault(Fault{Match: "POST .*/generatejitconfig", Status: 500, Times: 2}); err != nil {
 		t.Fatalf("add fault: %v", err)
 	}
@@ -220,10 +217,7 @@ func TestRequestJournal(t *testing.T) {
 	f := newFake(t, nil)
 	ctx := t.Context()
 	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	ss := newScaleSet(t, c, "ss")
 	if err := f.srv.AddFault(Fault{Match: "POST .*/generatejitconfig", Status: 429, Times: 1, Headers: map[string]string{"Retry-After": "0"}}); err != nil {
 		t.Fatal(err)
 	}

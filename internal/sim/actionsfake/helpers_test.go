@@ -304,3 +304,13 @@ func newJSONRequest(ctx context.Context, method, url string, body any) (*http.Re
 }
 
 func decodeJSON(r io.Reader, out any) error { return json.NewDecoder(r).Decode(out) }
+
+// newScaleSet creates a scale set in the default group through the real client.
+func newScaleSet(t *testing.T, c *scaleset.Client, name string) *scaleset.RunnerScaleSet {
+	t.Helper()
+	ss, err := c.CreateRunnerScaleSet(t.Context(), &scaleset.RunnerScaleSet{Name: name, RunnerGroupID: 1})
+	if err != nil {
+		t.Fatalf("create scale set %q: %v", name, err)
+	}
+	return ss
+}

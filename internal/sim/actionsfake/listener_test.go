@@ -139,10 +139,7 @@ func TestListenerFollowsJobs(t *testing.T) {
 	f := newFake(t, nil)
 	ctx := t.Context()
 	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	ss := newScaleSet(t, c, "ss")
 	sc, err := c.MessageSessionClient(ctx, ss.ID, "host-1")
 	if err != nil {
 		t.Fatalf("session: %v", err)

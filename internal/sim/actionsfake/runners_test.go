@@ -42,10 +42,7 @@ func TestJITConfigAndRunnerConnect(t *testing.T) {
 	f := newFake(t, nil)
 	ctx := t.Context()
 	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	ss := newScaleSet(t, c, "ss")
 	jit, err := c.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: "myshoes-1", WorkFolder: "/tmp/w"}, ss.ID)
 	if err != nil {
 		t.Fatalf("jit: %v", err)
