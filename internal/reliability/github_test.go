@@ -83,7 +83,7 @@ func TestSessionEvictionAtRuntime(t *testing.T) {
 // and every target is served within 5 s.
 func TestSessionExpiryAcrossRestart(t *testing.T) {
 	res := newResult(t, 19, "sessions expired across a restart (issue 10)",
-		"kill -9, the stored sessions expire (session TTL 2s), start again: the stale deletes answer 400 and count as gone; every target served within 5s, jobs complete")
+		"kill -9, the stored sessions expire (session TTL 2s), start again: the stale deletes answer 400 and count as gone; every target served within 5s, jobs complete; again with every stale delete answering 500: served within 5s")
 	scopes := []string{"org-a", "org-b"}
 	s := newScenario(t, res, simOptions{targets: scopes, sessionTTL: 2 * time.Second})
 	d := s.startRun()
@@ -129,6 +129,30 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 	for _, sc := range scopes {
 		s.sim.queueJobs(sc, 2, time.Second)
 	}
+	s.waitJobsDone(d, 2*time.Minute)
+
+	// Again, and this time deleting the stale sessions fails for good:
+	// that must not hold the targets down, the new sessions are created
+	// anyway.
+	d.kill9()
+	waitFor(t, "GitHub expiring the sessions left behind", time.Minute, func() (bool, string) {
+		st := s.sim.state()
+		for _, ss := range st.ScaleSets {
+			if ss.Session != nil {
+				return false, summarizeScaleSets(st)
+			}
+		}
+		return true, ""
+	})
+	s.sim.addFault(actionsfake.Fault{Match: "DELETE .*/sessions/", Status: http.StatusInternalServerError})
+	restart = time.Now()
+	d = s.startRun()
+	took = s.waitListening(d, restart, scopes, time.Minute)
+	note(t, res, "with every stale-session delete failing (500): every target served %.2fs after the restart", took.Seconds())
+	if took > 5*time.Second {
+		t.Errorf("targets served %v after the restart with failing deletes, want within 5s", took)
+	}
+	s.sim.clearFaults()
 	s.settle(d, 2*time.Minute, invariantOptions{})
 }
 
@@ -395,22 +419,28 @@ func TestCapacity(t *testing.T) {
 
 // TestLostAckNoAckThrough: the sim no longer treats lastMessageId as an
 // acknowledgement of the messages before it, and two acknowledgements
-// fail: the messages come again, and none is handled twice.
+// fail: the messages come again, and none is handled twice. Three polls
+// answer 200 with an empty body, which means no message.
 func TestLostAckNoAckThrough(t *testing.T) {
 	res := newResult(t, 25, "lost acknowledgements without ack-through (issue 10)",
-		"--no-ack-through, 2 acknowledgements answered 400: the messages come again and are acknowledged, none handled twice, jobs complete")
+		"--no-ack-through, 2 acknowledgements answered 400, 3 polls answered 200 with no body: the messages come again and are acknowledged, none handled twice, empty polls are no message, jobs complete")
 	scopes := []string{"org-a"}
 	s := newScenario(t, res, simOptions{targets: scopes, noAckThrough: true})
 	d := s.startRun()
 	d.waitUp()
 	s.waitListening(d, d.started, scopes, time.Minute)
 	s.sim.addFault(actionsfake.Fault{Match: "DELETE .*/messages/[0-9]+$", Status: http.StatusBadRequest, Times: 2})
+	// And polls answered 200 with no body, as GitHub sometimes does: no message.
+	s.sim.addFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusOK, EmptyBody: true, Times: 3})
 	s.sim.queueJobs("org-a", 5, time.Second)
 	s.settle(d, 2*time.Minute, invariantOptions{})
 
 	st := s.sim.state()
-	if st.Faults[0].Hits != 2 || st.ScaleSets[0].Messages.Redelivered == 0 {
-		t.Fatalf("fault hits %d, messages delivered again %d: the scenario did not happen", st.Faults[0].Hits, st.ScaleSets[0].Messages.Redelivered)
+	if st.Faults[0].Hits != 2 || st.Faults[1].Hits != 3 || st.ScaleSets[0].Messages.Redelivered == 0 {
+		t.Fatalf("fault hits %d and %d, messages delivered again %d: the scenario did not happen", st.Faults[0].Hits, st.Faults[1].Hits, st.ScaleSets[0].Messages.Redelivered)
+	}
+	if strings.Contains(d.log(), "get message; retrying") || st.ScaleSets[0].SessionsCreated != 1 {
+		t.Errorf("an empty 200 poll was taken for a failure (%d sessions created)", st.ScaleSets[0].SessionsCreated)
 	}
 	handled := map[string]int{}
 	re := regexp.MustCompile(`msg="message handled" .*message_id=(\d+)`)

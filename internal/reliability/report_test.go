@@ -141,6 +141,22 @@ var findings = []string{
 	"**A failed provisioning cut by the shutdown timeout left its JIT runner registered on GitHub.** The removal " +
 		"used the cancelled work context; it now gets its own 30 s deadline, as the unknown-outcome path had " +
 		"(`internal/controller/provision.go`).",
+	"**An expired or evicted session took its target out of service for good (issue 10).** GitHub answers the " +
+		"DELETE of such a session with 400 `RunnerScaleSetSessionExpiredException`; the client accepted only 2xx and " +
+		"404, so the stale-session step failed on every retry and the stored ID was never forgotten, at start after a " +
+		"long stop and at runtime after an eviction. Fixed: 400-expired, 404 and 410 count as gone, any other failure " +
+		"no longer blocks the new session, and an evicted session is replaced at once (`internal/github/session.go`, " +
+		"`internal/controller/worker.go`). The sim now expires and evicts sessions as GitHub does.",
+	"**A failing acquirejobs churned sessions (issue 10).** The message was left unacknowledged so that a new " +
+		"session would bring it back: dozens of sessions in seconds. Now the runner requests are stored with the " +
+		"message, the message is acknowledged, and the acquisition is retried on the same session " +
+		"(`internal/controller/acquire.go`).",
+	"**GitHub's rate limits were not obeyed (issue 10).** Retry-After was capped by our own retry wait and the " +
+		"long poll ignored it; X-RateLimit-Reset was never read. Now a per-scope gate holds every call, the library's " +
+		"and the poll included (`internal/github/ratelimit.go`).",
+	"**A GHES that drops custom labels got a PATCH on every start of the worker (issue 10).** The scale set is now " +
+		"read back after a write, the dropped labels are reported once and not asked for again " +
+		"(`internal/github/scaleset.go`).",
 }
 
 // limits are what the suite does not cover, and why.
@@ -215,7 +231,8 @@ After every scenario the suite checks invariants, not logs:
 | suite duration | %s |
 
 Without the tag, `+"`go test ./internal/reliability/`"+` (and so `+"`make test`"+`) runs the fast
-subset: shutdown, metrics, readiness and one kill during AddInstance.
+subset: shutdown, metrics, readiness, one kill during AddInstance, and the
+scenarios of the real GitHub's behaviour (issue 10).
 
 ## Results
 
