@@ -228,6 +228,7 @@ type Controller struct {
 	log     *slog.Logger
 	rec     Recorder
 
+	reapNow        chan struct{} // wakes the reaper for a pass now
 	prepareSlots   chan struct{} // runners getting or holding a JIT config before AddInstance
 	provisionSlots chan struct{} // runners in AddInstance
 	deleteSlots    chan struct{} // DeleteInstance calls
@@ -238,6 +239,9 @@ type Controller struct {
 	adding  map[string]bool          // runner names with an AddInstance in flight
 	deletes map[string]bool          // runner names with a delete in flight
 	sync    syncStatus
+	// warnedDuplicate holds the pairs of targets of one scope already
+	// warned about ("kept=skipped"); only the sync loop uses it.
+	warnedDuplicate map[string]bool
 
 	// work tracks provisioning and delete goroutines, which outlive the
 	// listener that started them until ShutdownTimeout.
@@ -265,6 +269,7 @@ func New(st *store.Store, targets TargetSource, gh GitHub, plugin Plugin, script
 		script:         script,
 		log:            cfg.Logger,
 		rec:            cfg.Recorder,
+		reapNow:        make(chan struct{}, 1),
 		prepareSlots:   make(chan struct{}, cfg.ProvisionConcurrency),
 		provisionSlots: make(chan struct{}, cfg.ProvisionConcurrency),
 		deleteSlots:    make(chan struct{}, cfg.DeleteConcurrency),

@@ -23,6 +23,7 @@ const (
 	reasonScaleDown        = "scale-down"
 	reasonDeleteFailed     = "delete-failed"
 	reasonTargetRemoved    = "target-removed"
+	reasonScaleSetDeleted  = "scale-set-deleted"
 	reasonRemoved          = "removed"
 )
 
@@ -42,12 +43,26 @@ var ErrRunnerProvisioning = errors.New("runner is being provisioned; remove it o
 func (c *Controller) reaper(ctx context.Context) error {
 	for {
 		jitter := time.Duration(rand.Int64N(int64(c.cfg.ReaperInterval)/10 + 1))
-		if !sleep(ctx, c.cfg.ReaperInterval+jitter) {
+		t := time.NewTimer(c.cfg.ReaperInterval + jitter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
+		case <-c.reapNow:
+			t.Stop()
+		case <-t.C:
 		}
 		if err := c.reap(ctx); err != nil && !isCanceled(ctx, err) {
 			c.log.Error("reap runners", "err", err)
 		}
+	}
+}
+
+// wakeReaper has the reaper make a pass now.
+func (c *Controller) wakeReaper() {
+	select {
+	case c.reapNow <- struct{}{}:
+	default:
 	}
 }
 
@@ -104,7 +119,7 @@ func (c *Controller) reap(ctx context.Context) error {
 				continue
 			}
 			if !isServed && targetsKnown {
-				remove(r, reasonTargetRemoved)
+				remove(r, c.unservedReason(r))
 			}
 		case store.StateBusy:
 			// A busy runner whose JobCompleted never reached us (its
@@ -112,8 +127,11 @@ func (c *Controller) reap(ctx context.Context) error {
 			// its slot and instance forever: ask GitHub about runners of
 			// removed targets, and about runners busy for long. An
 			// ephemeral runner is gone once its job is done.
-			if (!isServed && targetsKnown) || now.Sub(r.StateSince[store.StateBusy]) > busyCheckAfter {
-				c.finishOrphan(ctx, r)
+			switch {
+			case !isServed && targetsKnown:
+				c.finishOrphan(ctx, r, c.unservedReason(r))
+			case now.Sub(r.StateSince[store.StateBusy]) > busyCheckAfter:
+				c.finishOrphan(ctx, r, reasonCompleted)
 			}
 		}
 	}
@@ -171,14 +189,24 @@ func (c *Controller) cameOnline(ctx context.Context, r store.Runner) (bool, erro
 	return st.Online(), nil
 }
 
+// unservedReason says why a runner of a scale set no longer served
+// leaves: its target left myshoes's list, or its scale set was deleted on
+// GitHub and the target is served by a new one.
+func (c *Controller) unservedReason(r store.Runner) string {
+	if c.isServedTarget(r.TargetID) {
+		return reasonScaleSetDeleted
+	}
+	return reasonTargetRemoved
+}
+
 // finishOrphan deletes a busy runner whose JobCompleted we did not get
-// (its target was removed, or the message was lost) once GitHub no longer
-// knows it: its job is done.
-func (c *Controller) finishOrphan(ctx context.Context, r store.Runner) {
+// (its target was removed, its scale set deleted, or the message was lost)
+// once GitHub no longer knows it: its job is done.
+func (c *Controller) finishOrphan(ctx context.Context, r store.Runner, reason string) {
 	_, err := c.gh.GetRunnerStatus(ctx, r.Scope, r.RunnerID)
 	switch {
 	case errors.Is(err, github.ErrNotFound):
-		if err := c.markDeleting(r.Name, reasonCompleted); err == nil {
+		if err := c.markDeleting(r.Name, reason); err == nil {
 			c.startDelete(r.Name)
 		}
 	case err != nil:

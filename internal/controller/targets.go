@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
@@ -61,14 +63,15 @@ func (c *Controller) listTargets(ctx context.Context) ([]myshoes.Target, error) 
 // that left the list, and restarts those whose scope or resource type
 // changed.
 func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target) {
-	want := make(map[string]myshoes.Target, len(targets))
+	var valid []myshoes.Target
 	for _, t := range targets {
 		if err := myshoes.ValidScope(t.Scope); err != nil {
 			c.log.Warn("skip target with an invalid scope", "target", t.ID, "scope", t.Scope, "err", err)
 			continue
 		}
-		want[t.ID] = t
+		valid = append(valid, t)
 	}
+	want := c.oneTargetPerScope(valid)
 
 	c.mu.Lock()
 	var stop []*targetWorker
@@ -105,6 +108,53 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 		c.workers[id] = w
 		w.start()
 	}
+}
+
+// oneTargetPerScope keeps one target of each scope, compared without case
+// as GitHub compares owners and repositories: two workers on one scope
+// would share one scale set and delete each other's sessions in a loop.
+// The one served already is kept, else the oldest; the others are skipped
+// with a warning naming both target IDs, once per set of duplicates.
+func (c *Controller) oneTargetPerScope(targets []myshoes.Target) map[string]myshoes.Target {
+	c.mu.Lock()
+	served := make(map[string]bool, len(c.workers))
+	for id := range c.workers {
+		served[id] = true
+	}
+	c.mu.Unlock()
+	slices.SortFunc(targets, func(a, b myshoes.Target) int {
+		switch {
+		case served[a.ID] != served[b.ID]:
+			if served[a.ID] {
+				return -1
+			}
+			return 1
+		case !a.CreatedAt.Equal(b.CreatedAt):
+			return a.CreatedAt.Compare(b.CreatedAt)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	want := make(map[string]myshoes.Target, len(targets))
+	kept := make(map[string]myshoes.Target, len(targets)) // by lower-case scope
+	var dups []string
+	for _, t := range targets {
+		key := strings.ToLower(t.Scope)
+		if k, ok := kept[key]; ok {
+			dups = append(dups, k.ID+"="+t.ID)
+			if !c.warnedDuplicate[k.ID+"="+t.ID] {
+				c.log.Warn("two myshoes targets for one scope: serving one, skipping the other",
+					"scope", t.Scope, "served_target", k.ID, "served_scope", k.Scope, "skipped_target", t.ID)
+			}
+			continue
+		}
+		kept[key] = t
+		want[t.ID] = t
+	}
+	c.warnedDuplicate = make(map[string]bool, len(dups))
+	for _, d := range dups {
+		c.warnedDuplicate[d] = true
+	}
+	return want
 }
 
 func (c *Controller) stopAllWorkers() {

@@ -26,7 +26,9 @@ type targetWorker struct {
 	mu     sync.Mutex
 	target myshoes.Target
 	set    *scaleSetState
-	err    string // the last error that stopped serving, for status
+	// stopReconcile stops the reconcile loop of set.
+	stopReconcile context.CancelFunc
+	err           string // the last error that stopped serving, for status
 	// warnedDropped is set once GitHub's dropping of labels was logged.
 	warnedDropped bool
 }
@@ -129,16 +131,7 @@ func (w *targetWorker) serve(reconcile *sync.WaitGroup) (healthy bool, err error
 	if err != nil {
 		return false, err
 	}
-	if w.scaleSet() == nil {
-		w.mu.Lock()
-		w.set = set
-		w.mu.Unlock()
-		reconcile.Add(1)
-		go func() {
-			defer reconcile.Done()
-			w.c.reconcileLoop(ctx, set)
-		}()
-	}
+	w.adopt(set, reconcile)
 
 	sess, err := w.openSession(ctx, set)
 	if err != nil {
@@ -161,6 +154,38 @@ func (w *targetWorker) serve(reconcile *sync.WaitGroup) (healthy bool, err error
 		<-acquirerDone
 	}()
 	return w.poll(ctx, set, sess, acq)
+}
+
+// adopt makes set the worker's scale set and runs its reconcile loop. A
+// set with another ID replaces one that was deleted on GitHub (GitHub
+// deletes inactive scale sets, and admins delete them too;
+// actions-runner-controller#3205): the old loop stops, so nothing more is
+// provisioned for it, and the reaper, woken at once, cleans up its
+// runners.
+func (w *targetWorker) adopt(set *scaleSetState, reconcile *sync.WaitGroup) {
+	w.mu.Lock()
+	old, stopOld := w.set, w.stopReconcile
+	if old == set {
+		w.mu.Unlock()
+		return
+	}
+	rctx, cancel := context.WithCancel(w.ctx)
+	w.set, w.stopReconcile = set, cancel
+	w.mu.Unlock()
+	if old != nil {
+		stopOld()
+		w.log.Warn("the scale set is gone from GitHub; serving the new one", "old_scale_set_id", old.id, "scale_set_id", set.id)
+		// Its session and the jobs to acquire on it went with it.
+		if err := w.c.store.DeleteSession(old.id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			w.log.Warn("forget the session record of the deleted scale set", "err", err)
+		}
+		w.c.wakeReaper()
+	}
+	reconcile.Add(1)
+	go func() {
+		defer reconcile.Done()
+		w.c.reconcileLoop(rctx, set)
+	}()
 }
 
 // ensureScaleSet gets or creates the target's scale set and stores it.

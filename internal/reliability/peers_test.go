@@ -31,14 +31,7 @@ type otherOwner struct {
 // (same name and labels) and opens a session on it owned by owner.
 func (s *scenario) holdSession(scope, owner string) *otherOwner {
 	s.t.Helper()
-	id, err := strconv.ParseInt(s.sim.appID, 10, 64)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	p, err := github.New(github.Config{URL: s.sim.githubURL, AppID: id, PrivateKeyPEM: appKeyPEM, RetryMax: 2, RetryWaitMax: 200 * time.Millisecond})
-	if err != nil {
-		s.t.Fatalf("github provider: %v", err)
-	}
+	p := s.gitHubAdmin()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name := github.ScaleSetName("myshoes", scope)
@@ -53,6 +46,21 @@ func (s *scenario) holdSession(scope, owner string) *otherOwner {
 	o := &otherOwner{t: s.t, p: p, scope: scope, ssID: rs.ID, sess: sess}
 	s.t.Cleanup(func() { o.release() })
 	return o
+}
+
+// gitHubAdmin is a GitHub client of the sim's app, to act on GitHub as
+// someone else would (another listener, an admin).
+func (s *scenario) gitHubAdmin() *github.Provider {
+	s.t.Helper()
+	id, err := strconv.ParseInt(s.sim.appID, 10, 64)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	p, err := github.New(github.Config{URL: s.sim.githubURL, AppID: id, PrivateKeyPEM: appKeyPEM, RetryMax: 2, RetryWaitMax: 200 * time.Millisecond})
+	if err != nil {
+		s.t.Fatalf("github provider: %v", err)
+	}
+	return p
 }
 
 // release deletes the session; it is idempotent.

@@ -364,7 +364,9 @@ func (s *Server) deleteScaleSet(ss *scaleSet) {
 	delete(s.scaleSets, ss.id)
 	ss.deleted = true
 	if ss.session != nil {
-		s.endSession(ss.session)
+		// The service ends it, not its client: the listener learns of it
+		// only when its calls fail, as with an evicted session.
+		s.evictSession(ss.session, "ended with its scale set")
 	}
 	var requeue []*job
 	for _, j := range slices.Clone(ss.jobs) {
