@@ -160,10 +160,15 @@ func newSimPluginCmd() *cobra.Command {
 		Long: `Serve the fake shoes plugin over go-plugin gRPC. A plugin host starts it;
 its knobs come from the environment: SIM_PLUGIN_LATENCY, SIM_PLUGIN_FAIL_CODE,
 SIM_PLUGIN_FAIL_RATE, SIM_PLUGIN_FAIL_METHOD, SIM_PLUGIN_FAIL_TIMES,
-SIM_PLUGIN_CRASH_ON_CALL, SIM_PLUGIN_HANG, SIM_PLUGIN_CALL_LOG,
+SIM_PLUGIN_CRASH_ON_CALL, SIM_PLUGIN_HANG, SIM_PLUGIN_HANG_RESOURCE_TYPE, SIM_PLUGIN_CALL_LOG,
 SIM_PLUGIN_STATE_DIR, SIM_PLUGIN_NO_RUNNER, SIM_PLUGIN_EMPTY_CLOUD_ID,
-SIM_PLUGIN_HUGE_IP, SIM_PLUGIN_UNKNOWN_RESOURCE_TYPE and
-SIM_PLUGIN_RUNNER_MODE (script, the default, or inprocess).`,
+SIM_PLUGIN_HUGE_IP, SIM_PLUGIN_UNKNOWN_RESOURCE_TYPE,
+SIM_PLUGIN_RUNNER_MODE (script, the default, or inprocess) and
+SIM_PLUGIN_CLOUD_IDS (opaque, the default: a new fake-<uuid> per
+AddInstance, as shoes-aws and shoes-openstack; or name: the instance is
+named after the runner and its cloud ID is the runner name, as shoes-lxd,
+so an AddInstance of an existing name returns that instance, started again
+if stopped, and DeleteInstance of an unknown name answers NotFound).`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			cfg, err := shoesfake.ConfigFromEnv()

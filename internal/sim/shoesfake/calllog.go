@@ -30,9 +30,14 @@ type Call struct {
 	// Code is the gRPC code name of the answer, or "Crash" / "Hang" for a
 	// call that never answered.
 	Code string `json:"code,omitempty"`
-	// RunnerMode is how an AddInstance's instance runs its runner:
-	// RunnerModeScript or RunnerModeInProcess ("" when none runs).
+	// RunnerMode is how the runner an AddInstance started runs:
+	// RunnerModeScript or RunnerModeInProcess ("" when it started none:
+	// NoRunner, or an existing instance that was running).
 	RunnerMode string `json:"runner_mode,omitempty"`
+	// Existing marks an AddInstance that found an instance of the runner's
+	// name (CloudIDsName mode) and returned it instead of creating one;
+	// with a RunnerMode, it booted that instance again.
+	Existing bool `json:"existing,omitempty"`
 	// ExitCode and StderrTail describe a script_exit event; StderrTail is
 	// the end of the instance's script.log.
 	ExitCode   int    `json:"exit_code,omitempty"`

@@ -26,23 +26,44 @@ const (
 
 // Environment knobs read by ConfigFromEnv.
 const (
-	EnvLatency      = "SIM_PLUGIN_LATENCY"
-	EnvFailCode     = "SIM_PLUGIN_FAIL_CODE"
-	EnvFailRate     = "SIM_PLUGIN_FAIL_RATE"
-	EnvFailMethod   = "SIM_PLUGIN_FAIL_METHOD"
-	EnvFailTimes    = "SIM_PLUGIN_FAIL_TIMES"
-	EnvCrashOnCall  = "SIM_PLUGIN_CRASH_ON_CALL"
-	EnvHang         = "SIM_PLUGIN_HANG"
-	EnvCallLog      = "SIM_PLUGIN_CALL_LOG"
-	EnvStateDir     = "SIM_PLUGIN_STATE_DIR"
-	EnvNoRunner     = "SIM_PLUGIN_NO_RUNNER"
-	EnvEmptyCloudID = "SIM_PLUGIN_EMPTY_CLOUD_ID"
-	EnvHugeIP       = "SIM_PLUGIN_HUGE_IP"
+	EnvLatency     = "SIM_PLUGIN_LATENCY"
+	EnvFailCode    = "SIM_PLUGIN_FAIL_CODE"
+	EnvFailRate    = "SIM_PLUGIN_FAIL_RATE"
+	EnvFailMethod  = "SIM_PLUGIN_FAIL_METHOD"
+	EnvFailTimes   = "SIM_PLUGIN_FAIL_TIMES"
+	EnvCrashOnCall = "SIM_PLUGIN_CRASH_ON_CALL"
+	EnvHang        = "SIM_PLUGIN_HANG"
+	// EnvHangResourceType limits SIM_PLUGIN_HANG to calls of one resource
+	// type (the proto enum name, e.g. Large): one backend hangs, the
+	// others answer.
+	EnvHangResourceType = "SIM_PLUGIN_HANG_RESOURCE_TYPE"
+	EnvCallLog          = "SIM_PLUGIN_CALL_LOG"
+	EnvStateDir         = "SIM_PLUGIN_STATE_DIR"
+	EnvNoRunner         = "SIM_PLUGIN_NO_RUNNER"
+	EnvEmptyCloudID     = "SIM_PLUGIN_EMPTY_CLOUD_ID"
+	EnvHugeIP           = "SIM_PLUGIN_HUGE_IP"
 	// EnvUnknownResourceType answers resource_type Unknown, as shoes-lxd does.
 	EnvUnknownResourceType = "SIM_PLUGIN_UNKNOWN_RESOURCE_TYPE"
 	// EnvRunnerMode selects how an instance runs: RunnerModeScript or
 	// RunnerModeInProcess.
 	EnvRunnerMode = "SIM_PLUGIN_RUNNER_MODE"
+	// EnvCloudIDs selects what AddInstance answers as the cloud ID:
+	// CloudIDsOpaque or CloudIDsName.
+	EnvCloudIDs = "SIM_PLUGIN_CLOUD_IDS"
+)
+
+// Cloud-ID modes: what AddInstance answers as the cloud ID, and so what
+// DeleteInstance takes. An instance's directory under the state directory
+// is named after its cloud ID in both.
+const (
+	// CloudIDsOpaque answers an opaque fake-<uuid>, a new instance per
+	// call, as shoes-aws and shoes-openstack do. The default.
+	CloudIDsOpaque = "opaque"
+	// CloudIDsName names the instance after the runner and answers the
+	// runner name, as shoes-lxd does: an AddInstance for a name whose
+	// instance exists returns that instance, started again if it is not
+	// running, instead of creating a second one.
+	CloudIDsName = "name"
 )
 
 // Runner modes: how an instance "boots".
@@ -78,6 +99,9 @@ type Config struct {
 	CrashOnCall int
 	// Hang names a method whose calls block forever.
 	Hang string
+	// HangResourceType, when set, limits Hang to calls of this resource
+	// type (the proto enum name, e.g. "Large").
+	HangResourceType string
 	// CallLog is a JSONL file every call appends one line to ("" = none).
 	// The cross-process call counter lives next to it (CallLog+".counter").
 	CallLog string
@@ -96,6 +120,8 @@ type Config struct {
 	// RunnerModeInProcess a setup script the JIT config cannot be found in
 	// (a custom template) runs in script mode instead, with a warning.
 	RunnerMode string
+	// CloudIDs is CloudIDsOpaque (default) or CloudIDsName.
+	CloudIDs string
 	// RunnerCommand is what the fake runner tarball's run.sh execs, with
 	// run.sh's arguments appended (e.g. [fakeshoes runner]).
 	RunnerCommand []string
@@ -113,6 +139,9 @@ func (c *Config) defaults() {
 	}
 	if c.RunnerMode == "" {
 		c.RunnerMode = RunnerModeScript
+	}
+	if c.CloudIDs == "" {
+		c.CloudIDs = CloudIDsOpaque
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -136,6 +165,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("crash on call %d: must not be negative", c.CrashOnCall)
 	case c.RunnerMode != "" && c.RunnerMode != RunnerModeScript && c.RunnerMode != RunnerModeInProcess:
 		return fmt.Errorf("runner mode %q: want %s or %s", c.RunnerMode, RunnerModeScript, RunnerModeInProcess)
+	case c.CloudIDs != "" && c.CloudIDs != CloudIDsOpaque && c.CloudIDs != CloudIDsName:
+		return fmt.Errorf("cloud IDs %q: want %s or %s", c.CloudIDs, CloudIDsOpaque, CloudIDsName)
 	case !c.NoRunner && len(c.RunnerCommand) == 0:
 		return errors.New("runner command is empty")
 	}
@@ -178,9 +209,11 @@ func ConfigFromEnv() (Config, error) {
 		return c, err
 	}
 	c.Hang = get(EnvHang)
+	c.HangResourceType = get(EnvHangResourceType)
 	c.CallLog = get(EnvCallLog)
 	c.StateDir = get(EnvStateDir)
 	c.RunnerMode = strings.ToLower(strings.TrimSpace(get(EnvRunnerMode)))
+	c.CloudIDs = strings.ToLower(strings.TrimSpace(get(EnvCloudIDs)))
 	for _, b := range []struct {
 		name string
 		dst  *bool

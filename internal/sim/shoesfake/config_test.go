@@ -1,6 +1,7 @@
 package shoesfake
 
 import (
+	"cmp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +22,9 @@ func TestConfigFromEnv(t *testing.T) {
 		{
 			name: "empty",
 			env:  nil,
-			want: func(c Config) bool { return c.FailCode == codes.OK && c.Latency == 0 && !c.NoRunner },
+			want: func(c Config) bool {
+				return c.FailCode == codes.OK && c.Latency == 0 && !c.NoRunner && c.CloudIDs == ""
+			},
 		},
 		{
 			name: "all knobs",
@@ -29,13 +32,14 @@ func TestConfigFromEnv(t *testing.T) {
 				EnvLatency: "250ms", EnvFailCode: "invalidargument", EnvFailRate: "0.5", EnvFailMethod: "AddInstance",
 				EnvFailTimes: "3", EnvCrashOnCall: "7", EnvHang: "DeleteInstance", EnvCallLog: "/x/calls.jsonl",
 				EnvStateDir: "/x/state", EnvNoRunner: "true", EnvEmptyCloudID: "1", EnvHugeIP: "true",
-				EnvRunnerMode: "InProcess",
+				EnvRunnerMode: "InProcess", EnvCloudIDs: " Name ",
 			},
 			want: func(c Config) bool {
 				return c.Latency == 250*time.Millisecond && c.FailCode == codes.InvalidArgument && c.FailRate == 0.5 &&
 					c.FailMethod == MethodAddInstance && c.FailTimes == 3 && c.CrashOnCall == 7 &&
 					c.Hang == MethodDeleteInstance && c.CallLog == "/x/calls.jsonl" && c.StateDir == "/x/state" &&
-					c.NoRunner && c.EmptyCloudID && c.HugeIP && c.RunnerMode == RunnerModeInProcess
+					c.NoRunner && c.EmptyCloudID && c.HugeIP && c.RunnerMode == RunnerModeInProcess &&
+					c.CloudIDs == CloudIDsName
 			},
 		},
 		{
@@ -52,7 +56,7 @@ func TestConfigFromEnv(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, k := range []string{EnvLatency, EnvFailCode, EnvFailRate, EnvFailMethod, EnvFailTimes, EnvCrashOnCall,
-				EnvHang, EnvCallLog, EnvStateDir, EnvNoRunner, EnvEmptyCloudID, EnvHugeIP, EnvUnknownResourceType, EnvRunnerMode} {
+				EnvHang, EnvCallLog, EnvStateDir, EnvNoRunner, EnvEmptyCloudID, EnvHugeIP, EnvUnknownResourceType, EnvRunnerMode, EnvCloudIDs} {
 				t.Setenv(k, tt.env[k])
 			}
 			c, err := ConfigFromEnv()
@@ -89,6 +93,9 @@ func TestConfigValidate(t *testing.T) {
 		{"latency", Config{RunnerCommand: run, Latency: -1}, "latency"},
 		{"inprocess", Config{RunnerCommand: run, RunnerMode: RunnerModeInProcess}, ""},
 		{"runner mode", Config{RunnerCommand: run, RunnerMode: "vm"}, "runner mode"},
+		{"cloud IDs by name", Config{RunnerCommand: run, CloudIDs: CloudIDsName}, ""},
+		{"cloud IDs opaque", Config{RunnerCommand: run, CloudIDs: CloudIDsOpaque}, ""},
+		{"cloud IDs", Config{RunnerCommand: run, CloudIDs: "uuid"}, "cloud IDs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,6 +108,9 @@ func TestConfigValidate(t *testing.T) {
 				}
 				if c.StateDir != filepath.Join(os.TempDir(), "shoesfake") {
 					t.Errorf("state dir default %q", c.StateDir)
+				}
+				if want := cmp.Or(tt.cfg.CloudIDs, CloudIDsOpaque); c.CloudIDs != want {
+					t.Errorf("cloud IDs %q, want %q", c.CloudIDs, want)
 				}
 				return
 			}

@@ -18,7 +18,9 @@ import (
 )
 
 // fileInProcess marks an instance whose runner is a goroutine of a plugin
-// process; it holds that process's PID.
+// process; it holds that process's PID. The runner removes it when it ends
+// by itself, so an instance whose file is gone, or names a process that is
+// gone, does not run (see instances.running).
 const fileInProcess = "inprocess"
 
 // maxMainScript bounds the decoded main script of a setup script.
@@ -138,6 +140,7 @@ func shellSingleQuoted(s string) (string, bool) {
 // inprocRunner is a sim runner running as a goroutine of this process.
 type inprocRunner struct {
 	dir    string
+	dirID  os.FileInfo // the instance directory, to tell it from a later one of the same name
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -156,11 +159,15 @@ var runnerHTTP = &http.Client{Transport: &http.Transport{
 // this process, or from another one by removing the instance directory),
 // or when the plugin process stops.
 func (m *instances) startInProcess(cloudID, dir, jit string) error {
+	dirID, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
 	if err := writeFileAtomic(filepath.Join(dir, fileInProcess), []byte(fmt.Sprintf("%d\n", os.Getpid()))); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	r := &inprocRunner{dir: dir, cancel: cancel, done: make(chan struct{})}
+	r := &inprocRunner{dir: dir, dirID: dirID, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
 	m.inproc[cloudID] = r
 	m.mu.Unlock()
@@ -176,7 +183,14 @@ func (m *instances) startInProcess(cloudID, dir, jit string) error {
 		defer cancel()
 		err := runRunner(ctx, jit, logger, runnerHTTP)
 		m.mu.Lock()
-		delete(m.inproc, cloudID)
+		if m.inproc[cloudID] == r {
+			delete(m.inproc, cloudID)
+			if ctx.Err() == nil {
+				// Ended by itself: the instance no longer runs, and an
+				// AddInstance of its name boots it again.
+				_ = os.Remove(filepath.Join(dir, fileInProcess))
+			}
+		}
 		m.mu.Unlock()
 		if ctx.Err() != nil {
 			return // deleted or stopped, like a killed script: no exit event
@@ -213,7 +227,8 @@ func (m *instances) stopInProcess(cloudID string) bool {
 }
 
 // watchInProcess cancels the runners whose instance directory another
-// plugin process of the pool removed (its DeleteInstance).
+// plugin process of the pool removed (its DeleteInstance), also when an
+// instance of the same name has been created since (CloudIDsName mode).
 func (m *instances) watchInProcess() {
 	defer m.wg.Done()
 	t := time.NewTicker(250 * time.Millisecond)
@@ -227,7 +242,7 @@ func (m *instances) watchInProcess() {
 		m.mu.Lock()
 		var gone []*inprocRunner
 		for _, r := range m.inproc {
-			if _, err := os.Stat(r.dir); errors.Is(err, os.ErrNotExist) {
+			if fi, err := os.Stat(r.dir); errors.Is(err, os.ErrNotExist) || (err == nil && !os.SameFile(fi, r.dirID)) {
 				gone = append(gone, r)
 			}
 		}

@@ -252,12 +252,21 @@ func TestDeleteInstance(t *testing.T) {
 }
 
 // TestDeleteInstanceRemovesRunnerDir runs the real default setup script
-// and deletes its instance: the runner directory the script used goes with
-// the instance, as a VM's disk does, and nothing else in the base
-// directory is touched.
+// and deletes its instance, in both cloud-ID modes: the runner directory
+// the script used goes with the instance, as a VM's disk does, and nothing
+// else in the base directory is touched.
 func TestDeleteInstanceRemovesRunnerDir(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	for _, mode := range cloudIDModes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testDeleteInstanceRemovesRunnerDir(t, mode)
+		})
+	}
+}
+
+func testDeleteInstanceRemovesRunnerDir(t *testing.T, cloudIDs string) {
+	e := cloudIDsEnv(t, cloudIDs, nil)
 	h := e.host(t, 2)
 	stub := newActionsStub(t, "tok", "idle") // never gets a job: the runner stays up
 	tests := []struct {

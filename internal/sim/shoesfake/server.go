@@ -108,6 +108,7 @@ func newServer(ctx context.Context, cfg Config) *server {
 			callLog:   cfg.CallLog,
 			runScript: !cfg.NoRunner,
 			mode:      cfg.RunnerMode,
+			cloudIDs:  cfg.CloudIDs,
 			log:       log,
 			ctx:       ctx,
 			children:  make(map[string]chan struct{}),
@@ -132,7 +133,9 @@ func (s *server) AddInstance(ctx context.Context, req *shoespb.AddInstanceReques
 
 func (s *server) addInstance(ctx context.Context, req *shoespb.AddInstanceRequest, c *Call) (*shoespb.AddInstanceResponse, error) {
 	defer s.inflight.Add(-1)
-	cloudID := "fake-" + uuid.NewString()
+	// In CloudIDsName mode the cloud ID is the runner name, used once
+	// validated.
+	cloudID := s.instances.newCloudID(req.GetRunnerName())
 	var inst *newInstance
 	create := func() error {
 		if err := validateRunnerName(req.GetRunnerName()); err != nil {
@@ -143,7 +146,7 @@ func (s *server) addInstance(ctx context.Context, req *shoespb.AddInstanceReques
 		}
 		c.CloudID = cloudID
 		var err error
-		inst, err = s.instances.prepare(instanceInfo{
+		inst, err = s.instances.prepare(Instance{
 			CloudID:      cloudID,
 			RunnerName:   req.GetRunnerName(),
 			Labels:       req.GetLabels(),
@@ -162,15 +165,23 @@ func (s *server) addInstance(ctx context.Context, req *shoespb.AddInstanceReques
 		return nil, err
 	}
 	// The runner starts once the call's latency has passed, as an
-	// instance boots once it is created.
-	if err := s.instances.launch(inst); err != nil {
+	// instance boots once it is created; an existing instance (name mode)
+	// boots again if it has stopped.
+	mode, err := s.instances.launch(inst)
+	if err != nil {
 		s.instances.discard(inst)
-		s.log.Error("create instance", "cloud_id", cloudID, "err", err)
-		return nil, status.Errorf(codes.Internal, "create instance %s: %v", cloudID, err)
+		s.log.Error("start instance", "cloud_id", cloudID, "err", err)
+		if errors.Is(err, errNotFound) {
+			err = errors.New("deleted while being started")
+		}
+		return nil, status.Errorf(codes.Internal, "start instance %s: %v", cloudID, err)
 	}
-	mode := inst.mode
-	c.RunnerMode = mode
-	s.log.Info("instance created", "cloud_id", cloudID, "runner", req.GetRunnerName(), "runner_mode", mode)
+	c.RunnerMode, c.Existing = mode, inst.existing
+	if inst.existing {
+		s.log.Info("instance exists", "cloud_id", cloudID, "runner", req.GetRunnerName(), "started", mode)
+	} else {
+		s.log.Info("instance created", "cloud_id", cloudID, "runner", req.GetRunnerName(), "runner_mode", mode)
+	}
 	resp := &shoespb.AddInstanceResponse{
 		CloudId:      cloudID,
 		ShoesType:    shoesType,
@@ -242,7 +253,7 @@ func (s *server) begin(ctx context.Context, c *Call, work func() error) error {
 		return status.Error(codes.Internal, err.Error())
 	}
 	crash := s.cfg.CrashOnCall > 0 && n == s.cfg.CrashOnCall
-	hang := s.cfg.Hang == c.Method
+	hang := s.cfg.Hang == c.Method && (s.cfg.HangResourceType == "" || strings.EqualFold(s.cfg.HangResourceType, c.ResourceType))
 	var workErr error
 	if work != nil && !crash && !hang && !fail {
 		workErr = work()
