@@ -24,6 +24,10 @@ type envBinding struct {
 	lookup  lookupEnvFunc
 	// skip names flags never read from the environment.
 	skip map[string]bool
+	// fromEnv names the flags apply set, with the variable each came
+	// from: their Changed is true too, but they are not on the command
+	// line.
+	fromEnv map[string]string
 }
 
 func newEnvBinding(flags *pflag.FlagSet, myshoes map[string]string, lookup lookupEnvFunc) *envBinding {
@@ -62,7 +66,12 @@ func (b *envBinding) apply() error {
 			}
 			if setErr := b.flags.Set(f.Name, v); setErr != nil {
 				err = usageErrorf("invalid value %q for --%s (from %s): %v", redactIfSecret(f.Name, v), f.Name, name, setErr)
+				return
 			}
+			if b.fromEnv == nil {
+				b.fromEnv = map[string]string{}
+			}
+			b.fromEnv[f.Name] = name
 			return
 		}
 	})
@@ -77,9 +86,16 @@ func (b *envBinding) flagError(flag, format string, args ...any) error {
 
 // redactIfSecret hides the values of the flags that carry secrets.
 func redactIfSecret(flag, v string) string {
-	switch flag {
-	case "github-private-key-base64", "github-token":
+	if _, secret := secretFlags()[flag]; secret {
 		return "<redacted>"
 	}
 	return v
+}
+
+// onCommandLine reports whether the flag was given on the command line,
+// as opposed to its default or a variable.
+func (b *envBinding) onCommandLine(flag string) bool {
+	f := b.flags.Lookup(flag)
+	_, env := b.fromEnv[flag]
+	return f != nil && f.Changed && !env
 }

@@ -11,12 +11,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 )
 
 type runnersRmOptions struct {
-	Listen string
-	Force  bool
-	env    *envBinding
+	Listen    string
+	StateFile string
+	Force     bool
+	env       *envBinding
 }
 
 func newRunnersRmCmd(s streams, lookup lookupEnvFunc) *cobra.Command {
@@ -27,7 +30,11 @@ func newRunnersRmCmd(s streams, lookup lookupEnvFunc) *cobra.Command {
 		Long: `Ask the running daemon to remove a runner the way the reaper does: the
 runner is removed from GitHub first, then its instance is deleted and the
 record moves to the history with reason "removed". A busy runner is left
-alone unless --force is given, which removes it even while its job runs.`,
+alone unless --force is given, which removes it even while its job runs.
+
+The daemon accepts the request only with the API token it wrote at start
+next to its state file (<state file>.api-token, mode 0600): give the
+daemon's --state-file, and run this as a user who can read that file.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := opts.env.apply(); err != nil {
@@ -37,6 +44,7 @@ alone unless --force is given, which removes it even while its job runs.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Listen, "listen", defaultListen, "address of the running daemon's HTTP API")
+	cmd.Flags().StringVar(&opts.StateFile, "state-file", defaultStateFile, "the daemon's state file; its API token is read from <state file>.api-token")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "remove the runner even if it is running a job")
 	opts.env = newEnvBinding(cmd.Flags(), nil, lookup)
 	// Forcing is a decision per call, never a setting in the environment.
@@ -45,6 +53,11 @@ alone unless --force is given, which removes it even while its job runs.`,
 }
 
 func runRunnersRm(ctx context.Context, s streams, o *runnersRmOptions, name string) error {
+	tokenFile := httpapi.TokenFile(o.StateFile)
+	token, err := httpapi.ReadTokenFile(tokenFile)
+	if err != nil {
+		return fmt.Errorf("remove runner: %w (give the daemon's --state-file, as a user who may read it)", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	u := fmt.Sprintf("http://%s/api/v1/runners/%s/remove?force=%t", o.Listen, url.PathEscape(name), o.Force)
@@ -52,6 +65,7 @@ func runRunnersRm(ctx context.Context, s streams, o *runnersRmOptions, name stri
 	if err != nil {
 		return fmt.Errorf("remove runner: %w", err)
 	}
+	httpapi.SetToken(req.Header, token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("remove runner: no daemon answered at --listen %s: %w", o.Listen, err)
@@ -65,6 +79,9 @@ func runRunnersRm(ctx context.Context, s streams, o *runnersRmOptions, name stri
 		msg := strings.TrimSpace(string(body))
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			msg = e.Error
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			msg = fmt.Sprintf("the daemon at %s refused the token of %s: is that its state file? (%s)", o.Listen, tokenFile, msg)
 		}
 		return fmt.Errorf("remove runner %s: %s", name, msg)
 	}

@@ -89,8 +89,28 @@ type ErrorResponse struct {
 	Error string `json:"error"`
 }
 
-// New returns the handler of the local API.
+// New returns the handler of the local API with the default Config and
+// log as its logger: Host names of loopback only, and no token, so every
+// mutating request is refused. The daemon uses NewHandler.
 func New(deps Deps, log *slog.Logger) http.Handler {
+	cfg := Config{Logger: log} // nothing to validate
+	cfg.defaults()
+	return newGuard(cfg, routes(deps, cfg.Logger))
+}
+
+// NewHandler returns the handler of the local API. Every request passes
+// the checks of cfg first (see Config): its Host must name this API, and a
+// mutating request must carry the token and no Origin.
+func NewHandler(deps Deps, cfg Config) (http.Handler, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return newGuard(cfg, routes(deps, cfg.Logger)), nil
+}
+
+// routes returns the API's routes, unguarded.
+func routes(deps Deps, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

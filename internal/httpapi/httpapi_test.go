@@ -68,19 +68,31 @@ var (
 	_ httpapi.ScaleSets = (*controller.Controller)(nil)
 )
 
+// testToken is the API token of the servers serve starts.
+const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// serve serves the API with testToken on a loopback port.
 func serve(t *testing.T, deps httpapi.Deps) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(httpapi.New(deps, slog.New(slog.DiscardHandler)))
+	h, err := httpapi.NewHandler(deps, httpapi.Config{Token: testToken, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-// do sends a request and returns the status and body.
+// do sends a request, with testToken unless it is a GET, and returns the
+// status and body.
 func do(t *testing.T, method, url string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if method != http.MethodGet {
+		httpapi.SetToken(req.Header, testToken)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -40,6 +42,8 @@ type Config struct {
 	// MaxBodyBytes bounds a response body; a longer body is an error.
 	// Default 16 MiB.
 	MaxBodyBytes int64
+	// Logger logs the targets ListTargets skips. Default: discard.
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -54,6 +58,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -94,6 +101,10 @@ type Client struct {
 	timeout time.Duration
 	ua      string
 	maxBody int64
+	log     *slog.Logger
+	// skips counts the lists that had targets to skip, to rate-limit the
+	// warning about them.
+	skips atomic.Int64
 }
 
 // New builds a Client from cfg.
@@ -112,6 +123,7 @@ func New(cfg Config) (*Client, error) {
 		timeout: cfg.Timeout,
 		ua:      cfg.UserAgent,
 		maxBody: cfg.MaxBodyBytes,
+		log:     cfg.Logger,
 	}, nil
 }
 
@@ -145,27 +157,46 @@ func (e *APIError) Error() string {
 //
 // Anything but a well-formed 200 JSON array is an error, so the caller can
 // keep the targets it had. A target with an empty or duplicate ID makes the
-// whole answer malformed; a target with an invalid scope is returned as is
-// (see Target.Validate).
+// whole answer malformed. A target whose ID is longer than MaxIDBytes is
+// left out, with a warning. A target with an invalid scope is returned for
+// the caller to judge (see Target.Validate).
+//
+// The string fields of every target are bounded (see MaxFieldBytes and
+// MaxStatusDescriptionBytes): a longer value is cut, with a marker, so that
+// nothing downstream (state file, API, logs) holds it whole. A cut scope
+// is always invalid.
 func (c *Client) ListTargets(ctx context.Context) ([]Target, error) {
 	var targets []Target
 	if err := c.getJSON(ctx, "/target", &targets); err != nil {
 		return nil, fmt.Errorf("list targets: %w", err)
 	}
 	seen := make(map[string]struct{}, len(targets))
+	out := make([]Target, 0, len(targets))
+	var skipped []string // the first few, cut
+	nSkipped := 0
 	for i, t := range targets {
 		if t.ID == "" {
 			return nil, fmt.Errorf("list targets: target %d of %d has no id", i+1, len(targets))
+		}
+		if len(t.ID) > MaxIDBytes {
+			if nSkipped++; len(skipped) < 3 {
+				skipped = append(skipped, truncateTo(t.ID, 40))
+			}
+			continue
 		}
 		if _, dup := seen[t.ID]; dup {
 			return nil, fmt.Errorf("list targets: target id %s appears twice", t.ID)
 		}
 		seen[t.ID] = struct{}{}
+		out = append(out, t.bounded())
 	}
-	if targets == nil {
-		targets = []Target{}
+	if nSkipped > 0 {
+		if n := c.skips.Add(1); n == 1 || n%10 == 0 {
+			c.log.Warn("skip targets whose id is too long to be a myshoes target id",
+				"skipped", nSkipped, "ids", skipped, "max_bytes", MaxIDBytes, "lists", n)
+		}
 	}
-	return targets, nil
+	return out, nil
 }
 
 // GetTarget returns one target of any status. myshoes answers a malformed ID
@@ -181,7 +212,10 @@ func (c *Client) GetTarget(ctx context.Context, id string) (Target, error) {
 	if t.ID == "" {
 		return Target{}, fmt.Errorf("get target %s: answer has no id", id)
 	}
-	return t, nil
+	if len(t.ID) > MaxIDBytes {
+		return Target{}, fmt.Errorf("get target %s: answer has an id longer than %d bytes", id, MaxIDBytes)
+	}
+	return t.bounded(), nil
 }
 
 // Health checks GET /healthz.
@@ -281,12 +315,21 @@ func snippet(body []byte) string {
 }
 
 func truncate(s string) string {
-	if len(s) <= errorSnippetBytes {
+	return truncateTo(s, errorSnippetBytes)
+}
+
+// TruncatedMarker ends a string that was cut.
+const TruncatedMarker = "...(truncated)"
+
+// truncateTo returns s as valid UTF-8, cut to at most max bytes on a rune
+// boundary and then marked with TruncatedMarker if it is longer.
+func truncateTo(s string, max int) string {
+	if len(s) <= max {
 		return strings.ToValidUTF8(s, "?")
 	}
-	cut := errorSnippetBytes
+	cut := max
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return strings.ToValidUTF8(s[:cut], "?") + "...(truncated)"
+	return strings.ToValidUTF8(s[:cut], "?") + TruncatedMarker
 }

@@ -48,6 +48,33 @@ type Target struct {
 	UpdatedAt         time.Time `json:"updated_at"`
 }
 
+// Bounds of the string fields of a Target. myshoes IDs are UUIDs, scopes
+// are at most "owner/repo" of 100 characters each, statuses and resource
+// types are single words; only the description is free text, written by
+// myshoes from whatever error it met.
+const (
+	// MaxIDBytes bounds an ID: a target with a longer one is skipped.
+	MaxIDBytes = 128
+	// MaxFieldBytes bounds the scope, status, resource type and provider
+	// URL; a longer value is cut (a cut scope is invalid).
+	MaxFieldBytes = 256
+	// MaxStatusDescriptionBytes bounds the status description; a longer
+	// one is cut.
+	MaxStatusDescriptionBytes = 1024
+)
+
+// bounded returns t with its string fields cut to their bounds, on a rune
+// boundary, ending in TruncatedMarker; the ID is left alone (the client
+// skips targets whose ID is too long).
+func (t Target) bounded() Target {
+	t.Scope = truncateTo(t.Scope, MaxFieldBytes)
+	t.ResourceType = truncateTo(t.ResourceType, MaxFieldBytes)
+	t.ProviderURL = truncateTo(t.ProviderURL, MaxFieldBytes)
+	t.Status = truncateTo(t.Status, MaxFieldBytes)
+	t.StatusDescription = truncateTo(t.StatusDescription, MaxStatusDescriptionBytes)
+	return t
+}
+
 // Owner is the organization (or user) part of the scope.
 func (t Target) Owner() string {
 	owner, _, _ := strings.Cut(t.Scope, "/")
@@ -72,6 +99,9 @@ func (t Target) IsRepo() bool {
 func (t Target) Validate() error {
 	if t.ID == "" {
 		return errors.New("target has no id")
+	}
+	if len(t.ID) > MaxIDBytes {
+		return fmt.Errorf("target id %s: longer than %d bytes", truncateTo(t.ID, 40), MaxIDBytes)
 	}
 	if err := ValidScope(t.Scope); err != nil {
 		return fmt.Errorf("target %s: %w", t.ID, err)

@@ -169,7 +169,7 @@ func TestMetrics(t *testing.T) {
 	if idle < 0 {
 		t.Fatalf("no idle runner to remove (min runners 1): %v", countStates(rs))
 	}
-	if r := runBinary(t, 30*time.Second, childEnv(), "runners", "rm", rs[idle].Name, "--listen", d.addr); r.code != 0 {
+	if r := runBinary(t, 30*time.Second, childEnv(), "runners", "rm", rs[idle].Name, "--listen", d.addr, "--state-file", s.stateFile); r.code != 0 {
 		t.Fatalf("runners rm %s:\n%s", rs[idle].Name, r)
 	}
 	waitFor(t, "the removed runner gone", time.Minute, func() (bool, string) {
