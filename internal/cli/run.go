@@ -213,7 +213,7 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	if err := checkHTTPURL(o.MyshoesURL); err != nil {
 		return rc, e.flagError("myshoes-url", "%v", err)
 	}
-	rc.myshoes = myshoes.Config{BaseURL: o.MyshoesURL, UserAgent: "shoes-scaleset/" + buildinfo.Version()}
+	rc.myshoes = myshoes.Config{BaseURL: o.MyshoesURL, UserAgent: "shoes-scaleset/" + buildinfo.Version(), Logger: logger.With("component", "myshoes")}
 
 	if err := checkHTTPURL(o.GitHubURL); err != nil {
 		return rc, e.flagError("github-url", "%v", err)
@@ -358,6 +358,7 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		RunnerUser:           o.RunnerUser,
 		RunnerBaseDirectory:  o.RunnerBaseDirectory,
 		ShutdownTimeout:      o.ShutdownTimeout,
+		ProvisionStuckAfter:  o.PluginAddTimeout / 2,
 		JanitorInterval:      o.JanitorInterval,
 		RetryBackoff:         o.RetryBackoff,
 		BootstrapTimeout:     o.BootstrapTimeout,
@@ -433,6 +434,7 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 		return err
 	}
 	log := rc.logger
+	warnSecretFlags(log, o.env)
 	reg := prometheus.NewRegistry()
 	rec := metrics.New(reg, nil)
 	rc.shoes.Recorder = rec
@@ -476,6 +478,11 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 		return err
 	}
 
+	api, removeToken, err := newAPI(o, httpapi.Deps{Runners: st, ScaleSets: ctrl, Readiness: ctrl, Gatherer: reg, Remover: ctrl}, log)
+	if err != nil {
+		return err
+	}
+	defer removeToken()
 	var ln net.Listener
 	if o.Listen != "" {
 		ln, err = net.Listen("tcp", o.Listen)
@@ -486,7 +493,6 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	log.Info("shoes-scaleset starting", "version", buildinfo.Version(), "state_file", o.StateFile, "listen", o.Listen, "owner", st.OwnerID())
 
 	g, gctx := errgroup.WithContext(ctx)
-	api := httpapi.New(httpapi.Deps{Runners: st, ScaleSets: ctrl, Readiness: ctrl, Gatherer: reg, Remover: ctrl}, log)
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	if ln != nil {
 		g.Go(func() error {

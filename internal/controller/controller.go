@@ -82,6 +82,9 @@ type Config struct {
 	JanitorInterval time.Duration
 	// ShutdownTimeout bounds the wait for in-flight provisioning on stop.
 	ShutdownTimeout time.Duration
+	// ProvisionStuckAfter is how long an AddInstance may run before its
+	// scale set's provisioning counts as stuck (readiness, metrics).
+	ProvisionStuckAfter time.Duration
 	// SessionCloseTimeout bounds the deletion of a session on stop.
 	SessionCloseTimeout time.Duration
 	// PollHold is how long the broker holds an empty long-poll (50s on
@@ -159,6 +162,9 @@ func (c *Config) defaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
+	if c.ProvisionStuckAfter == 0 {
+		c.ProvisionStuckAfter = 150 * time.Second // half the plugin's default AddInstance timeout
+	}
 	if c.SessionCloseTimeout == 0 {
 		c.SessionCloseTimeout = 10 * time.Second
 	}
@@ -229,14 +235,15 @@ type Controller struct {
 	rec     Recorder
 
 	reapNow        chan struct{} // wakes the reaper for a pass now
-	prepareSlots   chan struct{} // runners getting or holding a JIT config before AddInstance
-	provisionSlots chan struct{} // runners in AddInstance
+	prepareSlots   *fairSlots    // runners getting or holding a JIT config before AddInstance
+	provisionSlots *fairSlots    // runners in AddInstance
 	deleteSlots    chan struct{} // DeleteInstance calls
 
 	mu      sync.Mutex
 	workers map[string]*targetWorker // by target ID
 	sets    map[int]*scaleSetState   // by scale set ID
-	adding  map[string]bool          // runner names with an AddInstance in flight
+	adding  map[string]addCall       // runner names with an AddInstance in flight
+	owned   map[string]bool          // runner names a provisioning or undoing goroutine owns
 	deletes map[string]bool          // runner names with a delete in flight
 	sync    syncStatus
 	// warnedDuplicate holds the pairs of targets of one scope already
@@ -270,12 +277,13 @@ func New(st *store.Store, targets TargetSource, gh GitHub, plugin Plugin, script
 		log:            cfg.Logger,
 		rec:            cfg.Recorder,
 		reapNow:        make(chan struct{}, 1),
-		prepareSlots:   make(chan struct{}, cfg.ProvisionConcurrency),
-		provisionSlots: make(chan struct{}, cfg.ProvisionConcurrency),
+		prepareSlots:   newFairSlots(cfg.ProvisionConcurrency),
+		provisionSlots: newFairSlots(cfg.ProvisionConcurrency),
 		deleteSlots:    make(chan struct{}, cfg.DeleteConcurrency),
 		workers:        make(map[string]*targetWorker),
 		sets:           make(map[int]*scaleSetState),
-		adding:         make(map[string]bool),
+		adding:         make(map[string]addCall),
+		owned:          make(map[string]bool),
 		deletes:        make(map[string]bool),
 		started:        make(chan struct{}),
 	}, nil

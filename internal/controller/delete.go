@@ -151,12 +151,19 @@ func (c *Controller) wakeScaleSet(scaleSetID int) {
 	}
 }
 
-// janitor retries the deletes whose backoff has passed.
+// janitor retries the deletes whose backoff has passed, reports the stuck
+// provisioning of each scale set, and undoes the unfinished records no
+// provisioning owns any more.
 func (c *Controller) janitor(ctx context.Context) error {
 	for {
 		if !sleep(ctx, c.cfg.JanitorInterval) {
 			return ctx.Err()
 		}
+		for _, set := range c.servedScaleSets() {
+			n, _ := c.stuckAdds(set.id)
+			c.rec.ProvisionsStuck(set.scope, set.name, n)
+		}
+		c.sweepUnowned(ctx)
 		runners, err := c.store.ListRunners(store.RunnerFilter{States: []store.RunnerState{store.StateDeleting}})
 		if err != nil {
 			c.log.Error("list deleting runners", "err", err)

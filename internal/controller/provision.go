@@ -20,6 +20,11 @@ import (
 // reconcileLoop keeps the scale set's runner count at the desired count:
 // it runs when the listener records a new count, and periodically.
 func (c *Controller) reconcileLoop(ctx context.Context, set *scaleSetState) {
+	// The slots leave room for a served scale set to start provisioning.
+	for _, slots := range []*fairSlots{c.prepareSlots, c.provisionSlots} {
+		slots.serve(set.id, true)
+		defer slots.serve(set.id, false)
+	}
 	t := time.NewTicker(c.cfg.JanitorInterval)
 	defer t.Stop()
 	for {
@@ -80,7 +85,9 @@ func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
 		})
 	}
 	if err := c.store.CreateRunners(missing); err != nil {
-		return fmt.Errorf("create runner records: %w", err)
+		// The state file fails (a full disk): try again later, and later.
+		pause := set.provisionFailed(c)
+		return fmt.Errorf("create runner records (provisioning paused for %s): %w", pause, err)
 	}
 	for _, r := range missing {
 		c.startProvision(ctx, set, r.Name)
@@ -97,30 +104,28 @@ func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
 // started when it ends is dropped (and removed from GitHub if its JIT
 // config was issued); one that has started finishes.
 func (c *Controller) startProvision(stop context.Context, set *scaleSetState, name string) {
+	c.own(name)
 	c.work.Add(1)
 	go func() {
 		defer c.work.Done()
-		select {
-		case c.prepareSlots <- struct{}{}:
-		case <-stop.Done():
+		defer c.disown(name)
+		if err := c.prepareSlots.acquire(stop, set.id); err != nil {
 			c.finish(set, name, "canceled")
 			return
 		}
 		p, err := c.prepare(set, name)
 		if err != nil {
-			<-c.prepareSlots
+			c.prepareSlots.release(set.id)
 			c.provisionFailed(set, name, err)
 			return
 		}
-		select {
-		case c.provisionSlots <- struct{}{}:
-			<-c.prepareSlots
-		case <-stop.Done():
-			<-c.prepareSlots
+		err = c.provisionSlots.acquire(stop, set.id)
+		c.prepareSlots.release(set.id)
+		if err != nil {
 			c.dropPrepared(set, name, p)
 			return
 		}
-		release := sync.OnceFunc(func() { <-c.provisionSlots })
+		release := sync.OnceFunc(func() { c.provisionSlots.release(set.id) })
 		defer release()
 		c.provision(set, name, p, release)
 	}()
@@ -198,8 +203,8 @@ func (c *Controller) provision(set *scaleSetState, name string, p prepared, rele
 	// plugin process is ready to take the call, not while the call waits
 	// for one: a call never sent cannot have created an instance, and a
 	// crash meanwhile leaves a pending record, which is simply undone.
-	c.setAdding(name, true)
-	defer c.setAdding(name, false)
+	c.setAdding(name, set.id, true)
+	defer c.setAdding(name, set.id, false)
 	sent := false
 	configured := func() error {
 		if _, err := c.store.SetRunnerState(name, store.StateConfigured, func(r *store.Runner) {
@@ -222,23 +227,39 @@ func (c *Controller) provision(set *scaleSetState, name string, p prepared, rele
 		return
 	}
 
-	r, err := c.store.UpdateRunner(name, func(r *store.Runner) error {
-		r.CloudID, r.ShoesType, r.IPAddress = inst.CloudID, inst.ShoesType, inst.IPAddress
-		r.ResourceType = inst.ResourceType.String()
-		r.UpdatedAt = c.cfg.Now()
-		if r.State == store.StateConfigured {
-			r.State = store.StateIdle
-			r.StateSince[store.StateIdle] = r.UpdatedAt
+	// The instance exists: its cloud ID is stored, retried with backoff
+	// while the state file fails (a full disk), for as long as we run.
+	var r store.Runner
+	for attempt := 1; ; attempt++ {
+		r, err = c.store.UpdateRunner(name, func(r *store.Runner) error {
+			r.CloudID, r.ShoesType, r.IPAddress = inst.CloudID, inst.ShoesType, inst.IPAddress
+			r.ResourceType = inst.ResourceType.String()
+			r.UpdatedAt = c.cfg.Now()
+			if r.State == store.StateConfigured {
+				r.State = store.StateIdle
+				r.StateSince[store.StateIdle] = r.UpdatedAt
+			}
+			return nil
+		})
+		if err == nil || errors.Is(err, store.ErrNotFound) {
+			break
 		}
-		return nil
-	})
+		wait := min(c.backoff(attempt), maxStoreBackoff)
+		if attempt == 1 || attempt%10 == 0 {
+			log.Error("store instance of runner; retrying", "cloud_id", inst.CloudID, "err", err, "attempt", attempt, "retry_in", wait)
+		}
+		if !sleep(ctx, wait) {
+			// Stopping: the record stays configured and becomes
+			// unknown-instance at the next start.
+			log.Error("instance of runner not stored", "cloud_id", inst.CloudID, "err", err)
+			return
+		}
+	}
 	if err != nil {
-		// The instance exists but is not recorded: say so loudly; the
-		// record stays configured and is marked unknown-instance on start.
 		log.Error("store instance of runner", "cloud_id", inst.CloudID, "err", err)
 		return
 	}
-	c.setAdding(name, false)
+	c.setAdding(name, set.id, false)
 	set.provisionSucceeded()
 	c.rec.RunnerProvisioned(set.scope, set.name, r.UpdatedAt.Sub(r.CreatedAt))
 	log.Info("runner instance up", "cloud_id", inst.CloudID, "took", c.cfg.Now().Sub(start).Round(time.Millisecond))
@@ -372,18 +393,64 @@ func (c *Controller) finish(set *scaleSetState, name, reason string) {
 	}
 }
 
-func (c *Controller) setAdding(name string, on bool) {
+func (c *Controller) setAdding(name string, scaleSetID int, on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if on {
-		c.adding[name] = true
+		c.adding[name] = addCall{scaleSetID: scaleSetID, since: c.cfg.Now()}
 	} else {
 		delete(c.adding, name)
 	}
 }
 
+// addCall is an AddInstance in flight.
+type addCall struct {
+	scaleSetID int
+	since      time.Time
+}
+
+// stuckAdds counts the AddInstance calls of a scale set running for longer
+// than ProvisionStuckAfter, and returns how long the oldest has run.
+func (c *Controller) stuckAdds(scaleSetID int) (n int, oldest time.Duration) {
+	now := c.cfg.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.adding {
+		if d := now.Sub(a.since); a.scaleSetID == scaleSetID && d > c.cfg.ProvisionStuckAfter {
+			n++
+			oldest = max(oldest, d)
+		}
+	}
+	return n, oldest
+}
+
+// own marks a runner record as owned by a goroutine (its provisioning, or
+// its undoing); it reports false if one owns it already.
+func (c *Controller) own(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.owned[name] {
+		return false
+	}
+	c.owned[name] = true
+	return true
+}
+
+func (c *Controller) disown(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.owned, name)
+}
+
+func (c *Controller) isOwned(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.owned[name]
+}
+
 func (c *Controller) isAdding(name string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.adding[name]
+	_, ok := c.adding[name]
+	return ok
 }

@@ -25,6 +25,9 @@ type Recorder interface {
 	SessionConflict(scope, scaleSet string)
 	// AcquireFailed counts a failed acquisition of available jobs (GHES).
 	AcquireFailed(scope, scaleSet string)
+	// ProvisionsStuck records the AddInstance calls of a scale set running
+	// for longer than ProvisionStuckAfter.
+	ProvisionsStuck(scope, scaleSet string, n int)
 	// RunnerReaped counts a runner removed by the reaper, by reason.
 	RunnerReaped(scope, scaleSet, reason string)
 	// TargetSync records one read of myshoes's target list.
@@ -43,6 +46,7 @@ func (nopRecorder) JobCompleted(string, string, *scaleset.JobCompleted) {}
 func (nopRecorder) RunnerProvisioned(string, string, time.Duration)     {}
 func (nopRecorder) SessionConflict(string, string)                      {}
 func (nopRecorder) AcquireFailed(string, string)                        {}
+func (nopRecorder) ProvisionsStuck(string, string, int)                 {}
 func (nopRecorder) RunnerReaped(string, string, string)                 {}
 func (nopRecorder) TargetSync(time.Time, error)                         {}
 func (nopRecorder) Forget(string, string)                               {}

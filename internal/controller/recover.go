@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
@@ -32,28 +31,74 @@ func (c *Controller) recover(ctx context.Context) error {
 		case store.StateDeleting:
 			c.startDelete(r.Name)
 		case store.StatePending, store.StateConfigured:
-			if r.State == store.StateConfigured {
-				// Marked now, before a job message of this start can reach
-				// it: its instance may exist and have taken a job, and a
-				// job message would otherwise move the record on as if we
-				// knew its instance (a record deleted without a cloud ID
-				// is finished as if its instance were gone).
-				if _, err := c.store.SetRunnerState(r.Name, store.StateUnknownInstance, func(r *store.Runner) {
-					r.LastError = unknownAtStart
-					r.UpdatedAt = time.Now()
-				}); err != nil {
-					return fmt.Errorf("mark runner %s unknown-instance: %w", r.Name, err)
-				}
+			if err := c.undoUnfinished(ctx, r, unknownAtStart); err != nil {
+				return err
 			}
-			c.work.Add(1)
-			go func() {
-				defer c.work.Done()
-				c.recoverRunner(ctx, r)
-			}()
 		}
 	}
 	return nil
 }
+
+// sweepUnowned undoes, while the process runs, the pending and configured
+// records that no provisioning owns any more: their provisioning could
+// not record its end (the state file failed: a full disk). They are
+// handled as at start, once the record is older than a janitor interval
+// (a record is created just before its provisioning starts).
+func (c *Controller) sweepUnowned(ctx context.Context) {
+	runners, err := c.store.ListRunners(store.RunnerFilter{
+		States: []store.RunnerState{store.StatePending, store.StateConfigured},
+	})
+	if err != nil {
+		c.log.Error("list unfinished runners", "err", err)
+		return
+	}
+	now := c.cfg.Now()
+	for _, r := range runners {
+		if now.Sub(r.UpdatedAt) < c.cfg.JanitorInterval || c.isOwned(r.Name) {
+			continue
+		}
+		if err := c.undoUnfinished(ctx, r, unknownUnowned); err != nil {
+			c.runnerLog(r).Error("undo an unfinished runner", "err", err)
+		}
+	}
+}
+
+// undoUnfinished undoes a pending or configured record that no
+// provisioning owns:
+//   - configured: AddInstance was in flight, so an instance may exist
+//     whose cloud ID we never learned: the record becomes unknown-instance
+//     at once (before a job message can move it on as if we knew its
+//     instance: a record deleted without a cloud ID is finished as if its
+//     instance were gone), then the runner is removed from GitHub;
+//   - pending: the JIT config may exist on GitHub: the runner is removed
+//     there, then the record goes to history as recovered.
+//
+// The removal runs in the background, retried until GitHub answers.
+func (c *Controller) undoUnfinished(ctx context.Context, r store.Runner, why string) error {
+	if !c.own(r.Name) {
+		return nil // being undone already
+	}
+	if r.State == store.StateConfigured {
+		if _, err := c.store.SetRunnerState(r.Name, store.StateUnknownInstance, func(r *store.Runner) {
+			r.LastError = why
+			r.UpdatedAt = c.cfg.Now()
+		}); err != nil {
+			c.disown(r.Name)
+			return fmt.Errorf("mark runner %s unknown-instance: %w", r.Name, err)
+		}
+	}
+	c.work.Add(1)
+	go func() {
+		defer c.work.Done()
+		defer c.disown(r.Name)
+		c.recoverRunner(ctx, r)
+	}()
+	return nil
+}
+
+// unknownUnowned is the last error of a configured runner whose
+// provisioning ended without recording its outcome.
+const unknownUnowned = "the provisioning could not record the AddInstance outcome (the state file failed): an instance may exist that shoes-scaleset cannot delete"
 
 // unknownAtStart is the last error of a runner found configured at start.
 const unknownAtStart = "the process stopped during AddInstance: an instance may exist that shoes-scaleset cannot delete"

@@ -23,8 +23,11 @@ type ScaleSetStatus struct {
 	SessionID     string   `json:"session_id"`
 	// PendingAcquisitions counts the available jobs (GHES) not acquired
 	// yet; AcquireError says why acquiring keeps failing.
-	PendingAcquisitions     int                       `json:"pending_acquisitions,omitempty"`
-	AcquireError            string                    `json:"acquire_error,omitempty"`
+	PendingAcquisitions int    `json:"pending_acquisitions,omitempty"`
+	AcquireError        string `json:"acquire_error,omitempty"`
+	// StuckProvisions counts AddInstance calls running for longer than
+	// ProvisionStuckAfter.
+	StuckProvisions         int                       `json:"stuck_provisions,omitempty"`
 	Desired                 int                       `json:"desired"`
 	Runners                 map[store.RunnerState]int `json:"runners"`
 	Statistics              *github.Statistics        `json:"statistics,omitempty"`
@@ -85,6 +88,7 @@ func (c *Controller) live() map[string]ScaleSetStatus {
 			stats := set.stats
 			set.mu.Unlock()
 			st.Statistics = &stats
+			st.StuckProvisions, _ = c.stuckAdds(set.id)
 		}
 		out[st.TargetID] = st
 	}
@@ -157,9 +161,11 @@ type NotReady struct {
 }
 
 // Ready reports whether the controller is ready: the last target sync
-// succeeded within 3 sync intervals, and every served target's listener
-// holds a session that polled within 2 poll holds and is not failing to
-// acquire jobs. Otherwise it says what
+// succeeded within 3 sync intervals, writes to the state file succeed,
+// and every served target's listener
+// holds a session that polled within 2 poll holds, is not failing to
+// acquire jobs, and has no AddInstance running for longer than
+// ProvisionStuckAfter. Otherwise it says what
 // is not ready and why.
 func (c *Controller) Ready() (bool, []NotReady) {
 	now := c.cfg.Now()
@@ -171,6 +177,10 @@ func (c *Controller) Ready() (bool, []NotReady) {
 	case now.Sub(sync.LastSuccess) > 3*c.cfg.SyncInterval:
 		out = append(out, NotReady{Reason: fmt.Sprintf("last successful target sync %s ago", now.Sub(sync.LastSuccess).Round(time.Second)) + lastErr(sync.LastError)})
 	}
+	if h := c.store.WriteHealth(); h.Failing > 0 {
+		out = append(out, NotReady{Reason: fmt.Sprintf("state file writes failing: %d in a row for %s: %s",
+			h.Failing, now.Sub(h.FailingSince).Round(time.Second), h.LastError)})
+	}
 	for _, st := range c.live() {
 		switch {
 		case st.SessionID == "":
@@ -180,6 +190,11 @@ func (c *Controller) Ready() (bool, []NotReady) {
 		case st.AcquireError != "":
 			// Jobs wait on GHES until they are acquired.
 			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: st.AcquireError})
+		case st.StuckProvisions > 0:
+			_, oldest := c.stuckAdds(st.ScaleSetID)
+			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: fmt.Sprintf(
+				"provisioning stuck: %d AddInstance calls running for more than %s (the oldest for %s)",
+				st.StuckProvisions, c.cfg.ProvisionStuckAfter, oldest.Round(time.Second))})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Scope < out[j].Scope })

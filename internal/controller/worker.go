@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
@@ -342,7 +343,9 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 	// before it), so a message whose acknowledgement was lost may come
 	// again; it is acknowledged again, never handled twice.
 	var lastID int64
-	pollFailures := 0
+	// pollFailures counts failed polls in a row, storeFailures failed
+	// writes of a message's effects: a good poll does not reset the latter.
+	pollFailures, storeFailures := 0, 0
 	for {
 		msg, err := sess.GetMessage(ctx, lastID, w.c.cfg.MaxRunners)
 		if err != nil {
@@ -394,11 +397,30 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 		}
 		// A message that has started is handled to the end, even on stop.
 		if err := w.handleMessage(context.WithoutCancel(ctx), set, sess, msg, acq); err != nil {
-			return healthy, fmt.Errorf("handle message %d: %w", msg.ID, err)
+			// Only storing its effects can fail (the state file: a full
+			// disk, an I/O error). It is not acknowledged, so it comes
+			// again; the session is kept, and polling slows down, more
+			// and more, while the writes fail.
+			storeFailures++
+			wait := min(w.c.backoff(storeFailures), maxStoreBackoff)
+			if storeFailures == 1 || storeFailures%10 == 0 {
+				w.log.Error("store the effects of a message; it will come again", "message_id", msg.ID, "err", err,
+					"failures", storeFailures, "retry_in", wait)
+			}
+			if !sleep(ctx, wait) {
+				return healthy, nil
+			}
+			continue
 		}
+		storeFailures = 0
 		lastID = msg.ID
 	}
 }
+
+// maxStoreBackoff caps the wait between two polls while a message's
+// effects cannot be stored; a longer one would let GitHub expire the
+// session.
+const maxStoreBackoff = 30 * time.Second
 
 // handleMessage stores the effects of one message, then acknowledges it,
 // then has its available jobs acquired.

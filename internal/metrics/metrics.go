@@ -57,6 +57,7 @@ type Recorder struct {
 
 	sessionConflicts *prometheus.CounterVec
 	acquireFailures  *prometheus.CounterVec
+	provisionsStuck  *prometheus.GaugeVec
 	reaped           *prometheus.CounterVec
 
 	rateLimited   *prometheus.CounterVec
@@ -115,6 +116,7 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 
 		sessionConflicts: counter("shoes_scaleset_session_conflicts_total", "Message session creations refused with a conflict (409)."),
 		acquireFailures:  counter("shoes_scaleset_acquire_failures_total", "Failed acquisitions of available jobs (GHES), each retried on the same session."),
+		provisionsStuck:  gauge("shoes_scaleset_provisions_stuck", "AddInstance calls of the scale set running for longer than half the plugin's AddInstance timeout."),
 		reaped:           counter("shoes_scaleset_reaped_runners_total", "Runners removed by the reaper, by reason.", labelReason),
 
 		pluginCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -150,7 +152,7 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 	}{
 		r.listeners, r.desired, r.assigned, r.running, r.registered, r.busy, r.idle,
 		r.jobsStarted, r.jobsCompleted, r.jobStartup, r.jobExecution, r.provision,
-		r.sessionConflicts, r.acquireFailures, r.reaped,
+		r.sessionConflicts, r.acquireFailures, r.provisionsStuck, r.reaped,
 	}
 
 	reg.MustRegister(
@@ -158,7 +160,7 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.listeners, r.desired, r.assigned, r.running, r.registered, r.busy, r.idle,
 		r.jobsStarted, r.jobsCompleted, r.jobStartup, r.jobExecution, r.provision,
-		r.sessionConflicts, r.acquireFailures, r.reaped,
+		r.sessionConflicts, r.acquireFailures, r.provisionsStuck, r.reaped,
 		r.rateLimited, r.rateRemaining,
 		r.pluginCalls, r.pluginErrors,
 		r.syncErrors, r.lastSync,
@@ -239,6 +241,11 @@ func (r *Recorder) SessionConflict(scope, scaleSet string) {
 // AcquireFailed counts a failed acquisition of available jobs.
 func (r *Recorder) AcquireFailed(scope, scaleSet string) {
 	r.acquireFailures.WithLabelValues(scaleSet, scope).Inc()
+}
+
+// ProvisionsStuck records the AddInstance calls running for too long.
+func (r *Recorder) ProvisionsStuck(scope, scaleSet string, n int) {
+	r.provisionsStuck.WithLabelValues(scaleSet, scope).Set(float64(n))
 }
 
 // RateLimited counts a rate-limited answer from GitHub.

@@ -32,7 +32,10 @@ type fakeSource struct {
 	sets   []store.ScaleSet
 	counts map[int]map[store.RunnerState]int
 	err    error
+	health store.WriteHealth
 }
+
+func (f *fakeSource) WriteHealth() store.WriteHealth { return f.health }
 
 func (f *fakeSource) CountRunners() (map[int]map[store.RunnerState]int, error) {
 	return f.counts, f.err
@@ -77,6 +80,9 @@ var wantFamilies = map[string]family{
 	"shoes_scaleset_plugin_errors_total":                {dto.MetricType_COUNTER, []string{"code", "method"}},
 	"shoes_scaleset_session_conflicts_total":            {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
 	"shoes_scaleset_acquire_failures_total":             {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
+	"shoes_scaleset_provisions_stuck":                   {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_store_write_failures_total":         {dto.MetricType_COUNTER, nil},
+	"shoes_scaleset_store_writes_failing":               {dto.MetricType_GAUGE, nil},
 	"shoes_scaleset_github_rate_limited_total":          {dto.MetricType_COUNTER, []string{"scope"}},
 	"shoes_scaleset_github_rate_limit_remaining":        {dto.MetricType_GAUGE, []string{"scope"}},
 	"shoes_scaleset_reaped_runners_total":               {dto.MetricType_COUNTER, []string{"reason", "scale_set", "scope"}},
@@ -118,6 +124,7 @@ func recordAll(r *metrics.Recorder) {
 	r.SessionConflict(scope, set)
 	r.SessionConflict(scope, set)
 	r.AcquireFailed(scope, set)
+	r.ProvisionsStuck(scope, set, 2)
 	r.RateLimited(scope, 2*time.Second)
 	r.RateLimited("app", time.Minute)
 	r.RateLimitRemaining(scope, 4321)
@@ -134,7 +141,8 @@ func recordAll(r *metrics.Recorder) {
 // sampleSource knows one scale set with runners in some states.
 func sampleSource() *fakeSource {
 	return &fakeSource{
-		sets: []store.ScaleSet{{TargetID: "t1", Scope: scope, Name: set, ScaleSetID: 7}},
+		health: store.WriteHealth{Failing: 2, Failures: 5},
+		sets:   []store.ScaleSet{{TargetID: "t1", Scope: scope, Name: set, ScaleSetID: 7}},
 		counts: map[int]map[store.RunnerState]int{
 			7: {store.StateIdle: 2, store.StateBusy: 1, store.StateUnknownInstance: 3},
 		},
@@ -252,6 +260,9 @@ func TestRecorderRecordsEveryMetric(t *testing.T) {
 		{"shoes_scaleset_jobs_completed_total", with("result", "unknown"), 1},
 		{"shoes_scaleset_session_conflicts_total", ss, 2},
 		{"shoes_scaleset_acquire_failures_total", ss, 1},
+		{"shoes_scaleset_provisions_stuck", ss, 2},
+		{"shoes_scaleset_store_write_failures_total", map[string]string{}, 5},
+		{"shoes_scaleset_store_writes_failing", map[string]string{}, 2},
 		{"shoes_scaleset_github_rate_limited_total", map[string]string{"scope": scope}, 1},
 		{"shoes_scaleset_github_rate_limited_total", map[string]string{"scope": "app"}, 1},
 		{"shoes_scaleset_github_rate_limit_remaining", map[string]string{"scope": scope}, 4321},

@@ -13,6 +13,7 @@ import (
 type StoreSource interface {
 	CountRunners() (map[int]map[store.RunnerState]int, error)
 	ListScaleSets() ([]store.ScaleSet, error)
+	WriteHealth() store.WriteHealth
 }
 
 var _ StoreSource = (*store.Store)(nil)
@@ -30,9 +31,11 @@ var runnerStates = []store.RunnerState{
 
 // storeCollector counts the runners in the store at scrape time.
 type storeCollector struct {
-	src     StoreSource
-	runners *prometheus.Desc
-	unknown *prometheus.Desc
+	src           StoreSource
+	runners       *prometheus.Desc
+	unknown       *prometheus.Desc
+	writeFailures *prometheus.Desc
+	writesFailing *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*storeCollector)(nil)
@@ -50,6 +53,10 @@ func NewStoreCollector(src StoreSource) prometheus.Collector {
 		unknown: prometheus.NewDesc("shoes_scaleset_unknown_instances",
 			"Runner records whose instance the runner service does not know (state unknown-instance).",
 			scaleSetLabels, nil),
+		writeFailures: prometheus.NewDesc("shoes_scaleset_store_write_failures_total",
+			"Writes to the state file that failed (a full disk, an I/O error) since start.", nil, nil),
+		writesFailing: prometheus.NewDesc("shoes_scaleset_store_writes_failing",
+			"Writes to the state file that failed in a row; 0 once one succeeds.", nil, nil),
 	}
 }
 
@@ -57,6 +64,8 @@ func NewStoreCollector(src StoreSource) prometheus.Collector {
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.runners
 	ch <- c.unknown
+	ch <- c.writeFailures
+	ch <- c.writesFailing
 }
 
 // scaleSetKey is the label pair of one scale set.
@@ -66,6 +75,9 @@ type scaleSetKey struct{ scope, name string }
 // rather than reporting zeros that look like an empty scale set. Runners
 // of a scale set ID the store has no record of are not reported.
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.src.WriteHealth()
+	ch <- prometheus.MustNewConstMetric(c.writeFailures, prometheus.CounterValue, float64(h.Failures))
+	ch <- prometheus.MustNewConstMetric(c.writesFailing, prometheus.GaugeValue, float64(h.Failing))
 	sets, err := c.src.ListScaleSets()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.runners, fmt.Errorf("list scale sets: %w", err))

@@ -243,7 +243,22 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	return s.db.Update(fn)
+	var fnErr error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	return s.noteWrite(err, fnErr)
+}
+
+// noteWrite records the outcome of a write transaction for WriteHealth.
+// Only the commit counts: an error fn returned itself (not found, exists,
+// a record that cannot be encoded) says nothing about the file.
+func (s *Store) noteWrite(err, fnErr error) error {
+	if err == nil || err != fnErr { //nolint:errorlint // identity: was it fn's own error?
+		s.health.note(err, s.clock())
+	}
+	return err
 }
 
 // batch runs fn in a transaction shared with concurrent batch callers. fn
@@ -255,5 +270,10 @@ func (s *Store) batch(fn func(*bolt.Tx) error) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	return s.db.Batch(fn)
+	var fnErr error
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	return s.noteWrite(err, fnErr)
 }

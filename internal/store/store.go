@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -131,6 +132,48 @@ type Store struct {
 	maxAge   time.Duration
 	maxCount int
 	cache    runnerCache // decoded runner records, by the bytes they came from
+	health   writeHealth
+}
+
+// WriteHealth says how the writes to the state file fare: a full disk or
+// an I/O error fails them, and callers retry.
+type WriteHealth struct {
+	// Failing counts the writes that failed in a row (0: the last one
+	// succeeded, or none was made).
+	Failing int
+	// FailingSince is when the first of those failed.
+	FailingSince time.Time
+	// LastError is the error of the last failed write.
+	LastError string
+	// Failures counts every failed write since the file was opened.
+	Failures int64
+}
+
+type writeHealth struct {
+	mu sync.Mutex
+	h  WriteHealth
+}
+
+func (w *writeHealth) note(err error, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil {
+		w.h.Failing, w.h.FailingSince, w.h.LastError = 0, time.Time{}, ""
+		return
+	}
+	if w.h.Failing == 0 {
+		w.h.FailingSince = now
+	}
+	w.h.Failing++
+	w.h.Failures++
+	w.h.LastError = err.Error()
+}
+
+// WriteHealth returns how the writes fare.
+func (s *Store) WriteHealth() WriteHealth {
+	s.health.mu.Lock()
+	defer s.health.mu.Unlock()
+	return s.health.h
 }
 
 // Open opens the state file at opts.Path, creating it unless opts.ReadOnly.

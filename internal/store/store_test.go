@@ -843,3 +843,30 @@ func TestRunnerDecodeCache(t *testing.T) {
 		t.Errorf("CountRunners = %v, %v; want 1 pending and 1 configured", counts, err)
 	}
 }
+
+// TestWriteHealth: a failed commit counts; an error a write returns
+// itself (not found) does not; a commit that succeeds clears the run of
+// failures but not the total.
+func TestWriteHealth(t *testing.T) {
+	s, clock := newTestStore(t)
+	if _, err := s.UpdateRunner("nobody", func(*Runner) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("UpdateRunner of nobody = %v", err)
+	}
+	if h := s.WriteHealth(); h.Failing != 0 || h.Failures != 0 {
+		t.Fatalf("after a not-found write: %+v, want healthy", h)
+	}
+	commitErr := errors.New("write /var/lib/x: no space left on device")
+	t0 := clock.Now()
+	s.noteWrite(commitErr, nil)
+	clock.Advance(time.Second)
+	s.noteWrite(commitErr, nil)
+	if h := s.WriteHealth(); h.Failing != 2 || h.Failures != 2 || !h.FailingSince.Equal(t0) || h.LastError != commitErr.Error() {
+		t.Fatalf("after two failed commits: %+v", h)
+	}
+	if err := s.PutScaleSet(ScaleSet{TargetID: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.WriteHealth(); h.Failing != 0 || h.Failures != 2 || h.LastError != "" {
+		t.Fatalf("after a good commit: %+v, want the run cleared and the total kept", h)
+	}
+}
