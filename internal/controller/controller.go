@@ -82,9 +82,17 @@ type Config struct {
 	JanitorInterval time.Duration
 	// ShutdownTimeout bounds the wait for in-flight provisioning on stop.
 	ShutdownTimeout time.Duration
+	// AddTimeout is the plugin's AddInstance deadline (the plugin host
+	// enforces it). An instance of an unknown outcome is deleted by name
+	// only once it has passed since the call was sent.
+	AddTimeout time.Duration
 	// ProvisionStuckAfter is how long an AddInstance may run before its
 	// scale set's provisioning counts as stuck (readiness, metrics).
+	// Default half AddTimeout.
 	ProvisionStuckAfter time.Duration
+	// PluginID names the plugin (the --plugin value): what was learned of
+	// another plugin's cloud IDs is not used.
+	PluginID string
 	// SessionCloseTimeout bounds the deletion of a session on stop.
 	SessionCloseTimeout time.Duration
 	// PollHold is how long the broker holds an empty long-poll (50s on
@@ -162,8 +170,11 @@ func (c *Config) defaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
+	if c.AddTimeout == 0 {
+		c.AddTimeout = 5 * time.Minute // the plugin host's default
+	}
 	if c.ProvisionStuckAfter == 0 {
-		c.ProvisionStuckAfter = 150 * time.Second // half the plugin's default AddInstance timeout
+		c.ProvisionStuckAfter = c.AddTimeout / 2
 	}
 	if c.SessionCloseTimeout == 0 {
 		c.SessionCloseTimeout = 10 * time.Second
@@ -244,8 +255,11 @@ type Controller struct {
 	sets    map[int]*scaleSetState   // by scale set ID
 	adding  map[string]addCall       // runner names with an AddInstance in flight
 	owned   map[string]bool          // runner names a provisioning or undoing goroutine owns
-	deletes map[string]bool          // runner names with a delete in flight
-	sync    syncStatus
+	// nameKeyed is what the AddInstance answers showed of the plugin: nil
+	// before any, then whether every cloud ID was the runner name.
+	nameKeyed *bool
+	deletes   map[string]bool // runner names with a delete in flight
+	sync      syncStatus
 	// warnedDuplicate holds the pairs of targets of one scope already
 	// warned about ("kept=skipped"); only the sync loop uses it.
 	warnedDuplicate map[string]bool
@@ -298,9 +312,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.workCtx = workCtx
 	close(c.started)
 
+	c.loadCloudIDs()
 	if err := c.recover(ctx); err != nil {
 		return fmt.Errorf("recover state: %w", err)
 	}
+	c.wakeReaper() // a first pass now: unknown-instance records may be resolvable
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.syncTargets(gctx) })

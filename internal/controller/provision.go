@@ -260,6 +260,7 @@ func (c *Controller) provision(set *scaleSetState, name string, p prepared, rele
 		return
 	}
 	c.setAdding(name, set.id, false)
+	c.learnCloudID(name, inst.CloudID)
 	set.provisionSucceeded()
 	c.rec.RunnerProvisioned(set.scope, set.name, r.UpdatedAt.Sub(r.CreatedAt))
 	log.Info("runner instance up", "cloud_id", inst.CloudID, "took", c.cfg.Now().Sub(start).Round(time.Millisecond))

@@ -100,6 +100,8 @@ func (c *Controller) reap(ctx context.Context) error {
 		}
 		_, isServed := served[r.ScaleSetID]
 		switch r.State {
+		case store.StateUnknownInstance:
+			c.resolveByName(r)
 		case store.StateDeleting:
 			since := r.StateSince[store.StateDeleting]
 			if !since.IsZero() && now.Sub(since) > c.cfg.DeleteGiveUp && !c.isDeleteRunning(r.Name) {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
@@ -76,8 +77,19 @@ func (c *Controller) sweepUnowned(ctx context.Context) {
 // The removal runs in the background, retried until GitHub answers.
 func (c *Controller) undoUnfinished(ctx context.Context, r store.Runner, why string) error {
 	if !c.own(r.Name) {
-		return nil // being undone already
+		return nil // being provisioned or undone
 	}
+	// Read it again now that it is ours: the record listed may be stale,
+	// its provisioning having finished in between.
+	fresh, err := c.store.GetRunner(r.Name)
+	if err != nil || (fresh.State != store.StatePending && fresh.State != store.StateConfigured) {
+		c.disown(r.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			err = nil
+		}
+		return err
+	}
+	r = fresh
 	if r.State == store.StateConfigured {
 		if _, err := c.store.SetRunnerState(r.Name, store.StateUnknownInstance, func(r *store.Runner) {
 			r.LastError = why

@@ -69,11 +69,18 @@ func (s *scenario) waitFaultHit(d *daemon, match string, timeout time.Duration) 
 // over 3 targets and restarts it each time.
 func TestKillBurst(t *testing.T) {
 	res := newResult(t, 6, "kill -9 at 6 points of a 100-job burst",
-		"3 targets, 100 jobs; SIGKILL right after queueing, during session creation, during JIT config generation, during AddInstance, with busy runners, during deletes; restart after each")
+		"3 targets, 100 jobs; SIGKILL right after queueing, during session creation, during JIT config generation, during AddInstance, with busy runners, during deletes; restart after each; once with opaque cloud IDs, once with a name-keyed plugin (0 unknown-instance left)")
+	for _, kind := range []string{"opaque", "name"} {
+		t.Run(kind, func(t *testing.T) { killBurst(t, res, kind) })
+	}
+}
+
+func killBurst(t *testing.T, res *Result, cloudIDs string) {
 	scopes := []string{"org-a", "org-b", "owner-c/repo-c"}
 	s := newScenario(t, res, simOptions{targets: scopes})
-	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=500ms"}
-	s.flags = []string{"--max-runners", "10", "--plugin-pool-size", "8"}
+	s.usePlugin(cloudIDs)
+	s.pluginEnv = append(s.pluginEnv, "SIM_PLUGIN_LATENCY=500ms")
+	s.flags = append(s.flags, "--max-runners", "10", "--plugin-pool-size", "8")
 	d := s.startRun()
 	d.waitUp()
 	s.waitListening(d, d.started, scopes, time.Minute)
@@ -126,10 +133,11 @@ func TestKillBurst(t *testing.T) {
 	d.kill9()
 	d = s.restartAfterKill("during deletes", scopes)
 
-	iv := s.settle(d, 5*time.Minute, invariantOptions{})
+	iv := s.settle(d, 5*time.Minute, s.invariantOptions())
 	if iv.Jobs != 100 || iv.Completed != 100 {
 		t.Errorf("%d of %d jobs completed, want 100 of 100", iv.Completed, iv.Jobs)
 	}
+	res.figure("%s cloud IDs: %d unknown-instance records left, %d instances behind them, %d leaked", cloudIDs, iv.UnknownRecords, iv.UnknownOwned, iv.Leaked)
 }
 
 // TestPluginCrash: the plugin process dies during AddInstance or during

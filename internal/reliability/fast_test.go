@@ -322,10 +322,17 @@ func TestReadiness(t *testing.T) {
 // or finished, and the restart listens again at once, with no 409 wait.
 func TestKillDuringAddInstance(t *testing.T) {
 	res := newResult(t, 4, "kill -9 during AddInstance",
-		"SIGKILL while AddInstance is in flight (plugin latency 2s), restart: all jobs complete, the cut record is unknown-instance or finished, listening again with no 409")
+		"SIGKILL while AddInstance is in flight (plugin latency 2s), restart: all jobs complete, listening again with no 409; with opaque cloud IDs the cut record is unknown-instance or finished, with a name-keyed plugin (like shoes-lxd) it is resolved by name: 0 unknown-instance, 0 leaked")
+	for _, kind := range []string{"opaque", "name"} {
+		t.Run(kind, func(t *testing.T) { killDuringAddInstance(t, res, kind) })
+	}
+}
+
+func killDuringAddInstance(t *testing.T, res *Result, cloudIDs string) {
 	scopes := []string{"org-a", "org-b"}
 	s := newScenario(t, res, simOptions{targets: scopes})
-	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=2s"}
+	s.usePlugin(cloudIDs)
+	s.pluginEnv = append(s.pluginEnv, "SIM_PLUGIN_LATENCY=2s")
 	d := s.startRun()
 	d.waitUp()
 	s.waitListening(d, d.started, scopes, time.Minute)
@@ -362,19 +369,22 @@ func TestKillDuringAddInstance(t *testing.T) {
 	if c := conflicts(s.sim.state()); c != conflictsBefore {
 		t.Errorf("the restart hit %d session conflicts (409); the stale sessions should have been deleted first", c-conflictsBefore)
 	}
-	iv := s.settle(d, 3*time.Minute, invariantOptions{})
+	iv := s.settle(d, 3*time.Minute, s.invariantOptions())
 	if iv.Completed != 6 {
 		t.Errorf("%d jobs completed, want 6", iv.Completed)
 	}
 	live := s.runnersLs()
 	hist := s.history()
 	for _, name := range cut {
+		inHistory := slices.ContainsFunc(hist, func(h store.HistoryRecord) bool { return h.Runner.Name == name })
+		unknown := slices.ContainsFunc(live, func(r store.Runner) bool { return r.Name == name && r.State == store.StateUnknownInstance })
 		switch {
-		case slices.ContainsFunc(live, func(r store.Runner) bool { return r.Name == name && r.State == store.StateUnknownInstance }):
-		case slices.ContainsFunc(hist, func(h store.HistoryRecord) bool { return h.Runner.Name == name }):
-		default:
+		case cloudIDs == "name" && !inHistory:
+			t.Errorf("runner %s, cut during AddInstance, is not finished: a name-keyed plugin's instance is deleted by name", name)
+		case !unknown && !inHistory:
 			t.Errorf("runner %s, cut during AddInstance, is neither unknown-instance nor finished", name)
 		}
 	}
-	res.figure("%d AddInstance calls cut by the kill; restart to listening again: %.2fs", len(cut), recovery.Seconds())
+	res.figure("%s cloud IDs: %d AddInstance calls cut by the kill; restart to listening again: %.2fs; unknown-instance records left %d, instances leaked %d",
+		cloudIDs, len(cut), recovery.Seconds(), iv.UnknownRecords, iv.Leaked)
 }

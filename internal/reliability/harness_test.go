@@ -278,9 +278,12 @@ type scenario struct {
 	// pluginEnv holds the fake plugin's knobs (SIM_PLUGIN_*), given to run.
 	pluginEnv []string
 	// flags are extra run flags for every start.
-	flags   []string
-	mu      sync.Mutex
-	daemons []*daemon
+	flags []string
+	// cloudIDs is the fake plugin's kind: "opaque" (the default) or "name"
+	// (name-keyed, like shoes-lxd).
+	cloudIDs string
+	mu       sync.Mutex
+	daemons  []*daemon
 }
 
 // newScenario starts sim serve and prepares the daemon's files.
@@ -337,6 +340,25 @@ func (s *scenario) dumpLogs() {
 	if n := len(s.daemons); n > 0 {
 		s.t.Logf("--- last daemon log (tail):\n%s", readTail(s.daemons[n-1].logPath, 30))
 	}
+}
+
+// usePlugin makes the fake plugin of every run of the scenario "opaque"
+// (a new cloud ID per instance, like shoes-aws) or "name" (the instance
+// named after its runner, like shoes-lxd). A name-keyed plugin's
+// unknown-instance records are resolved by name once --plugin-add-timeout
+// has passed, so the scenario gives it a short one.
+func (s *scenario) usePlugin(cloudIDs string) {
+	s.cloudIDs = cloudIDs
+	s.pluginEnv = append(s.pluginEnv, shoesfake.EnvCloudIDs+"="+cloudIDs)
+	if cloudIDs == "name" {
+		s.flags = append(s.flags, "--plugin-add-timeout", "10s")
+	}
+}
+
+// invariantOptions are the scenario's invariants: a name-keyed plugin
+// leaves no unknown-instance record once they are resolved.
+func (s *scenario) invariantOptions() invariantOptions {
+	return invariantOptions{resolvedByName: s.cloudIDs == "name"}
 }
 
 // killInstances kills the process groups of the instances the fake plugin
@@ -692,8 +714,26 @@ func (s *scenario) settle(d *daemon, timeout time.Duration, o invariantOptions) 
 	s.t.Helper()
 	s.waitJobsDone(d, timeout)
 	s.waitDrained(d, timeout)
+	if o.resolvedByName {
+		s.waitNoUnknown(d, timeout)
+	}
 	d.stop()
 	return s.checkInvariants(o)
+}
+
+// waitNoUnknown waits until the daemon holds no unknown-instance record:
+// with a name-keyed plugin they are resolved by name.
+func (s *scenario) waitNoUnknown(d *daemon, timeout time.Duration) {
+	s.t.Helper()
+	waitFor(s.t, "no unknown-instance record (resolved by name)", timeout, func() (bool, string) {
+		d.alive()
+		rs, err := d.runners()
+		if err != nil {
+			return false, err.Error()
+		}
+		c := countStates(rs)
+		return c[store.StateUnknownInstance] == 0 && c[store.StateDeleting] == 0, fmt.Sprint(c)
+	})
 }
 
 // countStates counts runner records by state.

@@ -26,6 +26,9 @@ type invariantOptions struct {
 	// them within the assign timeout, three times); otherwise every job
 	// must have completed.
 	canceledOK bool
+	// resolvedByName: the plugin is name-keyed, so no unknown-instance
+	// record may be left, and no instance may be owned by one.
+	resolvedByName bool
 }
 
 // invariants is what checkInvariants found; it feeds both the assertions
@@ -192,6 +195,10 @@ func (s *scenario) checkInvariants(o invariantOptions) invariants {
 	if iv.Created != iv.Deleted+iv.LiveOwned+iv.UnknownOwned+iv.Lost+iv.Leaked {
 		iv.problem("instances: created %d != deleted %d + live %d + unknown %d + lost %d + leaked %d",
 			iv.Created, iv.Deleted, iv.LiveOwned, iv.UnknownOwned, iv.Lost, iv.Leaked)
+	}
+
+	if o.resolvedByName && (iv.UnknownRecords > 0 || iv.UnknownOwned > 0) {
+		iv.problem("%d unknown-instance records and %d instances behind them left with a name-keyed plugin: they are deleted by name", iv.UnknownRecords, iv.UnknownOwned)
 	}
 
 	// 3. Duplicates.

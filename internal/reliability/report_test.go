@@ -163,12 +163,13 @@ var findings = []string{
 var limits = []string{
 	"A crash after GitHub created a message session but before its answer reached `run` leaves a session only " +
 		"GitHub knows (the session API has no way to list sessions): the next start is refused with 409 until GitHub " +
-		"expires it. The fake never expires sessions, so the suite kills only while the creation request is held " +
-		"before the fake handles it.",
-	"`unknown-instance` records are the shoes protocol's blind window (no \"list instances\"): a kill leaves one " +
-		"for every AddInstance call a plugin process had received, whether or not the plugin got as far as creating " +
-		"the instance. The suite counts them and the instances named after them; it does not delete them, as an " +
-		"operator would after checking the provider.",
+		"expires it. The suite kills only while the creation request is held before the fake handles it.",
+	"With opaque cloud IDs (the plugin kind of shoes-aws and shoes-openstack), `unknown-instance` records are the " +
+		"shoes protocol's blind window (no \"list instances\"): a kill leaves one for every AddInstance call a plugin " +
+		"process had received, whether or not the plugin got as far as creating the instance. The suite counts them " +
+		"and the instances named after them; it does not delete them, as an operator would after checking the " +
+		"provider. With a name-keyed plugin (shoes-lxd), they are deleted by the runner's name once " +
+		"--plugin-add-timeout has passed, and the suite requires none to be left.",
 	"A plugin answering AddInstance with an empty cloud ID has created an instance it never names; such instances " +
 		"are counted as lost by the plugin, not as leaks of shoes-scaleset. A 1 MiB IP address is dropped with a " +
 		"warning and the runner is used as usual.",

@@ -18,15 +18,22 @@ import (
 // three SIGKILLs at random points; every invariant holds at the end.
 func TestSoak(t *testing.T) {
 	res := newResult(t, 17, "soak: 1,000 jobs, 10 targets, faults, 3 kills",
-		"1,000 jobs over 10 targets; a few % of generatejitconfig and broker calls answer 5xx, 2 % of plugin calls fail; 3 SIGKILLs at random points: all invariants")
+		"1,000 jobs over 10 targets; a few % of generatejitconfig and broker calls answer 5xx, 2 % of plugin calls fail; 3 SIGKILLs at random points: all invariants; once with opaque cloud IDs, once with a name-keyed plugin (0 unknown-instance left)")
+	for _, kind := range []string{"opaque", "name"} {
+		t.Run(kind, func(t *testing.T) { soak(t, res, kind) })
+	}
+}
+
+func soak(t *testing.T, res *Result, cloudIDs string) {
 	var scopes []string
 	for i := range 8 {
 		scopes = append(scopes, fmt.Sprintf("org-%02d", i+1))
 	}
 	scopes = append(scopes, "owner-x/repo-1", "owner-y/repo-2")
 	s := newScenario(t, res, simOptions{targets: scopes})
-	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=200ms", "SIM_PLUGIN_FAIL_RATE=0.02"}
-	s.flags = []string{"--max-runners", "20", "--provision-concurrency", "16", "--plugin-pool-size", "16"}
+	s.usePlugin(cloudIDs)
+	s.pluginEnv = append(s.pluginEnv, "SIM_PLUGIN_LATENCY=200ms", "SIM_PLUGIN_FAIL_RATE=0.02")
+	s.flags = append(s.flags, "--max-runners", "20", "--provision-concurrency", "16", "--plugin-pool-size", "16")
 	start := time.Now()
 	d := s.startRun()
 	d.waitUp()
@@ -86,7 +93,8 @@ func TestSoak(t *testing.T) {
 	s.waitJobsDone(d, 10*time.Minute)
 	close(stop)
 	wg.Wait()
-	iv := s.settle(d, 5*time.Minute, invariantOptions{})
+	iv := s.settle(d, 5*time.Minute, s.invariantOptions())
+	res.figure("%s cloud IDs: %d unknown-instance records left, %d instances behind them, %d leaked", cloudIDs, iv.UnknownRecords, iv.UnknownOwned, iv.Leaked)
 	if iv.Completed != total {
 		t.Errorf("%d of %d jobs completed", iv.Completed, total)
 	}
@@ -111,8 +119,8 @@ func TestSoak(t *testing.T) {
 		}
 		return 100 * float64(a) / float64(b)
 	}
-	res.figure("%d jobs in %s; 503 on generatejitconfig: %d of %d calls (%.1f %%); 502 on the broker: %d of %d polls (%.1f %%); plugin failures: %d of %d calls (%.1f %%)",
-		total, time.Since(start).Round(time.Second),
+	res.figure("%s cloud IDs: %d jobs in %s; 503 on generatejitconfig: %d of %d calls (%.1f %%); 502 on the broker: %d of %d polls (%.1f %%); plugin failures: %d of %d calls (%.1f %%)",
+		cloudIDs, total, time.Since(start).Round(time.Second),
 		hits["POST .*/generatejitconfig$"], jitCalls, pct(hits["POST .*/generatejitconfig$"], jitCalls),
 		hits["GET /_broker/"], polls, pct(hits["GET /_broker/"], polls),
 		pluginFails, len(calls), pct(pluginFails, len(calls)))

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -868,5 +869,34 @@ func TestWriteHealth(t *testing.T) {
 	}
 	if h := s.WriteHealth(); h.Failing != 0 || h.Failures != 2 || h.LastError != "" {
 		t.Fatalf("after a good commit: %+v, want the run cleared and the total kept", h)
+	}
+}
+
+// TestCloudIDs: what was learned of the plugin's cloud IDs survives a
+// reopen; nothing learned is not found.
+func TestCloudIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := s.CloudIDs(); found || err != nil {
+		t.Fatalf("fresh file: found %t, %v", found, err)
+	}
+	want := CloudIDs{Plugin: "/usr/local/bin/shoes-lxd", NameKeyed: true, LearnedAt: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)}
+	if err := s.SetCloudIDs(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(Options{Path: path, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	got, found, err := ro.CloudIDs()
+	if err != nil || !found || got != want {
+		t.Fatalf("after reopen: %+v, %t, %v; want %+v", got, found, err, want)
 	}
 }
