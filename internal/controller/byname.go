@@ -90,20 +90,15 @@ func (c *Controller) resolveByName(r store.Runner) {
 	if now.Sub(sent) < c.cfg.AddTimeout {
 		return
 	}
-	_, err := c.store.UpdateRunner(r.Name, func(r *store.Runner) error {
+	changed, err := c.toDeleting(r.Name, reasonRecoveredByName, func(r *store.Runner) bool {
 		if r.State != store.StateUnknownInstance {
-			return errNoChange
+			return false
 		}
 		r.CloudID = r.Name
-		r.State = store.StateDeleting
-		r.StateSince[store.StateDeleting] = now
-		r.DeleteReason = reasonRecoveredByName
-		r.NextAttemptAt = now
-		r.UpdatedAt = now
-		return nil
+		return true
 	})
 	switch {
-	case errors.Is(err, errNoChange), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), err == nil && !changed:
 		return
 	case err != nil:
 		c.runnerLog(r).Error("resolve an unknown-instance runner by name", "err", err)

@@ -10,8 +10,16 @@ import (
 
 // markDeleting moves a runner to deleting, with the reason it leaves.
 func (c *Controller) markDeleting(name, reason string) error {
+	_, err := c.toDeleting(name, reason, nil)
+	return err
+}
+
+// toDeleting moves a runner to deleting with the reason it leaves, if
+// prepare (nil: always) accepts the record; prepare may also change it.
+// It reports whether the record changed; one deleting already does not.
+func (c *Controller) toDeleting(name, reason string, prepare func(*store.Runner) bool) (bool, error) {
 	_, err := c.store.UpdateRunner(name, func(r *store.Runner) error {
-		if r.State == store.StateDeleting {
+		if r.State == store.StateDeleting || (prepare != nil && !prepare(r)) {
 			return errNoChange
 		}
 		now := c.cfg.Now()
@@ -23,9 +31,9 @@ func (c *Controller) markDeleting(name, reason string) error {
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
-		return nil
+		return false, nil
 	}
-	return err
+	return err == nil, err
 }
 
 // startDelete deletes a deleting runner's instance in the background,
