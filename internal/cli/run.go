@@ -66,6 +66,7 @@ type runOptions struct {
 	PluginPoolSize       int
 	PluginAddTimeout     time.Duration
 	PluginDeleteTimeout  time.Duration
+	PluginSHA256         string
 	StateFile            string
 	Listen               string
 	RunnerGroup          string
@@ -149,6 +150,7 @@ func (opts *runOptions) addFlags(f *pflag.FlagSet, lookup lookupEnvFunc) {
 	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 0, "maximum number of plugin processes; each serves one call at a time (0: twice --provision-concurrency, room for as many deletes as provisions)")
 	f.DurationVar(&opts.PluginAddTimeout, "plugin-add-timeout", 5*time.Minute, "deadline of one AddInstance call; past it the outcome is unknown")
 	f.DurationVar(&opts.PluginDeleteTimeout, "plugin-delete-timeout", 3*time.Minute, "deadline of one DeleteInstance call; past it the delete is retried")
+	f.StringVar(&opts.PluginSHA256, "plugin-sha256", "", "expected sha256 of the plugin executable (hex), checked against the file, the download or the cached copy")
 	f.StringVar(&opts.StateFile, "state-file", defaultStateFile, "bbolt state file")
 	f.StringVar(&opts.Listen, "listen", defaultListen, "address of the HTTP server for /metrics, /healthz and the state API")
 	f.StringVar(&opts.RunnerGroup, "runner-group", scaleset.DefaultRunnerGroup, "runner group of the scale sets")
@@ -270,7 +272,8 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		return rc, e.flagError("plugin", "required: the path or URL of the shoes plugin")
 	}
 	rc.shoes = shoes.Config{Path: o.Plugin, Args: o.pluginArgs, Env: o.pluginEnv, PoolSize: pluginPoolSize(o.PluginPoolSize, o.ProvisionConcurrency),
-		AddTimeout: o.PluginAddTimeout, DeleteTimeout: o.PluginDeleteTimeout, Logger: logger.With("component", "plugin")}
+		AddTimeout: o.PluginAddTimeout, DeleteTimeout: o.PluginDeleteTimeout, Logger: logger.With("component", "plugin"),
+		SHA256: o.PluginSHA256, DropEnv: pluginEnvDrop()}
 	if o.PluginPoolSize < 0 {
 		return rc, e.flagError("plugin-pool-size", "must not be negative (0: twice --provision-concurrency)")
 	}
@@ -379,6 +382,28 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	return rc, nil
 }
 
+// pluginEnvDrop names our own secrets, which plugin processes must not
+// inherit (shoes.Config.DropEnv): the GitHub App key and webhook secret
+// myshoes's env file holds, a token, and every SHOES_SCALESET_GITHUB_*
+// variable. Everything else, the plugin's own settings included, is kept.
+func pluginEnvDrop() []string {
+	return []string{"GITHUB_PRIVATE_KEY*", "GITHUB_APP_SECRET", "GITHUB_TOKEN", envPrefix + "GITHUB_*"}
+}
+
+// pluginError turns an error of shoes.New into run's error: a plugin that
+// cannot be used as configured (or a --plugin-sha256 it does not match) is
+// a usage error, exit 2; anything else, such as a download that kept
+// failing, is a runtime failure, exit 1, which a restart may fix.
+func (o *runOptions) pluginError(err error) error {
+	switch {
+	case errors.Is(err, shoes.ErrChecksumMismatch):
+		return o.env.flagError("plugin-sha256", "%v", err)
+	case errors.Is(err, shoes.ErrConfig):
+		return o.env.flagError("plugin", "%v", err)
+	}
+	return fmt.Errorf("plugin: %w", err)
+}
+
 // pluginPoolSize is --plugin-pool-size, where 0 means twice the
 // provisioning concurrency: provisions and deletes are each bounded by
 // it, so neither waits for a plugin process the other holds.
@@ -445,7 +470,7 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	// --plugin is a configuration error (exit 2) whatever the state file.
 	host, err := shoes.New(ctx, rc.shoes)
 	if err != nil {
-		return usageErrorf("--plugin (env %s): %v", strings.Join(o.env.envNames("plugin"), " or "), err)
+		return o.pluginError(err)
 	}
 	if err := os.MkdirAll(dirOf(o.StateFile), 0o750); err != nil {
 		host.Close()

@@ -335,13 +335,25 @@ func (c *Controller) Run(ctx context.Context) error {
 	case <-time.After(c.cfg.ShutdownTimeout):
 		c.log.Warn("shutdown timeout: cancelling in-flight provisioning", "timeout", c.cfg.ShutdownTimeout)
 		cancelWork()
-		<-done
+		// What was cancelled records its outcome (unknown-instance for an
+		// AddInstance cut short) at once; its GitHub clean-up may take
+		// longer, and is left to the next start rather than holding the
+		// exit whatever the plugin or GitHub do.
+		select {
+		case <-done:
+		case <-time.After(shutdownGrace):
+			c.log.Warn("leaving the clean-up of cancelled provisioning to the next start", "grace", shutdownGrace)
+		}
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
 }
+
+// shutdownGrace bounds the wait, after the shutdown timeout cancelled
+// in-flight work, for it to record its outcome.
+const shutdownGrace = 2 * time.Second
 
 // backoff returns the wait before attempt n (n >= 1): RetryBackoff doubled
 // per attempt, capped at MaxBackoff.

@@ -63,8 +63,9 @@ type Recorder struct {
 	rateLimited   *prometheus.CounterVec
 	rateRemaining *prometheus.GaugeVec
 
-	pluginCalls  *prometheus.HistogramVec
-	pluginErrors *prometheus.CounterVec
+	pluginCalls         *prometheus.HistogramVec
+	pluginErrors        *prometheus.CounterVec
+	pluginStartFailures *prometheus.CounterVec
 
 	syncErrors prometheus.Counter
 	lastSync   prometheus.Gauge
@@ -128,6 +129,10 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 			Name: "shoes_scaleset_plugin_errors_total",
 			Help: "Shoes plugin calls that failed, by method and gRPC status code.",
 		}, []string{labelMethod, labelCode}),
+		pluginStartFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoes_scaleset_plugin_start_failures_total",
+			Help: "Shoes plugin processes that did not complete their start, by reason (timeout, handshake, exec, canceled).",
+		}, []string{labelReason}),
 
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoes_scaleset_github_rate_limited_total",
@@ -162,7 +167,7 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 		r.jobsStarted, r.jobsCompleted, r.jobStartup, r.jobExecution, r.provision,
 		r.sessionConflicts, r.acquireFailures, r.provisionsStuck, r.reaped,
 		r.rateLimited, r.rateRemaining,
-		r.pluginCalls, r.pluginErrors,
+		r.pluginCalls, r.pluginErrors, r.pluginStartFailures,
 		r.syncErrors, r.lastSync,
 	)
 	if src != nil {
@@ -280,6 +285,12 @@ func (r *Recorder) ObservePluginCall(method, code string, d time.Duration) {
 	if code != shoes.CodeOK {
 		r.pluginErrors.WithLabelValues(method, code).Inc()
 	}
+}
+
+// PluginStartFailed counts a plugin process that did not complete its
+// start, by reason.
+func (r *Recorder) PluginStartFailed(reason string) {
+	r.pluginStartFailures.WithLabelValues(reason).Inc()
 }
 
 // Forget deletes every series of a removed scale set. The per-state runner

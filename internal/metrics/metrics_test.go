@@ -78,6 +78,7 @@ var wantFamilies = map[string]family{
 	"shoes_scaleset_provision_duration_seconds":         {dto.MetricType_HISTOGRAM, []string{"scale_set", "scope"}},
 	"shoes_scaleset_plugin_call_duration_seconds":       {dto.MetricType_HISTOGRAM, []string{"code", "method"}},
 	"shoes_scaleset_plugin_errors_total":                {dto.MetricType_COUNTER, []string{"code", "method"}},
+	"shoes_scaleset_plugin_start_failures_total":        {dto.MetricType_COUNTER, []string{"reason"}},
 	"shoes_scaleset_session_conflicts_total":            {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
 	"shoes_scaleset_acquire_failures_total":             {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
 	"shoes_scaleset_provisions_stuck":                   {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
@@ -136,6 +137,9 @@ func recordAll(r *metrics.Recorder) {
 	r.ObservePluginCall("AddInstance", "OK", 20*time.Second)
 	r.ObservePluginCall("AddInstance", "OK", 40*time.Second)
 	r.ObservePluginCall("DeleteInstance", "Unavailable", 2*time.Second)
+	r.PluginStartFailed("timeout")
+	r.PluginStartFailed("timeout")
+	r.PluginStartFailed("canceled")
 }
 
 // sampleSource knows one scale set with runners in some states.
@@ -268,6 +272,8 @@ func TestRecorderRecordsEveryMetric(t *testing.T) {
 		{"shoes_scaleset_github_rate_limit_remaining", map[string]string{"scope": scope}, 4321},
 		{"shoes_scaleset_reaped_runners_total", with("reason", "idle-ttl"), 1},
 		{"shoes_scaleset_plugin_errors_total", map[string]string{"method": "DeleteInstance", "code": "Unavailable"}, 1},
+		{"shoes_scaleset_plugin_start_failures_total", map[string]string{"reason": "timeout"}, 2},
+		{"shoes_scaleset_plugin_start_failures_total", map[string]string{"reason": "canceled"}, 1},
 		{"shoes_scaleset_target_sync_errors_total", map[string]string{}, 2},
 		{"shoes_scaleset_last_target_sync_timestamp_seconds", map[string]string{}, float64(t0.Unix())},
 	}

@@ -37,7 +37,7 @@ func BenchmarkAddInstanceProcessPerCall(b *testing.B) {
 		Labels:       req.Labels,
 	}
 	for b.Loop() {
-		p, err := f.host.launch.start()
+		p, err := f.host.launch.start(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,12 +1,16 @@
 package shoes
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -31,6 +35,23 @@ type Config struct {
 	CacheDir string
 	// Env is appended to our own environment for plugin processes.
 	Env []string
+	// DropEnv names variables of our own environment that plugin processes
+	// must not inherit, such as our secrets: an exact name, or a prefix
+	// ending in "*" ("GITHUB_PRIVATE_KEY*"). Env is added after them and is
+	// not filtered. Default: nothing is dropped.
+	DropEnv []string
+	// SHA256 is the expected sha256 of the plugin executable, in hex; it
+	// is checked against the local file or the download. Empty checks
+	// nothing.
+	SHA256 string
+	// DownloadAttempts bounds the tries of a download that fails for a
+	// reason that may pass: no connection, a timeout, a 5xx, 408 or 429
+	// answer, a cut body (default 5).
+	DownloadAttempts int
+	// DownloadBackoff is the wait after the first failed try; it doubles
+	// after each further one, with jitter, up to 15s (default 2s: about
+	// 30s over the 5 tries).
+	DownloadBackoff time.Duration
 	// Logger receives host logs; go-plugin's own logs go to it at debug
 	// level. Nil discards.
 	Logger *slog.Logger
@@ -46,7 +67,25 @@ type Recorder interface {
 	// ObservePluginCall is called once per AddInstance or DeleteInstance
 	// with the outcome label from Code and the call's duration.
 	ObservePluginCall(method, code string, d time.Duration)
+	// PluginStartFailed is called once per plugin process that did not
+	// complete its start, with one of the StartFailure* reasons.
+	PluginStartFailed(reason string)
 }
+
+// Reasons given to Recorder.PluginStartFailed.
+const (
+	// StartFailureTimeout: the handshake did not complete within
+	// Config.StartTimeout.
+	StartFailureTimeout = "timeout"
+	// StartFailureHandshake: the process exited, or wrote something else
+	// than a go-plugin handshake.
+	StartFailureHandshake = "handshake"
+	// StartFailureExec: the executable could not be run at all.
+	StartFailureExec = "exec"
+	// StartFailureCanceled: the call gave up, or the host closed, while
+	// the process was starting.
+	StartFailureCanceled = "canceled"
+)
 
 func (c *Config) defaults() {
 	if c.PoolSize == 0 {
@@ -77,6 +116,12 @@ func (c *Config) defaults() {
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 5 * time.Minute}
 	}
+	if c.DownloadAttempts == 0 {
+		c.DownloadAttempts = 5
+	}
+	if c.DownloadBackoff == 0 {
+		c.DownloadBackoff = 2 * time.Second
+	}
 }
 
 // Validate reports the first invalid field.
@@ -92,6 +137,20 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("plugin delete timeout %s: must be positive", c.DeleteTimeout)
 	case c.StartTimeout <= 0:
 		return fmt.Errorf("plugin start timeout %s: must be positive", c.StartTimeout)
+	case c.DownloadAttempts < 1:
+		return fmt.Errorf("plugin download attempts %d: must be at least 1", c.DownloadAttempts)
+	case c.DownloadBackoff < 0:
+		return fmt.Errorf("plugin download backoff %s: must not be negative", c.DownloadBackoff)
+	}
+	if c.SHA256 != "" {
+		if b, err := hex.DecodeString(c.SHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("plugin sha256 %q: %w: want 64 hex digits", c.SHA256, ErrChecksumMismatch)
+		}
+	}
+	for _, name := range c.DropEnv {
+		if name == "" || strings.ContainsRune(strings.TrimSuffix(name, "*"), '*') || strings.Contains(name, "=") {
+			return fmt.Errorf("plugin environment filter %q: want a variable name or a prefix ending in *", name)
+		}
 	}
 	return nil
 }
@@ -99,3 +158,25 @@ func (c *Config) Validate() error {
 type nopRecorder struct{}
 
 func (nopRecorder) ObservePluginCall(string, string, time.Duration) {}
+func (nopRecorder) PluginStartFailed(string)                        {}
+
+// filterEnv returns env without the variables drop names: exactly, or by
+// a prefix when the entry ends in "*".
+func filterEnv(env, drop []string) []string {
+	if len(drop) == 0 {
+		return env
+	}
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(drop, func(d string) bool {
+			if prefix, ok := strings.CutSuffix(d, "*"); ok {
+				return strings.HasPrefix(name, prefix)
+			}
+			return name == d
+		}) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

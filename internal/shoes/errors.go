@@ -25,7 +25,32 @@ var (
 	// ErrNotSent marks a call aborted before it was sent, by an error of
 	// AddInstanceRequest.BeforeSend.
 	ErrNotSent = errors.New("plugin call not sent")
+	// ErrConfig marks an error of New that retrying cannot fix: an invalid
+	// Config, a plugin path that is not an executable, a URL answered 404
+	// or with something that is not an executable, a checksum mismatch.
+	// Any other error of New (a download that kept failing for a reason
+	// that may pass) is a runtime failure.
+	ErrConfig = errors.New("plugin configuration error")
+	// ErrChecksumMismatch marks a plugin executable whose sha256 is not
+	// Config.SHA256, or a Config.SHA256 that is not one. It comes with
+	// ErrConfig.
+	ErrChecksumMismatch = errors.New("plugin checksum mismatch")
 )
+
+// configError marks err as a configuration error (ErrConfig) without
+// changing its message.
+type configError struct{ err error }
+
+func (e *configError) Error() string   { return e.err.Error() }
+func (e *configError) Unwrap() []error { return []error{ErrConfig, e.err} }
+
+// asConfigError marks a non-nil err with ErrConfig.
+func asConfigError(err error) error {
+	if err == nil || errors.Is(err, ErrConfig) {
+		return err
+	}
+	return &configError{err: err}
+}
 
 // Codes reported by Code besides the gRPC code names.
 const (

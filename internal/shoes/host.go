@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +54,9 @@ type Host struct {
 	launch *launcher
 	slots  chan struct{} // one token per process that may run
 	done   chan struct{} // closed by Close
+	// closing is cancelled by Close: it ends the starts in progress.
+	closing     context.Context
+	cancelStart context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool
@@ -66,26 +71,32 @@ type Host struct {
 func New(ctx context.Context, cfg Config) (*Host, error) {
 	cfg.defaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("shoes config: %w", err)
+		return nil, asConfigError(fmt.Errorf("shoes config: %w", err))
 	}
-	path, err := resolvePlugin(ctx, &cfg)
+	log := cfg.Logger.With("scope", "shoes")
+	path, err := resolvePlugin(ctx, &cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger.With("scope", "shoes")
+	// The host's own lifetime, ended by Close; not the caller's ctx, which
+	// only bounds the preparation above.
+	closing, cancelStart := context.WithCancel(context.Background())
 	return &Host{
 		cfg: cfg,
 		log: log,
 		launch: &launcher{
 			path:         path,
 			args:         cfg.Args,
-			env:          cfg.Env,
+			env:          slices.Concat(filterEnv(os.Environ(), cfg.DropEnv), cfg.Env),
 			startTimeout: cfg.StartTimeout,
 			logger:       newHCLogAdapter(cfg.Logger.With("scope", "go-plugin")),
+			log:          log,
 		},
-		slots: make(chan struct{}, cfg.PoolSize),
-		done:  make(chan struct{}),
-		live:  make(map[*proc]struct{}),
+		slots:       make(chan struct{}, cfg.PoolSize),
+		done:        make(chan struct{}),
+		closing:     closing,
+		cancelStart: cancelStart,
+		live:        make(map[*proc]struct{}),
 	}, nil
 }
 
@@ -172,7 +183,10 @@ func (h *Host) DeleteInstance(ctx context.Context, cloudID string, labels []stri
 }
 
 // Close kills every plugin process, waits for them and for calls in flight.
-// Calls after Close return ErrClosed.
+// Calls after Close return ErrClosed. Close is bounded in time whatever the
+// plugin does: processes still starting are killed, an idle process gets
+// a few seconds to exit, and no process is waited for long once its group
+// has been killed.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	if h.closed {
@@ -182,6 +196,7 @@ func (h *Host) Close() error {
 	}
 	h.closed = true
 	close(h.done)
+	h.cancelStart()
 	idle := make(map[*proc]bool, len(h.idle))
 	for _, p := range h.idle {
 		idle[p] = true
@@ -227,13 +242,12 @@ func (h *Host) do(ctx context.Context, method string, timeout time.Duration, rpc
 		return &CallError{Method: method, Code: Code(err), Err: err}
 	}
 
-	p, err := h.checkout()
+	p, err := h.checkout(ctx)
 	if errors.Is(err, ErrClosed) {
 		return fmt.Errorf("plugin %s: %w", method, err)
 	}
 	if err != nil {
-		h.log.Warn("plugin process failed to start", "method", method, "err", err)
-		return &CallError{Method: method, Code: CodeStartFailed, Err: err}
+		return h.startFailed(ctx, method, err)
 	}
 
 	start := time.Now()
@@ -271,6 +285,30 @@ func (h *Host) do(ctx context.Context, method string, timeout time.Duration, rpc
 	return &CallError{Method: method, Code: label, Err: err}
 }
 
+// startFailed logs and counts a plugin process that did not start for a
+// call, and returns the call's error: the caller's context error if it
+// gave up meanwhile, ErrClosed if the host closed, else StartFailed.
+func (h *Host) startFailed(ctx context.Context, method string, err error) error {
+	se, ok := errors.AsType[*startError](err)
+	if !ok {
+		return &CallError{Method: method, Code: CodeStartFailed, Err: err}
+	}
+	h.cfg.Recorder.PluginStartFailed(se.reason)
+	log := h.log.With("method", method, "plugin", h.launch.path, "pid", se.pid, "took", se.took.Round(time.Millisecond))
+	if se.reason != StartFailureCanceled {
+		log.Warn("plugin process did not start", "reason", se.reason, "start_timeout", h.cfg.StartTimeout, "err", err)
+		return &CallError{Method: method, Code: CodeStartFailed, Err: err}
+	}
+	log.Info("plugin process start abandoned: the call ended or the host closed; killed it")
+	switch {
+	case h.isClosed():
+		return fmt.Errorf("plugin %s: %w: %w", method, ErrClosed, err)
+	case ctx.Err() != nil:
+		return &CallError{Method: method, Code: Code(ctx.Err()), Err: err}
+	}
+	return &CallError{Method: method, Code: CodeStartFailed, Err: err}
+}
+
 func (h *Host) isClosed() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -289,8 +327,9 @@ func (h *Host) enter() error {
 }
 
 // checkout returns an idle process or starts a new one. The caller holds a
-// slot, so at most PoolSize processes exist.
-func (h *Host) checkout() (*proc, error) {
+// slot, so at most PoolSize processes exist. A start ends early when ctx
+// ends or the host closes.
+func (h *Host) checkout(ctx context.Context) (*proc, error) {
 	var dead []*proc
 	defer func() {
 		for _, p := range dead {
@@ -317,7 +356,11 @@ func (h *Host) checkout() (*proc, error) {
 	}
 	h.mu.Unlock()
 
-	p, err := h.launch.start()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(h.closing, cancel)
+	defer stop()
+	p, err := h.launch.start(sctx)
 	if err != nil {
 		return nil, err
 	}

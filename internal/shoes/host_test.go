@@ -68,6 +68,12 @@ func TestConfigValidate(t *testing.T) {
 		{"negative pool", Config{Path: "x", PoolSize: -1}, "pool size"},
 		{"negative add timeout", Config{Path: "x", AddTimeout: -time.Second}, "add timeout"},
 		{"negative delete timeout", Config{Path: "x", DeleteTimeout: -time.Second}, "delete timeout"},
+		{"negative download attempts", Config{Path: "x", DownloadAttempts: -1}, "download attempts"},
+		{"sha256 not hex", Config{Path: "x", SHA256: strings.Repeat("g", 64)}, "64 hex digits"},
+		{"sha256 too short", Config{Path: "x", SHA256: "abcd"}, "64 hex digits"},
+		{"star inside an environment filter", Config{Path: "x", DropEnv: []string{"GITHUB_*_KEY"}}, "environment filter"},
+		{"empty environment filter", Config{Path: "x", DropEnv: []string{""}}, "environment filter"},
+		{"environment filters", Config{Path: "x", DropEnv: []string{"GITHUB_TOKEN", "SHOES_SCALESET_GITHUB_*"}, SHA256: strings.Repeat("aB", 32)}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,9 @@ import (
 var fakeshoesBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(envHostHelper) != "" {
+		os.Exit(hostHelper())
+	}
 	os.Exit(testbin.Main(m, "./internal/sim/cmd/fakeshoes", &fakeshoesBin))
 }
 
@@ -63,9 +66,25 @@ func newFixture(t testing.TB, env map[string]string, mutate func(*Config)) *fixt
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(func() { _ = h.Close() })
+	t.Cleanup(func() { closeWithin(t, h, 20*time.Second) })
 	f.host = h
 	return f
+}
+
+// closeWithin closes h, and fails the test (instead of hanging with it)
+// if Close has not returned after d.
+func closeWithin(t testing.TB, h *Host, d time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Errorf("Close still blocked after %s", d)
+	}
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -137,10 +156,11 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// recorder collects ObservePluginCall calls.
+// recorder collects ObservePluginCall and PluginStartFailed calls.
 type recorder struct {
-	mu  sync.Mutex
-	obs []string
+	mu     sync.Mutex
+	obs    []string
+	starts []string
 }
 
 var _ Recorder = (*recorder)(nil)
@@ -149,6 +169,19 @@ func (r *recorder) ObservePluginCall(method, code string, _ time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.obs = append(r.obs, method+" "+code)
+}
+
+func (r *recorder) PluginStartFailed(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.starts = append(r.starts, reason)
+}
+
+// startFailures returns the reasons given to PluginStartFailed.
+func (r *recorder) startFailures() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.starts...)
 }
 
 func (r *recorder) all() []string {

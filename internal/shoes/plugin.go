@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"sync"
@@ -48,86 +49,186 @@ func (grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc
 type launcher struct {
 	path         string
 	args         []string
-	env          []string
+	env          []string // the whole environment of a plugin process
 	startTimeout time.Duration
-	logger       hclog.Logger
+	logger       hclog.Logger // go-plugin's
+	log          *slog.Logger
 }
 
-// proc is one running plugin process.
+// proc is one running plugin process, the leader of a process group of its
+// own.
 type proc struct {
-	client   *plugin.Client
-	cmd      *exec.Cmd
-	shoes    shoespb.ShoesClient
-	pid      int
-	killOnce sync.Once
+	client *plugin.Client
+	shoes  shoespb.ShoesClient
+	pid    int
+	// killGroup kills the process group with SIGKILL unless the process
+	// has been reaped already (its pid, the group's ID, may then belong to
+	// another process). It may be called any number of times.
+	killGroup context.CancelFunc
+	log       *slog.Logger
+	killOnce  sync.Once
 }
 
-// start launches a plugin process and completes the handshake.
-func (l *launcher) start() (*proc, error) {
+// startError is a plugin process that did not complete its start.
+type startError struct {
+	reason string // a StartFailure* constant
+	pid    int    // 0 if the executable never ran
+	took   time.Duration
+	err    error
+}
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
+// start launches a plugin process and completes the handshake, within
+// startTimeout and as long as ctx lasts. A failure is a *startError.
+func (l *launcher) start(ctx context.Context) (*proc, error) {
 	// A freshly downloaded plugin can briefly be "text file busy" while a
 	// process forked elsewhere in this program still holds the write
 	// descriptor (golang.org/issue/22315); that passes within milliseconds.
 	for attempt := 1; ; attempt++ {
-		p, err := l.startOnce()
+		p, err := l.startOnce(ctx)
 		if err == nil || !errors.Is(err, syscall.ETXTBSY) || attempt == 5 {
 			return p, err
 		}
-		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
+		t := time.NewTimer(time.Duration(attempt) * 20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &startError{reason: StartFailureCanceled, err: fmt.Errorf("start plugin %s: %w", l.path, ctx.Err())}
+		case <-t.C:
+		}
 	}
 }
 
-func (l *launcher) startOnce() (*proc, error) {
-	cmd := exec.Command(l.path, l.args...)
-	cmd.Env = append(os.Environ(), l.env...)
+func (l *launcher) startOnce(ctx context.Context) (*proc, error) {
+	// The command's context is the process's life: cancelling it makes
+	// os/exec call Cancel, which kills the whole process group, unless
+	// the process has been reaped (os/exec orders the two), so the group
+	// ID cannot be another's yet.
+	life, killGroup := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(life, l.path, l.args...)
+	cmd.Env = l.env
+	cmd.SysProcAttr = sysProcAttr()
+	cmd.Cancel = func() error { return signalGroup(cmd.Process.Pid) }
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  handshake(),
 		Plugins:          plugin.PluginSet{pluginKey: grpcPlugin{}},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           l.logger,
-		StartTimeout:     l.startTimeout,
+		// Our own deadline below ends the start first.
+		StartTimeout: l.startTimeout + time.Second,
 		// cmd.Env already holds our environment; go-plugin would append
 		// it again after Env and so override Env's values.
 		SkipHostEnv: true,
 	})
-	p := &proc{client: client, cmd: cmd}
+	p := &proc{client: client, killGroup: killGroup, log: l.log}
+
+	// When the caller gives up or the handshake takes too long, the group
+	// is killed: that ends go-plugin's wait for the handshake at once,
+	// even when a child of the plugin holds its stdout open.
+	began := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, l.startTimeout)
+	defer cancel()
+	unwatch := context.AfterFunc(sctx, killGroup)
 	rpc, err := client.Client()
+	if !unwatch() && err == nil {
+		err = sctx.Err() // killed just as the handshake completed
+	}
+	if cmd.Process != nil {
+		p.pid = cmd.Process.Pid
+	}
 	if err != nil {
 		p.kill(true)
-		return nil, fmt.Errorf("start plugin %s: %w", l.path, err)
+		return nil, l.startFailed(ctx, sctx, p.pid, time.Since(began), err)
 	}
 	raw, err := rpc.Dispense(pluginKey)
 	if err != nil {
 		p.kill(true)
-		return nil, fmt.Errorf("dispense plugin %s: %w", l.path, err)
+		return nil, &startError{reason: StartFailureHandshake, pid: p.pid, took: time.Since(began), err: fmt.Errorf("dispense plugin %s: %w", l.path, err)}
 	}
 	shoes, ok := raw.(shoespb.ShoesClient)
 	if !ok {
 		p.kill(true)
-		return nil, fmt.Errorf("dispense plugin %s: unexpected type %T", l.path, raw)
+		return nil, &startError{reason: StartFailureHandshake, pid: p.pid, took: time.Since(began), err: fmt.Errorf("dispense plugin %s: unexpected type %T", l.path, raw)}
 	}
 	p.shoes = shoes
-	p.pid = cmd.Process.Pid
 	return p, nil
 }
 
-// gracefulKillTimeout bounds a polite shutdown before the process is killed.
-const gracefulKillTimeout = 5 * time.Second
+// startFailed explains why a start failed: ctx is the caller's, sctx the
+// start's own, bounded by startTimeout.
+func (l *launcher) startFailed(ctx, sctx context.Context, pid int, took time.Duration, err error) *startError {
+	reason := StartFailureHandshake
+	// When we killed the process, go-plugin's own error only describes
+	// the kill: it is left out.
+	switch {
+	case ctx.Err() != nil:
+		reason = StartFailureCanceled
+		err = fmt.Errorf("%w during the start; killed it", ctx.Err())
+	case sctx.Err() != nil || took >= l.startTimeout:
+		reason = StartFailureTimeout
+		err = fmt.Errorf("no handshake within %s; killed it", l.startTimeout)
+	case pid == 0:
+		reason = StartFailureExec
+	}
+	return &startError{reason: reason, pid: pid, took: took, err: fmt.Errorf("start plugin %s: %w", l.path, err)}
+}
 
-// kill stops the process and waits for it. With force it is killed at once
-// (it crashed or stopped answering); otherwise it is asked to exit first,
-// and killed if it has not within gracefulKillTimeout.
+// signalGroup kills the process group pgid with SIGKILL.
+func signalGroup(pgid int) error {
+	err := syscall.Kill(-pgid, syscall.SIGKILL)
+	if errors.Is(err, syscall.ESRCH) {
+		return os.ErrProcessDone
+	}
+	return err
+}
+
+// Bounds of a kill.
+const (
+	// gracefulKillTimeout bounds a polite exit before the group is
+	// killed. go-plugin itself kills the process (not its group) 2s after
+	// asking it to exit.
+	gracefulKillTimeout = 3 * time.Second
+	// killWaitTimeout bounds the wait, once the group is killed, for
+	// go-plugin to see the end of the process: its output pipes closed.
+	killWaitTimeout = 5 * time.Second
+)
+
+// kill stops the process and waits for it, within bounds. With force its
+// process group is killed at once (it crashed or stopped answering);
+// otherwise it is asked to exit first, and the group is killed if it has
+// not within gracefulKillTimeout. A process whose pipes are still held
+// open past killWaitTimeout after that (by a child that left the group) is
+// given up on, with a warning.
 func (p *proc) kill(force bool) {
 	p.killOnce.Do(func() {
-		if p.cmd.Process != nil {
-			if force {
-				_ = p.cmd.Process.Kill()
-			} else {
-				t := time.AfterFunc(gracefulKillTimeout, func() { _ = p.cmd.Process.Kill() })
-				defer t.Stop()
-			}
+		if force {
+			p.killGroup()
 		}
-		p.client.Kill()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.client.Kill()
+		}()
+		if !force {
+			t := time.NewTimer(gracefulKillTimeout)
+			select {
+			case <-done:
+			case <-t.C:
+			}
+			t.Stop()
+			p.killGroup() // nothing left to kill once the process was reaped
+		}
+		t := time.NewTimer(killWaitTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			p.log.Warn("plugin process group killed, but its output is still held open (by a child that left the group?); not waiting any longer",
+				"pid", p.pid, "waited", killWaitTimeout)
+		}
 	})
 }
 
