@@ -157,6 +157,23 @@ var findings = []string{
 	"**A GHES that drops custom labels got a PATCH on every start of the worker (issue 10).** The scale set is now " +
 		"read back after a write, the dropped labels are reported once and not asked for again " +
 		"(`internal/github/scaleset.go`).",
+	"**A scale set deleted on GitHub was never served again until a restart (issue 11).** The worker recreated it " +
+		"and opened a session, but its reconcile loop ran only for the first scale set: jobs waited for ever. The " +
+		"worker now adopts the new scale set and the reaper cleans up the old one's runners (`scale-set-deleted`).",
+	"**Two targets of one scope deleted each other's sessions in a loop (issue 11).** One is served, the other " +
+		"skipped with a warning naming both (`internal/controller/targets.go`).",
+	"**One hanging backend starved every target (issue 11).** Its AddInstance calls held every provisioning slot " +
+		"for the add timeout; the slots are now shared fairly, and stuck provisioning shows in /readyz and a metric " +
+		"(`internal/controller/slots.go`).",
+	"**A plugin that never finished its handshake hung provisioning and shutdown; kill -9 of run left plugin " +
+		"processes (issue 11).** Plugins run in their own process group, killed as a whole, with a parent-death " +
+		"signal (`internal/shoes/plugin.go`).",
+	"**A full disk churned sessions or left pending records for good (issue 11).** A message whose effects cannot " +
+		"be stored comes again with a growing wait, the session kept; unowned pending or configured records are " +
+		"undone while the process runs (`internal/controller/worker.go`, `recover.go`).",
+	"**With a name-keyed plugin, instances of interrupted AddInstance calls leaked (issue 11).** They are deleted " +
+		"by the runner's name (`internal/controller/byname.go`). A race in that sweep, found by the soak, leaked " +
+		"an instance whose provisioning finished while it was listed; the record is now read again once owned.",
 }
 
 // limits are what the suite does not cover, and why.
