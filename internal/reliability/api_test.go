@@ -111,7 +111,7 @@ func idleRunner(t *testing.T, d *daemon) store.Runner {
 // the state file, `runners rm` reads it from there, and it goes away on a
 // clean stop and changes with every start.
 func TestAPIGuard(t *testing.T) {
-	res := newResult(t, 31, "local API: foreign Host, cross-site POST, token (issue: nothing leaks)",
+	res := newResult(t, 31, "local API: foreign Host, cross-site POST, token (issue 11)",
 		"a foreign Host gets 403 on GET and POST; a POST with an Origin gets 403 and one without the token 401, and removes nothing; "+
 			"loopback names, /metrics and runners/scalesets ls work without a token; runners rm works with the daemon's --state-file and fails without it; "+
 			"the token file is 0600 while the daemon runs, gone after SIGTERM, new at each start")
@@ -235,7 +235,7 @@ func TestAPIGuard(t *testing.T) {
 // variables to use instead, without the key; given through the variable,
 // no warning.
 func TestSecretFlagWarning(t *testing.T) {
-	res := newResult(t, 32, "secret flags on the command line (issue: nothing leaks)",
+	res := newResult(t, 32, "secret flags on the command line (issue 11)",
 		"--github-private-key-base64 as a flag: one warning naming the flag, SHOES_SCALESET_GITHUB_PRIVATE_KEY_BASE64, GITHUB_PRIVATE_KEY_BASE64 and --github-private-key-path; "+
 			"no line of the key in the log; through GITHUB_PRIVATE_KEY_BASE64: no warning")
 	s := newScenario(t, res, simOptions{})
@@ -304,7 +304,7 @@ type oversizedTarget struct {
 // file, API and `scalesets ls` alike), skips the other two with a bounded
 // warning, and its state file stays small.
 func TestOversizedTargetFields(t *testing.T) {
-	res := newResult(t, 33, "oversized target fields from myshoes (issue: nothing leaks)",
+	res := newResult(t, 33, "oversized target fields from myshoes (issue 11)",
 		"a 3.5 MB status_description (the sim takes at most 4 MiB), a 256 KiB scope and a 100 KiB id: the state file stays < 2 MB, "+
 			"scalesets ls -o json (daemon and file) shows the description cut to 1 KiB with a marker, the scope and the id are skipped with warnings of bounded size")
 	s := newScenario(t, res, simOptions{})

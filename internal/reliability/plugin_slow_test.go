@@ -42,7 +42,7 @@ func (d *daemon) startFailures(reason string) (float64, error) {
 // a --plugin URL that stays unreachable is retried for about 30s, then run
 // exits 1 (a runtime failure, which systemd restarts), not 2.
 func TestPluginStartAndDownloadGiveUp(t *testing.T) {
-	res := newResult(t, 30, "plugin start timeout; plugin URL down for good",
+	res := newResult(t, 30, "plugin start timeout; plugin URL down for good (issue 11)",
 		"stuck handshake: after the 1m start timeout a warning names plugin, timeout and pid, shoes_scaleset_plugin_start_failures_total{reason=\"timeout\"} counts it, the pid is dead, SIGTERM ends within --shutdown-timeout + 5s; URL unreachable: exit 1 after the retries, not 2")
 
 	t.Run("start timeout", func(t *testing.T) {

@@ -98,7 +98,7 @@ func killPids(ps []procInfo) {
 // group, as a crash or the OOM killer does) while AddInstance calls are in
 // flight: its plugin processes die with it.
 func TestKill9PluginProcesses(t *testing.T) {
-	res := newResult(t, 26, "kill -9 of run: its plugin processes die with it",
+	res := newResult(t, 26, "kill -9 of run: its plugin processes die with it (issue 11)",
 		"SIGKILL to the run process only, 3 AddInstance calls in flight (plugin latency 1m): 0 plugin processes left within 2s")
 	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
 	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=1m"}
@@ -161,7 +161,7 @@ func isStuckProc(args []string) bool {
 // canceled runners): no pending record, no runner left registered on
 // GitHub, no plugin process left.
 func TestStuckPluginShutdown(t *testing.T) {
-	res := newResult(t, 27, "plugin that never completes its handshake: SIGTERM",
+	res := newResult(t, 27, "plugin that never completes its handshake: SIGTERM (issue 11)",
 		"wrapper script whose child holds stdout, 2 jobs, SIGTERM during the 1m start: exit 0 within --shutdown-timeout 3s + 5s; no pending record, no runner registered, no plugin process left")
 	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
 	stuck := s.writeStuckPlugin()
@@ -253,7 +253,7 @@ func (p *pluginFileServer) start(t *testing.T) {
 // --plugin-sha256 mismatch exit 2 naming the flag; a cached copy that was
 // cut is downloaded again, not used.
 func TestURLPlugin(t *testing.T) {
-	res := newResult(t, 28, "URL plugin: server down at start, 404, checksum, damaged cache",
+	res := newResult(t, 28, "URL plugin: server down at start, 404, checksum, damaged cache (issue 11)",
 		"server down when run starts → retried, run comes up when it answers and jobs run; 404 → exit 2 naming --plugin; wrong --plugin-sha256 → exit 2 naming it; a cut cached copy → downloaded again")
 	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
 	cache := filepath.Join(s.dir, "cache")
@@ -336,7 +336,7 @@ func TestURLPlugin(t *testing.T) {
 // its plugin processes have none of them, and keep the plugin's own
 // settings.
 func TestPluginSecrets(t *testing.T) {
-	res := newResult(t, 29, "GitHub secrets do not reach plugin processes",
+	res := newResult(t, 29, "GitHub secrets do not reach plugin processes (issue 11)",
 		"GITHUB_PRIVATE_KEY_BASE64 (the key run uses), GITHUB_APP_SECRET, GITHUB_TOKEN, SHOES_SCALESET_GITHUB_*: absent from every plugin process's environment; LXD_HOST and PLUGIN kept")
 	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
 	secrets := map[string]string{
