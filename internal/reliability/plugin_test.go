@@ -337,7 +337,7 @@ func TestURLPlugin(t *testing.T) {
 // settings.
 func TestPluginSecrets(t *testing.T) {
 	res := newResult(t, 29, "GitHub secrets do not reach plugin processes (issue 11)",
-		"GITHUB_PRIVATE_KEY_BASE64 (the key run uses), GITHUB_APP_SECRET, GITHUB_TOKEN, SHOES_SCALESET_GITHUB_*: absent from every plugin process's environment; LXD_HOST and PLUGIN kept")
+		"GITHUB_PRIVATE_KEY_BASE64 (the key run uses), GITHUB_APP_SECRET, GITHUB_TOKEN, SHOES_SCALESET_GITHUB_TOKEN and the other --github-* variables: absent from every plugin process's environment; LXD_HOST and PLUGIN kept")
 	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
 	secrets := map[string]string{
 		"GITHUB_PRIVATE_KEY_BASE64":                base64.StdEncoding.EncodeToString(appKeyPEM),
