@@ -174,7 +174,7 @@ func (p *Provider) githubToken(ctx context.Context, sc scopeRef) (string, error)
 		if ctx.Err() != nil || attempt >= p.cfg.retries() || !IsTransient(err) {
 			return "", fmt.Errorf("create installation token: %w", err)
 		}
-		if werr := p.backoff(ctx, attempt, 0); werr != nil {
+		if werr := p.backoff(ctx, attempt); werr != nil {
 			return "", fmt.Errorf("create installation token: %w", err)
 		}
 	}
@@ -295,7 +295,7 @@ func (p *Provider) newAdminConn(ctx context.Context, sc scopeRef) (adminConn, er
 		if !denied || attempt >= p.cfg.retries() {
 			break
 		}
-		if p.backoff(ctx, attempt, 0) != nil {
+		if p.backoff(ctx, attempt) != nil {
 			break
 		}
 	}

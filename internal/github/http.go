@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 )
 
@@ -85,13 +84,13 @@ func (p *Provider) send(ctx context.Context, client *http.Client, rq request) (*
 			if ctx.Err() != nil || i+1 >= attempts {
 				return nil, err
 			}
-			if werr := p.backoff(ctx, i, 0); werr != nil {
+			if werr := p.backoff(ctx, i); werr != nil {
 				return nil, err
 			}
 			continue
 		}
 		if i+1 < attempts && r.retryable() {
-			if werr := p.backoff(ctx, i, retryAfter(r.header)); werr != nil {
+			if werr := p.backoff(ctx, i); werr != nil {
 				return r, nil
 			}
 			continue
@@ -101,13 +100,11 @@ func (p *Provider) send(ctx context.Context, client *http.Client, rq request) (*
 }
 
 // backoff waits before retry number attempt+1: exponential from 1 s with
-// jitter, capped at RetryWaitMax, or the server's Retry-After when smaller.
-func (p *Provider) backoff(ctx context.Context, attempt int, after time.Duration) error {
-	d := time.Second << min(attempt, 10)
-	if after > 0 {
-		d = after
-	}
-	d = min(d, p.cfg.RetryWaitMax)
+// jitter, capped at RetryWaitMax. A wait GitHub asked for (Retry-After, a
+// rate-limit reset) is not ours to compute: the scope's rate-limit gate
+// holds the retry for as long as GitHub asked.
+func (p *Provider) backoff(ctx context.Context, attempt int) error {
+	d := min(time.Second<<min(attempt, 10), p.cfg.RetryWaitMax)
 	if d > 1 {
 		d = d/2 + rand.N(d/2)
 	}
@@ -119,13 +116,6 @@ func (p *Provider) backoff(ctx context.Context, attempt int, after time.Duration
 	case <-t.C:
 		return nil
 	}
-}
-
-func retryAfter(h http.Header) time.Duration {
-	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	return 0
 }
 
 // redactTransportError strips the query string from the URL net/http puts

@@ -292,3 +292,30 @@ func (s *Server) handleRunnerRegistration(w http.ResponseWriter, r *http.Request
 	}
 	writeJSON(w, http.StatusOK, adminConnectionJSON{URL: s.base(r) + "/_actions/", Token: tok, TokenSchema: "OAuthAccessToken"})
 }
+
+// restRateLimit is the hourly budget of the fake's REST API per
+// credential, reported in the X-RateLimit-* headers GitHub sends with
+// every REST answer.
+const restRateLimit = 5000
+
+// rateLimitHeaders sets GitHub's rate-limit headers on a REST answer: the
+// budget of the request's credential in the current hour. Faults may
+// override them. Lock not held.
+func (s *Server) rateLimitHeaders(w http.ResponseWriter, r *http.Request) {
+	now := s.now()
+	s.mu.Lock()
+	if now.Sub(s.rateWindow) >= time.Hour {
+		s.rateWindow = now.Truncate(time.Hour)
+		clear(s.rateUsed)
+	}
+	cred := r.Header.Get("Authorization")
+	s.rateUsed[cred]++
+	used, reset := s.rateUsed[cred], s.rateWindow.Add(time.Hour)
+	s.mu.Unlock()
+	h := w.Header()
+	h.Set("X-RateLimit-Limit", strconv.Itoa(restRateLimit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(restRateLimit-used, 0)))
+	h.Set("X-RateLimit-Used", strconv.Itoa(used))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+	h.Set("X-RateLimit-Resource", "core")
+}
