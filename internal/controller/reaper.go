@@ -140,6 +140,9 @@ func (c *Controller) reap(ctx context.Context) error {
 
 	// Scale-down: idle runners beyond the desired count, oldest first.
 	for id, set := range served {
+		if !set.knowsDesired() {
+			continue
+		}
 		desired := int(set.desired.Load())
 		var idle []store.Runner
 		count := 0

@@ -32,6 +32,7 @@ type scaleSetState struct {
 	sessionID   string
 	lastPoll    time.Time
 	stats       github.Statistics
+	statsKnown  bool      // statistics have come from GitHub since this start
 	failures    int       // consecutive provisioning failures
 	pausedUntil time.Time // provisioning backs off after failures
 	acquireErr  string    // why acquiring available jobs keeps failing, for readiness
@@ -58,6 +59,7 @@ func (s *scaleSetState) setStatistics(st *github.Statistics, cfg Config) {
 	s.mu.Lock()
 	if st != nil {
 		s.stats = *st
+		s.statsKnown = true
 	}
 	stats := s.stats
 	s.mu.Unlock()
@@ -77,6 +79,16 @@ func (s *scaleSetState) desiredInput() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats.TotalAssignedJobs
+}
+
+// knowsDesired reports whether the desired count rests on statistics from
+// GitHub. Before the first ones (the session is not open yet) it is only
+// the floor, and scaling down to it would remove runners that jobs are
+// assigned to.
+func (s *scaleSetState) knowsDesired() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statsKnown
 }
 
 func (s *scaleSetState) wake() {
