@@ -25,6 +25,7 @@ import (
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/buildinfo"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/ghadapter"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/metrics"
@@ -499,7 +500,7 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	if err != nil {
 		return fmt.Errorf("setup script: %w", err)
 	}
-	ctrl, err := controller.New(st, ms, gh, host, script, rc.ctrl)
+	ctrl, err := controller.New(st, ms, ghadapter.New(gh), host, script, rc.ctrl)
 	if err != nil {
 		return err
 	}

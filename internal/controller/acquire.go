@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -27,23 +26,16 @@ const (
 	acquireGiveUp = 10 * time.Minute
 )
 
-// acquireSession is the part of a message session the acquirer uses.
-type acquireSession interface {
-	AcquireJobs(ctx context.Context, requestIDs []int64) ([]int64, error)
-}
-
-var _ acquireSession = (*github.Session)(nil)
-
 // acquirer acquires a scale set's pending runner requests on one session.
 type acquirer struct {
 	c    *Controller
 	set  *scaleSetState
-	sess acquireSession
+	sess Session
 	log  *slog.Logger
 	kick chan struct{}
 }
 
-func newAcquirer(c *Controller, set *scaleSetState, sess acquireSession) *acquirer {
+func newAcquirer(c *Controller, set *scaleSetState, sess Session) *acquirer {
 	return &acquirer{c: c, set: set, sess: sess, log: set.log, kick: make(chan struct{}, 1)}
 }
 
@@ -117,7 +109,7 @@ func (a *acquirer) acquirePending(ctx context.Context) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	acquired, err := a.sess.AcquireJobs(ctx, ids)
+	acquired, err := a.sess.Acquire(ctx, ids)
 	if err != nil {
 		return err
 	}

@@ -17,42 +17,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
-
-// TargetSource lists the targets to serve: myshoes's REST API.
-type TargetSource interface {
-	ListTargets(ctx context.Context) ([]myshoes.Target, error)
-}
-
-// Plugin creates and deletes runner instances: the shoes plugin host.
-type Plugin interface {
-	AddInstance(ctx context.Context, req shoes.AddInstanceRequest) (shoes.Instance, error)
-	DeleteInstance(ctx context.Context, cloudID string, labels []string) error
-}
-
-// GitHub is what the controller needs of GitHub: scale sets, sessions and
-// the Actions calls made per scope.
-type GitHub interface {
-	EnsureScaleSet(ctx context.Context, spec github.ScaleSetSpec) (github.ScaleSetResult, error)
-	DeleteScaleSet(ctx context.Context, scope string, scaleSetID int) error
-	RunnerVersion(ctx context.Context, scope, requested string) (string, error)
-	GetRunnerStatus(ctx context.Context, scope string, runnerID int64) (github.RunnerStatus, error)
-	RunnerIDByName(ctx context.Context, scope, name string) (int64, error)
-	RemoveRunner(ctx context.Context, scope string, runnerID int64) error
-	GenerateJITConfig(ctx context.Context, scope string, scaleSetID int, name, workFolder string) (*github.JITConfig, error)
-	CreateSession(ctx context.Context, scope string, scaleSetID int, owner string) (*github.Session, error)
-	DeleteSession(ctx context.Context, scope string, scaleSetID int, sessionID string) error
-}
 
 // Controller runs the scale sets of all targets.
 type Controller struct {
 	cfg     Config
-	store   *store.Store
+	store   Store
 	targets TargetSource
 	gh      GitHub
 	plugin  Plugin
@@ -89,7 +60,7 @@ type Controller struct {
 }
 
 // New returns a controller. Nothing runs until Run.
-func New(st *store.Store, targets TargetSource, gh GitHub, plugin Plugin, script *runnerscript.Renderer, cfg Config) (*Controller, error) {
+func New(st Store, targets TargetSource, gh GitHub, plugin Plugin, script *runnerscript.Renderer, cfg Config) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("controller config: %w", err)
 	}

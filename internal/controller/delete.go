@@ -18,16 +18,12 @@ func (c *Controller) markDeleting(name, reason string) error {
 // prepare (nil: always) accepts the record; prepare may also change it.
 // It reports whether the record changed; one deleting already does not.
 func (c *Controller) toDeleting(name, reason string, prepare func(*store.Runner) bool) (bool, error) {
-	_, err := c.store.UpdateRunner(name, func(r *store.Runner) error {
-		if r.State == store.StateDeleting || (prepare != nil && !prepare(r)) {
+	_, err := c.transition(name, store.StateDeleting, func(r *store.Runner) error {
+		if prepare != nil && !prepare(r) {
 			return errNoChange
 		}
-		now := c.cfg.Now()
-		r.State = store.StateDeleting
-		r.StateSince[store.StateDeleting] = now
 		r.DeleteReason = reason
-		r.NextAttemptAt = now
-		r.UpdatedAt = now
+		r.NextAttemptAt = c.cfg.Now()
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
@@ -82,8 +78,9 @@ func (c *Controller) deleteRunner(ctx context.Context, name string) error {
 	if r.CloudID == "" && !r.StateSince[store.StateConfigured].IsZero() {
 		// AddInstance was sent and its answer never stored, yet the
 		// runner ran a job: its instance exists, and we cannot name it.
-		_, err := c.store.SetRunnerState(name, store.StateUnknownInstance, func(r *store.Runner) {
+		_, err := c.transition(name, store.StateUnknownInstance, func(r *store.Runner) error {
 			r.LastError = "its AddInstance answer was never stored, but it ran a job: an instance exists that shoes-scaleset cannot delete"
+			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("mark runner unknown-instance: %w", err)
@@ -115,7 +112,7 @@ func (c *Controller) deleteRunner(ctx context.Context, name string) error {
 			return nil
 		}
 	}
-	if _, err := c.store.FinishRunner(name, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, err := c.finishRunner(name, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("move runner to history: %w", err)
 	}
 	c.runnerLog(r).Info("runner deleted", "cloud_id", r.CloudID, "reason", reason)
@@ -124,7 +121,7 @@ func (c *Controller) deleteRunner(ctx context.Context, name string) error {
 }
 
 func (c *Controller) deleteFailed(name string, cause error) {
-	_, err := c.store.UpdateRunner(name, func(r *store.Runner) error {
+	_, err := c.editRunner(name, func(r *store.Runner) error {
 		r.Attempts++
 		r.LastError = cause.Error()
 		r.NextAttemptAt = c.cfg.Now().Add(c.backoff(r.Attempts))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/ghadapter"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
@@ -184,7 +185,7 @@ func (e *testEnv) start() {
 	if e.opts.tune != nil {
 		e.opts.tune(&cfg)
 	}
-	ctrl, err := controller.New(st, ms, gh, host, script, cfg)
+	ctrl, err := controller.New(st, ms, ghadapter.New(gh), host, script, cfg)
 	if err != nil {
 		e.t.Fatalf("controller: %v", err)
 	}

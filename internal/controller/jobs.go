@@ -9,35 +9,37 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
-// errNoChange aborts a store update that has nothing to do; handlers are
-// idempotent, so a redelivered message ends here.
-var errNoChange = errors.New("no change")
+// errKeepState: the record's state is kept; only its fields change.
+var errKeepState = errors.New("keep state")
 
-// onJobStarted marks the runner busy with its job.
+// onJobStarted marks the runner busy with its job. A redelivered message,
+// or a runner already on its way out, changes nothing.
 func (c *Controller) onJobStarted(set *scaleSetState, m *scaleset.JobStarted) error {
-	_, err := c.store.UpdateRunner(m.RunnerName, func(r *store.Runner) error {
-		if r.State == store.StateBusy || r.State == store.StateDeleting {
-			return errNoChange
-		}
-		now := c.cfg.Now()
-		if r.State != store.StateUnknownInstance {
-			r.State = store.StateBusy
-			r.StateSince[store.StateBusy] = now
-		}
+	record := func(r *store.Runner) error {
 		if r.RunnerID == 0 {
 			r.RunnerID = int64(m.RunnerID)
 		}
 		r.JobID, r.JobRequestID = m.JobID, m.RunnerRequestID
 		r.Repository, r.WorkflowRef, r.WorkflowRunID = m.RepositoryName, m.JobWorkflowRef, m.WorkflowRunID
-		r.UpdatedAt = now
 		return nil
-	})
+	}
+	_, err := c.transition(m.RunnerName, store.StateBusy, record)
+	var refused *TransitionError
+	if errors.As(err, &refused) && refused.From == store.StateUnknownInstance {
+		// Its instance cannot be named: the job is recorded, the state kept.
+		_, err = c.editRunner(m.RunnerName, record)
+	}
 	switch {
 	case err == nil:
 		c.rec.JobStarted(set.scope, set.name, m)
 		set.log.Info("job started", "runner", m.RunnerName, "job_id", m.JobID, "repository", m.RepositoryName)
 		return nil
 	case errors.Is(err, errNoChange):
+		return nil
+	case errors.As(err, &refused):
+		// Removed (deleting) just as the job reached it: the job fails on
+		// GitHub's side and is offered again.
+		set.log.Warn("job started on a runner that is leaving", "runner", m.RunnerName, "job_id", m.JobID, "state", refused.From)
 		return nil
 	case errors.Is(err, store.ErrNotFound):
 		set.log.Warn("job started on a runner this process does not own", "runner", m.RunnerName, "job_id", m.JobID)
@@ -54,25 +56,27 @@ func (c *Controller) onJobCompleted(set *scaleSetState, m *scaleset.JobCompleted
 	if m.RunnerName == "" {
 		return nil
 	}
-	_, err := c.store.UpdateRunner(m.RunnerName, func(r *store.Runner) error {
-		if r.State == store.StateDeleting {
-			return errNoChange
-		}
-		now := c.cfg.Now()
+	record := func(r *store.Runner) error {
 		r.JobResult = m.Result
 		if r.JobID == "" {
 			r.JobID, r.JobRequestID = m.JobID, m.RunnerRequestID
 		}
-		r.UpdatedAt = now
-		if r.State == store.StateUnknownInstance {
-			return nil
-		}
-		r.State = store.StateDeleting
-		r.StateSince[store.StateDeleting] = now
-		r.DeleteReason = reasonCompleted
-		r.NextAttemptAt = now
 		return nil
+	}
+	_, err := c.transition(m.RunnerName, store.StateDeleting, func(r *store.Runner) error {
+		if r.State == store.StateUnknownInstance {
+			return errKeepState
+		}
+		r.DeleteReason = reasonCompleted
+		r.NextAttemptAt = c.cfg.Now()
+		return record(r)
 	})
+	if errors.Is(err, errKeepState) {
+		// Its instance cannot be named, so there is nothing to delete:
+		// the job is recorded, the state kept for the operator.
+		_, err = c.editRunner(m.RunnerName, record)
+	}
+	var refused *TransitionError
 	switch {
 	case err == nil:
 		c.rec.JobCompleted(set.scope, set.name, m)
@@ -80,6 +84,9 @@ func (c *Controller) onJobCompleted(set *scaleSetState, m *scaleset.JobCompleted
 		c.startDelete(m.RunnerName)
 		return nil
 	case errors.Is(err, errNoChange):
+		return nil
+	case errors.As(err, &refused):
+		set.log.Warn("job completed on a runner that never started", "runner", m.RunnerName, "job_id", m.JobID, "state", refused.From)
 		return nil
 	case errors.Is(err, store.ErrNotFound):
 		// Already deleted and in history, or not ours.

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/actions/scaleset"
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 
@@ -110,7 +110,7 @@ func (c *Controller) startProvision(stop context.Context, set *scaleSetState, na
 		defer c.work.Done()
 		defer c.disown(name)
 		if err := c.prepareSlots.acquire(stop, set.id); err != nil {
-			c.finish(set, name, "canceled")
+			c.finish(set.log, name, "canceled")
 			return
 		}
 		p, err := c.prepare(set, name)
@@ -154,7 +154,7 @@ func (c *Controller) prepare(set *scaleSetState, name string) (prepared, error) 
 	if err != nil {
 		return p, fmt.Errorf("resolve runner version: %w", err)
 	}
-	if p.jit, err = c.gh.GenerateJITConfig(ctx, set.scope, set.id, name, jitWorkFolder); err != nil {
+	if p.jit, err = c.gh.ScaleSet(set.scope, set.id).JIT(ctx, name, jitWorkFolder); err != nil {
 		return p, fmt.Errorf("generate JIT config: %w", err)
 	}
 	p.script, err = c.script.Render(runnerscript.Values{
@@ -181,12 +181,12 @@ func (c *Controller) dropPrepared(set *scaleSetState, name string, p prepared) {
 	r, err := c.store.GetRunner(name)
 	if err == nil {
 		r.RunnerID = int64(p.jit.Runner.ID)
-		err = c.removeFromGitHub(ctx, set, r)
+		err = c.removeFromGitHub(ctx, r)
 	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		set.log.Warn("remove a canceled runner from GitHub", "runner", name, "err", err)
 	}
-	c.finish(set, name, "canceled")
+	c.finish(set.log, name, "canceled")
 }
 
 // provision takes a prepared runner through AddInstance to idle. Each step
@@ -207,9 +207,11 @@ func (c *Controller) provision(set *scaleSetState, name string, p prepared, rele
 	defer c.setAdding(name, set.id, false)
 	sent := false
 	configured := func() error {
-		if _, err := c.store.SetRunnerState(name, store.StateConfigured, func(r *store.Runner) {
+		_, err := c.transition(name, store.StateConfigured, func(r *store.Runner) error {
 			r.RunnerID = int64(jit.Runner.ID)
-		}); err != nil {
+			return nil
+		})
+		if err != nil && !errors.Is(err, errNoChange) { // configured already: a retried call
 			return fmt.Errorf("store configured runner: %w", err)
 		}
 		sent = true
@@ -231,16 +233,19 @@ func (c *Controller) provision(set *scaleSetState, name string, p prepared, rele
 	// while the state file fails (a full disk), for as long as we run.
 	var r store.Runner
 	for attempt := 1; ; attempt++ {
-		r, err = c.store.UpdateRunner(name, func(r *store.Runner) error {
+		instance := func(r *store.Runner) error {
 			r.CloudID, r.ShoesType, r.IPAddress = inst.CloudID, inst.ShoesType, inst.IPAddress
 			r.ResourceType = inst.ResourceType.String()
-			r.UpdatedAt = c.cfg.Now()
-			if r.State == store.StateConfigured {
-				r.State = store.StateIdle
-				r.StateSince[store.StateIdle] = r.UpdatedAt
-			}
 			return nil
-		})
+		}
+		r, err = c.transition(name, store.StateIdle, instance)
+		var moved *TransitionError
+		if errors.As(err, &moved) {
+			// Its runner took a job (busy), or finished it (deleting),
+			// before the plugin answered: the instance is recorded, the
+			// state kept.
+			r, err = c.editRunner(name, instance)
+		}
 		if err == nil || errors.Is(err, store.ErrNotFound) {
 			break
 		}
@@ -321,9 +326,10 @@ func outcomeUnknown(err error) bool {
 // no way to find an instance by name.
 func (c *Controller) instanceUnknown(set *scaleSetState, name string, cause error) {
 	pause := set.provisionFailed(c)
-	r, err := c.store.SetRunnerState(name, store.StateUnknownInstance, func(r *store.Runner) {
+	r, err := c.transition(name, store.StateUnknownInstance, func(r *store.Runner) error {
 		r.LastError = "AddInstance outcome unknown (an instance may exist): " + cause.Error()
 		r.Attempts++
+		return nil
 	})
 	if err != nil {
 		set.log.Error("mark runner unknown-instance", "runner", name, "err", err)
@@ -333,7 +339,7 @@ func (c *Controller) instanceUnknown(set *scaleSetState, name string, cause erro
 	// the removal gets its own short deadline.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 30*time.Second)
 	defer cancel()
-	if err := c.removeFromGitHub(ctx, set, r); err != nil {
+	if err := c.removeFromGitHub(ctx, r); err != nil {
 		set.log.Warn("remove runner from GitHub after an unknown AddInstance outcome", "runner", name, "err", err)
 	}
 	set.log.Warn("AddInstance outcome unknown; an instance named after the runner may exist: check the provider, then runners rm it",
@@ -349,7 +355,7 @@ func (c *Controller) provisionFailed(set *scaleSetState, name string, cause erro
 	defer cancel()
 	pause := set.provisionFailed(c)
 	set.log.Warn("provision runner failed", "runner", name, "err", cause, "provisioning_paused_for", pause)
-	r, err := c.store.UpdateRunner(name, func(r *store.Runner) error {
+	r, err := c.editRunner(name, func(r *store.Runner) error {
 		r.LastError = cause.Error()
 		r.Attempts++
 		return nil
@@ -358,7 +364,7 @@ func (c *Controller) provisionFailed(set *scaleSetState, name string, cause erro
 		set.log.Error("record provisioning failure", "runner", name, "err", err)
 		return
 	}
-	if err := c.removeFromGitHub(ctx, set, r); err != nil {
+	if err := c.removeFromGitHub(ctx, r); err != nil {
 		set.log.Warn("remove runner from GitHub after failure", "runner", name, "err", err)
 	}
 	if r.CloudID != "" {
@@ -367,30 +373,28 @@ func (c *Controller) provisionFailed(set *scaleSetState, name string, cause erro
 		}
 		return
 	}
-	c.finish(set, name, "failed")
+	c.finish(set.log, name, "failed")
 }
 
 // removeFromGitHub deregisters a runner that will not run a job. It finds
 // the runner by name when its ID was never stored (the JIT call may have
 // succeeded without us seeing the answer).
-func (c *Controller) removeFromGitHub(ctx context.Context, set *scaleSetState, r store.Runner) error {
+func (c *Controller) removeFromGitHub(ctx context.Context, r store.Runner) error {
+	api := c.gh.ScaleSet(r.Scope, r.ScaleSetID)
 	id := r.RunnerID
 	if id == 0 {
 		var err error
-		if id, err = c.gh.RunnerIDByName(ctx, set.scope, r.Name); err != nil || id == 0 {
+		if id, err = api.RunnerByName(ctx, r.Name); err != nil || id == 0 {
 			return err
 		}
 	}
-	if err := c.gh.RemoveRunner(ctx, set.scope, id); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
-		return err
-	}
-	return nil
+	return api.RemoveRunner(ctx, id)
 }
 
 // finish moves a runner record to history.
-func (c *Controller) finish(set *scaleSetState, name, reason string) {
-	if _, err := c.store.FinishRunner(name, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
-		set.log.Error("move runner to history", "runner", name, "reason", reason, "err", err)
+func (c *Controller) finish(log *slog.Logger, name, reason string) {
+	if _, err := c.finishRunner(name, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
+		log.Error("move runner to history", "runner", name, "reason", reason, "err", err)
 	}
 }
 

@@ -9,9 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/actions/scaleset"
-
-	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -184,11 +181,8 @@ func (c *Controller) cameOnline(ctx context.Context, r store.Runner) (bool, erro
 	if r.RunnerID == 0 {
 		return false, nil
 	}
-	st, err := c.gh.GetRunnerStatus(ctx, r.Scope, r.RunnerID)
-	if errors.Is(err, github.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
+	st, found, err := c.gh.ScaleSet(r.Scope, r.ScaleSetID).RunnerStatus(ctx, r.RunnerID)
+	if err != nil || !found {
 		return false, err
 	}
 	return st.Online(), nil
@@ -208,9 +202,9 @@ func (c *Controller) unservedReason(r store.Runner) string {
 // (its target was removed, its scale set deleted, or the message was lost)
 // once GitHub no longer knows it: its job is done.
 func (c *Controller) finishOrphan(ctx context.Context, r store.Runner, reason string) {
-	_, err := c.gh.GetRunnerStatus(ctx, r.Scope, r.RunnerID)
+	_, found, err := c.gh.ScaleSet(r.Scope, r.ScaleSetID).RunnerStatus(ctx, r.RunnerID)
 	switch {
-	case errors.Is(err, github.ErrNotFound):
+	case err == nil && !found:
 		if err := c.markDeleting(r.Name, reason); err == nil {
 			c.startDelete(r.Name)
 		}
@@ -226,10 +220,10 @@ func (c *Controller) finishOrphan(ctx context.Context, r store.Runner, reason st
 // reports whether the runner is on its way out.
 func (c *Controller) removeRunner(ctx context.Context, r store.Runner, reason string, force bool) (bool, error) {
 	if r.RunnerID != 0 {
-		err := c.gh.RemoveRunner(ctx, r.Scope, r.RunnerID)
+		err := c.gh.ScaleSet(r.Scope, r.ScaleSetID).RemoveRunner(ctx, r.RunnerID)
 		switch {
-		case err == nil, errors.Is(err, scaleset.RunnerNotFoundError):
-		case errors.Is(err, scaleset.JobStillRunningError):
+		case err == nil:
+		case errors.Is(err, ErrJobRunning):
 			if !force {
 				return false, nil
 			}
@@ -274,7 +268,7 @@ func (c *Controller) RemoveRunner(ctx context.Context, name string, force bool) 
 	}
 	if r.State == store.StateUnknownInstance {
 		// Nothing to delete that we know of: the operator has checked.
-		if _, err := c.store.FinishRunner(name, reasonRemoved); err != nil {
+		if _, err := c.finishRunner(name, reasonRemoved); err != nil {
 			return fmt.Errorf("runner %s: %w", name, err)
 		}
 		return nil
@@ -292,7 +286,7 @@ func (c *Controller) RemoveRunner(ctx context.Context, name string, force bool) 
 // giveUpDelete moves a record whose instance could not be deleted for
 // DeleteGiveUp to history as delete-failed: never dropped silently.
 func (c *Controller) giveUpDelete(r store.Runner) {
-	if _, err := c.store.FinishRunner(r.Name, reasonDeleteFailed); err != nil {
+	if _, err := c.finishRunner(r.Name, reasonDeleteFailed); err != nil {
 		c.runnerLog(r).Error("give up delete", "err", err)
 		return
 	}

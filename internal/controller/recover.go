@@ -91,9 +91,9 @@ func (c *Controller) undoUnfinished(ctx context.Context, r store.Runner, why str
 	}
 	r = fresh
 	if r.State == store.StateConfigured {
-		if _, err := c.store.SetRunnerState(r.Name, store.StateUnknownInstance, func(r *store.Runner) {
+		if _, err := c.transition(r.Name, store.StateUnknownInstance, func(r *store.Runner) error {
 			r.LastError = why
-			r.UpdatedAt = c.cfg.Now()
+			return nil
 		}); err != nil {
 			c.disown(r.Name)
 			return fmt.Errorf("mark runner %s unknown-instance: %w", r.Name, err)
@@ -119,9 +119,8 @@ const unknownAtStart = "the process stopped during AddInstance: an instance may 
 // GitHub answers or ctx ends, then finishes its record.
 func (c *Controller) recoverRunner(ctx context.Context, r store.Runner) {
 	log := c.log.With("scope", r.Scope, "runner", r.Name, "state", r.State)
-	set := &scaleSetState{id: r.ScaleSetID, scope: r.Scope, log: log}
 	for attempt := 1; ; attempt++ {
-		err := c.removeFromGitHub(ctx, set, r)
+		err := c.removeFromGitHub(ctx, r)
 		if err == nil {
 			break
 		}
@@ -136,7 +135,7 @@ func (c *Controller) recoverRunner(ctx context.Context, r store.Runner) {
 		}
 	}
 	if r.State == store.StatePending {
-		c.finish(set, r.Name, "recovered")
+		c.finish(log, r.Name, "recovered")
 		log.Info("recovered unfinished runner")
 		return
 	}

@@ -98,7 +98,7 @@ func (c *Controller) live() map[string]ScaleSetStatus {
 // ScaleSetsFromStore builds the status of every stored scale set, overlaid
 // with live status where given. The CLI uses it with no live status when
 // no daemon runs.
-func ScaleSetsFromStore(st *store.Store, live map[string]ScaleSetStatus) ([]ScaleSetStatus, error) {
+func ScaleSetsFromStore(st Store, live map[string]ScaleSetStatus) ([]ScaleSetStatus, error) {
 	recs, err := st.ListScaleSets()
 	if err != nil {
 		return nil, fmt.Errorf("list scale sets: %w", err)

@@ -264,7 +264,7 @@ func (w *targetWorker) warnDroppedLabels(name string, res github.ScaleSetResult)
 
 // openSession deletes a session a previous run left behind, then creates
 // a new one and stores it.
-func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*github.Session, error) {
+func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (Session, error) {
 	old, err := w.c.store.GetSession(set.id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -273,7 +273,7 @@ func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*gi
 	case old.SessionID != "":
 		// Left by a crash or an unclean exit. One GitHub expired or
 		// evicted meanwhile counts as deleted.
-		if err := w.c.gh.DeleteSession(ctx, set.scope, set.id, old.SessionID); err != nil {
+		if err := w.c.gh.ScaleSet(set.scope, set.id).DeleteSession(ctx, old.SessionID); err != nil {
 			// Never a reason to stop: if it still exists, creating ours
 			// answers 409 and the delete is tried again after a backoff.
 			w.log.Warn("delete stale message session; creating a new one anyway", "session", old.SessionID, "err", err)
@@ -285,7 +285,7 @@ func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*gi
 		}
 	}
 
-	sess, err := w.c.gh.CreateSession(ctx, set.scope, set.id, w.c.store.OwnerID())
+	sess, err := w.c.gh.ScaleSet(set.scope, set.id).OpenSession(ctx, w.c.store.OwnerID())
 	if err != nil {
 		if errors.Is(err, github.ErrSessionConflict) {
 			w.c.rec.SessionConflict(set.scope, set.name)
@@ -317,7 +317,7 @@ func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (*gi
 
 // closeSession deletes the session on GitHub, then forgets it (keeping the
 // acquisitions still pending). It runs on stop, so it has its own deadline.
-func (w *targetWorker) closeSession(set *scaleSetState, sess *github.Session) {
+func (w *targetWorker) closeSession(set *scaleSetState, sess Session) {
 	set.setSession("")
 	w.c.rec.Listener(set.scope, set.name, false)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), w.c.cfg.SessionCloseTimeout)
@@ -335,7 +335,7 @@ func (w *targetWorker) closeSession(set *scaleSetState, sess *github.Session) {
 
 // poll long-polls the message queue until an error or cancellation. Each
 // message's effects are stored before it is acknowledged.
-func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *github.Session, acq *acquirer) (bool, error) {
+func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess Session, acq *acquirer) (bool, error) {
 	healthy := false
 	set.setStatistics(sess.Statistics(), w.c.cfg)
 	// lastID is the last message handled on this session. GitHub does not
@@ -357,7 +357,7 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 				// Not ours to handle; acknowledge it so it is not
 				// delivered again and again.
 				w.log.Warn("skipping a message of an unsupported type", "message_id", unsupported.MessageID, "type", unsupported.MessageType)
-				if err := sess.DeleteMessage(ctx, unsupported.MessageID); err != nil && !isCanceled(ctx, err) {
+				if err := sess.Ack(ctx, unsupported.MessageID); err != nil && !isCanceled(ctx, err) {
 					w.log.Warn("acknowledge unsupported message", "message_id", unsupported.MessageID, "err", err)
 				}
 				lastID = max(lastID, unsupported.MessageID)
@@ -390,7 +390,7 @@ func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess *githu
 		}
 		if msg.ID <= lastID {
 			w.log.Debug("message delivered again; acknowledging it again", "message_id", msg.ID)
-			if err := sess.DeleteMessage(context.WithoutCancel(ctx), msg.ID); err != nil {
+			if err := sess.Ack(context.WithoutCancel(ctx), msg.ID); err != nil {
 				w.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
 			}
 			continue
@@ -435,11 +435,11 @@ const maxStoreBackoff = 30 * time.Second
 // message again; and GitHub itself offers a job that nobody acquired
 // again, as the reference listener relies on (actions/scaleset HEAD acks,
 // then acquires).
-func (w *targetWorker) handleMessage(ctx context.Context, set *scaleSetState, sess *github.Session, msg *github.Message, acq *acquirer) error {
+func (w *targetWorker) handleMessage(ctx context.Context, set *scaleSetState, sess Session, msg *github.Message, acq *acquirer) error {
 	if err := w.applyMessage(set, msg); err != nil {
 		return err
 	}
-	if err := sess.DeleteMessage(ctx, msg.ID); err != nil {
+	if err := sess.Ack(ctx, msg.ID); err != nil {
 		// It may come again: it is then acknowledged, not handled, again.
 		w.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
 	}

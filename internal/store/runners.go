@@ -256,6 +256,12 @@ func (s *Store) FindRunnerByID(runnerID int64) (Runner, error) {
 // transaction. A missing runner returns ErrNotFound, which a caller
 // finishing a runner twice treats as done.
 func (s *Store) FinishRunner(name, reason string) (HistoryRecord, error) {
+	return s.FinishRunnerIf(name, reason, nil)
+}
+
+// FinishRunnerIf is FinishRunner if check (nil: always) accepts the
+// record as stored; its error is returned as it is, and nothing changes.
+func (s *Store) FinishRunnerIf(name, reason string, check func(Runner) error) (HistoryRecord, error) {
 	if reason == "" {
 		return HistoryRecord{}, fmt.Errorf("finish runner %q: reason is required", name)
 	}
@@ -270,6 +276,11 @@ func (s *Store) FinishRunner(name, reason string) (HistoryRecord, error) {
 		found = ok
 		if err != nil || !ok {
 			return err
+		}
+		if check != nil {
+			if err := check(r); err != nil {
+				return err
+			}
 		}
 		rec = HistoryRecord{Runner: r, Reason: reason, FinishedAt: now}
 		hb := tx.Bucket(bucketHistory)
