@@ -32,6 +32,7 @@ type Controller struct {
 	rec     Recorder
 
 	reapNow        chan struct{} // wakes the reaper for a pass now
+	syncNow        chan struct{} // wakes the target sync for a read now
 	prepareSlots   *fairSlots    // runners getting or holding a JIT config before AddInstance
 	provisionSlots *fairSlots    // runners in AddInstance
 	deleteSlots    chan struct{} // DeleteInstance calls
@@ -77,6 +78,7 @@ func New(st Store, targets TargetSource, gh GitHub, plugin Plugin, script *runne
 		log:            cfg.Logger,
 		rec:            cfg.Recorder,
 		reapNow:        make(chan struct{}, 1),
+		syncNow:        make(chan struct{}, 1),
 		prepareSlots:   newFairSlots(cfg.ProvisionConcurrency),
 		provisionSlots: newFairSlots(cfg.ProvisionConcurrency),
 		deleteSlots:    make(chan struct{}, cfg.DeleteConcurrency),

@@ -96,7 +96,7 @@ func (e *testEnv) checkClean(jobs int) {
 	}
 }
 
-func TestFullLoop(t *testing.T) {
+func TestE2EFullLoop(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		acquire bool
@@ -139,30 +139,6 @@ func (e *testEnv) runnersIn(scope string, states ...store.RunnerState) []store.R
 	return rs
 }
 
-func TestMinRunnersKeepsIdleRunners(t *testing.T) {
-	e := newTestEnv(t, envOptions{targets: []string{"org-a"}, minRunners: 2})
-	e.start()
-	e.waitFor("2 idle runners online", 60*time.Second, func() bool {
-		st := e.state()
-		return len(st.ScaleSets) == 1 && st.ScaleSets[0].Runners.Online == 2 &&
-			len(e.runnersIn("org-a", store.StateIdle)) == 2
-	})
-	// With no jobs the count stays at 2: a few more reconcile rounds
-	// create nothing.
-	e.waitFor("several more polls", 30*time.Second, func() bool {
-		return pollsSince(e, 3)
-	})
-	if n := len(methodCalls(e.calls(), "AddInstance")); n != 2 {
-		t.Errorf("instances created = %d, want 2", n)
-	}
-	// A job takes one of them; a new one replaces it.
-	e.queueJobs("org-a", 1, 200*time.Millisecond)
-	e.waitFor("job completed", 60*time.Second, func() bool { return countJobs(e.state())["completed"] == 1 })
-	e.waitFor("2 idle runners again", 60*time.Second, func() bool {
-		return len(e.runnersIn("org-a", store.StateIdle)) == 2 && len(e.runnersIn("org-a")) == 2
-	})
-}
-
 // pollsSince reports whether the broker answered n more polls (counted
 // through the call counts) since the first call.
 func pollsSince(e *testEnv, n int) bool {
@@ -180,7 +156,7 @@ func pollsSince(e *testEnv, n int) bool {
 	return now-start >= n
 }
 
-func TestMaxRunnersCapsInstances(t *testing.T) {
+func TestE2EMaxRunnersCapsInstances(t *testing.T) {
 	e := newTestEnv(t, envOptions{targets: []string{"org-a"}, maxRunners: 5, pluginLatency: 100 * time.Millisecond})
 	e.start()
 	e.queueJobs("org-a", 20, 400*time.Millisecond)
@@ -219,55 +195,7 @@ func (e *testEnv) liveInstances() int {
 	return len(live)
 }
 
-func TestTargetChanges(t *testing.T) {
-	e := newTestEnv(t, envOptions{targets: []string{"org-a", "org-b"}})
-	e.start()
-	sessions := func() map[string]bool {
-		out := map[string]bool{}
-		for _, ss := range e.state().ScaleSets {
-			if ss.Session != nil {
-				out[ss.Scope] = true
-			}
-		}
-		return out
-	}
-	e.waitFor("sessions on org-a and org-b", 30*time.Second, func() bool {
-		s := sessions()
-		return s["org-a"] && s["org-b"]
-	})
-
-	// Remove org-b from myshoes: its session goes within 2 sync intervals
-	// (plus the time to notice; the interval is 200ms here).
-	var keep []string
-	for _, tg := range e.world.Myshoes.Targets() {
-		if tg.Scope == "org-b" {
-			e.world.Myshoes.RemoveTarget(tg.ID)
-		} else {
-			keep = append(keep, tg.Scope)
-		}
-	}
-	removed := time.Now()
-	e.waitFor("org-b session deleted", 10*time.Second, func() bool { return !sessions()["org-b"] })
-	if d := time.Since(removed); d > 2*200*time.Millisecond+time.Second {
-		t.Errorf("session deleted %v after the target left; want about 2 sync intervals", d)
-	}
-	if !sessions()["org-a"] {
-		t.Error("org-a lost its session when org-b was removed")
-	}
-
-	// A new target starts.
-	e.world.Myshoes.AddTarget("org-c", "large")
-	e.waitFor("org-c session", 30*time.Second, func() bool { return sessions()["org-c"] })
-	e.queueJobs("org-c", 2, 100*time.Millisecond)
-	e.waitFor("org-c jobs completed", 60*time.Second, func() bool { return countJobs(e.state())["completed"] == 2 })
-	for _, c := range methodCalls(e.calls(), "AddInstance") {
-		if c.ResourceType != "Large" && c.ResourceType != "large" {
-			t.Errorf("AddInstance resource type = %q, want large for org-c", c.ResourceType)
-		}
-	}
-}
-
-func TestMyshoesDownKeepsListenersServing(t *testing.T) {
+func TestE2EMyshoesDownKeepsListenersServing(t *testing.T) {
 	e := newTestEnv(t, envOptions{targets: []string{"org-a"}})
 	e.start()
 	e.waitFor("session", 30*time.Second, func() bool {
@@ -291,7 +219,7 @@ func TestMyshoesDownKeepsListenersServing(t *testing.T) {
 	e.checkClean(3)
 }
 
-func TestRestartMidBurst(t *testing.T) {
+func TestE2ERestartMidBurst(t *testing.T) {
 	e := newTestEnv(t, envOptions{targets: threeTargets, pluginLatency: 200 * time.Millisecond})
 	e.start()
 	for _, scope := range threeTargets {

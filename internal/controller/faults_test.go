@@ -1,8 +1,6 @@
 package controller_test
 
 import (
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +23,7 @@ func (e *testEnv) fault(f actionsfake.Fault) {
 	}
 }
 
-func TestBrokerFaultsKeepTheSession(t *testing.T) {
+func TestE2EBrokerFaultsKeepTheSession(t *testing.T) {
 	e := newTestEnv(t, envOptions{targets: []string{"org-a"}})
 	e.start()
 	e.waitFor("session", 30*time.Second, func() bool { return e.sessionID("org-a") != "" })
@@ -42,30 +40,4 @@ func TestBrokerFaultsKeepTheSession(t *testing.T) {
 		t.Errorf("fault hits = %d, want 3", hits)
 	}
 	e.checkClean(2)
-}
-
-func TestReadinessFollowsTheBroker(t *testing.T) {
-	e := newTestEnv(t, envOptions{targets: []string{"org-a", "org-b"}})
-	e.start()
-	e.waitFor("ready", 30*time.Second, func() bool { ok, _ := e.ctrl.Ready(); return ok })
-
-	// Every poll of org-b's queue fails: its listener stops polling
-	// successfully, and readiness names it.
-	var orgB int
-	for _, ss := range e.state().ScaleSets {
-		if ss.Scope == "org-b" {
-			orgB = ss.ID
-		}
-	}
-	e.fault(actionsfake.Fault{Match: "GET /_broker/" + strconv.Itoa(orgB) + "/", Status: 500})
-	e.waitFor("not ready because of org-b", 30*time.Second, func() bool {
-		ok, why := e.ctrl.Ready()
-		return !ok && len(why) == 1 && why[0].Scope == "org-b" && why[0].Reason != ""
-	})
-	_, why := e.ctrl.Ready()
-	if !strings.Contains(why[0].Reason, "poll") && !strings.Contains(why[0].Reason, "session") {
-		t.Errorf("reason %q says neither poll nor session", why[0].Reason)
-	}
-	e.world.Actions.ClearFaults()
-	e.waitFor("ready again", 60*time.Second, func() bool { ok, _ := e.ctrl.Ready(); return ok })
 }

@@ -172,7 +172,7 @@ func (e *testEnv) start() {
 		MinRunners:           e.opts.minRunners,
 		MaxRunners:           e.opts.maxRunners,
 		ProvisionConcurrency: 8,
-		SyncInterval:         200 * time.Millisecond,
+		SyncInterval:         time.Second,
 		RunnerBaseDirectory:  e.baseDir,
 		RetryBackoff:         50 * time.Millisecond,
 		MaxBackoff:           time.Second,

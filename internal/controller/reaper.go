@@ -95,13 +95,19 @@ func (c *Controller) reap(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		_, isServed := served[r.ScaleSetID]
+		// Unserved: its target is gone, or served by a new scale set.
+		// Not while its target's scale set is still being ensured (at a
+		// start, or while GitHub fails): that runner is not known to be
+		// unserved.
+		unserved := targetsKnown && c.unserved(r, served)
 		switch r.State {
 		case store.StateUnknownInstance:
 			c.resolveByName(r)
 		case store.StateDeleting:
 			since := r.StateSince[store.StateDeleting]
-			if !since.IsZero() && now.Sub(since) > c.cfg.DeleteGiveUp && !c.isDeleteRunning(r.Name) {
+			// Given up once tried (a record found after a long stop
+			// gets its tries first) for DeleteGiveUp.
+			if !since.IsZero() && now.Sub(since) > c.cfg.DeleteGiveUp && r.Attempts > 0 && !c.isDeleteRunning(r.Name) {
 				c.giveUpDelete(r)
 			}
 		case store.StateIdle:
@@ -117,7 +123,7 @@ func (c *Controller) reap(ctx context.Context) error {
 				remove(r, reasonIdleTTL)
 				continue
 			}
-			if !isServed && targetsKnown {
+			if unserved {
 				remove(r, c.unservedReason(r))
 			}
 		case store.StateBusy:
@@ -127,7 +133,7 @@ func (c *Controller) reap(ctx context.Context) error {
 			// removed targets, and about runners busy for long. An
 			// ephemeral runner is gone once its job is done.
 			switch {
-			case !isServed && targetsKnown:
+			case unserved:
 				c.finishOrphan(ctx, r, c.unservedReason(r))
 			case now.Sub(r.StateSince[store.StateBusy]) > busyCheckAfter:
 				c.finishOrphan(ctx, r, reasonCompleted)
@@ -355,6 +361,24 @@ func (c *Controller) servedScaleSets() map[int]*scaleSetState {
 		}
 	}
 	return out
+}
+
+// unserved reports whether a runner's scale set is no longer served: its
+// target is not served, or is served by another scale set (the runner's
+// was deleted on GitHub). A runner of a served target whose scale set is
+// not ensured yet is not unserved.
+func (c *Controller) unserved(r store.Runner, served map[int]*scaleSetState) bool {
+	if _, ok := served[r.ScaleSetID]; ok {
+		return false
+	}
+	c.mu.Lock()
+	w, ok := c.workers[r.TargetID]
+	c.mu.Unlock()
+	if !ok {
+		return true
+	}
+	set := w.scaleSet()
+	return set != nil && set.id != r.ScaleSetID
 }
 
 func (c *Controller) isServedTarget(targetID string) bool {

@@ -47,9 +47,23 @@ func (c *Controller) syncTargets(ctx context.Context) error {
 			c.mu.Unlock()
 			c.applyTargets(ctx, targets)
 		}
-		if !sleep(ctx, wait) {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
+		case <-c.syncNow:
+			t.Stop()
+		case <-t.C:
 		}
+	}
+}
+
+// wakeSync has the target list read now.
+func (c *Controller) wakeSync() {
+	select {
+	case c.syncNow <- struct{}{}:
+	default:
 	}
 }
 
