@@ -29,13 +29,13 @@ const (
 // acquirer acquires a scale set's pending runner requests on one session.
 type acquirer struct {
 	c    *Controller
-	set  *scaleSetState
+	set  *scaleSet
 	sess Session
 	log  *slog.Logger
 	kick chan struct{}
 }
 
-func newAcquirer(c *Controller, set *scaleSetState, sess Session) *acquirer {
+func newAcquirer(c *Controller, set *scaleSet, sess Session) *acquirer {
 	return &acquirer{c: c, set: set, sess: sess, log: set.log, kick: make(chan struct{}, 1)}
 }
 

@@ -39,7 +39,7 @@ type Controller struct {
 
 	mu      sync.Mutex
 	workers map[string]*targetWorker // by target ID
-	sets    map[int]*scaleSetState   // by scale set ID
+	sets    map[int]*scaleSet   // by scale set ID
 	adding  map[string]addCall       // runner names with an AddInstance in flight
 	owned   map[string]bool          // runner names a provisioning or undoing goroutine owns
 	// nameKeyed is what the AddInstance answers showed of the plugin: nil
@@ -83,7 +83,7 @@ func New(st Store, targets TargetSource, gh GitHub, plugin Plugin, script *runne
 		provisionSlots: newFairSlots(cfg.ProvisionConcurrency),
 		deleteSlots:    make(chan struct{}, cfg.DeleteConcurrency),
 		workers:        make(map[string]*targetWorker),
-		sets:           make(map[int]*scaleSetState),
+		sets:           make(map[int]*scaleSet),
 		adding:         make(map[string]addCall),
 		owned:          make(map[string]bool),
 		deletes:        make(map[string]bool),

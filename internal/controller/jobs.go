@@ -14,7 +14,8 @@ var errKeepState = errors.New("keep state")
 
 // onJobStarted marks the runner busy with its job. A redelivered message,
 // or a runner already on its way out, changes nothing.
-func (c *Controller) onJobStarted(set *scaleSetState, m *scaleset.JobStarted) error {
+func (s *scaleSet) onJobStarted(m *scaleset.JobStarted) error {
+	c := s.c
 	record := func(r *store.Runner) error {
 		if r.RunnerID == 0 {
 			r.RunnerID = int64(m.RunnerID)
@@ -31,18 +32,18 @@ func (c *Controller) onJobStarted(set *scaleSetState, m *scaleset.JobStarted) er
 	}
 	switch {
 	case err == nil:
-		c.rec.JobStarted(set.scope, set.name, m)
-		set.log.Info("job started", "runner", m.RunnerName, "job_id", m.JobID, "repository", m.RepositoryName)
+		c.rec.JobStarted(s.scope, s.name, m)
+		s.log.Info("job started", "runner", m.RunnerName, "job_id", m.JobID, "repository", m.RepositoryName)
 		return nil
 	case errors.Is(err, errNoChange):
 		return nil
 	case errors.As(err, &refused):
 		// Removed (deleting) just as the job reached it: the job fails on
 		// GitHub's side and is offered again.
-		set.log.Warn("job started on a runner that is leaving", "runner", m.RunnerName, "job_id", m.JobID, "state", refused.From)
+		s.log.Warn("job started on a runner that is leaving", "runner", m.RunnerName, "job_id", m.JobID, "state", refused.From)
 		return nil
 	case errors.Is(err, store.ErrNotFound):
-		set.log.Warn("job started on a runner this process does not own", "runner", m.RunnerName, "job_id", m.JobID)
+		s.log.Warn("job started on a runner this process does not own", "runner", m.RunnerName, "job_id", m.JobID)
 		return nil
 	default:
 		return fmt.Errorf("mark runner %s busy: %w", m.RunnerName, err)
@@ -52,7 +53,8 @@ func (c *Controller) onJobStarted(set *scaleSetState, m *scaleset.JobStarted) er
 // onJobCompleted moves the runner to deleting and starts the deletion of
 // its instance. A job completed without a runner (canceled before one took
 // it) changes nothing here.
-func (c *Controller) onJobCompleted(set *scaleSetState, m *scaleset.JobCompleted) error {
+func (s *scaleSet) onJobCompleted(m *scaleset.JobCompleted) error {
+	c := s.c
 	if m.RunnerName == "" {
 		return nil
 	}
@@ -79,14 +81,14 @@ func (c *Controller) onJobCompleted(set *scaleSetState, m *scaleset.JobCompleted
 	var refused *TransitionError
 	switch {
 	case err == nil:
-		c.rec.JobCompleted(set.scope, set.name, m)
-		set.log.Info("job completed", "runner", m.RunnerName, "job_id", m.JobID, "result", m.Result)
+		c.rec.JobCompleted(s.scope, s.name, m)
+		s.log.Info("job completed", "runner", m.RunnerName, "job_id", m.JobID, "result", m.Result)
 		c.startDelete(m.RunnerName)
 		return nil
 	case errors.Is(err, errNoChange):
 		return nil
 	case errors.As(err, &refused):
-		set.log.Warn("job completed on a runner that never started", "runner", m.RunnerName, "job_id", m.JobID, "state", refused.From)
+		s.log.Warn("job completed on a runner that never started", "runner", m.RunnerName, "job_id", m.JobID, "state", refused.From)
 		return nil
 	case errors.Is(err, store.ErrNotFound):
 		// Already deleted and in history, or not ours.

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
@@ -16,84 +15,6 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
-
-// reconcileLoop keeps the scale set's runner count at the desired count:
-// it runs when the listener records a new count, and periodically.
-func (c *Controller) reconcileLoop(ctx context.Context, set *scaleSetState) {
-	// The slots leave room for a served scale set to start provisioning.
-	for _, slots := range []*fairSlots{c.prepareSlots, c.provisionSlots} {
-		slots.serve(set.id, true)
-		defer slots.serve(set.id, false)
-	}
-	t := time.NewTicker(c.cfg.JanitorInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-set.kick:
-		case <-t.C:
-		}
-		if err := c.reconcile(ctx, set); err != nil && !isCanceled(ctx, err) {
-			set.log.Error("reconcile runners", "err", err)
-		}
-	}
-}
-
-// reconcile creates a pending record for every missing runner and starts
-// its provisioning in the background. It never waits for an instance.
-func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
-	now := c.cfg.Now()
-	if set.paused(now) {
-		return nil
-	}
-	set.countMu.Lock()
-	defer set.countMu.Unlock()
-	counts, err := c.store.CountRunners()
-	if err != nil {
-		return fmt.Errorf("count runners: %w", err)
-	}
-	count, runners := 0, 0
-	for state, n := range counts[set.id] {
-		runners += n
-		if state.Counted() {
-			count += n
-		}
-	}
-	want := int(set.desired.Load())
-	if count >= want {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	set.log.Debug("scaling up", "desired", want, "current", count, "runners", runners)
-	// All missing runners are written in one transaction (one commit, not
-	// one per runner), then their provisioning starts.
-	missing := make([]store.Runner, 0, want-count)
-	for range want - count {
-		missing = append(missing, store.Runner{
-			Name:         "myshoes-" + uuid.NewString(),
-			TargetID:     set.targetID,
-			Scope:        set.scope,
-			ScaleSetID:   set.id,
-			ResourceType: set.resourceType.String(),
-			State:        store.StatePending,
-			StateSince:   map[store.RunnerState]time.Time{store.StatePending: now},
-			CreatedAt:    now,
-			UpdatedAt:    now,
-		})
-	}
-	if err := c.store.CreateRunners(missing); err != nil {
-		// The state file fails (a full disk): try again later, and later.
-		pause := set.provisionFailed(c)
-		return fmt.Errorf("create runner records (provisioning paused for %s): %w", pause, err)
-	}
-	for _, r := range missing {
-		c.startProvision(ctx, set, r.Name)
-	}
-	return nil
-}
 
 // startProvision provisions one runner in the background, in two stages,
 // each bounded by ProvisionConcurrency over all scale sets: prepare (runner
@@ -103,7 +24,7 @@ func (c *Controller) reconcile(ctx context.Context, set *scaleSetState) error {
 // stop is the listener's context: a runner whose AddInstance has not
 // started when it ends is dropped (and removed from GitHub if its JIT
 // config was issued); one that has started finishes.
-func (c *Controller) startProvision(stop context.Context, set *scaleSetState, name string) {
+func (c *Controller) startProvision(stop context.Context, set *scaleSet, name string) {
 	c.own(name)
 	c.work.Add(1)
 	go func() {
@@ -147,15 +68,15 @@ const jitWorkFolder = "_work"
 
 // prepare resolves the runner version, asks GitHub for the runner's JIT
 // config and renders the setup script.
-func (c *Controller) prepare(set *scaleSetState, name string) (prepared, error) {
+func (c *Controller) prepare(set *scaleSet, name string) (prepared, error) {
 	ctx := c.workCtx
 	p := prepared{start: c.cfg.Now()}
 	version, err := c.gh.RunnerVersion(ctx, set.scope, c.cfg.RunnerVersion)
 	if err != nil {
-		return p, fmt.Errorf("resolve runner version: %w", err)
+		return p, err // it names the operation
 	}
 	if p.jit, err = c.gh.ScaleSet(set.scope, set.id).JIT(ctx, name, jitWorkFolder); err != nil {
-		return p, fmt.Errorf("generate JIT config: %w", err)
+		return p, err // it names the operation and the runner
 	}
 	p.script, err = c.script.Render(runnerscript.Values{
 		RunnerName:          name,
@@ -175,7 +96,7 @@ func (c *Controller) prepare(set *scaleSetState, name string) (prepared, error) 
 // dropPrepared undoes a prepared runner whose listener stopped before its
 // AddInstance started: the runner is removed from GitHub, so that it is
 // not left registered, and the record goes to history as canceled.
-func (c *Controller) dropPrepared(set *scaleSetState, name string, p prepared) {
+func (c *Controller) dropPrepared(set *scaleSet, name string, p prepared) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 30*time.Second)
 	defer cancel()
 	r, err := c.store.GetRunner(name)
@@ -193,7 +114,7 @@ func (c *Controller) dropPrepared(set *scaleSetState, name string, p prepared) {
 // is stored before its side effect. It calls release, its provisioning
 // slot's, once AddInstance has returned: what is left is bookkeeping, and
 // the next runner's AddInstance need not wait for it.
-func (c *Controller) provision(set *scaleSetState, name string, p prepared, release func()) {
+func (c *Controller) provision(set *scaleSet, name string, p prepared, release func()) {
 	ctx := c.workCtx
 	log := set.log.With("runner", name)
 	start, jit, script := p.start, p.jit, p.script
@@ -277,7 +198,7 @@ func (c *Controller) provision(set *scaleSetState, name string, p prepared, rele
 
 // addInstance calls the plugin, retrying retryable failures.
 // beforeSend runs once a plugin process is ready, before each attempt is sent.
-func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, script string, beforeSend func() error) (shoes.Instance, error) {
+func (c *Controller) addInstance(ctx context.Context, set *scaleSet, name, script string, beforeSend func() error) (shoes.Instance, error) {
 	var err error
 	for attempt := 1; attempt <= c.cfg.AddAttempts; attempt++ {
 		var inst shoes.Instance
@@ -290,7 +211,7 @@ func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, 
 		})
 		if err == nil {
 			if inst.CloudID == "" {
-				return inst, errors.New("add instance: plugin returned an empty cloud ID")
+				return inst, errors.New("plugin AddInstance returned an empty cloud ID")
 			}
 			return inst, nil
 		}
@@ -306,7 +227,7 @@ func (c *Controller) addInstance(ctx context.Context, set *scaleSetState, name, 
 			break
 		}
 	}
-	return shoes.Instance{}, fmt.Errorf("add instance: %w", err)
+	return shoes.Instance{}, err // the plugin host names the call
 }
 
 // outcomeUnknown reports whether a failed AddInstance may have created an
@@ -324,7 +245,7 @@ func outcomeUnknown(err error) bool {
 // runner is removed from GitHub, so it can take no job, and the record is
 // kept as unknown-instance for the operator, since the shoes protocol has
 // no way to find an instance by name.
-func (c *Controller) instanceUnknown(set *scaleSetState, name string, cause error) {
+func (c *Controller) instanceUnknown(set *scaleSet, name string, cause error) {
 	pause := set.provisionFailed(c)
 	r, err := c.transition(name, store.StateUnknownInstance, func(r *store.Runner) error {
 		r.LastError = "AddInstance outcome unknown (an instance may exist): " + cause.Error()
@@ -348,7 +269,7 @@ func (c *Controller) instanceUnknown(set *scaleSetState, name string, cause erro
 
 // provisionFailed undoes a provisioning: the runner is removed from
 // GitHub, its instance (if any) deleted, and the record moved to history.
-func (c *Controller) provisionFailed(set *scaleSetState, name string, cause error) {
+func (c *Controller) provisionFailed(set *scaleSet, name string, cause error) {
 	// Provisioning may have been cancelled by the shutdown timeout: the
 	// removal from GitHub gets its own short deadline.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 30*time.Second)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sort"
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
@@ -141,31 +140,8 @@ func (c *Controller) reap(ctx context.Context) error {
 		}
 	}
 
-	// Scale-down: idle runners beyond the desired count, oldest first.
-	for id, set := range served {
-		if !set.knowsDesired() {
-			continue
-		}
-		desired := int(set.desired.Load())
-		var idle []store.Runner
-		count := 0
-		for _, r := range runners {
-			if r.ScaleSetID != id || removed[r.Name] || !r.State.Counted() {
-				continue
-			}
-			count++
-			if r.State == store.StateIdle && now.Sub(idleSince(r)) > c.cfg.ScaleDownGrace {
-				idle = append(idle, r)
-			}
-		}
-		sort.Slice(idle, func(i, j int) bool { return idleSince(idle[i]).Before(idleSince(idle[j])) })
-		for i := 0; i < len(idle) && count > desired; i++ {
-			before := len(removed)
-			remove(idle[i], reasonScaleDown)
-			if len(removed) > before {
-				count--
-			}
-		}
+	for _, set := range served {
+		set.scaleDown(runners, now, removed, remove)
 	}
 
 	if targetsKnown {
@@ -303,7 +279,7 @@ func (c *Controller) giveUpDelete(r store.Runner) {
 
 // retireScaleSets marks the stored scale sets of removed targets, and
 // deletes them on GitHub once they have no runner left, if configured.
-func (c *Controller) retireScaleSets(ctx context.Context, served map[int]*scaleSetState) {
+func (c *Controller) retireScaleSets(ctx context.Context, served map[int]*scaleSet) {
 	sets, err := c.store.ListScaleSets()
 	if err != nil {
 		c.log.Error("list scale sets", "err", err)
@@ -351,10 +327,10 @@ func total(m map[store.RunnerState]int) int {
 }
 
 // servedScaleSets returns the live scale sets of the running workers.
-func (c *Controller) servedScaleSets() map[int]*scaleSetState {
+func (c *Controller) servedScaleSets() map[int]*scaleSet {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[int]*scaleSetState, len(c.workers))
+	out := make(map[int]*scaleSet, len(c.workers))
 	for _, w := range c.workers {
 		if set := w.scaleSet(); set != nil {
 			out[set.id] = set
@@ -367,7 +343,7 @@ func (c *Controller) servedScaleSets() map[int]*scaleSetState {
 // target is not served, or is served by another scale set (the runner's
 // was deleted on GitHub). A runner of a served target whose scale set is
 // not ensured yet is not unserved.
-func (c *Controller) unserved(r store.Runner, served map[int]*scaleSetState) bool {
+func (c *Controller) unserved(r store.Runner, served map[int]*scaleSet) bool {
 	if _, ok := served[r.ScaleSetID]; ok {
 		return false
 	}

@@ -11,9 +11,15 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
-// scaleSetState is the live state of one scale set: what the reconcile
-// loop and the status API read, and what the listener writes.
-type scaleSetState struct {
+// scaleSet is one runner scale set as the controller serves it. It owns
+// its message session and the handling of each message (listen.go), the
+// desired count, scale-up (its reconcile loop, scale.go) and
+// scale-down (scale.go). Its target worker (worker.go) ensures it on
+// GitHub and runs it, and replaces it when GitHub deleted it. Every
+// runner state change it makes goes through the controller's one
+// transition function (lifecycle.go).
+type scaleSet struct {
+	c            *Controller
 	id           int
 	name         string
 	scope        string
@@ -40,12 +46,12 @@ type scaleSetState struct {
 
 // registerScaleSet returns the live state of a scale set, creating it on
 // first use. Its identity fields are refreshed from rec.
-func (c *Controller) registerScaleSet(rec store.ScaleSet, rt shoes.ResourceType, log *slog.Logger) *scaleSetState {
+func (c *Controller) registerScaleSet(rec store.ScaleSet, rt shoes.ResourceType, log *slog.Logger) *scaleSet {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s, ok := c.sets[rec.ScaleSetID]
 	if !ok {
-		s = &scaleSetState{id: rec.ScaleSetID, kick: make(chan struct{}, 1)}
+		s = &scaleSet{c: c, id: rec.ScaleSetID, kick: make(chan struct{}, 1)}
 		c.sets[rec.ScaleSetID] = s
 	}
 	s.name, s.scope, s.targetID = rec.Name, rec.Scope, rec.TargetID
@@ -55,7 +61,7 @@ func (c *Controller) registerScaleSet(rec store.ScaleSet, rt shoes.ResourceType,
 
 // setStatistics records the latest statistics (nil keeps the last ones),
 // recomputes the desired count, and wakes the reconcile loop.
-func (s *scaleSetState) setStatistics(st *github.Statistics, cfg Config) {
+func (s *scaleSet) setStatistics(st *github.Statistics, cfg Config) {
 	s.mu.Lock()
 	if st != nil {
 		s.stats = *st
@@ -75,7 +81,7 @@ func desiredRunners(minRunners, maxRunners, assigned int) int {
 }
 
 // desiredInput returns the assigned jobs of the latest statistics.
-func (s *scaleSetState) desiredInput() int {
+func (s *scaleSet) desiredInput() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats.TotalAssignedJobs
@@ -85,32 +91,32 @@ func (s *scaleSetState) desiredInput() int {
 // GitHub. Before the first ones (the session is not open yet) it is only
 // the floor, and scaling down to it would remove runners that jobs are
 // assigned to.
-func (s *scaleSetState) knowsDesired() bool {
+func (s *scaleSet) knowsDesired() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.statsKnown
 }
 
-func (s *scaleSetState) wake() {
+func (s *scaleSet) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (s *scaleSetState) setSession(id string) {
+func (s *scaleSet) setSession(id string) {
 	s.mu.Lock()
 	s.sessionID = id
 	s.mu.Unlock()
 }
 
-func (s *scaleSetState) setAcquireError(msg string) {
+func (s *scaleSet) setAcquireError(msg string) {
 	s.mu.Lock()
 	s.acquireErr = msg
 	s.mu.Unlock()
 }
 
-func (s *scaleSetState) markPolled(t time.Time) {
+func (s *scaleSet) markPolled(t time.Time) {
 	s.mu.Lock()
 	s.lastPoll = t
 	s.mu.Unlock()
@@ -119,7 +125,7 @@ func (s *scaleSetState) markPolled(t time.Time) {
 // provisionFailed pauses provisioning with a backoff that grows with
 // consecutive failures, so a plugin that always fails is not called in a
 // loop.
-func (s *scaleSetState) provisionFailed(c *Controller) time.Duration {
+func (s *scaleSet) provisionFailed(c *Controller) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failures++
@@ -128,14 +134,14 @@ func (s *scaleSetState) provisionFailed(c *Controller) time.Duration {
 	return d
 }
 
-func (s *scaleSetState) provisionSucceeded() {
+func (s *scaleSet) provisionSucceeded() {
 	s.mu.Lock()
 	s.failures = 0
 	s.pausedUntil = time.Time{}
 	s.mu.Unlock()
 }
 
-func (s *scaleSetState) paused(now time.Time) bool {
+func (s *scaleSet) paused(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return now.Before(s.pausedUntil)

@@ -88,7 +88,7 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 	want := c.oneTargetPerScope(valid)
 
 	c.mu.Lock()
-	var stop []*targetWorker
+	var stop, keep []*targetWorker
 	for id, w := range c.workers {
 		t, ok := want[id]
 		if !ok || t.Scope != w.target.Scope || t.ResourceType != w.target.ResourceType {
@@ -96,9 +96,13 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 			delete(c.workers, id)
 			continue
 		}
-		w.setTarget(t)
+		keep = append(keep, w)
 	}
 	c.mu.Unlock()
+	// Outside c.mu: setTarget writes the state file.
+	for _, w := range keep {
+		w.setTarget(want[w.target.ID])
+	}
 
 	for _, w := range stop {
 		c.log.Info("stop target", "target", w.target.ID, "scope", w.target.Scope)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
@@ -26,7 +25,7 @@ type targetWorker struct {
 
 	mu     sync.Mutex
 	target myshoes.Target
-	set    *scaleSetState
+	set    *scaleSet
 	// stopReconcile stops the reconcile loop of set.
 	stopReconcile context.CancelFunc
 	err           string // the last error that stopped serving, for status
@@ -66,7 +65,7 @@ func (w *targetWorker) setTarget(t myshoes.Target) {
 	}
 }
 
-func (w *targetWorker) scaleSet() *scaleSetState {
+func (w *targetWorker) scaleSet() *scaleSet {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.set
@@ -134,11 +133,11 @@ func (w *targetWorker) serve(reconcile *sync.WaitGroup) (healthy bool, err error
 	}
 	w.adopt(set, reconcile)
 
-	sess, err := w.openSession(ctx, set)
+	sess, err := set.openSession(ctx)
 	if err != nil {
 		return false, err
 	}
-	defer w.closeSession(set, sess)
+	defer set.closeSession(ctx, sess)
 	w.setError(nil)
 
 	// Job acquisition (GHES) runs next to the poll loop, on the same
@@ -154,7 +153,7 @@ func (w *targetWorker) serve(reconcile *sync.WaitGroup) (healthy bool, err error
 		stopAcquirer()
 		<-acquirerDone
 	}()
-	return w.poll(ctx, set, sess, acq)
+	return set.poll(ctx, sess, acq)
 }
 
 // adopt makes set the worker's scale set and runs its reconcile loop. A
@@ -163,7 +162,7 @@ func (w *targetWorker) serve(reconcile *sync.WaitGroup) (healthy bool, err error
 // actions-runner-controller#3205): the old loop stops, so nothing more is
 // provisioned for it, and the reaper, woken at once, cleans up its
 // runners.
-func (w *targetWorker) adopt(set *scaleSetState, reconcile *sync.WaitGroup) {
+func (w *targetWorker) adopt(set *scaleSet, reconcile *sync.WaitGroup) {
 	w.mu.Lock()
 	old, stopOld := w.set, w.stopReconcile
 	if old == set {
@@ -185,12 +184,12 @@ func (w *targetWorker) adopt(set *scaleSetState, reconcile *sync.WaitGroup) {
 	reconcile.Add(1)
 	go func() {
 		defer reconcile.Done()
-		w.c.reconcileLoop(rctx, set)
+		set.reconcileLoop(rctx)
 	}()
 }
 
 // ensureScaleSet gets or creates the target's scale set and stores it.
-func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSetState, error) {
+func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSet, error) {
 	w.mu.Lock()
 	t := w.target
 	w.mu.Unlock()
@@ -261,223 +260,3 @@ func (w *targetWorker) warnDroppedLabels(name string, res github.ScaleSetResult)
 			"hint", "on GHES 3.18-3.20 a site admin must enable the feature flag DistributedTask.AllowRunnerScaleSetCustomLabels")
 	}
 }
-
-// openSession deletes a session a previous run left behind, then creates
-// a new one and stores it.
-func (w *targetWorker) openSession(ctx context.Context, set *scaleSetState) (Session, error) {
-	old, err := w.c.store.GetSession(set.id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("read stored session: %w", err)
-	case old.SessionID != "":
-		// Left by a crash or an unclean exit. One GitHub expired or
-		// evicted meanwhile counts as deleted.
-		if err := w.c.gh.ScaleSet(set.scope, set.id).DeleteSession(ctx, old.SessionID); err != nil {
-			// Never a reason to stop: if it still exists, creating ours
-			// answers 409 and the delete is tried again after a backoff.
-			w.log.Warn("delete stale message session; creating a new one anyway", "session", old.SessionID, "err", err)
-			break
-		}
-		w.log.Info("deleted stale message session", "session", old.SessionID)
-		if err := w.c.store.ForgetSession(set.id); err != nil {
-			return nil, fmt.Errorf("forget stale session: %w", err)
-		}
-	}
-
-	sess, err := w.c.gh.ScaleSet(set.scope, set.id).OpenSession(ctx, w.c.store.OwnerID())
-	if err != nil {
-		if errors.Is(err, github.ErrSessionConflict) {
-			w.c.rec.SessionConflict(set.scope, set.name)
-		}
-		return nil, err // it names the operation
-	}
-	now := w.c.cfg.Now()
-	rec := store.Session{
-		ScaleSetID: set.id,
-		TargetID:   set.targetID,
-		Scope:      set.scope,
-		SessionID:  sess.ID(),
-		OwnerName:  w.c.store.OwnerID(),
-		CreatedAt:  now,
-		UpdatedAt:  now,
-	}
-	if err := w.c.store.PutSession(rec); err != nil {
-		// Without a stored session a crash would leave it open: give it up.
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.c.cfg.SessionCloseTimeout)
-		defer cancel()
-		_ = sess.Close(closeCtx)
-		return nil, fmt.Errorf("store session: %w", err)
-	}
-	set.setSession(sess.ID())
-	w.c.rec.Listener(set.scope, set.name, true)
-	w.log.Info("message session open", "session", sess.ID())
-	return sess, nil
-}
-
-// closeSession deletes the session on GitHub, then forgets it (keeping the
-// acquisitions still pending). It runs on stop, so it has its own deadline.
-func (w *targetWorker) closeSession(set *scaleSetState, sess Session) {
-	set.setSession("")
-	w.c.rec.Listener(set.scope, set.name, false)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), w.c.cfg.SessionCloseTimeout)
-	defer cancel()
-	if err := sess.Close(ctx); err != nil {
-		// The stored session stays, so the next start deletes it.
-		w.log.Warn("delete message session", "session", sess.ID(), "err", err)
-		return
-	}
-	if err := w.c.store.ForgetSession(set.id); err != nil {
-		w.log.Warn("forget message session", "err", err)
-	}
-	w.log.Info("message session closed", "session", sess.ID())
-}
-
-// poll long-polls the message queue until an error or cancellation. Each
-// message's effects are stored before it is acknowledged.
-func (w *targetWorker) poll(ctx context.Context, set *scaleSetState, sess Session, acq *acquirer) (bool, error) {
-	healthy := false
-	set.setStatistics(sess.Statistics(), w.c.cfg)
-	// lastID is the last message handled on this session. GitHub does not
-	// promise that naming it on the next poll acknowledges it (or the ones
-	// before it), so a message whose acknowledgement was lost may come
-	// again; it is acknowledged again, never handled twice.
-	var lastID int64
-	// pollFailures counts failed polls in a row, storeFailures failed
-	// writes of a message's effects: a good poll does not reset the latter.
-	pollFailures, storeFailures := 0, 0
-	for {
-		msg, err := sess.GetMessage(ctx, lastID, w.c.cfg.MaxRunners)
-		if err != nil {
-			if isCanceled(ctx, err) {
-				return healthy, nil
-			}
-			var unsupported *github.UnsupportedMessageError
-			if errors.As(err, &unsupported) {
-				// Not ours to handle; acknowledge it so it is not
-				// delivered again and again.
-				w.log.Warn("skipping a message of an unsupported type", "message_id", unsupported.MessageID, "type", unsupported.MessageType)
-				if err := sess.Ack(ctx, unsupported.MessageID); err != nil && !isCanceled(ctx, err) {
-					w.log.Warn("acknowledge unsupported message", "message_id", unsupported.MessageID, "err", err)
-				}
-				lastID = max(lastID, unsupported.MessageID)
-				continue
-			}
-			// A transient failure is retried on the same session; a
-			// session that is gone, or one that keeps failing, is
-			// replaced by a new one. A rate-limited poll waits as long as
-			// GitHub asks (the client's gate) and says nothing about the
-			// session, so it does not count toward replacing it.
-			if !github.IsRateLimited(err) {
-				pollFailures++
-			}
-			if !github.IsTransient(err) || pollFailures > maxPollRetries {
-				return healthy, fmt.Errorf("get message: %w", err)
-			}
-			wait := w.c.backoff(max(pollFailures, 1))
-			w.log.Warn("get message; retrying", "err", err, "attempt", pollFailures, "retry_in", wait)
-			if !sleep(ctx, wait) {
-				return healthy, nil
-			}
-			continue
-		}
-		pollFailures = 0
-		healthy = true
-		set.markPolled(w.c.cfg.Now())
-		if msg == nil {
-			set.setStatistics(nil, w.c.cfg)
-			continue
-		}
-		if msg.ID <= lastID {
-			w.log.Debug("message delivered again; acknowledging it again", "message_id", msg.ID)
-			if err := sess.Ack(context.WithoutCancel(ctx), msg.ID); err != nil {
-				w.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
-			}
-			continue
-		}
-		// A message that has started is handled to the end, even on stop.
-		if err := w.handleMessage(context.WithoutCancel(ctx), set, sess, msg, acq); err != nil {
-			// Only storing its effects can fail (the state file: a full
-			// disk, an I/O error). It is not acknowledged, so it comes
-			// again; the session is kept, and polling slows down, more
-			// and more, while the writes fail.
-			storeFailures++
-			wait := min(w.c.backoff(storeFailures), maxStoreBackoff)
-			if storeFailures == 1 || storeFailures%10 == 0 {
-				w.log.Error("store the effects of a message; it will come again", "message_id", msg.ID, "err", err,
-					"failures", storeFailures, "retry_in", wait)
-			}
-			if !sleep(ctx, wait) {
-				return healthy, nil
-			}
-			continue
-		}
-		storeFailures = 0
-		lastID = msg.ID
-	}
-}
-
-// maxStoreBackoff caps the wait between two polls while a message's
-// effects cannot be stored; a longer one would let GitHub expire the
-// session.
-const maxStoreBackoff = 30 * time.Second
-
-// handleMessage stores the effects of one message, then acknowledges it,
-// then has its available jobs acquired.
-//
-// The order cannot lose a job. Everything the message asks of us is stored
-// first, in one write: busy and deleting runners, the statistics' effect,
-// the message ID, and the runner requests to acquire (GHES). Only then is
-// the message acknowledged. Acquisition comes last and runs apart from the
-// poll loop, retried with backoff from the stored list (after a restart
-// too), so a failing acquire neither blocks the queue (JobStarted and
-// JobCompleted keep flowing) nor makes us churn sessions to get the
-// message again; and GitHub itself offers a job that nobody acquired
-// again, as the reference listener relies on (actions/scaleset HEAD acks,
-// then acquires).
-func (w *targetWorker) handleMessage(ctx context.Context, set *scaleSetState, sess Session, msg *github.Message, acq *acquirer) error {
-	if err := w.applyMessage(set, msg); err != nil {
-		return err
-	}
-	if err := sess.Ack(ctx, msg.ID); err != nil {
-		// It may come again: it is then acknowledged, not handled, again.
-		w.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
-	}
-	if len(msg.Available) > 0 {
-		acq.wake()
-	}
-	w.log.Debug("message handled", "message_id", msg.ID, "available", len(msg.Available), "assigned", len(msg.Assigned),
-		"started", len(msg.Started), "completed", len(msg.Completed), "total_assigned_jobs", set.desiredInput())
-	return nil
-}
-
-// applyMessage stores the job effects of a message and records its
-// statistics, as one step for the reconcile loop: a completed job's
-// runner leaves the count together with the job leaving the desired count.
-func (w *targetWorker) applyMessage(set *scaleSetState, msg *github.Message) error {
-	set.countMu.Lock()
-	defer set.countMu.Unlock()
-	for _, m := range msg.Started {
-		if err := w.c.onJobStarted(set, m); err != nil {
-			return err
-		}
-	}
-	for _, m := range msg.Completed {
-		if err := w.c.onJobCompleted(set, m); err != nil {
-			return err
-		}
-	}
-	available := make([]int64, 0, len(msg.Available))
-	for _, a := range msg.Available {
-		available = append(available, a.RunnerRequestID)
-	}
-	if err := w.c.store.RecordMessage(set.id, msg.ID, available); err != nil {
-		return fmt.Errorf("store message: %w", err)
-	}
-	set.setStatistics(msg.Statistics, w.c.cfg)
-	return nil
-}
-
-// maxPollRetries is how many failed polls in a row are retried on the
-// same session before it is replaced.
-const maxPollRetries = 5

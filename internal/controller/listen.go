@@ -1,0 +1,231 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// openSession deletes a session a previous run left behind, then creates
+// a new one and stores it.
+func (s *scaleSet) openSession(ctx context.Context) (Session, error) {
+	old, err := s.c.store.GetSession(s.id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("read stored session: %w", err)
+	case old.SessionID != "":
+		// Left by a crash or an unclean exit. One GitHub expired or
+		// evicted meanwhile counts as deleted.
+		if err := s.c.gh.ScaleSet(s.scope, s.id).DeleteSession(ctx, old.SessionID); err != nil {
+			// Never a reason to stop: if it still exists, creating ours
+			// answers 409 and the delete is tried again after a backoff.
+			s.log.Warn("delete stale message session; creating a new one anyway", "session", old.SessionID, "err", err)
+			break
+		}
+		s.log.Info("deleted stale message session", "session", old.SessionID)
+		if err := s.c.store.ForgetSession(s.id); err != nil {
+			return nil, fmt.Errorf("forget stale session: %w", err)
+		}
+	}
+
+	sess, err := s.c.gh.ScaleSet(s.scope, s.id).OpenSession(ctx, s.c.store.OwnerID())
+	if err != nil {
+		if errors.Is(err, github.ErrSessionConflict) {
+			s.c.rec.SessionConflict(s.scope, s.name)
+		}
+		return nil, err // it names the operation
+	}
+	now := s.c.cfg.Now()
+	rec := store.Session{
+		ScaleSetID: s.id,
+		TargetID:   s.targetID,
+		Scope:      s.scope,
+		SessionID:  sess.ID(),
+		OwnerName:  s.c.store.OwnerID(),
+		CreatedAt:  now,
+		UpdatedAt:  now,
+	}
+	if err := s.c.store.PutSession(rec); err != nil {
+		// Without a stored session a crash would leave it open: give it up.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.c.cfg.SessionCloseTimeout)
+		defer cancel()
+		_ = sess.Close(closeCtx)
+		return nil, fmt.Errorf("store session: %w", err)
+	}
+	s.setSession(sess.ID())
+	s.c.rec.Listener(s.scope, s.name, true)
+	s.log.Info("message session open", "session", sess.ID())
+	return sess, nil
+}
+
+// closeSession deletes the session on GitHub, then forgets it (keeping the
+// acquisitions still pending). It runs on stop, so it has its own deadline.
+func (s *scaleSet) closeSession(ctx context.Context, sess Session) {
+	s.setSession("")
+	s.c.rec.Listener(s.scope, s.name, false)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.c.cfg.SessionCloseTimeout)
+	defer cancel()
+	if err := sess.Close(ctx); err != nil {
+		// The stored session stays, so the next start deletes it.
+		s.log.Warn("delete message session", "session", sess.ID(), "err", err)
+		return
+	}
+	if err := s.c.store.ForgetSession(s.id); err != nil {
+		s.log.Warn("forget message session", "err", err)
+	}
+	s.log.Info("message session closed", "session", sess.ID())
+}
+
+// poll long-polls the message queue until an error or cancellation. Each
+// message's effects are stored before it is acknowledged.
+func (s *scaleSet) poll(ctx context.Context, sess Session, acq *acquirer) (bool, error) {
+	healthy := false
+	s.setStatistics(sess.Statistics(), s.c.cfg)
+	// lastID is the last message handled on this session. GitHub does not
+	// promise that naming it on the next poll acknowledges it (or the ones
+	// before it), so a message whose acknowledgement was lost may come
+	// again; it is acknowledged again, never handled twice.
+	var lastID int64
+	// pollFailures counts failed polls in a row, storeFailures failed
+	// writes of a message's effects: a good poll does not reset the latter.
+	pollFailures, storeFailures := 0, 0
+	for {
+		msg, err := sess.GetMessage(ctx, lastID, s.c.cfg.MaxRunners)
+		if err != nil {
+			if isCanceled(ctx, err) {
+				return healthy, nil
+			}
+			var unsupported *github.UnsupportedMessageError
+			if errors.As(err, &unsupported) {
+				// Not ours to handle; acknowledge it so it is not
+				// delivered again and again.
+				s.log.Warn("skipping a message of an unsupported type", "message_id", unsupported.MessageID, "type", unsupported.MessageType)
+				if err := sess.Ack(ctx, unsupported.MessageID); err != nil && !isCanceled(ctx, err) {
+					s.log.Warn("acknowledge unsupported message", "message_id", unsupported.MessageID, "err", err)
+				}
+				lastID = max(lastID, unsupported.MessageID)
+				continue
+			}
+			// A transient failure is retried on the same session; a
+			// session that is gone, or one that keeps failing, is
+			// replaced by a new one. A rate-limited poll waits as long as
+			// GitHub asks (the client's gate) and says nothing about the
+			// session, so it does not count toward replacing it.
+			if !github.IsRateLimited(err) {
+				pollFailures++
+			}
+			if !github.IsTransient(err) || pollFailures > maxPollRetries {
+				return healthy, err // it names the operation
+			}
+			wait := s.c.backoff(max(pollFailures, 1))
+			s.log.Warn("get message; retrying", "err", err, "attempt", pollFailures, "retry_in", wait)
+			if !sleep(ctx, wait) {
+				return healthy, nil
+			}
+			continue
+		}
+		pollFailures = 0
+		healthy = true
+		s.markPolled(s.c.cfg.Now())
+		if msg == nil {
+			s.setStatistics(nil, s.c.cfg)
+			continue
+		}
+		if msg.ID <= lastID {
+			s.log.Debug("message delivered again; acknowledging it again", "message_id", msg.ID)
+			if err := sess.Ack(context.WithoutCancel(ctx), msg.ID); err != nil {
+				s.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
+			}
+			continue
+		}
+		// A message that has started is handled to the end, even on stop.
+		if err := s.handleMessage(context.WithoutCancel(ctx), sess, msg, acq); err != nil {
+			// Only storing its effects can fail (the state file: a full
+			// disk, an I/O error). It is not acknowledged, so it comes
+			// again; the session is kept, and polling slows down, more
+			// and more, while the writes fail.
+			storeFailures++
+			wait := min(s.c.backoff(storeFailures), maxStoreBackoff)
+			if storeFailures == 1 || storeFailures%10 == 0 {
+				s.log.Error("store the effects of a message; it will come again", "message_id", msg.ID, "err", err,
+					"failures", storeFailures, "retry_in", wait)
+			}
+			if !sleep(ctx, wait) {
+				return healthy, nil
+			}
+			continue
+		}
+		storeFailures = 0
+		lastID = msg.ID
+	}
+}
+
+// maxStoreBackoff caps the wait between two polls while a message's
+// effects cannot be stored; a longer one would let GitHub expire the
+// session.
+const maxStoreBackoff = 30 * time.Second
+
+// handleMessage stores the effects of one message, then acknowledges it,
+// then has its available jobs acquired.
+//
+// The order cannot lose a job. Everything the message asks of us is stored
+// first, in one write: busy and deleting runners, the statistics' effect,
+// the message ID, and the runner requests to acquire (GHES). Only then is
+// the message acknowledged. Acquisition comes last and runs apart from the
+// poll loop, retried with backoff from the stored list (after a restart
+// too), so a failing acquire neither blocks the queue (JobStarted and
+// JobCompleted keep flowing) nor makes us churn sessions to get the
+// message again; and GitHub itself offers a job that nobody acquired
+// again, as the reference listener relies on (actions/scaleset HEAD acks,
+// then acquires).
+func (s *scaleSet) handleMessage(ctx context.Context, sess Session, msg *github.Message, acq *acquirer) error {
+	if err := s.applyMessage(msg); err != nil {
+		return err
+	}
+	if err := sess.Ack(ctx, msg.ID); err != nil {
+		// It may come again: it is then acknowledged, not handled, again.
+		s.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
+	}
+	if len(msg.Available) > 0 {
+		acq.wake()
+	}
+	s.log.Debug("message handled", "message_id", msg.ID, "available", len(msg.Available), "assigned", len(msg.Assigned),
+		"started", len(msg.Started), "completed", len(msg.Completed), "total_assigned_jobs", s.desiredInput())
+	return nil
+}
+
+// applyMessage stores the job effects of a message and records its
+// statistics, as one step for the reconcile loop: a completed job's
+// runner leaves the count together with the job leaving the desired count.
+func (s *scaleSet) applyMessage(msg *github.Message) error {
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	for _, m := range msg.Started {
+		if err := s.onJobStarted(m); err != nil {
+			return err
+		}
+	}
+	for _, m := range msg.Completed {
+		if err := s.onJobCompleted(m); err != nil {
+			return err
+		}
+	}
+	available := make([]int64, 0, len(msg.Available))
+	for _, a := range msg.Available {
+		available = append(available, a.RunnerRequestID)
+	}
+	if err := s.c.store.RecordMessage(s.id, msg.ID, available); err != nil {
+		return fmt.Errorf("store message: %w", err)
+	}
+	s.setStatistics(msg.Statistics, s.c.cfg)
+	return nil
+}
+
+// maxPollRetries is how many failed polls in a row are retried on the
+// same session before it is replaced.
+const maxPollRetries = 5

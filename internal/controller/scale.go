@@ -1,0 +1,127 @@
+package controller
+
+// Scaling a scale set to its desired count: min runners + assigned jobs,
+// capped at max runners (desiredRunners). Up when a message or a
+// finished runner changes the count, down in the reaper's passes.
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+)
+
+// reconcileLoop keeps the scale set's runner count at the desired count:
+// it runs when the listener records a new count, and periodically.
+func (set *scaleSet) reconcileLoop(ctx context.Context) {
+	c := set.c
+	// The slots leave room for a served scale set to start provisioning.
+	for _, slots := range []*fairSlots{c.prepareSlots, c.provisionSlots} {
+		slots.serve(set.id, true)
+		defer slots.serve(set.id, false)
+	}
+	t := time.NewTicker(c.cfg.JanitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-set.kick:
+		case <-t.C:
+		}
+		if err := set.scaleUp(ctx); err != nil && !isCanceled(ctx, err) {
+			set.log.Error("reconcile runners", "err", err)
+		}
+	}
+}
+
+// scaleUp creates a pending record for every missing runner and starts
+// its provisioning in the background. It never waits for an instance.
+func (set *scaleSet) scaleUp(ctx context.Context) error {
+	c := set.c
+	now := c.cfg.Now()
+	if set.paused(now) {
+		return nil
+	}
+	set.countMu.Lock()
+	defer set.countMu.Unlock()
+	counts, err := c.store.CountRunners()
+	if err != nil {
+		return fmt.Errorf("count runners: %w", err)
+	}
+	count, runners := 0, 0
+	for state, n := range counts[set.id] {
+		runners += n
+		if state.Counted() {
+			count += n
+		}
+	}
+	want := int(set.desired.Load())
+	if count >= want {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	set.log.Debug("scaling up", "desired", want, "current", count, "runners", runners)
+	// All missing runners are written in one transaction (one commit, not
+	// one per runner), then their provisioning starts.
+	missing := make([]store.Runner, 0, want-count)
+	for range want - count {
+		missing = append(missing, store.Runner{
+			Name:         "myshoes-" + uuid.NewString(),
+			TargetID:     set.targetID,
+			Scope:        set.scope,
+			ScaleSetID:   set.id,
+			ResourceType: set.resourceType.String(),
+			State:        store.StatePending,
+			StateSince:   map[store.RunnerState]time.Time{store.StatePending: now},
+			CreatedAt:    now,
+			UpdatedAt:    now,
+		})
+	}
+	if err := c.store.CreateRunners(missing); err != nil {
+		// The state file fails (a full disk): try again later, and later.
+		pause := set.provisionFailed(c)
+		return fmt.Errorf("create runner records (provisioning paused for %s): %w", pause, err)
+	}
+	for _, r := range missing {
+		c.startProvision(ctx, set, r.Name)
+	}
+	return nil
+}
+
+// scaleDown removes the idle runners beyond the desired count, oldest
+// idle first, once idle for ScaleDownGrace; remove is the reaper pass's
+// removal (GitHub first: a runner that took a job meanwhile stays), which
+// marks what it removed in removed. runners is the pass's list of every
+// runner. Nothing goes before the scale set's statistics are known: until
+// the session answers after a start, the desired count is only the floor.
+func (s *scaleSet) scaleDown(runners []store.Runner, now time.Time, removed map[string]bool, remove func(store.Runner, string)) {
+	if !s.knowsDesired() {
+		return
+	}
+	desired := int(s.desired.Load())
+	var idle []store.Runner
+	count := 0
+	for _, r := range runners {
+		if r.ScaleSetID != s.id || removed[r.Name] || !r.State.Counted() {
+			continue
+		}
+		count++
+		if r.State == store.StateIdle && now.Sub(idleSince(r)) > s.c.cfg.ScaleDownGrace {
+			idle = append(idle, r)
+		}
+	}
+	sort.Slice(idle, func(i, j int) bool { return idleSince(idle[i]).Before(idleSince(idle[j])) })
+	for i := 0; i < len(idle) && count > desired; i++ {
+		before := len(removed)
+		remove(idle[i], reasonScaleDown)
+		if len(removed) > before {
+			count--
+		}
+	}
+}
