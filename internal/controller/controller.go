@@ -39,7 +39,7 @@ type Controller struct {
 
 	mu      sync.Mutex
 	workers map[string]*targetWorker // by target ID
-	sets    map[int]*scaleSet   // by scale set ID
+	sets    map[int]*scaleSet        // by scale set ID
 	adding  map[string]addCall       // runner names with an AddInstance in flight
 	owned   map[string]bool          // runner names a provisioning or undoing goroutine owns
 	// nameKeyed is what the AddInstance answers showed of the plugin: nil
