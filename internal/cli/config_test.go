@@ -6,8 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +18,12 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
 // cliRunFixture is a valid `run` configuration on disk, and files that
@@ -239,6 +248,42 @@ func TestRunConfigErrorsExit2(t *testing.T) {
 			wantFlag: "--min-runners", wantIn: []string{"3 > 2"}, wantNotIn: []string{"abc"}},
 		{name: "unknown flag", set: []string{"no-such-flag=1"},
 			wantFlag: "--no-such-flag"},
+		// Ranges are the components' (their Validate); the error names the
+		// flag that set the field.
+		{name: "sync-interval below controller.MinSyncInterval", set: []string{"sync-interval=999ms"},
+			wantFlag: "--sync-interval", wantEnv: []string{"SHOES_SCALESET_SYNC_INTERVAL"}, wantIn: []string{"at least 1s"}},
+		{name: "negative scale-down-grace", set: []string{"scale-down-grace=-1s"},
+			wantFlag: "--scale-down-grace", wantEnv: []string{"SHOES_SCALESET_SCALE_DOWN_GRACE"}, wantIn: []string{"must be positive"}},
+		{name: "negative idle-runner-ttl", set: []string{"idle-runner-ttl=-1s"},
+			wantFlag: "--idle-runner-ttl", wantEnv: []string{"SHOES_SCALESET_IDLE_RUNNER_TTL"}, wantIn: []string{"must not be negative"}},
+		{name: "blank runner-user", set: []string{"runner-user= "},
+			wantFlag: "--runner-user", wantEnv: []string{"SHOES_SCALESET_RUNNER_USER", "RUNNER_USER"}, wantIn: []string{"blank"}},
+		{name: "negative plugin-delete-timeout", set: []string{"plugin-delete-timeout=-1s"},
+			wantFlag: "--plugin-delete-timeout", wantEnv: []string{"SHOES_SCALESET_PLUGIN_DELETE_TIMEOUT"}, wantIn: []string{"must be positive"}},
+		{name: "negative history-max-age", set: []string{"history-max-age=-1h"},
+			wantFlag: "--history-max-age", wantEnv: []string{"SHOES_SCALESET_HISTORY_MAX_AGE"}, wantIn: []string{"must not be negative"}},
+		{name: "negative github-retry-wait-max", set: []string{"github-retry-wait-max=-1s"},
+			wantFlag: "--github-retry-wait-max", wantEnv: []string{"SHOES_SCALESET_GITHUB_RETRY_WAIT_MAX"}, wantIn: []string{"must not be negative"}},
+		{name: "github-url with a path", set: []string{"github-url=http://127.0.0.1:1/api/v3"},
+			wantFlag: "--github-url", wantEnv: []string{"SHOES_SCALESET_GITHUB_URL", "GITHUB_URL"}, wantIn: []string{"without a path"}},
+		{name: "github-url with user info", set: []string{"github-url=http://u:secret@127.0.0.1:1"},
+			wantFlag: "--github-url", wantEnv: []string{"SHOES_SCALESET_GITHUB_URL"}, wantIn: []string{"user info"}, wantNotIn: []string{"secret"}},
+		{name: "listen without a port", set: []string{"listen=127.0.0.1"},
+			wantFlag: "--listen", wantEnv: []string{"SHOES_SCALESET_LISTEN"}, wantIn: []string{"127.0.0.1"}},
+		// A zero value would be read as the component's default: refused.
+		{name: "zero shutdown-timeout", set: []string{"shutdown-timeout=0s"},
+			wantFlag: "--shutdown-timeout", wantEnv: []string{"SHOES_SCALESET_SHUTDOWN_TIMEOUT"}, wantIn: []string{"must not be 0s", "30s"}},
+		{name: "zero plugin-add-timeout", set: []string{"plugin-add-timeout=0"},
+			wantFlag: "--plugin-add-timeout", wantEnv: []string{"SHOES_SCALESET_PLUGIN_ADD_TIMEOUT"}, wantIn: []string{"must not be 0s"}},
+		{name: "zero max-runners", set: []string{"max-runners=0"},
+			wantFlag: "--max-runners", wantEnv: []string{"SHOES_SCALESET_MAX_RUNNERS"}, wantIn: []string{"must not be 0"}},
+		{name: "zero history-max-count from the variable", env: map[string]string{"SHOES_SCALESET_HISTORY_MAX_COUNT": "0"},
+			wantFlag: "--history-max-count", wantEnv: []string{"SHOES_SCALESET_HISTORY_MAX_COUNT"}, wantIn: []string{"must not be 0"}},
+		{name: "empty state-file", set: []string{"state-file="},
+			wantFlag: "--state-file", wantEnv: []string{"SHOES_SCALESET_STATE_FILE"}, wantIn: []string{"must not be empty"}},
+		// ... except where the zero has a meaning of its own: no retries.
+		{name: "zero github-retry-max is accepted", set: []string{"github-retry-max=0", "runner-group= "},
+			wantFlag: "--runner-group", wantNotIn: []string{"--github-retry-max"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -377,5 +422,111 @@ func TestPluginPoolSizeDefault(t *testing.T) {
 		if got := pluginPoolSize(tc.flag, tc.concurrency); got != tc.want {
 			t.Errorf("pluginPoolSize(%d, %d) = %d, want %d", tc.flag, tc.concurrency, got, tc.want)
 		}
+	}
+}
+
+// TestRunFlagDefaultsAreTheComponents: every run flag that sets a
+// component's field has that component's default (DefaultConfig), so the
+// default is stated once; and every run flag is accounted for.
+func TestRunFlagDefaultsAreTheComponents(t *testing.T) {
+	// The run flags that set no component field through runSettings:
+	// what only the command line has.
+	runOnly := []string{
+		"myshoes-url", // myshoes.Config.BaseURL, the only myshoes field a flag sets
+		"github-private-key-path", "github-private-key-base64", "github-ca-file",
+		"setup-script-template", "log-level", "log-format",
+	}
+	defaults := map[string]any{
+		componentController: controller.DefaultConfig(),
+		componentShoes:      shoes.DefaultConfig(),
+		componentGitHub:     github.DefaultConfig(),
+		componentStore:      store.DefaultOptions(),
+		componentAPI:        httpapi.Config{},
+	}
+	flags := newRunCmd(streams{}, nil).Flags()
+	inTable := map[string]bool{}
+	for _, s := range runSettings() {
+		inTable[s.flag] = true
+		f := flags.Lookup(s.flag)
+		if f == nil {
+			t.Errorf("runSettings names --%s, which run does not have", s.flag)
+			continue
+		}
+		def, ok := defaults[s.component]
+		if !ok {
+			t.Errorf("--%s: unknown component %q", s.flag, s.component)
+			continue
+		}
+		field := reflect.ValueOf(def).FieldByName(s.field)
+		if !field.IsValid() {
+			t.Errorf("--%s: %s has no field %s", s.flag, s.component, s.field)
+			continue
+		}
+		if s.own {
+			continue
+		}
+		if want := flagText(field.Interface()); f.DefValue != want {
+			t.Errorf("--%s: default %q, but %s.%s defaults to %q", s.flag, f.DefValue, s.component, s.field, want)
+		}
+	}
+	flags.VisitAll(func(f *pflag.Flag) {
+		if _, known := zeroText(f.Value.Type()); !known {
+			t.Errorf("--%s: zeroText does not know the flag type %q", f.Name, f.Value.Type())
+		}
+		switch own := slices.Contains(runOnly, f.Name); {
+		case f.Name == "help":
+		case own && inTable[f.Name]:
+			t.Errorf("--%s is in runSettings and in the run-only flags", f.Name)
+		case !own && !inTable[f.Name]:
+			t.Errorf("--%s is neither in runSettings nor in the run-only flags", f.Name)
+		}
+	})
+}
+
+// flagText prints a Config field's value as pflag prints the default of
+// the flag that sets it.
+func flagText(v any) string {
+	switch x := v.(type) {
+	case []string:
+		return "[" + strings.Join(x, ",") + "]"
+	case fmt.Stringer: // time.Duration
+		return x.String()
+	}
+	return fmt.Sprint(v)
+}
+
+// TestSettingError: a component's field error names the flag that set the
+// field; one about a field no flag sets is still a usage error.
+func TestSettingError(t *testing.T) {
+	o := defaultRunOptions()
+	tests := []struct {
+		name      string
+		component string
+		err       error
+		wantFlag  string
+	}{
+		{"controller field", componentController, fmt.Errorf("wrapped: %w", &controller.FieldError{Field: "MaxRunners", Err: errors.New("bad")}), "--max-runners"},
+		{"field two components share", componentShoes, &shoes.FieldError{Field: "AddTimeout", Err: errors.New("bad")}, "--plugin-add-timeout"},
+		{"store field", componentStore, &store.FieldError{Field: "HistoryMaxAge", Err: errors.New("bad")}, "--history-max-age"},
+		{"field no flag sets", componentController, &controller.FieldError{Field: "AddAttempts", Err: errors.New("bad")}, ""},
+		{"not a field error", componentGitHub, errors.New("bad"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := o.settingError(tc.component, tc.err)
+			var ue *usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("settingError = %v, not a usage error", err)
+			}
+			if !strings.Contains(err.Error(), "bad") {
+				t.Errorf("settingError = %q lost the cause", err)
+			}
+			if tc.wantFlag != "" && !hasCLIWord(err.Error(), tc.wantFlag) {
+				t.Errorf("settingError = %q, want it to name %s", err, tc.wantFlag)
+			}
+			if tc.wantFlag == "" && !strings.Contains(err.Error(), tc.component+" config") {
+				t.Errorf("settingError = %q, want it to name the %s config", err, tc.component)
+			}
+		})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -138,10 +137,12 @@ func defaultRunOptions() *runOptions {
 }
 
 // addFlags registers run's flags on f, with their defaults, and binds them
-// to their environment variables.
+// to their environment variables. The defaults are the components' own
+// (see runSettings), except for the flags only run has.
 func (opts *runOptions) addFlags(f *pflag.FlagSet, lookup lookupEnvFunc) {
+	ctrl, gh, host, st := controller.DefaultConfig(), github.DefaultConfig(), shoes.DefaultConfig(), store.DefaultOptions()
 	f.StringVar(&opts.MyshoesURL, "myshoes-url", "", "base URL of myshoes's REST API (required), e.g. http://127.0.0.1:8080")
-	f.StringVar(&opts.GitHubURL, "github-url", "https://github.com", "GitHub URL; anything but github.com is GitHub Enterprise Server")
+	f.StringVar(&opts.GitHubURL, "github-url", gh.URL, "GitHub URL; anything but github.com is GitHub Enterprise Server")
 	f.Int64Var(&opts.GitHubAppID, "github-app-id", 0, "GitHub App ID")
 	f.StringVar(&opts.GitHubPrivateKeyPath, "github-private-key-path", "", "path to the GitHub App private key (PEM, PKCS#1 or PKCS#8)")
 	f.StringVar(&opts.GitHubPrivateKeyB64, "github-private-key-base64", "", "the GitHub App private key PEM, base64-encoded")
@@ -149,39 +150,39 @@ func (opts *runOptions) addFlags(f *pflag.FlagSet, lookup lookupEnvFunc) {
 	f.StringVar(&opts.GitHubCAFile, "github-ca-file", "", "PEM file of extra CA certificates for GitHub")
 	f.StringVar(&opts.Plugin, "plugin", "", "shoes plugin: a path to the binary, or an http(s) URL to download it from")
 	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 0, "maximum number of plugin processes; each serves one call at a time (0: twice --provision-concurrency, room for as many deletes as provisions)")
-	f.DurationVar(&opts.PluginAddTimeout, "plugin-add-timeout", 5*time.Minute, "deadline of one AddInstance call; past it the outcome is unknown")
-	f.DurationVar(&opts.PluginDeleteTimeout, "plugin-delete-timeout", 3*time.Minute, "deadline of one DeleteInstance call; past it the delete is retried")
+	f.DurationVar(&opts.PluginAddTimeout, "plugin-add-timeout", host.AddTimeout, "deadline of one AddInstance call; past it the outcome is unknown")
+	f.DurationVar(&opts.PluginDeleteTimeout, "plugin-delete-timeout", host.DeleteTimeout, "deadline of one DeleteInstance call; past it the delete is retried")
 	f.StringVar(&opts.PluginSHA256, "plugin-sha256", "", "expected sha256 of the plugin executable (hex), checked against the file, the download or the cached copy")
 	f.StringVar(&opts.StateFile, "state-file", defaultStateFile, "bbolt state file")
 	f.StringVar(&opts.Listen, "listen", defaultListen, "address of the HTTP server for /metrics, /healthz and the state API")
-	f.StringVar(&opts.RunnerGroup, "runner-group", scaleset.DefaultRunnerGroup, "runner group of the scale sets")
-	f.StringVar(&opts.ScaleSetPrefix, "scale-set-prefix", "myshoes", "scale set names are <prefix>-<scope>")
-	f.StringSliceVar(&opts.Labels, "labels", nil, "extra scale set labels, comma-separated")
-	f.IntVar(&opts.MinRunners, "min-runners", 0, "idle runners kept per scale set")
-	f.IntVar(&opts.MaxRunners, "max-runners", 10, "maximum runners per scale set")
-	f.IntVar(&opts.ProvisionConcurrency, "provision-concurrency", 16, "runners provisioned at once, over all scale sets")
-	f.DurationVar(&opts.SyncInterval, "sync-interval", 30*time.Second, "how often the target list is read from myshoes")
-	f.StringVar(&opts.RunnerVersion, "runner-version", "latest", `runner version, "latest" or vX.Y.Z; latest is resolved per scope daily`)
-	f.StringVar(&opts.RunnerUser, "runner-user", "runner", "user the runner runs as")
-	f.StringVar(&opts.RunnerBaseDirectory, "runner-base-directory", "/tmp", "directory the runner is installed under")
+	f.StringVar(&opts.RunnerGroup, "runner-group", ctrl.RunnerGroup, "runner group of the scale sets")
+	f.StringVar(&opts.ScaleSetPrefix, "scale-set-prefix", ctrl.ScaleSetPrefix, "scale set names are <prefix>-<scope>")
+	f.StringSliceVar(&opts.Labels, "labels", ctrl.Labels, "extra scale set labels, comma-separated")
+	f.IntVar(&opts.MinRunners, "min-runners", ctrl.MinRunners, "idle runners kept per scale set")
+	f.IntVar(&opts.MaxRunners, "max-runners", ctrl.MaxRunners, "maximum runners per scale set")
+	f.IntVar(&opts.ProvisionConcurrency, "provision-concurrency", ctrl.ProvisionConcurrency, "runners provisioned at once, over all scale sets")
+	f.DurationVar(&opts.SyncInterval, "sync-interval", ctrl.SyncInterval, "how often the target list is read from myshoes")
+	f.StringVar(&opts.RunnerVersion, "runner-version", ctrl.RunnerVersion, `runner version, "latest" or vX.Y.Z; latest is resolved per scope daily`)
+	f.StringVar(&opts.RunnerUser, "runner-user", ctrl.RunnerUser, "user the runner runs as")
+	f.StringVar(&opts.RunnerBaseDirectory, "runner-base-directory", ctrl.RunnerBaseDirectory, "directory the runner is installed under")
 	f.StringVar(&opts.SetupScriptTemplate, "setup-script-template", "", "file with a Go template replacing the main setup script")
-	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight provisioning may take on shutdown")
+	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", ctrl.ShutdownTimeout, "how long in-flight provisioning may take on shutdown")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
-	f.IntVar(&opts.GitHubRetryMax, "github-retry-max", 4, "retries of a GitHub call answered 5xx or 429")
-	f.DurationVar(&opts.GitHubRetryWaitMax, "github-retry-wait-max", 30*time.Second, "longest wait between GitHub retries")
-	f.DurationVar(&opts.JanitorInterval, "janitor-interval", 5*time.Second, "how often failed deletes are retried and runner counts reconciled")
-	f.DurationVar(&opts.RetryBackoff, "retry-backoff", time.Second, "first wait after a failing target, session or delete; doubles up to 5m")
-	f.DurationVar(&opts.HistoryMaxAge, "history-max-age", 7*24*time.Hour, "finished runners are kept in the history this long")
-	f.IntVar(&opts.HistoryMaxCount, "history-max-count", 10000, "at most this many finished runners are kept in the history")
-	f.DurationVar(&opts.BootstrapTimeout, "runner-bootstrap-timeout", 20*time.Minute, "a runner that has not come online this long after it was created is removed")
-	f.DurationVar(&opts.IdleRunnerTTL, "idle-runner-ttl", 0, "remove runners idle for longer than this; 0 keeps them")
-	f.DurationVar(&opts.ScaleDownGrace, "scale-down-grace", 2*time.Minute, "a runner must have been idle this long before a scale-down removes it")
-	f.DurationVar(&opts.DeleteGiveUp, "delete-give-up", 24*time.Hour, "how long a failing DeleteInstance is retried before the runner goes to history as delete-failed")
-	f.DurationVar(&opts.ReaperInterval, "reaper-interval", time.Minute, "how often the reaper looks for runners to remove")
-	f.IntVar(&opts.ReaperMaxRemovals, "reaper-max-removals", 20, "at most this many runners are removed per reaper pass")
-	f.BoolVar(&opts.DeleteScaleSets, "delete-scale-sets-on-target-removal", false, "delete a removed target's scale set on GitHub once its runners are gone")
-	f.DurationVar(&opts.PollHold, "poll-hold", 50*time.Second, "how long GitHub holds an empty message long-poll; /readyz wants a poll within two holds")
+	f.IntVar(&opts.GitHubRetryMax, "github-retry-max", gh.RetryMax, "retries of a GitHub call answered 5xx or 429")
+	f.DurationVar(&opts.GitHubRetryWaitMax, "github-retry-wait-max", gh.RetryWaitMax, "longest wait between GitHub retries")
+	f.DurationVar(&opts.JanitorInterval, "janitor-interval", ctrl.JanitorInterval, "how often failed deletes are retried and runner counts reconciled")
+	f.DurationVar(&opts.RetryBackoff, "retry-backoff", ctrl.RetryBackoff, "first wait after a failing target, session or delete; doubles up to 5m")
+	f.DurationVar(&opts.HistoryMaxAge, "history-max-age", st.HistoryMaxAge, "finished runners are kept in the history this long")
+	f.IntVar(&opts.HistoryMaxCount, "history-max-count", st.HistoryMaxCount, "at most this many finished runners are kept in the history")
+	f.DurationVar(&opts.BootstrapTimeout, "runner-bootstrap-timeout", ctrl.BootstrapTimeout, "a runner that has not come online this long after it was created is removed")
+	f.DurationVar(&opts.IdleRunnerTTL, "idle-runner-ttl", ctrl.IdleTTL, "remove runners idle for longer than this; 0 keeps them")
+	f.DurationVar(&opts.ScaleDownGrace, "scale-down-grace", ctrl.ScaleDownGrace, "a runner must have been idle this long before a scale-down removes it")
+	f.DurationVar(&opts.DeleteGiveUp, "delete-give-up", ctrl.DeleteGiveUp, "how long a failing DeleteInstance is retried before the runner goes to history as delete-failed")
+	f.DurationVar(&opts.ReaperInterval, "reaper-interval", ctrl.ReaperInterval, "how often the reaper looks for runners to remove")
+	f.IntVar(&opts.ReaperMaxRemovals, "reaper-max-removals", ctrl.ReaperMaxRemovals, "at most this many runners are removed per reaper pass")
+	f.BoolVar(&opts.DeleteScaleSets, "delete-scale-sets-on-target-removal", ctrl.DeleteScaleSetsOnTargetRemoval, "delete a removed target's scale set on GitHub once its runners are gone")
+	f.DurationVar(&opts.PollHold, "poll-hold", ctrl.PollHold, "how long GitHub holds an empty message long-poll; /readyz wants a poll within two holds")
 	opts.env = newEnvBinding(f, myshoesEnv(), lookup)
 }
 
@@ -191,12 +192,15 @@ type runConfig struct {
 	github   github.Config
 	myshoes  myshoes.Config
 	shoes    shoes.Config
+	store    store.Options
 	template string
 	ctrl     controller.Config
 }
 
-// validate checks every option and builds the component configs. Each
-// error names the flag and its variables.
+// validate checks every option and builds the component configs. The
+// ranges of the settings are the components' to check: their Validate
+// errors are reported as errors about the flag that set the field
+// (settingError). Each error names the flag and its variables.
 func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	var rc runConfig
 	e := o.env
@@ -209,28 +213,27 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		return rc, e.flagError(flag, "%v", err)
 	}
 	rc.logger = logger
+	if err := o.checkZeroValues(); err != nil {
+		return rc, err
+	}
 
 	if o.MyshoesURL == "" {
 		return rc, e.flagError("myshoes-url", "required")
 	}
-	if err := checkHTTPURL(o.MyshoesURL); err != nil {
+	rc.myshoes = myshoes.Config{BaseURL: o.MyshoesURL, UserAgent: "shoes-scaleset/" + buildinfo.Version(), Logger: logger.With("component", "myshoes")}
+	if err := rc.myshoes.Validate(); err != nil {
+		// BaseURL is the only field of myshoes.Config a flag sets.
 		return rc, e.flagError("myshoes-url", "%v", err)
 	}
-	rc.myshoes = myshoes.Config{BaseURL: o.MyshoesURL, UserAgent: "shoes-scaleset/" + buildinfo.Version(), Logger: logger.With("component", "myshoes")}
 
-	if err := checkHTTPURL(o.GitHubURL); err != nil {
-		return rc, e.flagError("github-url", "%v", err)
-	}
-	if u, _ := url.Parse(o.GitHubURL); strings.Trim(u.Path, "/") != "" {
-		return rc, e.flagError("github-url", "%q has a path; give the server only, e.g. https://github.example.com", o.GitHubURL)
-	}
 	gh := github.Config{
-		URL:          strings.TrimRight(o.GitHubURL, "/"),
+		URL:          o.GitHubURL,
 		RetryMax:     retryMax(o.GitHubRetryMax),
 		RetryWaitMax: o.GitHubRetryWaitMax,
 		SystemInfo:   scaleset.SystemInfo{System: "shoes-scaleset", Version: buildinfo.Version(), Subsystem: "controller"},
 		Logger:       logger,
 	}
+	keyFlag := "" // the flag the app key came from
 	switch {
 	case o.GitHubToken != "" && (o.GitHubAppID != 0 || o.GitHubPrivateKeyPath != "" || o.GitHubPrivateKeyB64 != ""):
 		return rc, e.flagError("github-token", "give either a token or a GitHub App (--github-app-id and a key), not both")
@@ -245,10 +248,7 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		if err != nil {
 			return rc, e.flagError(flag, "%v", err)
 		}
-		if _, err := github.ParsePrivateKey(key); err != nil {
-			return rc, e.flagError(flag, "%v", err)
-		}
-		gh.PrivateKeyPEM = key
+		gh.PrivateKeyPEM, keyFlag = key, flag
 	}
 	if o.GitHubCAFile != "" {
 		pem, err := os.ReadFile(o.GitHubCAFile)
@@ -265,34 +265,32 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		gh.RootCAs = pool
 	}
 	if o.GitHubRetryMax < 0 {
-		return rc, e.flagError("github-retry-max", "must not be negative")
+		return rc, e.flagError("github-retry-max", "must not be negative (0: no retries)")
+	}
+	if err := gh.Validate(); err != nil {
+		if field, _ := configField(err); field == "PrivateKeyPEM" && keyFlag != "" {
+			return rc, e.flagError(keyFlag, "%v", err)
+		}
+		return rc, o.settingError(componentGitHub, err)
 	}
 	rc.github = gh
 
-	if o.Plugin == "" {
-		return rc, e.flagError("plugin", "required: the path or URL of the shoes plugin")
+	if o.PluginPoolSize < 0 {
+		return rc, e.flagError("plugin-pool-size", "must not be negative (0: twice --provision-concurrency)")
 	}
 	rc.shoes = shoes.Config{Path: o.Plugin, Args: o.pluginArgs, Env: o.pluginEnv, PoolSize: pluginPoolSize(o.PluginPoolSize, o.ProvisionConcurrency),
 		AddTimeout: o.PluginAddTimeout, DeleteTimeout: o.PluginDeleteTimeout, Logger: logger.With("component", "plugin"),
 		SHA256: o.PluginSHA256, DropEnv: pluginEnvDrop()}
-	if o.PluginPoolSize < 0 {
-		return rc, e.flagError("plugin-pool-size", "must not be negative (0: twice --provision-concurrency)")
+	if err := rc.shoes.Validate(); err != nil {
+		return rc, o.settingError(componentShoes, err)
 	}
-	if o.PluginAddTimeout <= 0 {
-		return rc, e.flagError("plugin-add-timeout", "must be positive")
+	rc.store = store.Options{Path: o.StateFile, HistoryMaxAge: o.HistoryMaxAge, HistoryMaxCount: o.HistoryMaxCount}
+	if err := rc.store.Validate(); err != nil {
+		return rc, o.settingError(componentStore, err)
 	}
-	if o.PluginDeleteTimeout <= 0 {
-		return rc, e.flagError("plugin-delete-timeout", "must be positive")
-	}
-	// rc.shoes is checked by shoes.New, after its defaults (the RPC
-	// timeouts) are filled in; Validate alone rejects their zero values.
-	if o.StateFile == "" {
-		return rc, e.flagError("state-file", "required")
-	}
-	if o.Listen != "" {
-		if _, _, err := net.SplitHostPort(o.Listen); err != nil {
-			return rc, e.flagError("listen", "%v", err)
-		}
+	// The API's token is made at start (newAPI); the address is checked now.
+	if err := (httpapi.Config{Listen: o.Listen}).Validate(); err != nil {
+		return rc, o.settingError(componentAPI, err)
 	}
 
 	if o.SetupScriptTemplate != "" {
@@ -304,50 +302,6 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	}
 	if _, err := runnerscript.New(rc.template); err != nil {
 		return rc, e.flagError("setup-script-template", "%v", err)
-	}
-	if err := github.CheckRunnerVersion(o.RunnerVersion); err != nil {
-		return rc, e.flagError("runner-version", "%v", err)
-	}
-	if o.RunnerUser == "" {
-		return rc, e.flagError("runner-user", "must not be empty")
-	}
-	if err := runnerscript.CheckRunnerBaseDirectory(o.RunnerBaseDirectory); err != nil {
-		return rc, e.flagError("runner-base-directory", "%v", err)
-	}
-	if strings.TrimSpace(o.RunnerGroup) == "" {
-		return rc, e.flagError("runner-group", "must not be empty")
-	}
-	if strings.TrimSpace(o.ScaleSetPrefix) == "" {
-		return rc, e.flagError("scale-set-prefix", "must not be empty")
-	}
-
-	checks := []struct {
-		flag string
-		bad  bool
-		msg  string
-	}{
-		{"min-runners", o.MinRunners < 0, "must not be negative"},
-		{"max-runners", o.MaxRunners < 1, "must be at least 1"},
-		{"min-runners", o.MinRunners > o.MaxRunners, fmt.Sprintf("must not exceed --max-runners (%d > %d)", o.MinRunners, o.MaxRunners)},
-		{"provision-concurrency", o.ProvisionConcurrency < 1, "must be at least 1"},
-		{"sync-interval", o.SyncInterval < time.Second, "must be at least 1s"},
-		{"shutdown-timeout", o.ShutdownTimeout <= 0, "must be positive"},
-		{"janitor-interval", o.JanitorInterval <= 0, "must be positive"},
-		{"retry-backoff", o.RetryBackoff <= 0, "must be positive"},
-		{"history-max-age", o.HistoryMaxAge <= 0, "must be positive"},
-		{"history-max-count", o.HistoryMaxCount < 1, "must be at least 1"},
-		{"runner-bootstrap-timeout", o.BootstrapTimeout <= 0, "must be positive"},
-		{"idle-runner-ttl", o.IdleRunnerTTL < 0, "must not be negative"},
-		{"scale-down-grace", o.ScaleDownGrace <= 0, "must be positive"},
-		{"delete-give-up", o.DeleteGiveUp <= 0, "must be positive"},
-		{"reaper-interval", o.ReaperInterval <= 0, "must be positive"},
-		{"reaper-max-removals", o.ReaperMaxRemovals < 1, "must be at least 1"},
-		{"poll-hold", o.PollHold <= 0, "must be positive"},
-	}
-	for _, c := range checks {
-		if c.bad {
-			return rc, e.flagError(c.flag, "%s", c.msg)
-		}
 	}
 
 	rc.ctrl = controller.Config{
@@ -378,7 +332,7 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		DeleteScaleSetsOnTargetRemoval: o.DeleteScaleSets,
 	}
 	if err := rc.ctrl.Validate(); err != nil {
-		return rc, usageErrorf("%v", err)
+		return rc, o.settingError(componentController, err)
 	}
 	return rc, nil
 }
@@ -437,20 +391,6 @@ func (o *runOptions) privateKey() ([]byte, string, error) {
 	}
 }
 
-func checkHTTPURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("malformed URL %q: %v", s, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL", s)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("%q: give a plain base URL, without query, fragment or user info", s)
-	}
-	return nil
-}
-
 // runRun wires the components and runs them until ctx ends. Shutdown is
 // the reverse of start: the controller stops polling, finishes in-flight
 // work and deletes its sessions; then the plugin processes stop, the HTTP
@@ -477,7 +417,7 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 		host.Close()
 		return fmt.Errorf("create state directory: %w", err)
 	}
-	st, err := store.Open(store.Options{Path: o.StateFile, HistoryMaxAge: o.HistoryMaxAge, HistoryMaxCount: o.HistoryMaxCount})
+	st, err := store.Open(rc.store)
 	if err != nil {
 		host.Close()
 		return fmt.Errorf("open state: %w", err)

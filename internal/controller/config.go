@@ -1,12 +1,15 @@
 package controller
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/actions/scaleset"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
 )
 
 // Config holds the controller's settings.
@@ -83,79 +86,75 @@ type Config struct {
 	Now func() time.Time
 }
 
+// MinSyncInterval is the shortest SyncInterval: myshoes's target list is
+// not read more often than once a second.
+const MinSyncInterval = time.Second
+
+// maxSyncTimeout caps the default SyncTimeout.
+const maxSyncTimeout = 30 * time.Second
+
+// DefaultConfig returns the settings a zero Config gets: a zero field of
+// Config means its value here. It is the one place these defaults are
+// stated; the run command's flags take theirs from it. The settings that
+// default to another one are left zero, so that they follow it:
+// DeleteConcurrency (ProvisionConcurrency), SyncTimeout (SyncInterval,
+// at most 30s) and ProvisionStuckAfter (half AddTimeout). Logger,
+// Recorder and Now are left nil (discard, no-op, time.Now).
+func DefaultConfig() Config {
+	return Config{
+		RunnerGroup:          scaleset.DefaultRunnerGroup,
+		ScaleSetPrefix:       "myshoes",
+		MaxRunners:           10,
+		ProvisionConcurrency: 16,
+		SyncInterval:         30 * time.Second,
+		RunnerVersion:        "latest",
+		RunnerUser:           "runner",
+		RunnerBaseDirectory:  "/tmp",
+		AddAttempts:          3,
+		RetryBackoff:         time.Second,
+		MaxBackoff:           5 * time.Minute,
+		JanitorInterval:      5 * time.Second,
+		ShutdownTimeout:      30 * time.Second,
+		AddTimeout:           5 * time.Minute, // the plugin host's default
+		SessionCloseTimeout:  10 * time.Second,
+		PollHold:             50 * time.Second,
+		ReaperInterval:       time.Minute,
+		ReaperMaxRemovals:    20,
+		BootstrapTimeout:     20 * time.Minute,
+		ScaleDownGrace:       2 * time.Minute,
+		DeleteGiveUp:         24 * time.Hour,
+	}
+}
+
+// defaults fills every zero field: from DefaultConfig, then the settings
+// derived from others.
 func (c *Config) defaults() {
-	if c.RunnerGroup == "" {
-		c.RunnerGroup = scaleset.DefaultRunnerGroup
-	}
-	if c.ScaleSetPrefix == "" {
-		c.ScaleSetPrefix = "myshoes"
-	}
-	if c.MaxRunners == 0 {
-		c.MaxRunners = 10
-	}
-	if c.ProvisionConcurrency == 0 {
-		c.ProvisionConcurrency = 16
-	}
-	if c.DeleteConcurrency == 0 {
-		c.DeleteConcurrency = c.ProvisionConcurrency
-	}
-	if c.SyncInterval == 0 {
-		c.SyncInterval = 30 * time.Second
-	}
-	if c.SyncTimeout == 0 {
-		c.SyncTimeout = min(c.SyncInterval, 30*time.Second)
-	}
-	if c.RunnerVersion == "" {
-		c.RunnerVersion = "latest"
-	}
-	if c.RunnerUser == "" {
-		c.RunnerUser = "runner"
-	}
-	if c.RunnerBaseDirectory == "" {
-		c.RunnerBaseDirectory = "/tmp"
-	}
-	if c.AddAttempts == 0 {
-		c.AddAttempts = 3
-	}
-	if c.RetryBackoff == 0 {
-		c.RetryBackoff = time.Second
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = 5 * time.Minute
-	}
-	if c.JanitorInterval == 0 {
-		c.JanitorInterval = 5 * time.Second
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 30 * time.Second
-	}
-	if c.AddTimeout == 0 {
-		c.AddTimeout = 5 * time.Minute // the plugin host's default
-	}
-	if c.ProvisionStuckAfter == 0 {
-		c.ProvisionStuckAfter = c.AddTimeout / 2
-	}
-	if c.SessionCloseTimeout == 0 {
-		c.SessionCloseTimeout = 10 * time.Second
-	}
-	if c.ReaperInterval == 0 {
-		c.ReaperInterval = time.Minute
-	}
-	if c.ReaperMaxRemovals == 0 {
-		c.ReaperMaxRemovals = 20
-	}
-	if c.BootstrapTimeout == 0 {
-		c.BootstrapTimeout = 20 * time.Minute
-	}
-	if c.ScaleDownGrace == 0 {
-		c.ScaleDownGrace = 2 * time.Minute
-	}
-	if c.DeleteGiveUp == 0 {
-		c.DeleteGiveUp = 24 * time.Hour
-	}
-	if c.PollHold == 0 {
-		c.PollHold = 50 * time.Second
-	}
+	d := DefaultConfig()
+	defaultTo(&c.RunnerGroup, d.RunnerGroup)
+	defaultTo(&c.ScaleSetPrefix, d.ScaleSetPrefix)
+	defaultTo(&c.MaxRunners, d.MaxRunners)
+	defaultTo(&c.ProvisionConcurrency, d.ProvisionConcurrency)
+	defaultTo(&c.SyncInterval, d.SyncInterval)
+	defaultTo(&c.RunnerVersion, d.RunnerVersion)
+	defaultTo(&c.RunnerUser, d.RunnerUser)
+	defaultTo(&c.RunnerBaseDirectory, d.RunnerBaseDirectory)
+	defaultTo(&c.AddAttempts, d.AddAttempts)
+	defaultTo(&c.RetryBackoff, d.RetryBackoff)
+	defaultTo(&c.MaxBackoff, d.MaxBackoff)
+	defaultTo(&c.JanitorInterval, d.JanitorInterval)
+	defaultTo(&c.ShutdownTimeout, d.ShutdownTimeout)
+	defaultTo(&c.AddTimeout, d.AddTimeout)
+	defaultTo(&c.SessionCloseTimeout, d.SessionCloseTimeout)
+	defaultTo(&c.PollHold, d.PollHold)
+	defaultTo(&c.ReaperInterval, d.ReaperInterval)
+	defaultTo(&c.ReaperMaxRemovals, d.ReaperMaxRemovals)
+	defaultTo(&c.BootstrapTimeout, d.BootstrapTimeout)
+	defaultTo(&c.ScaleDownGrace, d.ScaleDownGrace)
+	defaultTo(&c.DeleteGiveUp, d.DeleteGiveUp)
+
+	defaultTo(&c.DeleteConcurrency, c.ProvisionConcurrency)
+	defaultTo(&c.SyncTimeout, min(c.SyncInterval, maxSyncTimeout))
+	defaultTo(&c.ProvisionStuckAfter, c.AddTimeout/2)
 	if c.Recorder == nil {
 		c.Recorder = nopRecorder{}
 	}
@@ -167,28 +166,87 @@ func (c *Config) defaults() {
 	}
 }
 
-// Validate fills in defaults and reports the first invalid setting.
+// defaultTo sets *v to d if *v is zero.
+func defaultTo[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// FieldError reports an invalid Config setting. Field is the name of the
+// Config field, so that a caller can name the setting its own way (the
+// run command names its flag).
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate fills in the defaults of the zero fields and reports the first
+// invalid setting, as a *FieldError.
 func (c *Config) Validate() error {
 	c.defaults()
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	positive := []struct {
+		field string
+		name  string
+		d     time.Duration
+	}{
+		{"ShutdownTimeout", "shutdown timeout", c.ShutdownTimeout},
+		{"JanitorInterval", "janitor interval", c.JanitorInterval},
+		{"RetryBackoff", "retry backoff", c.RetryBackoff},
+		{"MaxBackoff", "max backoff", c.MaxBackoff},
+		{"AddTimeout", "add timeout", c.AddTimeout},
+		{"SyncTimeout", "sync timeout", c.SyncTimeout},
+		{"ProvisionStuckAfter", "provision stuck after", c.ProvisionStuckAfter},
+		{"SessionCloseTimeout", "session close timeout", c.SessionCloseTimeout},
+		{"PollHold", "poll hold", c.PollHold},
+		{"ReaperInterval", "reaper interval", c.ReaperInterval},
+		{"BootstrapTimeout", "runner bootstrap timeout", c.BootstrapTimeout},
+		{"ScaleDownGrace", "scale-down grace", c.ScaleDownGrace},
+		{"DeleteGiveUp", "delete give-up", c.DeleteGiveUp},
+	}
 	switch {
+	case strings.TrimSpace(c.RunnerGroup) == "":
+		return bad("RunnerGroup", "runner group must not be blank")
+	case strings.TrimSpace(c.ScaleSetPrefix) == "":
+		return bad("ScaleSetPrefix", "scale set prefix must not be blank")
 	case c.MinRunners < 0:
-		return errors.New("min runners must not be negative")
+		return bad("MinRunners", "min runners must not be negative")
 	case c.MaxRunners < 1:
-		return errors.New("max runners must be at least 1")
+		return bad("MaxRunners", "max runners must be at least 1")
 	case c.MinRunners > c.MaxRunners:
-		return fmt.Errorf("min runners (%d) must not exceed max runners (%d)", c.MinRunners, c.MaxRunners)
+		return bad("MinRunners", "min runners must not exceed max runners (%d > %d)", c.MinRunners, c.MaxRunners)
 	case c.ProvisionConcurrency < 1:
-		return errors.New("provision concurrency must be at least 1")
+		return bad("ProvisionConcurrency", "provision concurrency must be at least 1")
 	case c.DeleteConcurrency < 1:
-		return errors.New("delete concurrency must be at least 1")
-	case c.SyncInterval < 100*time.Millisecond:
-		return errors.New("sync interval must be at least 100ms")
+		return bad("DeleteConcurrency", "delete concurrency must be at least 1")
+	case c.SyncInterval < MinSyncInterval:
+		return bad("SyncInterval", "sync interval must be at least %s", MinSyncInterval)
 	case c.AddAttempts < 1:
-		return errors.New("add attempts must be at least 1")
+		return bad("AddAttempts", "add attempts must be at least 1")
 	case c.IdleTTL < 0:
-		return errors.New("idle runner TTL must not be negative")
+		return bad("IdleTTL", "idle runner TTL must not be negative")
 	case c.ReaperMaxRemovals < 1:
-		return errors.New("reaper max removals must be at least 1")
+		return bad("ReaperMaxRemovals", "reaper max removals must be at least 1")
+	case strings.TrimSpace(c.RunnerUser) == "":
+		return bad("RunnerUser", "runner user must not be blank")
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			return bad(p.field, "%s must be positive", p.name)
+		}
+	}
+	if err := github.CheckRunnerVersion(c.RunnerVersion); err != nil {
+		return &FieldError{Field: "RunnerVersion", Err: err}
+	}
+	if err := runnerscript.CheckRunnerBaseDirectory(c.RunnerBaseDirectory); err != nil {
+		return bad("RunnerBaseDirectory", "runner base directory: %w", err)
 	}
 	return nil
 }

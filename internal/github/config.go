@@ -99,45 +99,77 @@ func (c *Config) retries() int {
 	return c.RetryMax
 }
 
-// Validate reports the first problem with the configuration, judged with
-// defaults applied (c itself is not changed).
+// DefaultConfig returns the settings a zero Config gets: a zero field of
+// Config means its value here, from the Default constants. The run
+// command's flags take their defaults from it. Logger and Recorder are
+// left nil (discard, no-op).
+func DefaultConfig() Config {
+	return Config{
+		URL:          DefaultURL,
+		RetryMax:     DefaultRetryMax,
+		RetryWaitMax: DefaultRetryWaitMax,
+		Timeout:      DefaultTimeout,
+		PollTimeout:  DefaultPollTimeout,
+	}
+}
+
+// FieldError reports an invalid Config setting. Field is the name of the
+// Config field, so that a caller can name the setting its own way (the
+// run command names its flag).
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports the first problem with the configuration, as a
+// *FieldError, judged with defaults applied (c itself is not changed).
 func (c Config) Validate() error {
 	c.defaults()
+	bad := func(field string, err error) error { return &FieldError{Field: field, Err: err} }
 	u, err := url.Parse(c.URL)
 	if err != nil {
-		return fmt.Errorf("github url %q: %w", c.URL, err)
+		return bad("URL", fmt.Errorf("github url %q: %w", c.URL, err))
 	}
 	if u.Scheme != "https" && u.Scheme != "http" {
-		return fmt.Errorf("github url %q: scheme must be http or https", c.URL)
+		return bad("URL", fmt.Errorf("github url %q: scheme must be http or https", c.URL))
 	}
 	if u.Host == "" {
-		return fmt.Errorf("github url %q: missing host", c.URL)
+		return bad("URL", fmt.Errorf("github url %q: missing host", c.URL))
+	}
+	if u.User != nil {
+		return bad("URL", fmt.Errorf("github url %q: user info is not supported", u.Redacted()))
 	}
 	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("github url %q: must be the server root, without a path", c.URL)
+		return bad("URL", fmt.Errorf("github url %q: must be the server root, without a path, e.g. https://github.example.com", c.URL))
 	}
 
 	app := c.AppID != 0 || len(c.PrivateKeyPEM) > 0
 	switch {
 	case app && c.Token != "":
-		return errors.New("github auth: set either a GitHub App (app ID and private key) or a token, not both")
+		return bad("Token", errors.New("github auth: set either a GitHub App (app ID and private key) or a token, not both"))
 	case !app && c.Token == "":
-		return errors.New("github auth: set a GitHub App (app ID and private key) or a token")
+		return bad("AppID", errors.New("github auth: set a GitHub App (app ID and private key) or a token"))
 	case app && c.AppID <= 0:
-		return errors.New("github app: app ID must be a positive number")
+		return bad("AppID", errors.New("github app: app ID must be a positive number"))
 	case app && len(c.PrivateKeyPEM) == 0:
-		return errors.New("github app: private key is required")
+		return bad("PrivateKeyPEM", errors.New("github app: private key is required"))
 	case app:
 		if _, err := ParsePrivateKey(c.PrivateKeyPEM); err != nil {
-			return fmt.Errorf("github app: %w", err)
+			return bad("PrivateKeyPEM", fmt.Errorf("github app: %w", err))
 		}
 	}
 
 	if c.RetryWaitMax < 0 {
-		return errors.New("github retry wait max must not be negative")
+		return bad("RetryWaitMax", errors.New("github retry wait max must not be negative"))
 	}
-	if c.Timeout < 0 || c.PollTimeout < 0 {
-		return errors.New("github timeouts must not be negative")
+	if c.Timeout < 0 {
+		return bad("Timeout", errors.New("github timeouts must not be negative"))
+	}
+	if c.PollTimeout < 0 {
+		return bad("PollTimeout", errors.New("github timeouts must not be negative"))
 	}
 	return nil
 }

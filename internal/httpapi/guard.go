@@ -40,18 +40,30 @@ func (c *Config) defaults() {
 	}
 }
 
-// Validate reports whether the config can build the handler.
+// FieldError reports an invalid Config setting. Field is the name of the
+// Config field, so that a caller can name the setting its own way (the
+// run command names its flag).
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports whether the config can build the handler; an invalid
+// setting is a *FieldError.
 func (c Config) Validate() error {
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-			return fmt.Errorf("api listen address %q: %w", c.Listen, err)
+			return &FieldError{Field: "Listen", Err: fmt.Errorf("api listen address %q: %w", c.Listen, err)}
 		}
 	}
 	if c.Token != "" && len(c.Token) < minTokenLen {
-		return fmt.Errorf("api token: shorter than %d characters", minTokenLen)
+		return &FieldError{Field: "Token", Err: fmt.Errorf("api token: shorter than %d characters", minTokenLen)}
 	}
 	if strings.ContainsAny(c.Token, " \t\r\n") {
-		return errors.New("api token: contains white space")
+		return &FieldError{Field: "Token", Err: errors.New("api token: contains white space")}
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package shoes
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -87,18 +86,36 @@ const (
 	StartFailureCanceled = "canceled"
 )
 
+// DefaultConfig returns the settings a zero Config gets: a zero field of
+// Config means its value here. It is the one place these defaults are
+// stated; the run command's flags take theirs from it. CacheDir, Logger,
+// Recorder and HTTPClient are left zero: their defaults are built when
+// the Config is used (the user cache directory, discard, no-op, a client
+// with a 5 minute timeout).
+func DefaultConfig() Config {
+	return Config{
+		PoolSize:         4,
+		AddTimeout:       5 * time.Minute,
+		DeleteTimeout:    3 * time.Minute,
+		StartTimeout:     time.Minute,
+		DownloadAttempts: 5,
+		DownloadBackoff:  2 * time.Second,
+	}
+}
+
 func (c *Config) defaults() {
+	d := DefaultConfig()
 	if c.PoolSize == 0 {
-		c.PoolSize = 4
+		c.PoolSize = d.PoolSize
 	}
 	if c.AddTimeout == 0 {
-		c.AddTimeout = 5 * time.Minute
+		c.AddTimeout = d.AddTimeout
 	}
 	if c.DeleteTimeout == 0 {
-		c.DeleteTimeout = 3 * time.Minute
+		c.DeleteTimeout = d.DeleteTimeout
 	}
 	if c.StartTimeout == 0 {
-		c.StartTimeout = time.Minute
+		c.StartTimeout = d.StartTimeout
 	}
 	if c.CacheDir == "" {
 		base, err := os.UserCacheDir()
@@ -117,39 +134,56 @@ func (c *Config) defaults() {
 		c.HTTPClient = &http.Client{Timeout: 5 * time.Minute}
 	}
 	if c.DownloadAttempts == 0 {
-		c.DownloadAttempts = 5
+		c.DownloadAttempts = d.DownloadAttempts
 	}
 	if c.DownloadBackoff == 0 {
-		c.DownloadBackoff = 2 * time.Second
+		c.DownloadBackoff = d.DownloadBackoff
 	}
 }
 
-// Validate reports the first invalid field.
-func (c *Config) Validate() error {
+// FieldError reports an invalid Config setting. Field is the name of the
+// Config field, so that a caller can name the setting its own way (the
+// run command names its flag).
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports the first invalid field, as a *FieldError. It judges
+// c as New uses it: a zero field stands for its default (c itself is not
+// changed).
+func (c Config) Validate() error {
+	c.defaults()
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
 	switch {
 	case c.Path == "":
-		return errors.New("plugin path is empty")
+		return bad("Path", "plugin path is empty")
 	case c.PoolSize < 1:
-		return fmt.Errorf("plugin pool size %d: must be at least 1", c.PoolSize)
+		return bad("PoolSize", "plugin pool size %d: must be at least 1", c.PoolSize)
 	case c.AddTimeout <= 0:
-		return fmt.Errorf("plugin add timeout %s: must be positive", c.AddTimeout)
+		return bad("AddTimeout", "plugin add timeout %s: must be positive", c.AddTimeout)
 	case c.DeleteTimeout <= 0:
-		return fmt.Errorf("plugin delete timeout %s: must be positive", c.DeleteTimeout)
+		return bad("DeleteTimeout", "plugin delete timeout %s: must be positive", c.DeleteTimeout)
 	case c.StartTimeout <= 0:
-		return fmt.Errorf("plugin start timeout %s: must be positive", c.StartTimeout)
+		return bad("StartTimeout", "plugin start timeout %s: must be positive", c.StartTimeout)
 	case c.DownloadAttempts < 1:
-		return fmt.Errorf("plugin download attempts %d: must be at least 1", c.DownloadAttempts)
+		return bad("DownloadAttempts", "plugin download attempts %d: must be at least 1", c.DownloadAttempts)
 	case c.DownloadBackoff < 0:
-		return fmt.Errorf("plugin download backoff %s: must not be negative", c.DownloadBackoff)
+		return bad("DownloadBackoff", "plugin download backoff %s: must not be negative", c.DownloadBackoff)
 	}
 	if c.SHA256 != "" {
 		if b, err := hex.DecodeString(c.SHA256); err != nil || len(b) != sha256.Size {
-			return fmt.Errorf("plugin sha256 %q: %w: want 64 hex digits", c.SHA256, ErrChecksumMismatch)
+			return bad("SHA256", "plugin sha256 %q: %w: want 64 hex digits", c.SHA256, ErrChecksumMismatch)
 		}
 	}
 	for _, name := range c.DropEnv {
 		if name == "" || strings.ContainsRune(strings.TrimSuffix(name, "*"), '*') || strings.Contains(name, "=") {
-			return fmt.Errorf("plugin environment filter %q: want a variable name or a prefix ending in *", name)
+			return bad("DropEnv", "plugin environment filter %q: want a variable name or a prefix ending in *", name)
 		}
 	}
 	return nil

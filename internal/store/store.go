@@ -92,32 +92,60 @@ type Options struct {
 	Now func() time.Time
 }
 
+// DefaultOptions returns the settings zero Options get: a zero field of
+// Options means its value here. It is the one place these defaults are
+// stated; the run command's flags take theirs from it. Path has no
+// default and Now is left nil (time.Now).
+func DefaultOptions() Options {
+	return Options{
+		LockTimeout:     5 * time.Second,
+		HistoryMaxAge:   7 * 24 * time.Hour,
+		HistoryMaxCount: 10000,
+	}
+}
+
 func (o *Options) defaults() {
+	d := DefaultOptions()
 	if o.LockTimeout == 0 {
-		o.LockTimeout = 5 * time.Second
+		o.LockTimeout = d.LockTimeout
 	}
 	if o.HistoryMaxAge == 0 {
-		o.HistoryMaxAge = 7 * 24 * time.Hour
+		o.HistoryMaxAge = d.HistoryMaxAge
 	}
 	if o.HistoryMaxCount == 0 {
-		o.HistoryMaxCount = 10000
+		o.HistoryMaxCount = d.HistoryMaxCount
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 }
 
-// Validate reports the first invalid field.
+// FieldError reports an invalid Options setting. Field is the name of the
+// Options field, so that a caller can name the setting its own way (the
+// run command names its flag).
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports the first invalid field, as a *FieldError. A zero
+// field stands for its default.
 func (o Options) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
 	switch {
 	case o.Path == "":
-		return errors.New("state file path is required")
+		return bad("Path", "state file path is required")
 	case o.LockTimeout < 0:
-		return fmt.Errorf("lock timeout must not be negative, got %s", o.LockTimeout)
+		return bad("LockTimeout", "lock timeout must not be negative, got %s", o.LockTimeout)
 	case o.HistoryMaxAge < 0:
-		return fmt.Errorf("history max age must not be negative, got %s", o.HistoryMaxAge)
+		return bad("HistoryMaxAge", "history max age must not be negative, got %s", o.HistoryMaxAge)
 	case o.HistoryMaxCount < 0:
-		return fmt.Errorf("history max count must not be negative, got %d", o.HistoryMaxCount)
+		return bad("HistoryMaxCount", "history max count must not be negative, got %d", o.HistoryMaxCount)
 	}
 	return nil
 }
