@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -413,7 +414,7 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	if err != nil {
 		return o.pluginError(err)
 	}
-	if err := os.MkdirAll(dirOf(o.StateFile), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(o.StateFile), 0o750); err != nil {
 		host.Close()
 		return fmt.Errorf("create state directory: %w", err)
 	}
@@ -502,13 +503,6 @@ func pruneHistory(ctx context.Context, st *store.Store, log *slog.Logger) error 
 		case <-t.C:
 		}
 	}
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndex(path, "/"); i > 0 {
-		return path[:i]
-	}
-	return "."
 }
 
 // exitOnSecondSignal makes a second SIGINT or SIGTERM, received while the

@@ -25,9 +25,14 @@ import (
 //go:embed default.sh.tmpl
 var defaultMainTemplate string
 
+// The defaults of Values' user and base directory, which the
+// controller's settings take too.
 const (
-	defaultRunnerUser          = "runner"
-	defaultRunnerBaseDirectory = "/tmp"
+	DefaultRunnerUser          = "runner"
+	DefaultRunnerBaseDirectory = "/tmp"
+)
+
+const (
 	defaultCacheDirectory      = "/usr/local/etc"
 	defaultSystemRoot          = "/"
 
@@ -80,10 +85,10 @@ type Values struct {
 
 func (v Values) withDefaults() Values {
 	if v.RunnerUser == "" {
-		v.RunnerUser = defaultRunnerUser
+		v.RunnerUser = DefaultRunnerUser
 	}
 	if v.RunnerBaseDirectory == "" {
-		v.RunnerBaseDirectory = defaultRunnerBaseDirectory
+		v.RunnerBaseDirectory = DefaultRunnerBaseDirectory
 	}
 	if v.CacheDirectory == "" {
 		v.CacheDirectory = defaultCacheDirectory
