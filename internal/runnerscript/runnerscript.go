@@ -33,8 +33,8 @@ const (
 )
 
 const (
-	defaultCacheDirectory      = "/usr/local/etc"
-	defaultSystemRoot          = "/"
+	defaultCacheDirectory = "/usr/local/etc"
+	defaultSystemRoot     = "/"
 
 	// heredocMarker ends the encoded main script; '_' is not in the base64
 	// alphabet, so the payload cannot contain it.
