@@ -3,13 +3,8 @@ package cli
 import (
 	"errors"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 	"github.com/spf13/pflag"
-
-	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
 // Each component states the default and the valid range of its settings
@@ -29,8 +24,8 @@ const (
 	componentAPI        = "httpapi"
 )
 
-// setting ties a run flag to the Config field it sets.
-type setting struct {
+// flagField ties a run flag to the Config field it sets.
+type flagField struct {
 	flag      string
 	component string
 	field     string // the Go name of the field in the component's Config
@@ -45,8 +40,8 @@ type setting struct {
 
 // runSettings lists every run flag that sets a field of a component's
 // Config. A flag may set a field of two components.
-func runSettings() []setting {
-	return []setting{
+func runSettings() []flagField {
+	return []flagField{
 		{flag: "github-url", component: componentGitHub, field: "URL"},
 		{flag: "github-app-id", component: componentGitHub, field: "AppID"},
 		{flag: "github-token", component: componentGitHub, field: "Token"},
@@ -90,24 +85,9 @@ func runSettings() []setting {
 // configField returns the Config field a component's validation error is
 // about.
 func configField(err error) (string, bool) {
-	var (
-		c  *controller.FieldError
-		s  *shoes.FieldError
-		g  *github.FieldError
-		st *store.FieldError
-		h  *httpapi.FieldError
-	)
-	switch {
-	case errors.As(err, &c):
-		return c.Field, true
-	case errors.As(err, &s):
-		return s.Field, true
-	case errors.As(err, &g):
-		return g.Field, true
-	case errors.As(err, &st):
-		return st.Field, true
-	case errors.As(err, &h):
-		return h.Field, true
+	var fe *setting.FieldError
+	if errors.As(err, &fe) {
+		return fe.Field, true
 	}
 	return "", false
 }

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 )
 
 // Config holds the controller's settings.
@@ -174,24 +174,15 @@ func defaultTo[T comparable](v *T, d T) {
 	}
 }
 
-// FieldError reports an invalid Config setting. Field is the name of the
-// Config field, so that a caller can name the setting its own way (the
-// run command names its flag).
-type FieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *FieldError) Error() string { return e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError is an invalid setting of this package's Config; Field names
+// the Config field.
+type FieldError = setting.FieldError
 
 // Validate fills in the defaults of the zero fields and reports the first
 // invalid setting, as a *FieldError.
 func (c *Config) Validate() error {
 	c.defaults()
-	bad := func(field, format string, args ...any) error {
-		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
-	}
+	bad := setting.Invalid
 	positive := []struct {
 		field string
 		name  string

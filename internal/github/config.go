@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/actions/scaleset"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 )
 
 // Defaults applied by Config.defaults.
@@ -113,16 +114,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// FieldError reports an invalid Config setting. Field is the name of the
-// Config field, so that a caller can name the setting its own way (the
-// run command names its flag).
-type FieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *FieldError) Error() string { return e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError is an invalid setting of this package's Config; Field names
+// the Config field.
+type FieldError = setting.FieldError
 
 // Validate reports the first problem with the configuration, as a
 // *FieldError, judged with defaults applied (c itself is not changed).

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 )
 
 // minTokenLen is the shortest token Config accepts; NewToken makes 64
@@ -40,16 +42,9 @@ func (c *Config) defaults() {
 	}
 }
 
-// FieldError reports an invalid Config setting. Field is the name of the
-// Config field, so that a caller can name the setting its own way (the
-// run command names its flag).
-type FieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *FieldError) Error() string { return e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError is an invalid setting of this package's Config; Field names
+// the Config field.
+type FieldError = setting.FieldError
 
 // Validate reports whether the config can build the handler; an invalid
 // setting is a *FieldError.

@@ -3,7 +3,6 @@ package shoes
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 )
 
 // Config configures a Host.
@@ -141,25 +142,16 @@ func (c *Config) defaults() {
 	}
 }
 
-// FieldError reports an invalid Config setting. Field is the name of the
-// Config field, so that a caller can name the setting its own way (the
-// run command names its flag).
-type FieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *FieldError) Error() string { return e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError is an invalid setting of this package's Config; Field names
+// the Config field.
+type FieldError = setting.FieldError
 
 // Validate reports the first invalid field, as a *FieldError. It judges
 // c as New uses it: a zero field stands for its default (c itself is not
 // changed).
 func (c Config) Validate() error {
 	c.defaults()
-	bad := func(field, format string, args ...any) error {
-		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
-	}
+	bad := setting.Invalid
 	switch {
 	case c.Path == "":
 		return bad("Path", "plugin path is empty")

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -120,23 +121,14 @@ func (o *Options) defaults() {
 	}
 }
 
-// FieldError reports an invalid Options setting. Field is the name of the
-// Options field, so that a caller can name the setting its own way (the
-// run command names its flag).
-type FieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *FieldError) Error() string { return e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError is an invalid setting of this package's Config; Field names
+// the Config field.
+type FieldError = setting.FieldError
 
 // Validate reports the first invalid field, as a *FieldError. A zero
 // field stands for its default.
 func (o Options) Validate() error {
-	bad := func(field, format string, args ...any) error {
-		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
-	}
+	bad := setting.Invalid
 	switch {
 	case o.Path == "":
 		return bad("Path", "state file path is required")
