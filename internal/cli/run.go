@@ -31,6 +31,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/metrics"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
@@ -269,7 +270,7 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		return rc, e.flagError("github-retry-max", "must not be negative (0: no retries)")
 	}
 	if err := gh.Validate(); err != nil {
-		if field, _ := configField(err); field == "PrivateKeyPEM" && keyFlag != "" {
+		if setting.FieldOf(err) == "PrivateKeyPEM" && keyFlag != "" {
 			return rc, e.flagError(keyFlag, "%v", err)
 		}
 		return rc, o.settingError(componentGitHub, err)

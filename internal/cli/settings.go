@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"errors"
-
 	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 	"github.com/spf13/pflag"
 )
@@ -82,21 +80,11 @@ func runSettings() []flagField {
 	}
 }
 
-// configField returns the Config field a component's validation error is
-// about.
-func configField(err error) (string, bool) {
-	var fe *setting.FieldError
-	if errors.As(err, &fe) {
-		return fe.Field, true
-	}
-	return "", false
-}
-
 // settingError reports err, from the Validate of component's Config, as a
 // usage error naming the flag that set the field it is about. An error
 // about a field no flag sets is still a configuration error.
 func (o *runOptions) settingError(component string, err error) error {
-	if field, ok := configField(err); ok {
+	if field := setting.FieldOf(err); field != "" {
 		for _, s := range runSettings() {
 			if s.component == component && s.field == field {
 				return o.env.flagError(s.flag, "%v", err)

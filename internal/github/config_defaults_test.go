@@ -1,24 +1,19 @@
 package github
 
 import (
-	"errors"
 	"testing"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
-// TestDefaultConfigIsWhatZeroGets: defaults fills a zero field with
-// DefaultConfig's value.
-func TestDefaultConfigIsWhatZeroGets(t *testing.T) {
+// TestConfigDefaultsAndFields: defaults fills a zero Config from
+// DefaultConfig, and an invalid setting is a *setting.FieldError naming
+// the Config field.
+func TestConfigDefaultsAndFields(t *testing.T) {
 	c := Config{Token: "x"}
 	c.defaults()
-	d := DefaultConfig()
-	if c.URL != d.URL || c.RetryMax != d.RetryMax || c.RetryWaitMax != d.RetryWaitMax || c.Timeout != d.Timeout || c.PollTimeout != d.PollTimeout {
-		t.Errorf("defaults() = %+v, DefaultConfig() = %+v", c, d)
-	}
-}
-
-// TestValidateNamesTheField: an invalid setting is a *FieldError naming
-// the Config field.
-func TestValidateNamesTheField(t *testing.T) {
+	testkit.SameSettings(t, c, DefaultConfig())
 	tests := []struct {
 		name  string
 		cfg   Config
@@ -37,11 +32,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"negative poll timeout", Config{Token: "x", PollTimeout: -1}, "PollTimeout"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var fe *FieldError
-			if err := tt.cfg.Validate(); !errors.As(err, &fe) || fe.Field != tt.field {
-				t.Fatalf("Validate = %v, want a *FieldError about %s", err, tt.field)
-			}
-		})
+		if got := setting.FieldOf(tt.cfg.Validate()); got != tt.field {
+			t.Errorf("%s: Validate is about %q, want %s", tt.name, got, tt.field)
+		}
 	}
 }

@@ -1,11 +1,11 @@
 package httpapi_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 )
 
 // TestValidateNamesTheField: an invalid setting is a *FieldError naming
@@ -20,9 +20,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{httpapi.Config{Token: strings.Repeat("a", 40) + " b"}, "Token"},
 	}
 	for _, tt := range tests {
-		var fe *httpapi.FieldError
-		if err := tt.cfg.Validate(); !errors.As(err, &fe) || fe.Field != tt.field {
-			t.Errorf("Validate(%+v) = %v, want a *FieldError about %s", tt.cfg, err, tt.field)
+		if err := tt.cfg.Validate(); setting.FieldOf(err) != tt.field {
+			t.Errorf("Validate(%+v) = %v, want an error about %s", tt.cfg, err, tt.field)
 		}
 	}
 }

@@ -3,7 +3,10 @@
 // the run command names the flag and the environment variable that set it.
 package setting
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // FieldError is an invalid setting. Field is the Go name of the field in
 // the component's Config (or Options).
@@ -18,4 +21,13 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // Invalid returns a *FieldError about field.
 func Invalid(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// FieldOf returns the field err is about, "" if err is not a *FieldError.
+func FieldOf(err error) string {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.Field
+	}
+	return ""
 }

@@ -13,3 +13,12 @@ func TestInvalidIsAFieldError(t *testing.T) {
 		t.Fatalf("errors.As(%v) = %+v", err, fe)
 	}
 }
+
+func TestFieldOf(t *testing.T) {
+	if got := FieldOf(fmt.Errorf("x: %w", Invalid("Path", "required"))); got != "Path" {
+		t.Errorf("FieldOf = %q, want Path", got)
+	}
+	if got := FieldOf(errors.New("plain")); got != "" {
+		t.Errorf("FieldOf(plain error) = %q, want empty", got)
+	}
+}

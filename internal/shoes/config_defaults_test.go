@@ -5,21 +5,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
-// TestDefaultConfigIsWhatZeroGets: defaults fills a zero field with
-// DefaultConfig's value, the one statement of each default.
+// TestDefaultConfigIsWhatZeroGets: defaults fills a zero Config from
+// DefaultConfig, the one statement of each default.
 func TestDefaultConfigIsWhatZeroGets(t *testing.T) {
 	c := Config{Path: "x"}
 	c.defaults()
-	d := DefaultConfig()
-	if c.PoolSize != d.PoolSize || c.AddTimeout != d.AddTimeout || c.DeleteTimeout != d.DeleteTimeout ||
-		c.StartTimeout != d.StartTimeout || c.DownloadAttempts != d.DownloadAttempts || c.DownloadBackoff != d.DownloadBackoff {
-		t.Errorf("defaults() = %+v, DefaultConfig() = %+v", c, d)
-	}
-	if d.PoolSize == 0 || d.AddTimeout == 0 || d.DeleteTimeout == 0 || d.StartTimeout == 0 || d.DownloadAttempts == 0 {
-		t.Errorf("DefaultConfig() has a zero setting: %+v", d)
-	}
+	testkit.SameSettings(t, c, DefaultConfig())
 }
 
 // TestValidateNamesTheField: Validate judges a Config as New uses it (a
@@ -46,9 +42,8 @@ func TestValidateNamesTheField(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
 			err := tt.cfg.Validate()
-			var fe *FieldError
-			if !errors.As(err, &fe) || fe.Field != tt.field {
-				t.Fatalf("Validate = %v, want a *FieldError about %s", err, tt.field)
+			if got := setting.FieldOf(err); got != tt.field {
+				t.Fatalf("Validate = %v (about %q), want an error about %s", err, got, tt.field)
 			}
 			if !strings.Contains(err.Error(), "plugin") {
 				t.Errorf("Validate = %q, want a message naming the plugin setting", err)

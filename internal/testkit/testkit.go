@@ -10,12 +10,17 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -140,4 +145,107 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+var (
+	sharedKeyOnce sync.Once
+	sharedKey     *rsa.PrivateKey
+	sharedKeyPEM  []byte
+)
+
+// SharedKey is Key made once per test binary, for tests that need an app
+// key but not a fresh one: RSA generation is slow under -race.
+func SharedKey(t testing.TB) (*rsa.PrivateKey, []byte) {
+	t.Helper()
+	sharedKeyOnce.Do(func() { sharedKey, sharedKeyPEM = Key(t) })
+	if sharedKey == nil {
+		t.Fatal("the shared key could not be generated")
+	}
+	return sharedKey, sharedKeyPEM
+}
+
+// Fetch sends one request with http.DefaultClient and returns the answer
+// and its whole body (already closed). header may be nil. A request that
+// cannot be made, sent or read fails the test.
+func Fetch(t testing.TB, method, url string, body io.Reader, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	for k, v := range header {
+		req.Header[k] = slices.Clone(v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read: %v", method, url, err)
+	}
+	return resp, b
+}
+
+// Alive reports whether process pid runs; a zombie counts as dead.
+func Alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no procfs: trust kill(0)
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+// PollEvery is Poll checking cond every interval instead of PollInterval:
+// for a condition that costs the system under test, such as a large
+// state fetched over HTTP, or a process started per check.
+func PollEvery(timeout, interval time.Duration, cond func() (bool, string)) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if ok, _ := cond(); ok {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+}
+
+// WaitForEvery is WaitFor checking cond every interval (see PollEvery).
+func WaitForEvery(t testing.TB, what string, timeout, interval time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	if !PollEvery(timeout, interval, cond) {
+		_, seen := cond()
+		t.Fatalf("timed out after %v waiting for %s; last seen:\n%s", timeout, what, seen)
+	}
+}
+
+// SameSettings fails the test unless every field that want sets (not
+// zero) has the same value in got: that a config's defaults() filled a
+// zero config with what its Default…() states.
+func SameSettings(t testing.TB, got, want any) {
+	t.Helper()
+	g, w := reflect.ValueOf(got), reflect.ValueOf(want)
+	if g.Type() != w.Type() || g.Kind() != reflect.Struct {
+		t.Fatalf("SameSettings: %T and %T are not the same struct type", got, want)
+	}
+	for i := range w.NumField() {
+		name := w.Type().Field(i).Name
+		wf := w.Field(i)
+		if !wf.CanInterface() || wf.IsZero() {
+			continue
+		}
+		if !reflect.DeepEqual(g.Field(i).Interface(), wf.Interface()) {
+			t.Errorf("%s = %v, want the default %v", name, g.Field(i).Interface(), wf.Interface())
+		}
+	}
 }

@@ -4,7 +4,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -82,3 +86,83 @@ func TestFreeAddrIsLoopback(t *testing.T) {
 		t.Errorf("FreeAddr = %s", a)
 	}
 }
+
+func TestSharedKeyIsShared(t *testing.T) {
+	k1, p1 := SharedKey(t)
+	k2, p2 := SharedKey(t)
+	if !k1.Equal(k2) || string(p1) != string(p2) {
+		t.Fatal("SharedKey gave two keys")
+	}
+	b, _ := pem.Decode(p1)
+	if b == nil {
+		t.Fatal("no PEM block")
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(b.Bytes); err != nil || !k.Equal(k1) {
+		t.Fatalf("PEM is not the key: %v", err)
+	}
+}
+
+func TestFetch(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Seen", r.Method+" "+r.Header.Get("Authorization")+" "+string(b))
+		w.WriteHeader(http.StatusTeapot)
+		_, _ = w.Write([]byte("body"))
+	}))
+	t.Cleanup(srv.Close)
+	resp, body := Fetch(t, "POST", srv.URL, strings.NewReader("in"), http.Header{"Authorization": {"Bearer x"}})
+	if resp.StatusCode != http.StatusTeapot || string(body) != "body" || resp.Header.Get("X-Seen") != "POST Bearer x in" {
+		t.Fatalf("Fetch = %d %q, seen %q", resp.StatusCode, body, resp.Header.Get("X-Seen"))
+	}
+}
+
+func TestAlive(t *testing.T) {
+	if !Alive(os.Getpid()) {
+		t.Error("this process is not alive")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip(err)
+	}
+	if Alive(cmd.Process.Pid) {
+		t.Errorf("reaped process %d is alive", cmd.Process.Pid)
+	}
+}
+
+func TestPollEvery(t *testing.T) {
+	n := 0
+	start := time.Now()
+	if !PollEvery(5*time.Second, 30*time.Millisecond, func() (bool, string) { n++; return n == 3, "" }) {
+		t.Fatal("PollEvery gave up on a condition that holds on the third check")
+	}
+	if took := time.Since(start); took < 60*time.Millisecond {
+		t.Errorf("3 checks 30ms apart took %v", took)
+	}
+	if PollEvery(50*time.Millisecond, 10*time.Millisecond, func() (bool, string) { return false, "" }) {
+		t.Error("PollEvery held a condition that never holds")
+	}
+	WaitForEvery(t, "a true condition", time.Second, 10*time.Millisecond, func() (bool, string) { return true, "" })
+}
+
+func TestSameSettings(t *testing.T) {
+	type cfg struct {
+		A int
+		B string
+		C time.Duration
+	}
+	SameSettings(t, cfg{1, "x", time.Second}, cfg{1, "x", 0}) // C: no default stated
+	rec := &recordingTB{TB: t}
+	SameSettings(rec, cfg{1, "y", 0}, cfg{1, "x", time.Second})
+	if rec.errors != 2 { // B differs, C is not filled
+		t.Errorf("%d errors, want 2", rec.errors)
+	}
+}
+
+// recordingTB counts the errors a helper reports.
+type recordingTB struct {
+	testing.TB
+	errors int
+}
+
+func (r *recordingTB) Helper()               {}
+func (r *recordingTB) Errorf(string, ...any) { r.errors++ }
