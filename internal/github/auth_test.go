@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 func TestInstallationIDByScope(t *testing.T) {
@@ -24,19 +27,19 @@ func TestInstallationIDByScope(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.scope, func(t *testing.T) {
-			f := newFake(t)
-			p, _ := newProvider(t, f)
+			f, p := newFakeProvider(t)
 			ctx := testCtx(t)
 
+			want := f.installationID(t, "acme")
 			id, err := p.InstallationID(ctx, tt.scope)
-			if err != nil || id != testInstID {
-				t.Fatalf("InstallationID = %d, %v; want %d", id, err, testInstID)
+			if err != nil || id != want {
+				t.Fatalf("InstallationID = %d, %v; want %d", id, err, want)
 			}
 			if got := f.count("GET", tt.path); got != 1 {
 				t.Fatalf("%s called %d times, want 1", tt.path, got)
 			}
 			before := f.total()
-			if id, err := p.InstallationID(ctx, tt.scope); err != nil || id != testInstID {
+			if id, err := p.InstallationID(ctx, tt.scope); err != nil || id != want {
 				t.Fatalf("cached InstallationID = %d, %v", id, err)
 			}
 			if f.total() != before {
@@ -47,26 +50,36 @@ func TestInstallationIDByScope(t *testing.T) {
 }
 
 func TestInstallationIDOutcomes(t *testing.T) {
+	const path = "/api/v3/orgs/acme/installation"
 	tests := []struct {
 		name      string
 		status    int
+		times     int // of the fault; 0: every request
 		wantIs    error
 		transient bool
 		requests  int
 	}{
-		{"not installed", http.StatusNotFound, ErrNotInstalled, false, 1},
-		{"bad key", http.StatusUnauthorized, ErrUnauthorized, false, 1},
-		{"server error", http.StatusBadGateway, nil, true, 2}, // RetryMax 1
+		{"not installed", http.StatusNotFound, 0, ErrNotInstalled, false, 1},
+		{"bad key", http.StatusUnauthorized, 0, ErrUnauthorized, false, 1},
+		{"server error", http.StatusBadGateway, 0, nil, true, 2}, // RetryMax 1
+		{"server error once", http.StatusInternalServerError, 1, nil, false, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
-			f.route("GET", "/api/v3/orgs/acme/installation", func(w http.ResponseWriter, r *http.Request) {
-				writeJSON(w, tt.status, map[string]string{"message": "nope"})
-			})
+			f.fault(t, actionsfake.Fault{Match: "GET " + path, Status: tt.status, Times: tt.times})
 			p, _ := newProvider(t, f)
 
-			_, err := p.InstallationID(testCtx(t), "acme")
+			id, err := p.InstallationID(testCtx(t), "acme")
+			if got := f.count("GET", path); got != tt.requests {
+				t.Errorf("requests = %d, want %d", got, tt.requests)
+			}
+			if tt.times > 0 { // retried, then answered
+				if want := f.installationID(t, "acme"); err != nil || id != want {
+					t.Fatalf("InstallationID = %d, %v; want %d after one retry", id, err, want)
+				}
+				return
+			}
 			if err == nil {
 				t.Fatal("want an error")
 			}
@@ -78,25 +91,7 @@ func TestInstallationIDOutcomes(t *testing.T) {
 			if IsTransient(err) != tt.transient {
 				t.Errorf("IsTransient(%v) = %v, want %v", err, !tt.transient, tt.transient)
 			}
-			if got := f.count("GET", "/api/v3/orgs/acme/installation"); got != tt.requests {
-				t.Errorf("requests = %d, want %d", got, tt.requests)
-			}
 		})
-	}
-}
-
-func TestInstallationIDRetriesTransientFailure(t *testing.T) {
-	f := newFake(t)
-	f.route("GET", "/api/v3/orgs/acme/installation", func(w http.ResponseWriter, r *http.Request) {
-		if f.count("GET", r.URL.Path) == 1 {
-			http.Error(w, "boom", http.StatusInternalServerError)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": 7})
-	})
-	p, _ := newProvider(t, f)
-	if id, err := p.InstallationID(testCtx(t), "acme"); err != nil || id != 7 {
-		t.Fatalf("InstallationID = %d, %v; want 7 after one retry", id, err)
 	}
 }
 
@@ -106,9 +101,9 @@ func TestAppJWTFromKeyFormats(t *testing.T) {
 		key    func(t *testing.T) []byte
 		wantOK bool
 	}{
-		{"pkcs1", func(*testing.T) []byte { return pemPKCS1(testKey()) }, true},
-		{"pkcs8", func(t *testing.T) []byte { return pemPKCS8(t, testKey()) }, true},
-		{"wrong key", func(*testing.T) []byte { return pemPKCS1(otherKey()) }, false},
+		{"pkcs1", func(t *testing.T) []byte { _, p := testkit.SharedKey(t); return p }, true},
+		{"pkcs8", func(t *testing.T) []byte { return pemPKCS8(t, testKey(t)) }, true},
+		{"wrong key", func(t *testing.T) []byte { _, p := testkit.Key(t); return p }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,29 +125,23 @@ func TestAppJWTFromKeyFormats(t *testing.T) {
 			if _, err := p.adminConn(ctx, mustScope(t, "acme")); err != nil {
 				t.Fatalf("adminConn: %v", err)
 			}
-			if n := f.verifiedJWTs(); n != 2 {
-				t.Fatalf("fake verified %d app JWTs, want 2 (lookup, access token)", n)
+			for _, route := range []string{"GET /api/v3/orgs/{owner}/installation", "POST /api/v3/app/installations/{id}/access_tokens"} {
+				if reqs := f.srv.Requests(route); len(reqs) != 1 || reqs[0].Status >= 300 {
+					t.Fatalf("%s: %+v, want one request the fake accepted the app JWT of", route, reqs)
+				}
 			}
 		})
 	}
 }
 
-func TestInstallationIDWithPAT(t *testing.T) {
-	f := newFake(t)
-	p, _ := newProvider(t, f, withPAT(f))
-	id, err := p.InstallationID(testCtx(t), "acme")
-	if id != 0 || err != nil {
-		t.Fatalf("InstallationID = %d, %v; want 0, nil", id, err)
-	}
-	if f.total() != 0 {
-		t.Fatalf("made %d requests, want 0", f.total())
-	}
-}
-
+// TestInstallationIDEnterprise: an enterprise's installation is found in
+// the app's installations by the account's slug; the actionsfake lists
+// accounts by login only, so the list is local.
 func TestInstallationIDEnterprise(t *testing.T) {
 	f := newFake(t)
-	f.route("GET", "/api/v3/app/installations", func(w http.ResponseWriter, r *http.Request) {
-		if !f.checkAppJWT(w, r) {
+	f.route("GET /api/v3/app/installations", func(w http.ResponseWriter, r *http.Request) {
+		if rec := f.answer(r); rec.Code != http.StatusOK { // the fake checks the app JWT
+			w.WriteHeader(rec.Code)
 			return
 		}
 		writeJSON(w, http.StatusOK, []map[string]any{
@@ -171,24 +160,23 @@ func TestInstallationIDEnterprise(t *testing.T) {
 }
 
 func TestAdminConnChainAndCache(t *testing.T) {
-	f := newFake(t)
-	p, _ := newProvider(t, f)
+	f, p := newFakeProvider(t)
 	ctx := testCtx(t)
 	sc := mustScope(t, "acme")
 
 	chain := [][2]string{
 		{"GET", "/api/v3/orgs/acme/installation"},
-		{"POST", "/api/v3/app/installations/42/access_tokens"},
+		{"POST", f.accessTokensPath(t, "acme")},
 		{"POST", "/api/v3/orgs/acme/actions/runners/registration-token"},
-		{"POST", "/api/v3/actions/runner-registration"},
+		{"POST", registrationPath},
 	}
 	for i := 0; i < 3; i++ {
 		c, err := p.adminConn(ctx, sc)
 		if err != nil {
 			t.Fatalf("adminConn #%d: %v", i, err)
 		}
-		if c.url != f.srv.URL+"/tenant/" || c.token != f.adminToken {
-			t.Fatalf("adminConn = %q (token ok=%v)", c.url, c.token == f.adminToken)
+		if c.url != f.url+"/_actions/" || !f.adminWorks(t, c.token) {
+			t.Fatalf("adminConn = %q (token works=%v)", c.url, f.adminWorks(t, c.token))
 		}
 	}
 	for _, call := range chain {
@@ -198,58 +186,67 @@ func TestAdminConnChainAndCache(t *testing.T) {
 	}
 
 	// A token expiring within the 60 s leeway is never cached.
-	f.mu.Lock()
-	f.adminToken = fakeJWT(time.Now().Add(30*time.Second), "admin-short")
-	f.mu.Unlock()
+	f.shortAdminToken(fakeJWT(time.Now().Add(30*time.Second), "admin-short"))
 	p.Forget("acme")
 	for i := 0; i < 2; i++ {
 		if _, err := p.adminConn(ctx, sc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := f.count("POST", "/api/v3/actions/runner-registration"); got != 3 {
+	if got := f.count("POST", registrationPath); got != 3 {
 		t.Fatalf("runner-registration called %d times, want 3", got)
 	}
 	// The installation token itself is reused (ghinstallation caches it).
-	if got := f.count("POST", "/api/v3/app/installations/42/access_tokens"); got != 1 {
+	if got := f.count(chain[1][0], chain[1][1]); got != 1 {
 		t.Fatalf("access_tokens called %d times, want 1", got)
 	}
 }
 
-func TestAdminConnWithPAT(t *testing.T) {
+// TestPAT: with a PAT there is no installation to look up, and the admin
+// connection is made with the PAT alone.
+func TestPAT(t *testing.T) {
 	f := newFake(t)
-	p, _ := newProvider(t, f, withPAT(f))
+	p, _ := newProvider(t, f, withPAT)
+	id, err := p.InstallationID(testCtx(t), "acme")
+	if id != 0 || err != nil {
+		t.Fatalf("InstallationID = %d, %v; want 0, nil", id, err)
+	}
+	if f.total() != 0 {
+		t.Fatalf("InstallationID made %d requests, want 0", f.total())
+	}
 	c, err := p.adminConn(testCtx(t), mustScope(t, "acme/widgets"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if c.token != f.adminToken {
-		t.Fatal("wrong admin token")
 	}
 	if f.count("POST", "/api/v3/repos/acme/widgets/actions/runners/registration-token") != 1 {
 		t.Fatal("repo registration token not requested")
 	}
 	for _, a := range f.seenAuth() {
-		if strings.HasPrefix(a, "Bearer ") && a != "Bearer "+f.pat {
+		if strings.HasPrefix(a, "Bearer ") && a != "Bearer "+testPAT {
 			t.Fatalf("unexpected bearer credential used with a PAT")
 		}
+	}
+	if !f.adminWorks(t, c.token) {
+		t.Fatal("wrong admin token")
 	}
 }
 
 func TestAdminConnRejectsTokenWithoutExp(t *testing.T) {
 	f := newFake(t)
-	f.adminToken = fakeJWT(time.Time{}, "no-exp")
+	token := fakeJWT(time.Time{}, "no-exp")
+	f.shortAdminToken(token)
 	p, _ := newProvider(t, f)
 	_, err := p.adminConn(testCtx(t), mustScope(t, "acme"))
 	if err == nil || !strings.Contains(err.Error(), "no exp") {
 		t.Fatalf("err = %v, want a missing exp error", err)
 	}
-	if strings.Contains(err.Error(), f.adminToken) {
+	if strings.Contains(err.Error(), token) {
 		t.Fatal("error quotes the admin token")
 	}
 }
 
 func TestParsePrivateKey(t *testing.T) {
+	_, key := testkit.SharedKey(t)
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -263,8 +260,8 @@ func TestParsePrivateKey(t *testing.T) {
 		pem     []byte
 		wantErr string
 	}{
-		{"pkcs1", pemPKCS1(testKey()), ""},
-		{"pkcs8", pemPKCS8(t, testKey()), ""},
+		{"pkcs1", key, ""},
+		{"pkcs8", pemPKCS8(t, testKey(t)), ""},
 		{"garbage", []byte("definitely not a key"), "not PEM"},
 		{"empty", nil, "not PEM"},
 		{"pkcs8 ec", pemPKCS8(t, ec), "not an RSA key"},
@@ -275,7 +272,7 @@ func TestParsePrivateKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			key, err := ParsePrivateKey(tt.pem)
 			if tt.wantErr == "" {
-				if err != nil || !key.Equal(testKey()) {
+				if err != nil || !key.Equal(testKey(t)) {
 					t.Fatalf("ParsePrivateKey = %v, want the test key", err)
 				}
 				return
@@ -288,7 +285,7 @@ func TestParsePrivateKey(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	key := pemPKCS1(testKey())
+	_, key := testkit.SharedKey(t)
 	tests := []struct {
 		name    string
 		cfg     Config
@@ -321,21 +318,20 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestAPIBaseURL(t *testing.T) {
-	tests := map[string]string{
-		"https://github.com":        "https://api.github.com",
-		"https://www.github.com":    "https://api.github.com",
-		"https://tenant.ghe.com":    "https://api.tenant.ghe.com",
-		"https://ghes.example":      "https://ghes.example/api/v3",
-		"http://127.0.0.1:8080":     "http://127.0.0.1:8080/api/v3",
-		"https://ghes.example:8443": "https://ghes.example:8443/api/v3",
-	}
-	for in, want := range tests {
-		p, err := New(Config{URL: in, Token: "x"})
+	for _, tt := range []struct{ url, api string }{
+		{"https://github.com", "https://api.github.com"},
+		{"https://www.github.com", "https://api.github.com"},
+		{"https://tenant.ghe.com", "https://api.tenant.ghe.com"},
+		{"https://ghes.example", "https://ghes.example/api/v3"},
+		{"http://127.0.0.1:8080", "http://127.0.0.1:8080/api/v3"},
+		{"https://ghes.example:8443", "https://ghes.example:8443/api/v3"},
+	} {
+		p, err := New(Config{URL: tt.url, Token: "x"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.api != want {
-			t.Errorf("api(%q) = %q, want %q", in, p.api, want)
+		if p.api != tt.api {
+			t.Errorf("api(%q) = %q, want %q", tt.url, p.api, tt.api)
 		}
 	}
 }

@@ -3,52 +3,35 @@ package github
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 const (
-	testAppID  = int64(1234)
-	testOrg    = "acme"
-	testInstID = 42
+	testAppID = int64(1234)
+	testPAT   = "ghp_personalACCESStoken"
 )
 
-// One key for the whole test binary: RSA key generation is slow under -race.
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
+// testKey is the app's key, made once for the test binary.
+func testKey(t testing.TB) *rsa.PrivateKey {
+	k, _ := testkit.SharedKey(t)
 	return k
-})
-
-var otherKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
-func pemPKCS1(k *rsa.PrivateKey) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
 }
 
 func pemPKCS8(t *testing.T, k any) []byte {
@@ -71,230 +54,165 @@ func fakeJWT(exp time.Time, subject string) string {
 	return enc([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." + enc(payload) + "." + enc([]byte("sig-"+subject))
 }
 
-// verifyAppJWT checks an "Authorization: Bearer <jwt>" header: RS256 with
-// pub, iss = the app ID, a valid time window.
-func verifyAppJWT(header string, pub *rsa.PublicKey, appID int64) error {
-	tok, ok := strings.CutPrefix(header, "Bearer ")
-	if !ok {
-		return errors.New("no bearer token")
-	}
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return errors.New("not a JWT")
-	}
-	dec := base64.RawURLEncoding.DecodeString
-	hdr, err := dec(parts[0])
-	if err != nil {
-		return err
-	}
-	var h struct {
-		Alg string `json:"alg"`
-	}
-	if err := json.Unmarshal(hdr, &h); err != nil || h.Alg != "RS256" {
-		return fmt.Errorf("alg %q: %v", h.Alg, err)
-	}
-	sig, err := dec(parts[2])
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig); err != nil {
-		return fmt.Errorf("signature: %w", err)
-	}
-	payload, err := dec(parts[1])
-	if err != nil {
-		return err
-	}
-	var c struct {
-		Iss string `json:"iss"`
-		Iat int64  `json:"iat"`
-		Exp int64  `json:"exp"`
-	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return err
-	}
-	now := time.Now().Unix()
-	if c.Iss != strconv.FormatInt(appID, 10) {
-		return fmt.Errorf("iss %q", c.Iss)
-	}
-	if c.Iat > now+1 || c.Exp <= now || c.Exp-c.Iat > 600 {
-		return fmt.Errorf("bad time window iat=%d exp=%d now=%d", c.Iat, c.Exp, now)
-	}
-	return nil
+// seenRequest is a request the fake was sent.
+type seenRequest struct {
+	method, path string
+	query        url.Values
+	header       http.Header
+	body         []byte
 }
 
-// fakeGitHub is a loopback GHES (API under /api/v3) plus an Actions service
-// under /tenant/. Tests add routes for what they exercise.
+// fakeGitHub is the actionsfake service (the GitHub API under /api/v3,
+// the Actions service under /_actions/, the broker under /_broker/) with a
+// record of every request. A test overrides a route with route where it
+// needs an answer the actionsfake does not give.
 type fakeGitHub struct {
-	t   *testing.T
-	srv *httptest.Server
-	pub *rsa.PublicKey
+	srv       *actionsfake.Server
+	url       string
+	overrides *http.ServeMux
 
-	instToken  string
-	regToken   string
-	adminToken string
-	pat        string
-
-	mu      sync.Mutex
-	bom     bool // every answer body begins with a UTF-8 BOM
-	routes  map[string]http.HandlerFunc
-	calls   map[string]int
-	auths   []string // every Authorization header seen
-	appJWTs int      // verified app JWTs
+	mu   sync.Mutex
+	seen []seenRequest
 }
 
-func newFake(t *testing.T) *fakeGitHub {
+// newFake serves an actionsfake that knows app testAppID by testKey and the
+// PAT testPAT, and holds an empty poll for 100ms. It fails the test if the
+// client broke the protocol.
+func newFake(t *testing.T, mutate ...func(*actionsfake.Config)) *fakeGitHub {
 	t.Helper()
-	f := &fakeGitHub{
-		t:          t,
-		pub:        &testKey().PublicKey,
-		instToken:  "ghs_installationTOKEN42",
-		regToken:   "REGISTRATIONtoken0001",
-		adminToken: fakeJWT(time.Now().Add(time.Hour), "admin-1"),
-		pat:        "ghp_personalACCESStoken",
-		routes:     map[string]http.HandlerFunc{},
-		calls:      map[string]int{},
+	cfg := actionsfake.Config{
+		AppID:        testAppID,
+		AppPublicKey: &testKey(t).PublicKey,
+		Tokens:       []string{testPAT},
+		PollHold:     100 * time.Millisecond,
 	}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	f.installChain()
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	srv, err := actionsfake.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeGitHub{srv: srv, overrides: http.NewServeMux()}
+	ts := httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(ts.Close)
+	t.Cleanup(srv.Close) // runs first: releases held polls
+	srv.SetBaseURL(ts.URL)
+	f.url = ts.URL
+	t.Cleanup(func() {
+		if v := srv.State().Violations; len(v) > 0 {
+			t.Errorf("protocol violations: %+v", v)
+		}
+	})
 	return f
 }
 
 func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
-	key := r.Method + " " + r.URL.Path
-	f.mu.Lock()
-	f.calls[key]++
-	if a := r.Header.Get("Authorization"); a != "" {
-		f.auths = append(f.auths, a)
-	}
-	h := f.routes[key]
-	if f.bom {
-		w = &bomWriter{ResponseWriter: w}
-	}
-	f.mu.Unlock()
-	if h == nil {
-		f.t.Errorf("fake: unexpected request %s", key)
-		http.Error(w, "no route", http.StatusNotFound)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	h(w, r)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	f.mu.Lock()
+	f.seen = append(f.seen, seenRequest{method: r.Method, path: r.URL.Path, query: r.URL.Query(), header: r.Header.Clone(), body: body})
+	f.mu.Unlock()
+	if h, pattern := f.overrides.Handler(r); pattern != "" {
+		h.ServeHTTP(w, r)
+		return
+	}
+	f.srv.Handler().ServeHTTP(w, r)
 }
 
-// bomWriter begins a body with the UTF-8 BOM, as the Actions service may.
-type bomWriter struct {
-	http.ResponseWriter
-	wrote bool
+// route answers the requests pattern (of http.ServeMux) matches with h
+// instead of the actionsfake.
+func (f *fakeGitHub) route(pattern string, h http.HandlerFunc) { f.overrides.HandleFunc(pattern, h) }
+
+// answer is what the actionsfake answers r, for a route that changes it.
+func (f *fakeGitHub) answer(r *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	f.srv.Handler().ServeHTTP(rec, r)
+	return rec
 }
 
-func (w *bomWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.wrote = true
-		if _, err := w.ResponseWriter.Write(utf8BOM); err != nil {
-			return 0, err
+// fault adds a fault to the actionsfake.
+func (f *fakeGitHub) fault(t *testing.T, fault actionsfake.Fault) {
+	t.Helper()
+	if err := f.srv.AddFault(fault); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// requests returns the requests of method to path, oldest first.
+func (f *fakeGitHub) requests(method, path string) []seenRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []seenRequest
+	for _, r := range f.seen {
+		if r.method == method && r.path == path {
+			out = append(out, r)
 		}
 	}
-	return w.ResponseWriter.Write(b)
+	return out
 }
 
-func (f *fakeGitHub) route(method, path string, h http.HandlerFunc) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.routes[method+" "+path] = h
-}
-
-func (f *fakeGitHub) count(method, path string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls[method+" "+path]
-}
+func (f *fakeGitHub) count(method, path string) int { return len(f.requests(method, path)) }
 
 func (f *fakeGitHub) total() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := 0
-	for _, c := range f.calls {
-		n += c
-	}
-	return n
+	return len(f.seen)
 }
 
-func (f *fakeGitHub) verifiedJWTs() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.appJWTs
-}
-
+// seenAuth returns every Authorization header sent.
 func (f *fakeGitHub) seenAuth() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]string(nil), f.auths...)
-}
-
-// checkAppJWT verifies the app JWT of r; on failure it answers 401.
-func (f *fakeGitHub) checkAppJWT(w http.ResponseWriter, r *http.Request) bool {
-	if err := verifyAppJWT(r.Header.Get("Authorization"), f.pub, testAppID); err != nil {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "A JSON web token could not be decoded"})
-		return false
-	}
-	f.mu.Lock()
-	f.appJWTs++
-	f.mu.Unlock()
-	return true
-}
-
-func (f *fakeGitHub) checkBearer(w http.ResponseWriter, r *http.Request, want ...string) bool {
-	got := r.Header.Get("Authorization")
-	for _, tok := range want {
-		if got == "Bearer "+tok {
-			return true
+	var out []string
+	for _, r := range f.seen {
+		if a := r.header.Get("Authorization"); a != "" {
+			out = append(out, a)
 		}
 	}
-	writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "Bad credentials"})
-	return false
+	return out
 }
 
-// installChain serves the installation lookup and the admin connection chain
-// for org acme and repo acme/widgets.
-func (f *fakeGitHub) installChain() {
-	for _, p := range []string{"/api/v3/orgs/acme/installation", "/api/v3/repos/acme/widgets/installation"} {
-		f.route("GET", p, func(w http.ResponseWriter, r *http.Request) {
-			if f.checkAppJWT(w, r) {
-				writeJSON(w, http.StatusOK, map[string]any{"id": testInstID, "account": map[string]any{"login": "acme"}})
-			}
-		})
+// installationID is the fake's installation of owner.
+func (f *fakeGitHub) installationID(t *testing.T, owner string) int64 {
+	t.Helper()
+	id, ok := f.srv.InstallationID(owner)
+	if !ok {
+		t.Fatalf("the app is not installed for %s", owner)
 	}
-	f.route("POST", fmt.Sprintf("/api/v3/app/installations/%d/access_tokens", testInstID), func(w http.ResponseWriter, r *http.Request) {
-		if f.checkAppJWT(w, r) {
-			writeJSON(w, http.StatusCreated, map[string]any{"token": f.instToken, "expires_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
-		}
-	})
-	for _, p := range []string{"/api/v3/orgs/acme/actions/runners/registration-token", "/api/v3/repos/acme/widgets/actions/runners/registration-token"} {
-		f.route("POST", p, func(w http.ResponseWriter, r *http.Request) {
-			if f.checkBearer(w, r, f.instToken, f.pat) {
-				writeJSON(w, http.StatusCreated, map[string]any{"token": f.regToken, "expires_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
-			}
-		})
-	}
-	f.route("POST", "/api/v3/actions/runner-registration", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "RemoteAuth "+f.regToken {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "bad registration token"})
+	return id
+}
+
+// shortAdminToken makes the runner-registration of f hand out token
+// instead of the fake's own admin token.
+func (f *fakeGitHub) shortAdminToken(token string) {
+	f.route("POST "+registrationPath, func(w http.ResponseWriter, r *http.Request) {
+		rec := f.answer(r)
+		var conn map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &conn); err != nil || rec.Code != http.StatusOK {
+			w.WriteHeader(rec.Code)
 			return
 		}
-		var body struct {
-			URL         string `json:"url"`
-			RunnerEvent string `json:"runner_event"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.RunnerEvent != "register" ||
-			(body.URL != f.srv.URL+"/acme" && body.URL != f.srv.URL+"/acme/widgets") {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"message": fmt.Sprintf("bad body %+v", body)})
-			return
-		}
-		f.mu.Lock()
-		tok := f.adminToken
-		f.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]string{"url": f.srv.URL + "/tenant/", "token": tok})
+		conn["token"] = token
+		writeJSON(w, http.StatusOK, conn)
 	})
+}
+
+// accessTokensPath is the path of the installation tokens of owner.
+func (f *fakeGitHub) accessTokensPath(t *testing.T, owner string) string {
+	return fmt.Sprintf("/api/v3/app/installations/%d/access_tokens", f.installationID(t, owner))
+}
+
+// adminWorks reports whether the Actions service takes token as an admin token.
+func (f *fakeGitHub) adminWorks(t *testing.T, token string) bool {
+	t.Helper()
+	resp, _ := testkit.Fetch(t, "GET", f.url+"/_actions/_apis/runtime/runnergroups/?api-version=6.0-preview", nil,
+		http.Header{"Authorization": {"Bearer " + token}})
+	return resp.StatusCode == http.StatusOK
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -303,33 +221,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// newProvider builds a Provider against f authenticating as the app with
-// the PKCS#1 test key, logging at debug into the returned buffer.
-func newProvider(t *testing.T, f *fakeGitHub, mutate ...func(*Config)) (*Provider, *syncBuffer) {
+// newProvider builds a Provider against f authenticating as the app,
+// logging at debug into the returned buffer.
+func newProvider(t *testing.T, f *fakeGitHub, mutate ...func(*Config)) (*Provider, *testkit.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
+	_, key := testkit.SharedKey(t)
 	cfg := Config{
-		URL:           f.srv.URL,
+		URL:           f.url,
 		AppID:         testAppID,
-		PrivateKeyPEM: pemPKCS1(testKey()),
+		PrivateKeyPEM: key,
 		RetryMax:      1,
 		RetryWaitMax:  time.Millisecond,
 		Timeout:       10 * time.Second,
@@ -346,19 +247,57 @@ func newProvider(t *testing.T, f *fakeGitHub, mutate ...func(*Config)) (*Provide
 	return p, logs
 }
 
-func withPAT(f *fakeGitHub) func(*Config) {
-	return func(c *Config) {
-		c.AppID, c.PrivateKeyPEM, c.Token = 0, nil, f.pat
-	}
+// newFakeProvider is newFake with a provider on it (see newProvider).
+func newFakeProvider(t *testing.T, mutate ...func(*actionsfake.Config)) (*fakeGitHub, *Provider) {
+	t.Helper()
+	f := newFake(t, mutate...)
+	p, _ := newProvider(t, f)
+	return f, p
 }
 
-func readBody(t *testing.T, r *http.Request) []byte {
+func withPAT(c *Config) { c.AppID, c.PrivateKeyPEM, c.Token = 0, nil, testPAT }
+
+// Paths of the Actions service.
+const (
+	scaleSetsPath    = "/_actions/_apis/runtime/runnerscalesets"
+	registrationPath = "/api/v3/actions/runner-registration"
+)
+
+func scaleSetPath(id int, rest string) string { return fmt.Sprintf("%s/%d%s", scaleSetsPath, id, rest) }
+
+// newScaleSet creates scale set name in scope through p and returns its ID.
+func newScaleSet(t *testing.T, p *Provider, scope, name string) int {
 	t.Helper()
-	b, err := io.ReadAll(r.Body)
+	res, err := p.EnsureScaleSet(testCtx(t), ScaleSetSpec{Scope: scope, Name: name, Labels: ScaleSetLabels(name, nil)})
 	if err != nil {
-		t.Errorf("read body: %v", err)
+		t.Fatalf("EnsureScaleSet %s: %v", name, err)
 	}
-	return b
+	return res.ScaleSet.ID
+}
+
+// openSession creates scale set shoes-acme and opens a message session on
+// it as host-1.
+func openSession(t *testing.T, p *Provider) *Session {
+	t.Helper()
+	s, err := p.CreateSession(testCtx(t), "acme", newScaleSet(t, p, "acme", "shoes-acme"), "host-1")
+	if err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	return s
+}
+
+// sessionPath is the Actions service path of s.
+func sessionPath(s *Session) string { return scaleSetPath(s.ScaleSetID(), "/sessions/"+s.ID()) }
+
+// queuePath is the broker path of the message queue of s.
+func queuePath(t *testing.T, s *Session) string {
+	t.Helper()
+	raw, _ := s.queue()
+	u, err := url.Parse(raw)
+	if err != nil || !strings.HasPrefix(u.Path, "/_broker/") {
+		t.Fatalf("queue URL %q: %v", raw, err)
+	}
+	return u.Path
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -3,35 +3,32 @@ package github
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/actions/scaleset"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
+
+// requestIDs lists the runner request IDs of entries.
+func requestIDs(entries []*scaleset.JobMessageBase) []int64 {
+	var out []int64
+	for _, e := range entries {
+		out = append(out, e.RunnerRequestID)
+	}
+	return out
+}
 
 // TestNoSecretsInLogs drives every kind of call, including failures and the
 // library's own chain, with debug logging on, and checks that no credential
 // reaches a log line or an error.
 func TestNoSecretsInLogs(t *testing.T) {
-	s := newScaleSetFake(t)
-	f := s.f
-	f.sessionRoutes()
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+queueToken2 {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		writeJSON(w, http.StatusOK, jobMessage(t, 3, []map[string]any{{"messageType": "JobAvailable", "runnerRequestId": 5}}))
-	})
-	f.route("DELETE", queuePath+"/3", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/7/acquirejobs", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"count": 1, "value": []int64{5}})
-	})
-	f.route("GET", "/api/v3/orgs/acme/actions/runners/downloads", downloadsHandler(f, f.instToken, f.pat))
-	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/8/sessions", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusConflict, map[string]string{"message": "session exists"})
-	})
-
+	f := newFake(t, func(c *actionsfake.Config) { c.Acquire = true })
 	ctx := testCtx(t)
 	var errs []error
 	note := func(err error) {
@@ -41,25 +38,31 @@ func TestNoSecretsInLogs(t *testing.T) {
 	}
 
 	app, appLogs := newProvider(t, f)
-	pat, patLogs := newProvider(t, f, withPAT(f))
-	for _, p := range []*Provider{app, pat} {
+	pat, patLogs := newProvider(t, f, withPAT)
+	id := newScaleSet(t, app, "acme", "shoes-acme")
+	for i, p := range []*Provider{app, pat} {
 		_, err := p.InstallationID(ctx, "acme")
 		note(err)
-		sess, err := p.CreateSession(ctx, "acme", testScaleSetID, "host-1")
+		sess, err := p.CreateSession(ctx, "acme", id, "host-1")
 		if err != nil {
 			t.Fatal(err)
 		}
+		f.queueJobs(t, 1)
+		// The first poll's token is refused: the session is refreshed.
+		f.fault(t, actionsfake.Fault{Match: "GET /_broker/", Status: http.StatusUnauthorized, Times: 1})
 		msg, err := sess.GetMessage(ctx, 0, 2)
 		note(err)
 		if msg == nil {
 			t.Fatal("no message")
 		}
-		_, err = sess.AcquireJobs(ctx, []int64{5})
+		_, err = sess.AcquireJobs(ctx, requestIDs(msg.Available))
 		note(err)
 		note(sess.DeleteMessage(ctx, msg.ID))
 		_, err = p.RunnerVersion(ctx, "acme", "latest")
 		note(err)
 		_, _, err = p.GetOrCreateScaleSet(ctx, "acme", "", "shoes-acme", []string{"self-hosted", "shoes-acme"})
+		note(err)
+		_, err = p.GenerateJITConfig(ctx, "acme", id, fmt.Sprintf("myshoes-%d", i), "_work")
 		note(err)
 		note(sess.Close(ctx))
 	}
@@ -67,9 +70,13 @@ func TestNoSecretsInLogs(t *testing.T) {
 		t.Fatalf("calls failed: %v", errs)
 	}
 	// Failures carry no credential either.
-	_, err := app.CreateSession(ctx, "acme", 8, "host-1")
+	busy := newScaleSet(t, app, "acme", "shoes-busy")
+	if _, err := app.CreateSession(ctx, "acme", busy, "host-1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := app.CreateSession(ctx, "acme", busy, "host-2")
 	note(err)
-	s.getCode = http.StatusBadGateway
+	f.fault(t, actionsfake.Fault{Match: "GET " + scaleSetsPath + "$", Status: http.StatusBadGateway})
 	_, _, err = app.GetOrCreateScaleSet(ctx, "acme", "", "other", nil)
 	note(err)
 	if len(errs) != 2 {
@@ -88,13 +95,16 @@ func TestNoSecretsInLogs(t *testing.T) {
 		t.Error("library Info lines were not lowered to Debug")
 	}
 
-	secrets := []string{f.instToken, f.regToken, f.adminToken, queueToken1, queueToken2, f.pat}
+	// Every credential sent (app JWTs, installation, registration, admin
+	// and queue tokens, the PAT) and every JIT config the fake issued.
+	secrets := append([]string{testPAT}, f.srv.Secrets()...)
 	for _, a := range f.seenAuth() {
 		if _, cred, ok := strings.Cut(a, " "); ok {
-			secrets = append(secrets, cred) // includes every app JWT
+			secrets = append(secrets, cred)
 		}
 	}
-	for _, line := range strings.Split(string(pemPKCS1(testKey())), "\n") {
+	_, key := testkit.SharedKey(t)
+	for _, line := range strings.Split(string(key), "\n") {
 		if len(line) >= 40 {
 			secrets = append(secrets, line)
 		}
@@ -123,7 +133,7 @@ func TestQuietHandlerLowersInfo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.level.String(), func(t *testing.T) {
-			var buf syncBuffer
+			var buf testkit.SyncBuffer
 			l := slog.New(quietHandler{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tt.level})}).With("scope", "acme")
 			l.Info("info-line")
 			l.Warn("warn-line")
@@ -150,57 +160,39 @@ func TestQuietHandlerLowersInfo(t *testing.T) {
 // (ghinstallation), registration, scale sets (the library), sessions,
 // messages, acquisition, JIT configs, runners, and error bodies.
 func TestBOM(t *testing.T) {
-	s := newScaleSetFake(t)
-	f := s.f
-	f.bom = true
-	f.sessionRoutes()
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, jobMessage(t, 3, []map[string]any{{"messageType": "JobAvailable", "runnerRequestId": 5}}))
-	})
-	f.route("DELETE", queuePath+"/3", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/7/acquirejobs", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"count": 1, "value": []int64{5}})
-	})
-	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/7/generatejitconfig", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"runner": map[string]any{"id": 11, "name": "myshoes-a", "runnerScaleSetId": 7}, "encodedJITConfig": "ZW5jb2RlZA=="})
-	})
-	f.route("GET", "/tenant/_apis/distributedtask/pools/0/agents/11", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"id": 11, "name": "myshoes-a", "status": "busy"})
-	})
-	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/8/sessions", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusConflict, map[string]string{"typeName": "GitHub.Actions.Runtime.WebApi.RunnerScaleSetSessionConflictException", "message": "held by other-host"})
-	})
-	p, _ := newProvider(t, f)
+	f, p := newFakeProvider(t, func(c *actionsfake.Config) { c.BOM, c.Acquire = true, true })
 	ctx := testCtx(t)
 
 	res, err := p.EnsureScaleSet(ctx, ScaleSetSpec{Scope: "acme", Name: "shoes-acme", Labels: []string{"self-hosted", "shoes-acme"}})
-	if err != nil || res.ScaleSet.ID != 77 || !res.Created {
+	if err != nil || res.ScaleSet.ID == 0 || !res.Created {
 		t.Fatalf("EnsureScaleSet = %+v, %v", res, err)
 	}
-	sess, err := p.CreateSession(ctx, "acme", testScaleSetID, "host-1")
+	id := res.ScaleSet.ID
+	sess, err := p.CreateSession(ctx, "acme", id, "host-1")
 	if err != nil {
 		t.Fatalf("CreateSession: %v", err)
 	}
+	f.queueJobs(t, 1)
 	msg, err := sess.GetMessage(ctx, 0, 2)
-	if err != nil || msg == nil || msg.ID != 3 || len(msg.Available) != 1 {
+	if err != nil || msg == nil || msg.ID == 0 || len(msg.Available) != 1 {
 		t.Fatalf("GetMessage = %+v, %v", msg, err)
 	}
-	if ids, err := sess.AcquireJobs(ctx, []int64{5}); err != nil || len(ids) != 1 {
+	if ids, err := sess.AcquireJobs(ctx, requestIDs(msg.Available)); err != nil || len(ids) != 1 {
 		t.Fatalf("AcquireJobs = %v, %v", ids, err)
 	}
-	if err := sess.DeleteMessage(ctx, 3); err != nil {
+	if err := sess.DeleteMessage(ctx, msg.ID); err != nil {
 		t.Fatalf("DeleteMessage: %v", err)
 	}
-	jit, err := p.GenerateJITConfig(ctx, "acme", testScaleSetID, "myshoes-a", "_work")
-	if err != nil || jit.Runner.ID != 11 {
+	jit, err := p.GenerateJITConfig(ctx, "acme", id, "myshoes-a", "_work")
+	if err != nil || jit.Runner.ID == 0 {
 		t.Fatalf("GenerateJITConfig = %+v, %v", jit, err)
 	}
-	if st, err := p.GetRunnerStatus(ctx, "acme", 11); err != nil || !st.Busy() {
-		t.Fatalf("GetRunnerStatus = %+v, %v", st, err)
+	if st, err := p.GetRunnerStatus(ctx, "acme", int64(jit.Runner.ID)); err != nil || st.Name != "myshoes-a" || st.Online() {
+		t.Fatalf("GetRunnerStatus = %+v, %v; want myshoes-a, offline", st, err)
 	}
-	_, err = p.CreateSession(ctx, "acme", 8, "host-1")
+	_, err = p.CreateSession(ctx, "acme", id, "host-2")
 	var se *StatusError
-	if !errors.Is(err, ErrSessionConflict) || !errors.As(err, &se) || se.Message != "held by other-host" || !strings.HasSuffix(se.TypeName, "SessionConflictException") {
+	if !errors.Is(err, ErrSessionConflict) || !errors.As(err, &se) || se.Message != "The actions runner scaleset shoes-acme already has an active session." || !strings.HasSuffix(strings.Split(se.TypeName, ",")[0], "SessionConflictException") {
 		t.Fatalf("conflict error = %v (%+v); want the decoded error body", err, se)
 	}
 	if err := sess.Close(ctx); err != nil {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 func TestIsTransient(t *testing.T) {
@@ -44,15 +47,9 @@ func TestIsTransient(t *testing.T) {
 }
 
 func TestGetMessageCanceledByContext(t *testing.T) {
-	f := newFake(t)
-	f.sessionRoutes()
-	entered := make(chan struct{})
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
-		close(entered)
-		<-r.Context().Done() // hold the poll like the broker does
-	})
-	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
+	f, p := newFakeProvider(t, func(c *actionsfake.Config) { c.PollHold = time.Minute })
+	s := openSession(t, p)
+	queue := queuePath(t, s)
 
 	ctx, cancel := context.WithCancel(testCtx(t))
 	done := make(chan error, 1)
@@ -60,21 +57,20 @@ func TestGetMessageCanceledByContext(t *testing.T) {
 		_, err := s.GetMessage(ctx, 0, 1)
 		done <- err
 	}()
-	<-entered
+	// The fake holds the poll, as the broker does.
+	testkit.Eventually(t, 10*time.Second, "the poll to reach the fake", func() bool { return f.count("GET", queue) == 1 })
 	cancel()
 	err := <-done
 	if !errors.Is(err, context.Canceled) || IsTransient(err) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
-	if n := f.count("GET", queuePath); n != 1 {
+	if n := f.count("GET", queue); n != 1 {
 		t.Fatalf("polled %d times, want 1", n)
 	}
 }
 
 func TestConcurrentUse(t *testing.T) {
-	f := newFake(t)
-	f.route("GET", "/api/v3/orgs/acme/actions/runners/downloads", downloadsHandler(f, f.instToken))
-	p, _ := newProvider(t, f)
+	_, p := newFakeProvider(t)
 	ctx := testCtx(t)
 	sc := mustScope(t, "acme")
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 )
 
 // recordingRecorder records the rate-limit observations.
@@ -37,40 +39,14 @@ func (r *recordingRecorder) get(scope string) (limited, remaining int) {
 	return r.limited[scope], r.remaining[scope]
 }
 
-// timedRoute answers with first for the first n calls, then with ok, and
-// records when each call arrived.
-type timedRoute struct {
-	mu    sync.Mutex
-	times []time.Time
-}
-
-func (tr *timedRoute) handler(n int, first, ok http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tr.mu.Lock()
-		tr.times = append(tr.times, time.Now())
-		call := len(tr.times)
-		tr.mu.Unlock()
-		if call <= n {
-			first(w, r)
-			return
-		}
-		ok(w, r)
+// starts returns when each request of route (a pattern of the fake's
+// journal) began.
+func (f *fakeGitHub) starts(route string) []time.Time {
+	var out []time.Time
+	for _, r := range f.srv.Requests(route) {
+		out = append(out, r.Start)
 	}
-}
-
-func (tr *timedRoute) calls() []time.Time {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return append([]time.Time(nil), tr.times...)
-}
-
-func rateLimited(status int, header map[string]string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		for k, v := range header {
-			w.Header().Set(k, v)
-		}
-		writeJSON(w, status, map[string]string{"message": "API rate limit exceeded"})
-	}
+	return out
 }
 
 // TestRateLimitRetryAfter: a 429 with Retry-After on an admin call; the
@@ -78,25 +54,22 @@ func rateLimited(status int, header map[string]string) http.HandlerFunc {
 // is a millisecond, and the answer is counted.
 func TestRateLimitRetryAfter(t *testing.T) {
 	f := newFake(t)
-	var tr timedRoute
-	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/7/generatejitconfig", tr.handler(1,
-		rateLimited(http.StatusTooManyRequests, map[string]string{"Retry-After": "1"}),
-		func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("X-RateLimit-Remaining", "4999")
-			writeJSON(w, http.StatusOK, map[string]any{"runner": map[string]any{"id": 11, "name": "myshoes-a"}, "encodedJITConfig": "x"})
-		}))
 	rec := newRecordingRecorder()
 	p, _ := newProvider(t, f, func(c *Config) { c.Recorder = rec })
-	if _, err := p.GenerateJITConfig(testCtx(t), "acme", 7, "myshoes-a", "_work"); err != nil {
+	id := newScaleSet(t, p, "acme", "shoes-acme")
+	f.fault(t, actionsfake.Fault{Match: "POST .*/generatejitconfig", Status: http.StatusTooManyRequests, Times: 1, Headers: map[string]string{"Retry-After": "1"}})
+	if _, err := p.GenerateJITConfig(testCtx(t), "acme", id, "myshoes-a", "_work"); err != nil {
 		t.Fatalf("GenerateJITConfig: %v", err)
 	}
-	calls := tr.calls()
+	calls := f.starts("POST /_actions/_apis/runtime/runnerscalesets/{id}/generatejitconfig")
 	if len(calls) != 2 {
 		t.Fatalf("%d calls, want 2", len(calls))
 	}
 	if gap := calls[1].Sub(calls[0]); gap < time.Second {
 		t.Fatalf("retried %v after a 429 with Retry-After: 1", gap)
 	}
+	// The fake's REST answers for acme (the first call of each credential
+	// in the hour) said 4999 were left.
 	if limited, remaining := rec.get("acme"); limited != 1 || remaining != 4999 {
 		t.Fatalf("recorded %d rate-limited answers and remaining %d, want 1 and 4999", limited, remaining)
 	}
@@ -107,24 +80,15 @@ func TestRateLimitRetryAfter(t *testing.T) {
 // the next poll waits until the reset; another scope is not held up.
 func TestRateLimitResetOnPoll(t *testing.T) {
 	f := newFake(t)
-	f.sessionRoutes()
-	var tr timedRoute
-	var reset time.Time
-	f.route("GET", queuePath, tr.handler(1,
-		func(w http.ResponseWriter, r *http.Request) {
-			reset = time.Now().Add(2 * time.Second).Truncate(time.Second)
-			rateLimited(http.StatusForbidden, map[string]string{
-				"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": strconv.FormatInt(reset.Unix(), 10),
-			})(w, r)
-		},
-		func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) }))
-	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/9/generatejitconfig", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"runner": map[string]any{"id": 12, "name": "myshoes-b"}, "encodedJITConfig": "x"})
-	})
 	rec := newRecordingRecorder()
 	p, _ := newProvider(t, f, func(c *Config) { c.Recorder = rec })
-	s := openSession(t, f, p)
+	s := openSession(t, p)
+	other := newScaleSet(t, p, "acme/widgets", "shoes-acme-widgets")
 	ctx := testCtx(t)
+	reset := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	f.fault(t, actionsfake.Fault{Match: "GET /_broker/", Status: http.StatusForbidden, Times: 1, Headers: map[string]string{
+		"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": strconv.FormatInt(reset.Unix(), 10),
+	}})
 
 	_, err := s.GetMessage(ctx, 0, 5)
 	if !IsRateLimited(err) || !IsTransient(err) {
@@ -132,7 +96,7 @@ func TestRateLimitResetOnPoll(t *testing.T) {
 	}
 	// Another scope is not held up by this one's limit.
 	start := time.Now()
-	if _, err := p.GenerateJITConfig(ctx, "acme/widgets", 9, "myshoes-b", "_work"); err != nil {
+	if _, err := p.GenerateJITConfig(ctx, "acme/widgets", other, "myshoes-b", "_work"); err != nil {
 		t.Fatalf("other scope: %v", err)
 	}
 	if took := time.Since(start); took >= time.Second {
@@ -141,7 +105,7 @@ func TestRateLimitResetOnPoll(t *testing.T) {
 	if msg, err := s.GetMessage(ctx, 0, 5); msg != nil || err != nil {
 		t.Fatalf("second GetMessage = %v, %v", msg, err)
 	}
-	calls := tr.calls()
+	calls := f.starts("GET /_broker/{id}/{sid}/messages")
 	if len(calls) != 2 || calls[1].Before(reset) {
 		t.Fatalf("polls at %v; want the second one after the reset %v", calls, reset)
 	}
@@ -151,19 +115,15 @@ func TestRateLimitResetOnPoll(t *testing.T) {
 }
 
 // TestRateLimitLibraryCalls: the scaleset library's calls pass the same
-// gate: its retry of a 429 waits as long as GitHub asked, and a call of
-// ours made meanwhile waits too.
+// gate: its retry of a 429 waits as long as GitHub asked.
 func TestRateLimitLibraryCalls(t *testing.T) {
-	s := newScaleSetFake(t)
-	f := s.f
-	var tr timedRoute
-	list := f.routes["GET "+scaleSetsPath]
-	f.route("GET", scaleSetsPath, tr.handler(1, rateLimited(http.StatusTooManyRequests, map[string]string{"Retry-After": "1"}), list))
+	f := newFake(t)
+	f.fault(t, actionsfake.Fault{Match: "GET " + scaleSetsPath + "$", Status: http.StatusTooManyRequests, Times: 1, Headers: map[string]string{"Retry-After": "1"}})
 	p, _ := newProvider(t, f)
 	if _, err := p.EnsureScaleSet(testCtx(t), ScaleSetSpec{Scope: "acme", Name: "shoes-acme", Labels: []string{"shoes-acme"}}); err != nil {
 		t.Fatalf("EnsureScaleSet: %v", err)
 	}
-	calls := tr.calls()
+	calls := f.starts("GET " + scaleSetsPath)
 	if len(calls) != 2 || calls[1].Sub(calls[0]) < time.Second {
 		t.Fatalf("library calls at %v; want a retry no sooner than 1s", calls)
 	}

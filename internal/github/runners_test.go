@@ -3,76 +3,57 @@ package github
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 )
 
 func TestGenerateJITConfig(t *testing.T) {
 	f := newFake(t)
-	f.installChain()
-	const path = "/tenant/_apis/runtime/runnerscalesets/7/generatejitconfig"
-	var mu sync.Mutex
-	names := map[string]bool{}
-	f.route("POST", path, func(w http.ResponseWriter, r *http.Request) {
-		if !f.checkAdmin(w, r) {
-			return
-		}
-		var body struct{ Name, WorkFolder string }
-		if err := json.Unmarshal(readBody(t, r), &body); err != nil || body.WorkFolder != "/work" {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"typeName": "ArgumentException", "message": "bad body"})
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if names[body.Name] {
-			writeJSON(w, http.StatusConflict, map[string]string{"typeName": "AgentExistsException", "message": "exists"})
-			return
-		}
-		names[body.Name] = true
-		writeJSON(w, http.StatusOK, map[string]any{
-			"runner":           map[string]any{"id": 11, "name": body.Name, "runnerScaleSetId": 7},
-			"encodedJITConfig": "ZW5jb2RlZA==",
-		})
-	})
 	p, logs := newProvider(t, f)
+	id := newScaleSet(t, p, "acme", "shoes-acme")
 
-	jit, err := p.GenerateJITConfig(testCtx(t), "acme", testScaleSetID, "myshoes-a", "/work")
+	jit, err := p.GenerateJITConfig(testCtx(t), "acme", id, "myshoes-a", "/work")
 	if err != nil {
 		t.Fatalf("GenerateJITConfig: %v", err)
 	}
-	if jit.Runner.ID != 11 || jit.Runner.Name != "myshoes-a" || jit.EncodedJITConfig != "ZW5jb2RlZA==" {
-		t.Errorf("jit = %+v %+v", jit.Runner, jit)
+	runners := f.srv.State().Runners
+	if len(runners) != 1 || int64(jit.Runner.ID) != runners[0].ID || jit.Runner.Name != "myshoes-a" ||
+		jit.EncodedJITConfig == "" || !slices.Contains(f.srv.Secrets(), jit.EncodedJITConfig) {
+		t.Errorf("jit = %+v; the fake has %+v", jit.Runner, runners)
 	}
-	if _, err := p.GenerateJITConfig(testCtx(t), "acme", testScaleSetID, "myshoes-a", "/work"); err == nil {
+	if _, err := p.GenerateJITConfig(testCtx(t), "acme", id, "myshoes-a", "/work"); err == nil {
 		t.Error("second JIT config for the same name: want an error")
 	}
-	if n := f.count("POST", path); n != 2 {
-		t.Errorf("generatejitconfig calls = %d, want 2 (a 409 is not retried)", n)
+	calls := f.requests("POST", scaleSetPath(id, "/generatejitconfig"))
+	if len(calls) != 2 {
+		t.Errorf("generatejitconfig calls = %d, want 2 (a 409 is not retried)", len(calls))
 	}
-	if strings.Contains(logs.String(), "ZW5jb2RlZA==") {
+	var body struct{ Name, WorkFolder string }
+	if err := json.Unmarshal(calls[0].body, &body); err != nil || body.Name != "myshoes-a" || body.WorkFolder != "/work" {
+		t.Errorf("request body %s: %v", calls[0].body, err)
+	}
+	if strings.Contains(logs.String(), jit.EncodedJITConfig) {
 		t.Error("the JIT config appears in the logs")
 	}
 }
 
+// TestGetRunnerStatus: the agent object carries status online, offline or
+// busy, and no busy boolean. The statuses are local: the actionsfake's
+// runners reach them only through a whole job's life.
 func TestGetRunnerStatus(t *testing.T) {
 	f := newFake(t)
-	f.installChain()
-	// The real agent object carries status online, offline or busy, and no
-	// busy boolean.
-	for id, status := range map[int]string{11: "busy", 13: "online", 14: "offline"} {
-		f.route("GET", fmt.Sprintf("/tenant/_apis/distributedtask/pools/0/agents/%d", id), func(w http.ResponseWriter, r *http.Request) {
-			if f.checkAdmin(w, r) {
-				writeJSON(w, http.StatusOK, map[string]any{"id": id, "name": "myshoes-a", "status": status})
-			}
-		})
-	}
-	f.route("GET", "/tenant/_apis/distributedtask/pools/0/agents/12", func(w http.ResponseWriter, r *http.Request) {
-		if f.checkAdmin(w, r) {
-			writeJSON(w, http.StatusNotFound, map[string]string{"typeName": "GitHub.DistributedTask.WebApi.AgentNotFoundException", "message": "no"})
+	statuses := map[string]string{"11": "busy", "13": "online", "14": "offline"}
+	f.route("GET /_actions/_apis/distributedtask/pools/0/agents/{id}", func(w http.ResponseWriter, r *http.Request) {
+		rec := f.answer(r) // the fake checks the admin token; it knows no agent
+		status, ok := statuses[r.PathValue("id")]
+		if rec.Code != http.StatusNotFound || !ok {
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			return
 		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": json.Number(r.PathValue("id")), "name": "myshoes-a", "status": status})
 	})
 	p, _ := newProvider(t, f)
 	for _, tc := range []struct {

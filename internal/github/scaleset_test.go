@@ -6,108 +6,11 @@ import (
 	"net/http"
 	"reflect"
 	"testing"
+
+	"github.com/actions/scaleset"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 )
-
-const scaleSetsPath = "/tenant/_apis/runtime/runnerscalesets"
-
-type scaleSetFake struct {
-	f        *fakeGitHub
-	existing map[string]any // nil: not found
-	getCode  int
-	created  map[string]any
-	updated  map[string]any
-	groups   []map[string]any
-	getQuery []string
-	// stored is the scale set as the service holds it after a create or
-	// update, served on GET by ID; dropLabels keeps only its name as its
-	// label, as GHES 3.18–3.20 do without custom labels.
-	stored     map[string]any
-	dropLabels bool
-}
-
-// store records a written scale set and returns the answer to the write.
-func (s *scaleSetFake) store(body map[string]any) map[string]any {
-	s.f.mu.Lock()
-	defer s.f.mu.Unlock()
-	out := map[string]any{"id": 77}
-	for k, v := range body {
-		out[k] = v
-	}
-	if s.dropLabels {
-		out["labels"] = labelsJSON(body["name"].(string))
-	}
-	s.stored = out
-	return out
-}
-
-func newScaleSetFake(t *testing.T) *scaleSetFake {
-	s := &scaleSetFake{f: newFake(t), getCode: http.StatusOK}
-	f := s.f
-	f.route("GET", scaleSetsPath, func(w http.ResponseWriter, r *http.Request) {
-		if !f.checkAdmin(w, r) {
-			return
-		}
-		f.mu.Lock()
-		s.getQuery = append(s.getQuery, r.URL.Query().Get("runnerGroupId")+"/"+r.URL.Query().Get("name"))
-		f.mu.Unlock()
-		if s.getCode != http.StatusOK {
-			writeJSON(w, s.getCode, map[string]string{"typeName": "InternalError", "message": "database unavailable"})
-			return
-		}
-		if s.existing == nil {
-			writeJSON(w, http.StatusOK, map[string]any{"count": 0, "value": []any{}})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"count": 1, "value": []any{s.existing}})
-	})
-	f.route("POST", scaleSetsPath, func(w http.ResponseWriter, r *http.Request) {
-		if !f.checkAdmin(w, r) {
-			return
-		}
-		if err := json.Unmarshal(readBody(t, r), &s.created); err != nil {
-			t.Errorf("create body: %v", err)
-		}
-		writeJSON(w, http.StatusOK, s.store(s.created))
-	})
-	f.route("PATCH", scaleSetsPath+"/77", func(w http.ResponseWriter, r *http.Request) {
-		if !f.checkAdmin(w, r) {
-			return
-		}
-		if err := json.Unmarshal(readBody(t, r), &s.updated); err != nil {
-			t.Errorf("update body: %v", err)
-		}
-		writeJSON(w, http.StatusOK, s.store(s.updated))
-	})
-	f.route("GET", scaleSetsPath+"/77", func(w http.ResponseWriter, r *http.Request) {
-		if !f.checkAdmin(w, r) {
-			return
-		}
-		f.mu.Lock()
-		stored := s.stored
-		if stored == nil {
-			stored = s.existing
-		}
-		f.mu.Unlock()
-		if stored == nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"typeName": "GitHub.Actions.Runtime.WebApi.RunnerScaleSetNotFoundException", "message": "no"})
-			return
-		}
-		writeJSON(w, http.StatusOK, stored)
-	})
-	f.route("GET", "/tenant/_apis/runtime/runnergroups/", func(w http.ResponseWriter, r *http.Request) {
-		if !f.checkAdmin(w, r) {
-			return
-		}
-		var match []map[string]any
-		for _, g := range s.groups {
-			if g["name"] == r.URL.Query().Get("groupName") {
-				match = append(match, g)
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"count": len(match), "value": match})
-	})
-	return s
-}
 
 func labelsJSON(names ...string) []any {
 	out := []any{}
@@ -117,18 +20,48 @@ func labelsJSON(names ...string) []any {
 	return out
 }
 
+// bodyOf decodes the JSON body of r.
+func bodyOf(t *testing.T, r seenRequest) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("%s %s body %q: %v", r.method, r.path, r.body, err)
+	}
+	return m
+}
+
+// lookups lists the runnerGroupId/name queries of the scale set lookups.
+func (f *fakeGitHub) lookups() []string {
+	var out []string
+	for _, r := range f.requests("GET", scaleSetsPath) {
+		out = append(out, r.query.Get("runnerGroupId")+"/"+r.query.Get("name"))
+	}
+	return out
+}
+
+// withScaleSet serves a fake that has scale set shoes-acme with labels,
+// and a provider on it.
+func withScaleSet(t *testing.T, labels ...string) (*fakeGitHub, *Provider, *scaleset.RunnerScaleSet) {
+	t.Helper()
+	f, p := newFakeProvider(t)
+	set, _, err := p.GetOrCreateScaleSet(testCtx(t), "acme", "", "shoes-acme", labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, p, set
+}
+
 func TestGetOrCreateScaleSet(t *testing.T) {
 	wanted := []string{"self-hosted", "shoes-acme"}
 
 	t.Run("not found is created", func(t *testing.T) {
-		s := newScaleSetFake(t)
-		p, _ := newProvider(t, s.f)
+		f, p := newFakeProvider(t)
 		set, created, err := p.GetOrCreateScaleSet(testCtx(t), "acme", "", "shoes-acme", wanted)
-		if err != nil || !created || set.ID != 77 {
-			t.Fatalf("GetOrCreateScaleSet = %+v, %v, %v; want created 77", set, created, err)
+		if err != nil || !created || set.ID == 0 || set.ID != f.srv.State().ScaleSets[0].ID {
+			t.Fatalf("GetOrCreateScaleSet = %+v, %v, %v; want the one created", set, created, err)
 		}
-		if !reflect.DeepEqual(s.getQuery, []string{"1/shoes-acme"}) {
-			t.Fatalf("lookup queries = %v, want default group 1", s.getQuery)
+		if !reflect.DeepEqual(f.lookups(), []string{"1/shoes-acme"}) {
+			t.Fatalf("lookup queries = %v, want default group 1", f.lookups())
 		}
 		want := map[string]any{
 			"name":          "shoes-acme",
@@ -137,44 +70,41 @@ func TestGetOrCreateScaleSet(t *testing.T) {
 			"RunnerSetting": map[string]any{"disableUpdate": true},
 			"createdOn":     "0001-01-01T00:00:00Z",
 		}
-		if !reflect.DeepEqual(s.created, want) {
-			t.Fatalf("create body = %v\nwant %v", s.created, want)
+		if got := bodyOf(t, f.requests("POST", scaleSetsPath)[0]); !reflect.DeepEqual(got, want) {
+			t.Fatalf("create body = %v\nwant %v", got, want)
 		}
 	})
 
 	t.Run("exists is not created", func(t *testing.T) {
-		s := newScaleSetFake(t)
-		s.existing = map[string]any{"id": 77, "name": "shoes-acme", "runnerGroupId": 1, "labels": labelsJSON("shoes-acme", "Self-Hosted")}
-		p, _ := newProvider(t, s.f)
+		f, p, old := withScaleSet(t, "shoes-acme", "Self-Hosted")
 		set, created, err := p.GetOrCreateScaleSet(testCtx(t), "acme", "default", "shoes-acme", wanted)
-		if err != nil || created || set.ID != 77 {
-			t.Fatalf("GetOrCreateScaleSet = %+v, %v, %v; want existing 77", set, created, err)
+		if err != nil || created || set.ID != old.ID {
+			t.Fatalf("GetOrCreateScaleSet = %+v, %v, %v; want existing %d", set, created, err, old.ID)
 		}
-		if s.f.count("POST", scaleSetsPath) != 0 || s.f.count("PATCH", scaleSetsPath+"/77") != 0 {
+		if f.count("POST", scaleSetsPath) != 1 || f.count("PATCH", scaleSetPath(old.ID, "")) != 0 {
 			t.Fatal("an existing scale set with the same labels was written")
 		}
 	})
 
 	t.Run("exists with other labels is updated", func(t *testing.T) {
-		s := newScaleSetFake(t)
-		s.existing = map[string]any{"id": 77, "name": "shoes-acme", "runnerGroupId": 1, "labels": labelsJSON("self-hosted", "old")}
-		p, _ := newProvider(t, s.f)
+		f, p, old := withScaleSet(t, "self-hosted", "old")
 		_, created, err := p.GetOrCreateScaleSet(testCtx(t), "acme", "", "shoes-acme", wanted)
 		if err != nil || created {
 			t.Fatalf("created=%v err=%v", created, err)
 		}
-		if s.f.count("POST", scaleSetsPath) != 0 {
+		if f.count("POST", scaleSetsPath) != 1 {
 			t.Fatal("created a duplicate")
 		}
-		if got := s.updated["labels"]; !reflect.DeepEqual(got, labelsJSON(wanted...)) {
-			t.Fatalf("updated labels = %v", got)
+		updates := f.requests("PATCH", scaleSetPath(old.ID, ""))
+		if len(updates) != 1 || !reflect.DeepEqual(bodyOf(t, updates[0])["labels"], labelsJSON(wanted...)) {
+			t.Fatalf("updates %+v, want one with labels %v", updates, wanted)
 		}
 	})
 
 	t.Run("server error on get never creates", func(t *testing.T) {
-		s := newScaleSetFake(t)
-		s.getCode = http.StatusInternalServerError
-		p, _ := newProvider(t, s.f)
+		f := newFake(t)
+		f.fault(t, actionsfake.Fault{Match: "GET " + scaleSetsPath + "$", Status: http.StatusInternalServerError})
+		p, _ := newProvider(t, f)
 		_, created, err := p.GetOrCreateScaleSet(testCtx(t), "acme", "", "shoes-acme", wanted)
 		if err == nil || created {
 			t.Fatalf("created=%v err=%v; want an error", created, err)
@@ -182,34 +112,31 @@ func TestGetOrCreateScaleSet(t *testing.T) {
 		if !IsTransient(err) || errors.Is(err, ErrNotFound) {
 			t.Fatalf("err = %v, want transient", err)
 		}
-		if got := s.f.count("GET", scaleSetsPath); got != 2 {
+		if got := f.count("GET", scaleSetsPath); got != 2 {
 			t.Fatalf("get called %d times, want 2 (RetryMax 1)", got)
 		}
-		if got := s.f.count("POST", scaleSetsPath); got != 0 {
+		if got := f.count("POST", scaleSetsPath); got != 0 {
 			t.Fatalf("create called %d times after a failed get, want 0", got)
 		}
 	})
 
 	t.Run("named runner group", func(t *testing.T) {
-		s := newScaleSetFake(t)
-		s.groups = []map[string]any{{"id": 9, "name": "gpu pool", "size": 0, "isDefaultGroup": false}}
-		p, _ := newProvider(t, s.f)
+		f, p := newFakeProvider(t, func(c *actionsfake.Config) { c.RunnerGroups = []string{"gpu pool"} })
 		if _, _, err := p.GetOrCreateScaleSet(testCtx(t), "acme", "gpu pool", "shoes-acme", wanted); err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(s.getQuery, []string{"9/shoes-acme"}) {
-			t.Fatalf("lookup queries = %v, want group 9", s.getQuery)
+		if !reflect.DeepEqual(f.lookups(), []string{"2/shoes-acme"}) {
+			t.Fatalf("lookup queries = %v, want group 2", f.lookups())
 		}
 	})
 
 	t.Run("missing runner group", func(t *testing.T) {
-		s := newScaleSetFake(t)
-		p, _ := newProvider(t, s.f)
+		f, p := newFakeProvider(t)
 		_, _, err := p.GetOrCreateScaleSet(testCtx(t), "acme", "nope", "shoes-acme", wanted)
 		if !errors.Is(err, ErrRunnerGroupNotFound) {
 			t.Fatalf("err = %v, want ErrRunnerGroupNotFound", err)
 		}
-		if s.f.count("GET", scaleSetsPath)+s.f.count("POST", scaleSetsPath) != 0 {
+		if f.count("GET", scaleSetsPath)+f.count("POST", scaleSetsPath) != 0 {
 			t.Fatal("scale set touched without a group")
 		}
 	})
@@ -221,9 +148,7 @@ func TestGetOrCreateScaleSet(t *testing.T) {
 // passes what GitHub kept, the labels are not written again.
 func TestEnsureScaleSetDroppedLabels(t *testing.T) {
 	wanted := []string{"self-hosted", "shoes-acme", "gpu"}
-	s := newScaleSetFake(t)
-	s.dropLabels = true
-	p, _ := newProvider(t, s.f)
+	f, p := newFakeProvider(t, func(c *actionsfake.Config) { c.DropCustomLabels = true })
 	spec := ScaleSetSpec{Scope: "acme", Name: "shoes-acme", Labels: wanted}
 
 	res, err := p.EnsureScaleSet(testCtx(t), spec)
@@ -233,13 +158,13 @@ func TestEnsureScaleSetDroppedLabels(t *testing.T) {
 	if !res.Created || !reflect.DeepEqual(res.Labels, []string{"shoes-acme"}) || !reflect.DeepEqual(res.Dropped, []string{"self-hosted", "gpu"}) {
 		t.Fatalf("create: %+v; want created, labels [shoes-acme], dropped [self-hosted gpu]", res)
 	}
-	if got := s.f.count("GET", scaleSetsPath+"/77"); got != 1 {
+	id := res.ScaleSet.ID
+	if got := f.count("GET", scaleSetPath(id, "")); got != 1 {
 		t.Fatalf("read back %d times after the create, want 1", got)
 	}
 
 	// The next lookup finds the name-only labels. Not knowing what GitHub
 	// kept, it updates them (once more, to no avail)...
-	s.existing = s.stored
 	res, err = p.EnsureScaleSet(testCtx(t), spec)
 	if err != nil || !res.Updated || !reflect.DeepEqual(res.Dropped, []string{"self-hosted", "gpu"}) {
 		t.Fatalf("second ensure: %+v, %v; want an update that still drops", res, err)
@@ -252,20 +177,24 @@ func TestEnsureScaleSetDroppedLabels(t *testing.T) {
 			t.Fatalf("ensure with kept labels: %+v, %v; want no write, dropped reported", res, err)
 		}
 	}
-	if got := s.f.count("PATCH", scaleSetsPath+"/77"); got != 1 {
+	if got := f.count("PATCH", scaleSetPath(id, "")); got != 1 {
 		t.Fatalf("labels written %d times, want 1", got)
 	}
-	// A scale set that has every wanted label reports nothing dropped.
-	s.dropLabels = false
-	spec.KeptLabels = nil
-	if res, err = p.EnsureScaleSet(testCtx(t), spec); err != nil || !res.Updated || res.Dropped != nil {
+
+	// A scale set with the name-only labels where GitHub keeps them all
+	// is updated, and reports nothing dropped.
+	g := newFake(t)
+	q, _ := newProvider(t, g)
+	if _, err := q.EnsureScaleSet(testCtx(t), ScaleSetSpec{Scope: "acme", Name: "shoes-acme", Labels: []string{"shoes-acme"}}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = q.EnsureScaleSet(testCtx(t), ScaleSetSpec{Scope: "acme", Name: "shoes-acme", Labels: wanted}); err != nil || !res.Updated || res.Dropped != nil {
 		t.Fatalf("with labels kept: %+v, %v; want updated, nothing dropped", res, err)
 	}
 }
 
 func TestScaleSetClientCached(t *testing.T) {
-	f := newFake(t)
-	p, _ := newProvider(t, f)
+	_, p := newFakeProvider(t)
 	ctx := testCtx(t)
 	a, err := p.ScaleSetClient(ctx, "acme")
 	if err != nil {

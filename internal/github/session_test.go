@@ -5,170 +5,132 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 )
 
-const (
-	testScaleSetID = 7
-	testSessionID  = "5f0c6a7e-8d4b-4c3a-9b1e-2f3d4c5b6a79"
-	queueToken1    = "QUEUEtoken-one"
-	queueToken2    = "QUEUEtoken-two"
-	sessionsPath   = "/tenant/_apis/runtime/runnerscalesets/7/sessions"
-	queuePath      = "/queue/7/messages"
-)
-
-func (f *fakeGitHub) sessionJSON(token string) map[string]any {
-	return map[string]any{
-		"sessionId":               testSessionID,
-		"ownerName":               "host-1",
-		"runnerScaleSet":          map[string]any{"id": testScaleSetID, "name": "shoes-acme"},
-		"messageQueueUrl":         f.srv.URL + queuePath + "?shard=3",
-		"messageQueueAccessToken": token,
-		"statistics":              map[string]any{"totalAvailableJobs": 1, "totalAssignedJobs": 2},
-	}
-}
-
-// checkAdmin verifies admin auth and the api-version of an Actions call.
-func (f *fakeGitHub) checkAdmin(w http.ResponseWriter, r *http.Request) bool {
-	if r.URL.Query().Get("api-version") != "6.0-preview" {
-		f.t.Errorf("%s %s: api-version = %q", r.Method, r.URL.Path, r.URL.Query().Get("api-version"))
-	}
-	f.mu.Lock()
-	tok := f.adminToken
-	f.mu.Unlock()
-	return f.checkBearer(w, r, tok)
-}
-
-// sessionRoutes serves create (token 1), refresh (token 2) and delete.
-func (f *fakeGitHub) sessionRoutes() {
-	f.route("POST", sessionsPath, func(w http.ResponseWriter, r *http.Request) {
-		if f.checkAdmin(w, r) {
-			writeJSON(w, http.StatusOK, f.sessionJSON(queueToken1))
-		}
-	})
-	f.route("PATCH", sessionsPath+"/"+testSessionID, func(w http.ResponseWriter, r *http.Request) {
-		if f.checkAdmin(w, r) {
-			writeJSON(w, http.StatusOK, f.sessionJSON(queueToken2))
-		}
-	})
-	f.route("DELETE", sessionsPath+"/"+testSessionID, func(w http.ResponseWriter, r *http.Request) {
-		if f.checkAdmin(w, r) {
-			w.WriteHeader(http.StatusNoContent)
-		}
-	})
-}
-
-func openSession(t *testing.T, f *fakeGitHub, p *Provider) *Session {
+// queueJobs queues jobs for acme on the fake.
+func (f *fakeGitHub) queueJobs(t *testing.T, n int) {
 	t.Helper()
-	s, err := p.CreateSession(testCtx(t), "acme", testScaleSetID, "host-1")
+	if _, err := f.srv.QueueJobs(actionsfake.JobsRequest{Scope: "acme", Count: n}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// withQueueQuery gives the fake's message queue URLs a query of their own
+// (shard=3), which a client must keep.
+func (f *fakeGitHub) withQueueQuery() {
+	for _, pattern := range []string{"POST " + scaleSetsPath + "/{id}/sessions", "PATCH " + scaleSetsPath + "/{id}/sessions/{sid}"} {
+		f.route(pattern, func(w http.ResponseWriter, r *http.Request) {
+			rec := f.answer(r)
+			var sess map[string]any
+			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &sess) != nil {
+				w.WriteHeader(rec.Code)
+				_, _ = w.Write(rec.Body.Bytes())
+				return
+			}
+			sess["messageQueueUrl"] = sess["messageQueueUrl"].(string) + "?shard=3"
+			writeJSON(w, http.StatusOK, sess)
+		})
+	}
+}
+
+// pollWith answers every poll of the message queue with h.
+func (f *fakeGitHub) pollWith(h http.HandlerFunc) { f.route("GET /_broker/{id}/{sid}/messages", h) }
+
+func TestCreateSession(t *testing.T) {
+	f, p := newFakeProvider(t)
+	id := newScaleSet(t, p, "acme", "shoes-acme")
+	f.queueJobs(t, 2) // assigned to the scale set: the session counts them
+	s, err := p.CreateSession(testCtx(t), "acme", id, "host-1")
 	if err != nil {
 		t.Fatalf("CreateSession: %v", err)
 	}
-	return s
-}
 
-func TestCreateSession(t *testing.T) {
-	f := newFake(t)
-	f.sessionRoutes()
 	var body map[string]any
-	f.route("POST", sessionsPath, func(w http.ResponseWriter, r *http.Request) {
-		if !f.checkAdmin(w, r) {
-			return
-		}
-		if err := json.Unmarshal(readBody(t, r), &body); err != nil {
-			t.Errorf("body: %v", err)
-		}
-		writeJSON(w, http.StatusOK, f.sessionJSON(queueToken1))
-	})
-	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
-
+	if err := json.Unmarshal(f.requests("POST", scaleSetPath(id, "/sessions"))[0].body, &body); err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]any{"sessionId": "00000000-0000-0000-0000-000000000000", "ownerName": "host-1"}
 	if !reflect.DeepEqual(body, want) {
 		t.Fatalf("request body = %v, want %v", body, want)
 	}
-	if s.ID() != testSessionID {
-		t.Fatalf("ID = %q", s.ID())
+	if got := f.srv.State().ScaleSets[0].Session; got == nil || s.ID() != got.ID {
+		t.Fatalf("ID = %q, the fake's session %+v", s.ID(), got)
 	}
-	if st := s.Statistics(); st.TotalAvailableJobs != 1 || st.TotalAssignedJobs != 2 {
-		t.Fatalf("Statistics = %+v", st)
+	if st := s.Statistics(); st.TotalAvailableJobs != 0 || st.TotalAssignedJobs != 2 {
+		t.Fatalf("Statistics = %+v, want 2 assigned", st)
 	}
 }
 
 func TestCreateSessionConflict(t *testing.T) {
-	f := newFake(t)
-	f.route("POST", sessionsPath, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusConflict, map[string]string{
-			"typeName": "TaskAgentSessionConflictException",
-			"message":  "The scale set already has an active session for owner other-host.",
-		})
-	})
-	p, _ := newProvider(t, f)
-	_, err := p.CreateSession(testCtx(t), "acme", testScaleSetID, "host-1")
+	f, p := newFakeProvider(t)
+	first := openSession(t, p)
+	_, err := p.CreateSession(testCtx(t), "acme", first.ScaleSetID(), "host-2")
 	if !errors.Is(err, ErrSessionConflict) {
 		t.Fatalf("err = %v, want ErrSessionConflict", err)
 	}
-	if !strings.Contains(err.Error(), "active session for owner other-host") {
+	if !strings.Contains(err.Error(), "already has an active session") {
 		t.Fatalf("err %q lacks the server's message", err)
 	}
 	if IsTransient(err) {
 		t.Fatal("a conflict is a definite outcome")
 	}
-	if n := f.count("POST", sessionsPath); n != 1 {
-		t.Fatalf("create called %d times, want 1 (409 is not retried)", n)
+	if n := f.count("POST", scaleSetPath(first.ScaleSetID(), "/sessions")); n != 2 {
+		t.Fatalf("create called %d times, want 2 (409 is not retried)", n)
 	}
 }
 
 func TestAdminRequestRenewsRevokedAdminToken(t *testing.T) {
-	f := newFake(t)
-	f.sessionRoutes()
-	p, _ := newProvider(t, f)
-	ctx := testCtx(t)
-	if _, err := p.adminConn(ctx, mustScope(t, "acme")); err != nil {
+	f, p := newFakeProvider(t)
+	id := newScaleSet(t, p, "acme", "shoes-acme")
+	if _, err := p.adminConn(testCtx(t), mustScope(t, "acme")); err != nil {
 		t.Fatal(err)
 	}
+	registrations := f.count("POST", registrationPath)
 	// The service revokes the cached admin token; the next one works.
-	f.mu.Lock()
-	f.adminToken = fakeJWT(time.Now().Add(time.Hour), "admin-2")
-	f.mu.Unlock()
-	openSession(t, f, p)
-	if n := f.count("POST", sessionsPath); n != 2 {
+	f.fault(t, actionsfake.Fault{Match: "POST .*/sessions$", Status: http.StatusUnauthorized, Times: 1})
+	if _, err := p.CreateSession(testCtx(t), "acme", id, "host-1"); err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	if n := f.count("POST", scaleSetPath(id, "/sessions")); n != 2 {
 		t.Fatalf("create called %d times, want 2 (401, then with the new admin token)", n)
 	}
-	if n := f.count("POST", "/api/v3/actions/runner-registration"); n != 2 {
-		t.Fatalf("runner-registration called %d times, want 2", n)
+	if n := f.count("POST", registrationPath) - registrations; n != 1 {
+		t.Fatalf("runner-registration called %d more times, want 1", n)
 	}
 }
 
 func TestGetMessageNoMessage(t *testing.T) {
 	f := newFake(t)
-	f.sessionRoutes()
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
-		checks := map[string][2]string{
-			"authorization": {r.Header.Get("Authorization"), "Bearer " + queueToken1},
-			"accept":        {r.Header.Get("Accept"), "application/json; api-version=6.0-preview"},
-			"capacity":      {r.Header.Get("X-ScaleSetMaxCapacity"), "10"},
-			"lastMessageId": {r.URL.Query().Get("lastMessageId"), "41"},
-			"queue query":   {r.URL.Query().Get("shard"), "3"},
-		}
-		for name, c := range checks {
-			if c[0] != c[1] {
-				t.Errorf("%s = %q, want %q", name, c[0], c[1])
-			}
-		}
-		w.WriteHeader(http.StatusAccepted)
-	})
+	f.withQueueQuery()
 	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
+	s := openSession(t, p)
+	_, token := s.queue()
 
 	msg, err := s.GetMessage(testCtx(t), 41, 10)
 	if msg != nil || err != nil {
 		t.Fatalf("GetMessage = %v, %v; want nil, nil", msg, err)
 	}
-	if f.count("GET", queuePath) != 1 {
-		t.Fatal("queue not polled once")
+	polls := f.requests("GET", queuePath(t, s))
+	if len(polls) != 1 {
+		t.Fatalf("queue polled %d times, want 1", len(polls))
+	}
+	r := polls[0]
+	checks := map[string][2]string{
+		"authorization": {r.header.Get("Authorization"), "Bearer " + token},
+		"accept":        {r.header.Get("Accept"), "application/json; api-version=6.0-preview"},
+		"capacity":      {r.header.Get("X-ScaleSetMaxCapacity"), "10"},
+		"lastMessageId": {r.query.Get("lastMessageId"), "41"},
+		"queue query":   {r.query.Get("shard"), "3"},
+	}
+	for name, c := range checks {
+		if c[0] != c[1] {
+			t.Errorf("%s = %q, want %q", name, c[0], c[1])
+		}
 	}
 }
 
@@ -186,10 +148,11 @@ func jobMessage(t *testing.T, id int64, entries []map[string]any) map[string]any
 	}
 }
 
+// TestGetMessageParsesEveryEntryType: a local message holds every entry
+// type, and one the client does not know.
 func TestGetMessageParsesEveryEntryType(t *testing.T) {
 	f := newFake(t)
-	f.sessionRoutes()
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
+	f.pollWith(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Has("lastMessageId") {
 			t.Errorf("lastMessageId sent for 0")
 		}
@@ -203,7 +166,7 @@ func TestGetMessageParsesEveryEntryType(t *testing.T) {
 		}))
 	})
 	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
+	s := openSession(t, p)
 
 	msg, err := s.GetMessage(testCtx(t), 0, 4)
 	if err != nil {
@@ -240,12 +203,11 @@ func TestGetMessageParsesEveryEntryType(t *testing.T) {
 
 func TestGetMessageUnsupportedType(t *testing.T) {
 	f := newFake(t)
-	f.sessionRoutes()
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
+	f.pollWith(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"messageId": 9, "messageType": "SomethingElse", "body": ""})
 	})
 	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
+	s := openSession(t, p)
 	_, err := s.GetMessage(testCtx(t), 0, 1)
 	var ue *UnsupportedMessageError
 	if !errors.As(err, &ue) || ue.MessageID != 9 {
@@ -253,181 +215,156 @@ func TestGetMessageUnsupportedType(t *testing.T) {
 	}
 }
 
-func TestGetMessageRefreshesOn401(t *testing.T) {
-	f := newFake(t)
-	f.sessionRoutes()
-	var tokens []string
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		tokens = append(tokens, r.Header.Get("Authorization"))
-		f.mu.Unlock()
-		if r.Header.Get("Authorization") != "Bearer "+queueToken2 {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		writeJSON(w, http.StatusOK, jobMessage(t, 3, nil))
-	})
-	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
+// TestGetMessageUnauthorized: a poll answered 401 refreshes the session
+// once and polls again with the new token; a second 401 is ErrUnauthorized.
+// A poll is never retried otherwise.
+func TestGetMessageUnauthorized(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		times  int // of the fault; 0: every poll
+		polls  int
+		check  func(t *testing.T, msg *Message, err error)
+	}{
+		{"refreshed", http.StatusUnauthorized, 1, 2, func(t *testing.T, msg *Message, err error) {
+			if err != nil || msg == nil || len(msg.Assigned) != 1 {
+				t.Fatalf("GetMessage = %+v, %v; want the job", msg, err)
+			}
+		}},
+		{"unauthorized after the refresh", http.StatusUnauthorized, 0, 2, func(t *testing.T, _ *Message, err error) {
+			if !errors.Is(err, ErrUnauthorized) {
+				t.Fatalf("err = %v, want ErrUnauthorized", err)
+			}
+		}},
+		{"server error is not retried", http.StatusServiceUnavailable, 0, 1, func(t *testing.T, _ *Message, err error) {
+			if err == nil || !IsTransient(err) || errors.Is(err, ErrNotFound) {
+				t.Fatalf("err = %v, want a transient error", err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, p := newFakeProvider(t)
+			s := openSession(t, p)
+			f.queueJobs(t, 1)
+			_, first := s.queue()
+			f.fault(t, actionsfake.Fault{Match: "GET /_broker/", Status: tt.status, Times: tt.times})
 
-	msg, err := s.GetMessage(testCtx(t), 2, 1)
-	if err != nil || msg == nil || msg.ID != 3 {
-		t.Fatalf("GetMessage = %+v, %v", msg, err)
-	}
-	if n := f.count("PATCH", sessionsPath+"/"+testSessionID); n != 1 {
-		t.Fatalf("refresh called %d times, want 1", n)
-	}
-	want := []string{"Bearer " + queueToken1, "Bearer " + queueToken2}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !reflect.DeepEqual(tokens, want) {
-		t.Fatalf("poll tokens = %v, want %v", tokens, want)
-	}
-}
-
-func TestGetMessageUnauthorizedAfterRefresh(t *testing.T) {
-	f := newFake(t)
-	f.sessionRoutes()
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusUnauthorized)
-	})
-	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
-
-	_, err := s.GetMessage(testCtx(t), 0, 1)
-	if !errors.Is(err, ErrUnauthorized) {
-		t.Fatalf("err = %v, want ErrUnauthorized", err)
-	}
-	if n := f.count("GET", queuePath); n != 2 {
-		t.Fatalf("polled %d times, want 2 (once, then once after the refresh)", n)
-	}
-	if n := f.count("PATCH", sessionsPath+"/"+testSessionID); n != 1 {
-		t.Fatalf("refresh called %d times, want 1", n)
-	}
-}
-
-func TestGetMessageServerErrorIsNotRetried(t *testing.T) {
-	f := newFake(t)
-	f.sessionRoutes()
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "busy", http.StatusServiceUnavailable)
-	})
-	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
-	_, err := s.GetMessage(testCtx(t), 0, 1)
-	if err == nil || !IsTransient(err) || errors.Is(err, ErrNotFound) {
-		t.Fatalf("err = %v, want a transient error", err)
-	}
-	if n := f.count("GET", queuePath); n != 1 {
-		t.Fatalf("polled %d times, want 1: the poll is never retried", n)
+			msg, err := s.GetMessage(testCtx(t), 0, 1)
+			tt.check(t, msg, err)
+			polls := f.requests("GET", queuePath(t, s))
+			if len(polls) != tt.polls {
+				t.Fatalf("polled %d times, want %d", len(polls), tt.polls)
+			}
+			if n := f.count("PATCH", sessionPath(s)); n != tt.polls-1 {
+				t.Fatalf("refresh called %d times, want %d", n, tt.polls-1)
+			}
+			_, now := s.queue()
+			if tt.polls == 2 && (polls[0].header.Get("Authorization") != "Bearer "+first || polls[1].header.Get("Authorization") != "Bearer "+now || now == first) {
+				t.Fatal("the second poll did not use the refreshed token")
+			}
+		})
 	}
 }
 
 func TestDeleteMessage(t *testing.T) {
 	f := newFake(t)
-	f.sessionRoutes()
-	f.route("DELETE", queuePath+"/12", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("shard") != "3" {
-			t.Errorf("queue query lost: %q", r.URL.RawQuery)
-		}
-		if r.Header.Get("Authorization") != "Bearer "+queueToken2 {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
+	f.withQueueQuery()
 	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
+	s := openSession(t, p)
+	f.queueJobs(t, 1)
+	msg, err := s.GetMessage(testCtx(t), 0, 1)
+	if err != nil || msg == nil {
+		t.Fatalf("GetMessage = %+v, %v", msg, err)
+	}
+	f.fault(t, actionsfake.Fault{Match: "DELETE /_broker/", Status: http.StatusUnauthorized, Times: 1})
 
-	if err := s.DeleteMessage(testCtx(t), 12); err != nil {
+	if err := s.DeleteMessage(testCtx(t), msg.ID); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.count("DELETE", queuePath+"/12"); n != 2 {
-		t.Fatalf("delete called %d times, want 2 (401, refresh, retry)", n)
+	deletes := f.requests("DELETE", queuePath(t, s)+"/"+strconv.FormatInt(msg.ID, 10))
+	if len(deletes) != 2 {
+		t.Fatalf("delete called %d times, want 2 (401, refresh, retry)", len(deletes))
 	}
-	if n := f.count("PATCH", sessionsPath+"/"+testSessionID); n != 1 {
+	for _, d := range deletes {
+		if d.query.Get("shard") != "3" {
+			t.Errorf("queue query lost: %v", d.query)
+		}
+	}
+	if n := f.count("PATCH", sessionPath(s)); n != 1 {
 		t.Fatalf("refresh called %d times, want 1", n)
 	}
 }
 
 func TestAcquireJobsUsesQueueToken(t *testing.T) {
-	f := newFake(t)
-	f.sessionRoutes()
-	var got []int64
-	f.route("POST", "/tenant/_apis/runtime/runnerscalesets/7/acquirejobs", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("api-version") != "6.0-preview" {
-			t.Errorf("api-version = %q", r.URL.Query().Get("api-version"))
-		}
-		if a := r.Header.Get("Authorization"); a != "Bearer "+queueToken1 {
-			t.Errorf("Authorization is not the queue token (admin token used: %v)", a == "Bearer "+f.adminToken)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		if err := json.Unmarshal(readBody(t, r), &got); err != nil {
-			t.Errorf("body: %v", err)
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"count": 1, "value": []int64{101}})
-	})
-	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
-
-	ids, err := s.AcquireJobs(testCtx(t), []int64{101, 102})
-	if err != nil {
-		t.Fatal(err)
+	f, p := newFakeProvider(t, func(c *actionsfake.Config) { c.Acquire = true })
+	s := openSession(t, p)
+	f.queueJobs(t, 2)
+	msg, err := s.GetMessage(testCtx(t), 0, 10)
+	if err != nil || msg == nil || len(msg.Available) != 2 {
+		t.Fatalf("GetMessage = %+v, %v; want 2 jobs available", msg, err)
 	}
-	if !reflect.DeepEqual(ids, []int64{101}) || !reflect.DeepEqual(got, []int64{101, 102}) {
-		t.Fatalf("acquired %v (sent %v)", ids, got)
+	want := []int64{msg.Available[0].RunnerRequestID}
+
+	ids, err := s.AcquireJobs(testCtx(t), want)
+	if err != nil || !reflect.DeepEqual(ids, want) {
+		t.Fatalf("AcquireJobs = %v, %v; want %v", ids, err, want)
 	}
 	if ids, err := s.AcquireJobs(testCtx(t), nil); ids != nil || err != nil {
 		t.Fatalf("empty AcquireJobs = %v, %v", ids, err)
 	}
-	if n := f.count("POST", "/tenant/_apis/runtime/runnerscalesets/7/acquirejobs"); n != 1 {
-		t.Fatalf("acquirejobs called %d times, want 1", n)
+	calls := f.requests("POST", scaleSetPath(s.ScaleSetID(), "/acquirejobs"))
+	if len(calls) != 1 {
+		t.Fatalf("acquirejobs called %d times, want 1", len(calls))
+	}
+	_, token := s.queue()
+	var sent []int64
+	if c := calls[0]; c.header.Get("Authorization") != "Bearer "+token || c.query.Get("api-version") != "6.0-preview" ||
+		json.Unmarshal(c.body, &sent) != nil || !reflect.DeepEqual(sent, want) {
+		t.Fatalf("acquirejobs sent %s with api-version %q, the queue token: %v", c.body, c.query.Get("api-version"), c.header.Get("Authorization") == "Bearer "+token)
 	}
 }
 
 func TestDeleteSession(t *testing.T) {
-	expired := map[string]string{
-		"typeName": "GitHub.Actions.Runtime.WebApi.RunnerScaleSetSessionExpiredException",
-		"message":  "The session identifier " + testSessionID + " is not valid.",
+	fault := func(status int) func(*testing.T, *fakeGitHub, *Session) {
+		return func(t *testing.T, f *fakeGitHub, _ *Session) {
+			f.fault(t, actionsfake.Fault{Match: "DELETE .*/sessions/", Status: status, EmptyBody: status == http.StatusGone})
+		}
 	}
 	tests := []struct {
 		name    string
-		status  int
-		body    any
+		before  func(*testing.T, *fakeGitHub, *Session)
 		wantErr bool
 	}{
-		{"deleted", http.StatusNoContent, nil, false},
-		{"already gone", http.StatusNotFound, nil, false},
-		{"gone for good", http.StatusGone, nil, false},
+		{"deleted", nil, false},
+		{"already gone", func(t *testing.T, _ *fakeGitHub, s *Session) {
+			if err := s.Close(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"gone for good", fault(http.StatusGone), false},
 		// What GitHub answers for an expired or evicted session
 		// (actions-runner-controller#4285).
-		{"expired or evicted", http.StatusBadRequest, expired, false},
-		{"another bad request", http.StatusBadRequest, map[string]string{"typeName": "ArgumentException", "message": "no"}, true},
-		{"server error", http.StatusInternalServerError, nil, true},
+		{"expired or evicted", func(t *testing.T, f *fakeGitHub, _ *Session) { f.srv.EvictSessions() }, false},
+		{"another bad request", fault(http.StatusBadRequest), true},
+		{"server error", fault(http.StatusInternalServerError), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake(t)
-			f.route("DELETE", sessionsPath+"/"+testSessionID, func(w http.ResponseWriter, r *http.Request) {
-				if !f.checkAdmin(w, r) {
-					return
-				}
-				if tt.body != nil {
-					writeJSON(w, tt.status, tt.body)
-					return
-				}
-				w.WriteHeader(tt.status)
-			})
-			p, _ := newProvider(t, f)
-			err := p.DeleteSession(testCtx(t), "acme", testScaleSetID, testSessionID)
+			f, p := newFakeProvider(t)
+			s := openSession(t, p)
+			if tt.before != nil {
+				tt.before(t, f, s)
+			}
+			sent := f.count("DELETE", sessionPath(s))
+			err := p.DeleteSession(testCtx(t), "acme", s.ScaleSetID(), s.ID())
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("DeleteSession err = %v, wantErr %v", err, tt.wantErr)
 			}
-			if tt.status >= 500 && !IsTransient(err) {
+			if tt.name == "server error" && !IsTransient(err) {
 				t.Fatalf("a 500 must be transient: %v", err)
 			}
-			if f.count("DELETE", sessionsPath+"/"+testSessionID) == 0 {
+			if f.count("DELETE", sessionPath(s)) == sent {
 				t.Fatal("no DELETE sent")
 			}
 		})
@@ -438,23 +375,14 @@ func TestDeleteSession(t *testing.T) {
 // and the refresh 404 ("doesn't exist"): GetMessage reports ErrSessionGone,
 // a definite outcome, after one refresh.
 func TestEvictedSession(t *testing.T) {
-	f := newFake(t)
-	f.sessionRoutes()
-	f.route("PATCH", sessionsPath+"/"+testSessionID, func(w http.ResponseWriter, r *http.Request) {
-		if f.checkAdmin(w, r) {
-			writeJSON(w, http.StatusNotFound, map[string]string{"typeName": "RunnerAdminException", "message": "runner referenced a session ID that doesn't exist in redis"})
-		}
-	})
-	f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"typeName": "VssUnauthorizedException", "message": "session evicted"})
-	})
-	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
+	f, p := newFakeProvider(t)
+	s := openSession(t, p)
+	f.srv.EvictSessions()
 	msg, err := s.GetMessage(testCtx(t), 0, 5)
 	if msg != nil || !errors.Is(err, ErrSessionGone) || IsTransient(err) {
 		t.Fatalf("GetMessage = %v, %v; want ErrSessionGone, not transient", msg, err)
 	}
-	if n := f.count("PATCH", sessionsPath+"/"+testSessionID); n != 1 {
+	if n := f.count("PATCH", sessionPath(s)); n != 1 {
 		t.Fatalf("refreshed %d times, want 1", n)
 	}
 }
@@ -465,13 +393,12 @@ func TestEmptyMessage(t *testing.T) {
 	for name, body := range map[string]string{"empty": "", "whitespace": "\r\n", "bom only": "\xef\xbb\xbf"} {
 		t.Run(name, func(t *testing.T) {
 			f := newFake(t)
-			f.sessionRoutes()
-			f.route("GET", queuePath, func(w http.ResponseWriter, r *http.Request) {
+			f.pollWith(func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusOK)
 				_, _ = w.Write([]byte(body))
 			})
 			p, _ := newProvider(t, f)
-			s := openSession(t, f, p)
+			s := openSession(t, p)
 			if msg, err := s.GetMessage(testCtx(t), 0, 5); msg != nil || err != nil {
 				t.Fatalf("GetMessage = %+v, %v; want no message, no error", msg, err)
 			}
@@ -480,8 +407,7 @@ func TestEmptyMessage(t *testing.T) {
 }
 
 func TestDeleteSessionRejectsBadID(t *testing.T) {
-	f := newFake(t)
-	p, _ := newProvider(t, f)
+	f, p := newFakeProvider(t)
 	if err := p.DeleteSession(testCtx(t), "acme", 7, "../../x"); err == nil {
 		t.Fatal("want an error for a non-UUID session ID")
 	}
@@ -491,14 +417,12 @@ func TestDeleteSessionRejectsBadID(t *testing.T) {
 }
 
 func TestSessionClose(t *testing.T) {
-	f := newFake(t)
-	f.sessionRoutes()
-	p, _ := newProvider(t, f)
-	s := openSession(t, f, p)
+	f, p := newFakeProvider(t)
+	s := openSession(t, p)
 	if err := s.Close(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if f.count("DELETE", sessionsPath+"/"+testSessionID) != 1 {
+	if f.count("DELETE", sessionPath(s)) != 1 {
 		t.Fatal("session not deleted")
 	}
 }

@@ -4,11 +4,16 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 )
 
-func downloadsHandler(f *fakeGitHub, wantBearer ...string) http.HandlerFunc {
+// shuffledDownloads answers the runner downloads with linux/x64 last, the
+// fake's own check of the credential first.
+func shuffledDownloads(f *fakeGitHub) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !f.checkBearer(w, r, wantBearer...) {
+		if rec := f.answer(r); rec.Code != http.StatusOK {
+			w.WriteHeader(rec.Code)
 			return
 		}
 		const base = "https://github.com/actions/runner/releases/download/v2.330.0/"
@@ -23,28 +28,18 @@ func downloadsHandler(f *fakeGitHub, wantBearer ...string) http.HandlerFunc {
 
 func TestRunnerVersionLatest(t *testing.T) {
 	tests := []struct {
-		scope, path string
-		pat         bool
+		name, scope, path string
+		mutate            []func(*Config)
 	}{
-		{"acme", "/api/v3/orgs/acme/actions/runners/downloads", false},
-		{"acme/widgets", "/api/v3/repos/acme/widgets/actions/runners/downloads", false},
-		{"acme", "/api/v3/orgs/acme/actions/runners/downloads", true},
+		{"acme", "acme", "/api/v3/orgs/acme/actions/runners/downloads", nil},
+		{"acme/widgets", "acme/widgets", "/api/v3/repos/acme/widgets/actions/runners/downloads", nil},
+		{"acme pat", "acme", "/api/v3/orgs/acme/actions/runners/downloads", []func(*Config){withPAT}},
 	}
 	for _, tt := range tests {
-		name := tt.scope
-		if tt.pat {
-			name += " pat"
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
-			var p *Provider
-			if tt.pat {
-				f.route("GET", tt.path, downloadsHandler(f, f.pat))
-				p, _ = newProvider(t, f, withPAT(f))
-			} else {
-				f.route("GET", tt.path, downloadsHandler(f, f.instToken))
-				p, _ = newProvider(t, f)
-			}
+			f.route("GET "+tt.path, shuffledDownloads(f))
+			p, _ := newProvider(t, f, tt.mutate...)
 			ctx := testCtx(t)
 			for _, req := range []string{"latest", "", "LATEST"} {
 				v, err := p.RunnerVersion(ctx, tt.scope, req)
@@ -57,6 +52,22 @@ func TestRunnerVersionLatest(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no linux/x64", func(t *testing.T) {
+		f := newFake(t)
+		f.route("GET /api/v3/orgs/acme/actions/runners/downloads", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, []map[string]string{{"os": "osx", "architecture": "arm64", "download_url": "x"}})
+		})
+		p, _ := newProvider(t, f)
+		if _, err := p.RunnerVersion(testCtx(t), "acme", "latest"); err == nil {
+			t.Fatal("want an error without a linux/x64 entry")
+		}
+	})
+	t.Run("the fake's version", func(t *testing.T) {
+		_, p := newFakeProvider(t, func(c *actionsfake.Config) { c.RunnerVersion = "2.331.1" })
+		if v, err := p.RunnerVersion(testCtx(t), "acme", "latest"); err != nil || v != "2.331.1" {
+			t.Fatalf("RunnerVersion = %q, %v; want 2.331.1", v, err)
+		}
+	})
 }
 
 func TestRunnerVersionExplicit(t *testing.T) {
@@ -74,8 +85,7 @@ func TestRunnerVersionExplicit(t *testing.T) {
 		{"2.329.0-beta", "", true},
 		{"-1.2.3", "", true},
 	}
-	f := newFake(t)
-	p, _ := newProvider(t, f)
+	f, p := newFakeProvider(t)
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			v, err := p.RunnerVersion(testCtx(t), "acme", tt.in)
@@ -100,16 +110,5 @@ func TestRunnerVersionExplicit(t *testing.T) {
 	}
 	if f.total() != 0 {
 		t.Fatalf("explicit versions made %d requests, want 0", f.total())
-	}
-}
-
-func TestRunnerVersionNoLinuxX64(t *testing.T) {
-	f := newFake(t)
-	f.route("GET", "/api/v3/orgs/acme/actions/runners/downloads", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, []map[string]string{{"os": "osx", "architecture": "arm64", "download_url": "x"}})
-	})
-	p, _ := newProvider(t, f)
-	if _, err := p.RunnerVersion(testCtx(t), "acme", "latest"); err == nil {
-		t.Fatal("want an error without a linux/x64 entry")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +19,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 type fakeReadiness struct {
@@ -87,22 +87,11 @@ func serve(t *testing.T, deps httpapi.Deps) *httptest.Server {
 // status and body.
 func do(t *testing.T, method, url string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := http.Header{}
 	if method != http.MethodGet {
-		httpapi.SetToken(req.Header, testToken)
+		httpapi.SetToken(h, testToken)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, body := testkit.Fetch(t, method, url, nil, h)
 	return resp.StatusCode, body
 }
 

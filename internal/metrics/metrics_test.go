@@ -3,7 +3,6 @@ package metrics_test
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -25,6 +24,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/metrics"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // fakeSource is a StoreSource with fixed answers.
@@ -180,6 +180,21 @@ func metric(mf *dto.MetricFamily, labels map[string]string) *dto.Metric {
 	return nil
 }
 
+// series returns the series of family name with labels, failing the test
+// if there is none.
+func series(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
+	mf := mfs[name]
+	if mf == nil {
+		t.Fatalf("no family %s", name)
+	}
+	m := metric(mf, labels)
+	if m == nil {
+		t.Fatalf("no series %s with labels %v", name, labels)
+	}
+	return m
+}
+
 func value(m *dto.Metric) float64 {
 	switch {
 	case m.GetGauge() != nil:
@@ -279,15 +294,7 @@ func TestRecorderRecordsEveryMetric(t *testing.T) {
 	}
 	for _, tc := range values {
 		t.Run(fmt.Sprintf("%s%v", tc.name, tc.labels), func(t *testing.T) {
-			mf := mfs[tc.name]
-			if mf == nil {
-				t.Fatalf("no family %s", tc.name)
-			}
-			m := metric(mf, tc.labels)
-			if m == nil {
-				t.Fatalf("no series with labels %v", tc.labels)
-			}
-			if got := value(m); got != tc.want {
+			if got := value(series(t, mfs, tc.name, tc.labels)); got != tc.want {
 				t.Errorf("value %v, want %v", got, tc.want)
 			}
 		})
@@ -307,15 +314,7 @@ func TestRecorderRecordsEveryMetric(t *testing.T) {
 	}
 	for _, tc := range histograms {
 		t.Run(fmt.Sprintf("%s%v", tc.name, tc.labels), func(t *testing.T) {
-			mf := mfs[tc.name]
-			if mf == nil {
-				t.Fatalf("no family %s", tc.name)
-			}
-			m := metric(mf, tc.labels)
-			if m == nil {
-				t.Fatalf("no series with labels %v", tc.labels)
-			}
-			h := m.GetHistogram()
+			h := series(t, mfs, tc.name, tc.labels).GetHistogram()
 			if h.GetSampleCount() != tc.count || h.GetSampleSum() != tc.sum {
 				t.Errorf("count %d sum %v, want count %d sum %v", h.GetSampleCount(), h.GetSampleSum(), tc.count, tc.sum)
 			}
@@ -490,15 +489,7 @@ func TestMetricsEndpointServesEveryMetric(t *testing.T) {
 	srv := httptest.NewServer(httpapi.New(httpapi.Deps{Gatherer: reg}, slog.New(slog.DiscardHandler)))
 	t.Cleanup(srv.Close)
 
-	resp, err := http.Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, body := testkit.Fetch(t, "GET", srv.URL+"/metrics", nil, nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics: %s\n%s", resp.Status, body)
 	}

@@ -1,33 +1,14 @@
 package myshoes_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
-
-// logBuffer collects log output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // checkCut checks that got is orig cut to max bytes on a rune boundary
 // and marked, or orig itself when it fits.
@@ -57,7 +38,7 @@ func checkCut(t *testing.T, field, orig, got string, max int) {
 // wedges") never reaches the caller whole; a target with an oversized ID
 // is skipped with a bounded warning; an oversized scope is invalid.
 func TestListTargetsBoundsFields(t *testing.T) {
-	var logs logBuffer
+	var logs testkit.SyncBuffer
 	fake, c := newFake(t, myshoes.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	// Three-byte runes, so that the bound falls inside one.
 	huge := strings.Repeat("日本語", 10<<20/9)
@@ -143,7 +124,7 @@ func scopesShort(ts []myshoes.Target) []string {
 // TestListTargetsSkipWarningRateLimited: the warning about skipped
 // targets comes with the first list that has them and every tenth after.
 func TestListTargetsSkipWarningRateLimited(t *testing.T) {
-	var logs logBuffer
+	var logs testkit.SyncBuffer
 	fake, c := newFake(t, myshoes.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	fake.SetTargets([]myshoes.Target{{ID: strings.Repeat("i", myshoes.MaxIDBytes+1), Scope: "org"}})
 	for range 20 {

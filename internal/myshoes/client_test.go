@@ -11,6 +11,7 @@ import (
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/myshoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // newFake starts the fake myshoes on loopback and a client for it.
@@ -369,16 +370,8 @@ func TestPrefixMount(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	// Drive the fake through its own HTTP control route under the prefix.
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, srv.URL+"/myshoes/_sim/targets",
-		strings.NewReader(`[{"scope":"octo-org","resource_type":"nano"},{"scope":"octocat/hello-world","resource_type":"large","status":"running"}]`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatalf("PUT _sim/targets: %v", err)
-	}
-	resp.Body.Close()
+	resp, _ := testkit.Fetch(t, http.MethodPut, srv.URL+"/myshoes/_sim/targets",
+		strings.NewReader(`[{"scope":"octo-org","resource_type":"nano"},{"scope":"octocat/hello-world","resource_type":"large","status":"running"}]`), nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("PUT _sim/targets: status %d", resp.StatusCode)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // TestPluginEnvironmentDropsSecrets: the variables Config.DropEnv names
@@ -48,7 +49,7 @@ func TestPluginEnvironmentDropsSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	var env map[string]string
-	eventually(t, 5*time.Second, "the plugin's environment", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the plugin's environment", func() bool {
 		b, err := os.ReadFile(envFile)
 		if err != nil {
 			return false

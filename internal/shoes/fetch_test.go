@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // pluginServer serves the fake plugin at /plugin; the first failFirst
@@ -49,23 +50,32 @@ func newPluginServer(t testing.TB, failFirst int32, failStatus int) *pluginServe
 	return s
 }
 
+// startHost starts a host on the plugin s serves, cached in cache, and
+// checks that s answered want requests (why: what they are) and that the
+// plugin it got serves an AddInstance.
+func (s *pluginServer) startHost(t *testing.T, cache string, want int32, why string, mutate func(*Config)) {
+	t.Helper()
+	f := newFixture(t, nil, func(c *Config) {
+		c.Path = s.URL + "/plugin"
+		c.CacheDir = cache
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	if n := s.requests.Load(); n != want {
+		t.Errorf("%d requests, want %d: %s", n, want, why)
+	}
+	if _, err := f.host.AddInstance(context.Background(), addReq()); err != nil {
+		t.Fatalf("AddInstance on the downloaded plugin: %v", err)
+	}
+}
+
 // TestFetchTransient: answers 503 and 502 for a while are retried, and
 // the plugin is downloaded once the server answers.
 func TestFetchTransient(t *testing.T) {
 	t.Parallel()
 	srv := newPluginServer(t, 2, http.StatusServiceUnavailable)
-	cache := t.TempDir()
-	f := newFixture(t, nil, func(c *Config) {
-		c.Path = srv.URL + "/plugin"
-		c.CacheDir = cache
-		c.DownloadBackoff = 20 * time.Millisecond
-	})
-	if n := srv.requests.Load(); n != 3 {
-		t.Errorf("%d requests, want 3 (2 failed, 1 download)", n)
-	}
-	if _, err := f.host.AddInstance(context.Background(), addReq()); err != nil {
-		t.Fatalf("AddInstance on the downloaded plugin: %v", err)
-	}
+	srv.startHost(t, t.TempDir(), 3, "2 failed, 1 download", func(c *Config) { c.DownloadBackoff = 20 * time.Millisecond })
 }
 
 // TestFetchBadCache: a cached download that was truncated is not used
@@ -86,43 +96,29 @@ func TestFetchBadCache(t *testing.T) {
 	if err := os.Truncate(cached, fi.Size()/2); err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, nil, func(c *Config) { c.Path = srv.URL + "/plugin"; c.CacheDir = cache })
-	if n := srv.requests.Load(); n != 2 {
-		t.Errorf("%d downloads, want 2: the truncated copy must be replaced", n)
-	}
-	if _, err := f.host.AddInstance(context.Background(), addReq()); err != nil {
-		t.Fatalf("AddInstance after the cache was truncated: %v", err)
-	}
+	srv.startHost(t, cache, 2, "the truncated copy must be replaced", nil)
 }
 
 // TestFetchUnreachable: a server that refuses connections is retried
 // within the context.
 func TestFetchUnreachable(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testkit.FreeAddr(t)
 	cache := t.TempDir()
 	// The server comes up while the download is retried.
 	bin, err := os.ReadFile(fakeshoesBin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(bin) })}
+	srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(bin) })}
 	served := make(chan struct{})
 	t.Cleanup(func() { _ = srv.Close(); <-served })
 	go func() {
 		defer close(served)
 		time.Sleep(700 * time.Millisecond) // the outage
-		srvLn, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Errorf("listen again on %s: %v", addr, err)
-			return
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve again on %s: %v", addr, err)
 		}
-		_ = srv.Serve(srvLn)
 	}()
 	h, err := New(context.Background(), Config{Path: "http://" + addr + "/plugin", CacheDir: cache})
 	if err != nil {
@@ -138,12 +134,7 @@ func TestFetchUnreachable(t *testing.T) {
 // not a configuration error; a context that ends stops the retries.
 func TestFetchErrors(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := "http://" + ln.Addr().String() + "/plugin"
-	ln.Close()
+	refused := "http://" + testkit.FreeAddr(t) + "/plugin"
 	tests := []struct {
 		name       string
 		failStatus int

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 func TestParseResourceType(t *testing.T) {
@@ -79,18 +80,9 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
 			cfg.defaults()
-			err := cfg.Validate()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				if cfg.PoolSize != 4 || cfg.AddTimeout != 5*time.Minute || cfg.DeleteTimeout != 3*time.Minute || cfg.CacheDir == "" {
-					t.Errorf("defaults not applied: %+v", cfg)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Validate = %v, want error containing %q", err, tt.wantErr)
+			if testkit.WantErr(t, cfg.Validate(), tt.wantErr) &&
+				(cfg.PoolSize != 4 || cfg.AddTimeout != 5*time.Minute || cfg.DeleteTimeout != 3*time.Minute || cfg.CacheDir == "") {
+				t.Errorf("defaults not applied: %+v", cfg)
 			}
 		})
 	}
@@ -299,7 +291,7 @@ func TestCrash(t *testing.T) {
 	if calls[3].PID == calls[2].PID {
 		t.Errorf("call 4 ran on the crashed pid %d", calls[2].PID)
 	}
-	if alive(calls[2].PID) {
+	if testkit.Alive(calls[2].PID) {
 		t.Errorf("crashed pid %d still alive", calls[2].PID)
 	}
 	want := []string{"AddInstance OK", "AddInstance OK", "AddInstance Crash", "AddInstance OK"}
@@ -494,7 +486,7 @@ func TestHang(t *testing.T) {
 	if calls[0].PID == calls[1].PID {
 		t.Errorf("call after the hang reused the hung pid %d", calls[0].PID)
 	}
-	if alive(calls[0].PID) {
+	if testkit.Alive(calls[0].PID) {
 		t.Errorf("hung pid %d still alive", calls[0].PID)
 	}
 }
@@ -517,7 +509,7 @@ func TestClose(t *testing.T) {
 		t.Fatalf("want several processes before Close, got %v", pids)
 	}
 	for pid := range pids {
-		if !alive(pid) {
+		if !testkit.Alive(pid) {
 			t.Fatalf("pid %d died before Close", pid)
 		}
 	}
@@ -525,7 +517,7 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for pid := range pids {
-		if alive(pid) {
+		if testkit.Alive(pid) {
 			t.Errorf("pid %d alive after Close", pid)
 		}
 	}
@@ -546,7 +538,7 @@ func TestCloseDuringCall(t *testing.T) {
 		_, err := f.host.AddInstance(context.Background(), addReq())
 		errc <- err
 	}()
-	eventually(t, 10*time.Second, "the call to reach the plugin", func() bool { return len(f.calls(t)) == 1 })
+	testkit.Eventually(t, 10*time.Second, "the call to reach the plugin", func() bool { return len(f.calls(t)) == 1 })
 	if err := f.host.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +550,7 @@ func TestCloseDuringCall(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call in flight did not return after Close")
 	}
-	if pid := f.calls(t)[0].PID; alive(pid) {
+	if pid := f.calls(t)[0].PID; testkit.Alive(pid) {
 		t.Errorf("pid %d alive after Close", pid)
 	}
 }
@@ -584,7 +576,7 @@ func TestCallerContext(t *testing.T) {
 	if len(calls) != 2 || calls[0].PID == calls[1].PID {
 		t.Fatalf("calls %+v: want the second on a new process", calls)
 	}
-	if alive(calls[0].PID) {
+	if testkit.Alive(calls[0].PID) {
 		t.Errorf("pid %d of the abandoned call is alive", calls[0].PID)
 	}
 }
@@ -667,7 +659,7 @@ func TestBeforeSend(t *testing.T) {
 		defer close(done)
 		_, _ = f.host.AddInstance(ctx, addReq())
 	}()
-	eventually(t, 5*time.Second, "the first call to take the process", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the first call to take the process", func() bool {
 		f.host.mu.Lock()
 		defer f.host.mu.Unlock()
 		return len(f.host.slots) == 1

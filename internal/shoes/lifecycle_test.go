@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // These tests cover plugin processes that misbehave around their start and
@@ -39,7 +40,7 @@ func writeScript(t testing.TB, dir, name, body string) string {
 func readPIDs(t testing.TB, path string, want int) []int {
 	t.Helper()
 	var pids []int
-	eventually(t, 10*time.Second, fmt.Sprintf("%d pids in %s", want, path), func() bool {
+	testkit.Eventually(t, 10*time.Second, fmt.Sprintf("%d pids in %s", want, path), func() bool {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return false
@@ -105,7 +106,7 @@ func TestStuckStartIsBounded(t *testing.T) {
 		t.Errorf("recorded start failures %v, want [%s]", got, StartFailureTimeout)
 	}
 	for _, pid := range readPIDs(t, pidFile, 2) {
-		eventually(t, 2*time.Second, fmt.Sprintf("pid %d of the stuck plugin to die", pid), func() bool { return !alive(pid) })
+		testkit.Eventually(t, 2*time.Second, fmt.Sprintf("pid %d of the stuck plugin to die", pid), func() bool { return !testkit.Alive(pid) })
 	}
 	within(t, 10*time.Second, "Close", func() { _ = h.Close() })
 }
@@ -126,7 +127,7 @@ func TestNoExecWrapperClose(t *testing.T) {
 	took := within(t, 15*time.Second, "Close of a wrapper whose child holds stdout", func() { _ = f.host.Close() })
 	t.Logf("Close took %s", took)
 	for _, pid := range pids {
-		eventually(t, 2*time.Second, fmt.Sprintf("pid %d of the wrapper's group to die", pid), func() bool { return !alive(pid) })
+		testkit.Eventually(t, 2*time.Second, fmt.Sprintf("pid %d of the wrapper's group to die", pid), func() bool { return !testkit.Alive(pid) })
 	}
 }
 
@@ -151,7 +152,7 @@ func TestNoExecWrapperDiscard(t *testing.T) {
 		t.Fatalf("got %v, want DeadlineExceeded", err)
 	}
 	child := readPIDs(t, pidFile, 1)[0]
-	eventually(t, 2*time.Second, "the wrapper's child to die with the discarded process", func() bool { return !alive(child) })
+	testkit.Eventually(t, 2*time.Second, "the wrapper's child to die with the discarded process", func() bool { return !testkit.Alive(child) })
 	within(t, 15*time.Second, "a delete on a new process", func() {
 		err = f.host.DeleteInstance(context.Background(), "fake-00000000-0000-0000-0000-000000000000", nil)
 	})
@@ -186,7 +187,7 @@ func TestStartCanceled(t *testing.T) {
 		t.Errorf("got %v (code %s), want DeadlineExceeded", callErr, Code(callErr))
 	}
 	first := readPIDs(t, pidFile, 1)[0]
-	eventually(t, 2*time.Second, "the abandoned start's process to die", func() bool { return !alive(first) })
+	testkit.Eventually(t, 2*time.Second, "the abandoned start's process to die", func() bool { return !testkit.Alive(first) })
 
 	errc := make(chan error, 1)
 	go func() {
@@ -203,7 +204,7 @@ func TestStartCanceled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call in a start did not return after Close")
 	}
-	eventually(t, 2*time.Second, "the process started when the host closed to die", func() bool { return !alive(second) })
+	testkit.Eventually(t, 2*time.Second, "the process started when the host closed to die", func() bool { return !testkit.Alive(second) })
 	want := []string{StartFailureCanceled, StartFailureCanceled}
 	if got := rec.startFailures(); !slices.Equal(got, want) {
 		t.Errorf("recorded start failures %v, want %v", got, want)
@@ -226,19 +227,21 @@ func hostHelper() int {
 	for range 2 {
 		go func() { _, _ = h.AddInstance(context.Background(), addReq()) }()
 	}
-	for {
+	var pids []string
+	if !testkit.Poll(time.Minute, func() (bool, string) {
 		h.mu.Lock()
-		var pids []string
+		defer h.mu.Unlock()
+		pids = pids[:0]
 		for p := range h.live {
 			pids = append(pids, strconv.Itoa(p.pid))
 		}
-		h.mu.Unlock()
-		if len(pids) == 2 {
-			fmt.Println(strings.Join(pids, " "))
-			select {}
-		}
-		time.Sleep(10 * time.Millisecond)
+		return len(pids) == 2, ""
+	}) {
+		fmt.Fprintln(os.Stderr, "the two plugin processes did not start")
+		return 1
 	}
+	fmt.Println(strings.Join(pids, " "))
+	select {}
 }
 
 // TestPluginsDieWithHost: the host process is killed with SIGKILL (its
@@ -293,7 +296,7 @@ func TestPluginsDieWithHost(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	if len(pids) != 2 || slices.ContainsFunc(pids, func(p int) bool { return !alive(p) }) {
+	if len(pids) != 2 || slices.ContainsFunc(pids, func(p int) bool { return !testkit.Alive(p) }) {
 		t.Fatalf("want 2 live plugin pids, got %v", pids)
 	}
 	// The host only, not its group.
@@ -302,7 +305,7 @@ func TestPluginsDieWithHost(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	for _, pid := range pids {
-		eventually(t, 2*time.Second, fmt.Sprintf("plugin pid %d to die with its host", pid), func() bool { return !alive(pid) })
+		testkit.Eventually(t, 2*time.Second, fmt.Sprintf("plugin pid %d to die with its host", pid), func() bool { return !testkit.Alive(pid) })
 	}
 }
 

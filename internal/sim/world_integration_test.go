@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -26,6 +25,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // TestRunnerRunsJobEndToEnd drives the real pieces together: the scaleset
@@ -53,7 +53,7 @@ func TestRunnerRunsJobEndToEnd(t *testing.T) {
 	jobID := queued.JobIDs[0]
 
 	var job actionsfake.JobState
-	eventually(t, 30*time.Second, "the runner to come online and complete the job", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the runner to come online and complete the job", func() bool {
 		st := w.Actions.State()
 		i := slices.IndexFunc(st.Jobs, func(j actionsfake.JobState) bool { return j.ID == jobID })
 		if i < 0 {
@@ -74,7 +74,7 @@ func TestRunnerRunsJobEndToEnd(t *testing.T) {
 	}
 	// The ephemeral runner is done after its job, so run.sh and the
 	// setup script end cleanly.
-	eventually(t, 10*time.Second, "the runner to be done", func() bool { return runnerState(t, w, name).State == "done" })
+	testkit.Eventually(t, 10*time.Second, "the runner to be done", func() bool { return runnerState(t, w, name).State == "done" })
 	if ev := pl.scriptExit(t, inst.CloudID); ev.ExitCode != 0 {
 		t.Errorf("setup script exit code %d, want 0; stderr tail:\n%s", ev.ExitCode, ev.StderrTail)
 	}
@@ -90,10 +90,8 @@ func TestRunnerRunsJobEndToEnd(t *testing.T) {
 		t.Errorf("second DeleteInstance: %v", err)
 	}
 	var codes []string
-	for _, c := range pl.calls(t) {
-		if c.Method != "" {
-			codes = append(codes, c.Method+":"+c.Code)
-		}
+	for _, c := range pl.calls(t, func(c shoesfake.Call) bool { return c.Method != "" }) {
+		codes = append(codes, c.Method+":"+c.Code)
 	}
 	want := []string{"AddInstance:OK", "DeleteInstance:OK", "DeleteInstance:NotFound"}
 	if !slices.Equal(codes, want) {
@@ -203,7 +201,7 @@ tar xzf runner.tar.gz
 
 			// Wait for the script to end, or the runner to come online.
 			var ev shoesfake.Call
-			eventually(t, 30*time.Second, "the setup script to end", func() bool {
+			testkit.Eventually(t, 30*time.Second, "the setup script to end", func() bool {
 				if rn := runnerState(t, w, name); !rn.ConnectedAt.IsZero() {
 					t.Fatalf("runner came online: %+v", rn)
 				}
@@ -344,15 +342,7 @@ func TestMyshoesThroughTheWorld(t *testing.T) {
 
 	get := func() (int, string) {
 		t.Helper()
-		resp, err := http.Get(w.MyshoesURL() + "/target")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp, b := testkit.Fetch(t, "GET", w.MyshoesURL()+"/target", nil, nil)
 		return resp.StatusCode, string(b)
 	}
 
@@ -415,7 +405,7 @@ func TestGHESAcquireThroughTheWorld(t *testing.T) {
 	next := func(what string) *github.Message {
 		t.Helper()
 		var msg *github.Message
-		eventually(t, 10*time.Second, what, func() bool {
+		testkit.Eventually(t, 10*time.Second, what, func() bool {
 			var err error
 			if msg, err = sess.GetMessage(ctx, lastID, 5); err != nil {
 				t.Fatalf("get message: %v", err)
@@ -474,23 +464,9 @@ func TestGHESAcquireThroughTheWorld(t *testing.T) {
 	}
 }
 
-func jobState(t *testing.T, w *sim.World, id string) actionsfake.JobState {
-	t.Helper()
-	for _, j := range w.Actions.State().Jobs {
-		if j.ID == id {
-			return j
-		}
-	}
-	t.Fatalf("job %s missing from state", id)
-	return actionsfake.JobState{}
-}
-
 func TestParseAppKey(t *testing.T) {
 	t.Parallel()
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rsaKey, pkcs1 := testkit.Key(t)
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -512,7 +488,7 @@ func TestParseAppKey(t *testing.T) {
 		wantPriv bool
 		wantErr  bool
 	}{
-		{"PKCS#1 private", pemOf("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsaKey)), true, false},
+		{"PKCS#1 private", pkcs1, true, false},
 		{"PKCS#8 private", pemOf("PRIVATE KEY", must(x509.MarshalPKCS8PrivateKey(rsaKey))), true, false},
 		{"PKIX public", pemOf("PUBLIC KEY", must(x509.MarshalPKIXPublicKey(&rsaKey.PublicKey))), false, false},
 		{"PKCS#1 public", pemOf("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey)), false, false},
@@ -598,7 +574,7 @@ func TestWorldCloseAnswersHeldRunnerWaits(t *testing.T) {
 	inst := pl.add(t, name, render(t, "", runnerscript.Values{RunnerName: name, JITConfig: jit.EncodedJITConfig}))
 	// Online, and its wait request has reached the fake (where it is held).
 	const waitRoute = "GET /_sim/runner/{id}/wait"
-	eventually(t, 30*time.Second, "the runner to come online and wait", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the runner to come online and wait", func() bool {
 		return !runnerState(t, w, name).ConnectedAt.IsZero() && w.Actions.State().Calls[waitRoute] > 0
 	})
 
@@ -608,7 +584,7 @@ func TestWorldCloseAnswersHeldRunnerWaits(t *testing.T) {
 	}
 	// The runner logs the answer to its held wait when it retries.
 	logPath := filepath.Join(pl.stateDir, inst.CloudID, "script.log")
-	eventually(t, 20*time.Second, "the runner's wait to be answered 503", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the runner's wait to be answered 503", func() bool {
 		b, err := os.ReadFile(logPath)
 		if err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,7 +19,11 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
+
+// testScope is the World's one target, unless a test names others.
+const testScope = "org-a"
 
 // fakeshoesBin is the fake plugin, built once by TestMain. Its runner
 // command is itself + "runner".
@@ -27,8 +32,6 @@ var fakeshoesBin string
 func TestMain(m *testing.M) {
 	os.Exit(testbin.Main(m, "./internal/sim/cmd/fakeshoes", &fakeshoesBin))
 }
-
-const testScope = "org-a"
 
 // startWorld starts a World with one target, org-a, and closes it at the
 // end of the test.
@@ -116,7 +119,6 @@ func runnerName() string { return "myshoes-" + uuid.NewString() }
 // plugin is a fake shoes plugin host with its own call log and state dir.
 type plugin struct {
 	host     *shoes.Host
-	dir      string
 	callLog  string
 	stateDir string
 }
@@ -124,11 +126,7 @@ type plugin struct {
 func newPlugin(t *testing.T) *plugin {
 	t.Helper()
 	dir := t.TempDir()
-	pl := &plugin{
-		dir:      dir,
-		callLog:  filepath.Join(dir, "calls.jsonl"),
-		stateDir: filepath.Join(dir, "state"),
-	}
+	pl := &plugin{callLog: filepath.Join(dir, "calls.jsonl"), stateDir: filepath.Join(dir, "state")}
 	h, err := shoes.New(context.Background(), shoes.Config{
 		Path:       fakeshoesBin,
 		PoolSize:   1,
@@ -168,31 +166,31 @@ func (pl *plugin) add(t *testing.T, name, script string) shoes.Instance {
 	return inst
 }
 
-func (pl *plugin) calls(t *testing.T) []shoesfake.Call {
+// calls returns the lines of the call log keep holds for.
+func (pl *plugin) calls(t *testing.T, keep func(shoesfake.Call) bool) []shoesfake.Call {
 	t.Helper()
-	calls, err := shoesfake.ReadCallLog(pl.callLog)
+	all, err := shoesfake.ReadCallLog(pl.callLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return calls
+	return slices.DeleteFunc(all, func(c shoesfake.Call) bool { return !keep(c) })
 }
 
 // exited returns the script_exit event of cloudID, if there is one yet.
 func (pl *plugin) exited(t *testing.T, cloudID string) (shoesfake.Call, bool) {
 	t.Helper()
-	for _, c := range pl.calls(t) {
-		if c.Event == shoesfake.EventScriptExit && c.CloudID == cloudID {
-			return c, true
-		}
+	ev := pl.calls(t, func(c shoesfake.Call) bool { return c.Event == shoesfake.EventScriptExit && c.CloudID == cloudID })
+	if len(ev) == 0 {
+		return shoesfake.Call{}, false
 	}
-	return shoesfake.Call{}, false
+	return ev[0], true
 }
 
 // scriptExit waits for the script_exit event of cloudID.
 func (pl *plugin) scriptExit(t *testing.T, cloudID string) shoesfake.Call {
 	t.Helper()
 	var ev shoesfake.Call
-	eventually(t, 30*time.Second, "script_exit of "+cloudID, func() bool {
+	testkit.Eventually(t, 30*time.Second, "script_exit of "+cloudID, func() bool {
 		var ok bool
 		ev, ok = pl.exited(t, cloudID)
 		return ok
@@ -233,27 +231,25 @@ func render(t *testing.T, tmpl string, v runnerscript.Values) string {
 // runnerState returns the fake's record of the runner called name.
 func runnerState(t *testing.T, w *sim.World, name string) actionsfake.RunnerState {
 	t.Helper()
-	for _, rn := range w.Actions.State().Runners {
-		if rn.Name == name {
-			return rn
-		}
-	}
-	t.Fatalf("the fake has no runner named %s", name)
-	return actionsfake.RunnerState{}
+	return only(t, "runner "+name, w.Actions.State().Runners, func(r actionsfake.RunnerState) bool { return r.Name == name })
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+// jobState returns the fake's record of the job id.
+func jobState(t *testing.T, w *sim.World, id string) actionsfake.JobState {
 	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-tick.C:
+	return only(t, "job "+id, w.Actions.State().Jobs, func(j actionsfake.JobState) bool { return j.ID == id })
+}
+
+// only returns the first of items that match holds for, and fails the
+// test if there is none.
+func only[T any](t *testing.T, what string, items []T, match func(T) bool) T {
+	t.Helper()
+	for _, it := range items {
+		if match(it) {
+			return it
 		}
 	}
+	t.Fatalf("the fake has no %s", what)
+	var zero T
+	return zero
 }

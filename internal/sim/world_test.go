@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,27 +15,17 @@ import (
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // rawRequest does one request and returns the status and the whole body, BOM included.
 func rawRequest(t *testing.T, method, url, auth, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := http.Header{}
 	if auth != "" {
-		req.Header.Set("Authorization", auth)
+		h.Set("Authorization", auth)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read: %v", method, url, err)
-	}
+	resp, b := testkit.Fetch(t, method, url, strings.NewReader(body), h)
 	return resp.StatusCode, b
 }
 
@@ -138,7 +127,7 @@ func TestWorldPassesTheFakeKnobs(t *testing.T) {
 	}
 
 	// SessionTTL: nobody polls, the session expires.
-	eventually(t, 10*time.Second, "the session to expire", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the session to expire", func() bool {
 		s := w.Actions.State().ScaleSets[0]
 		return s.Session == nil && s.Evictions == 1
 	})

@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -128,5 +129,16 @@ func seedRunners(t testing.TB, s *Store, n int, base time.Time) {
 	})
 	if err != nil {
 		t.Fatalf("seed %d runners: %v", n, err)
+	}
+}
+
+// wantNotFound checks that each named operation on what (something
+// deleted or missing) failed with ErrNotFound.
+func wantNotFound(t *testing.T, what string, errs map[string]error) {
+	t.Helper()
+	for name, err := range errs {
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s of a %s = %v, want ErrNotFound", name, what, err)
+		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -32,19 +34,9 @@ func TestOptionsValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := tt.opts
 			opts.defaults()
-			err := opts.Validate()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				if opts.LockTimeout != 5*time.Second || opts.HistoryMaxAge != 7*24*time.Hour ||
-					opts.HistoryMaxCount != 10000 || opts.Now == nil {
-					t.Errorf("defaults() = %+v", opts)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Validate() = %v, want error containing %q", err, tt.wantErr)
+			if testkit.WantErr(t, opts.Validate(), tt.wantErr) && (opts.LockTimeout != 5*time.Second ||
+				opts.HistoryMaxAge != 7*24*time.Hour || opts.HistoryMaxCount != 10000 || opts.Now == nil) {
+				t.Errorf("defaults() = %+v", opts)
 			}
 		})
 	}
@@ -110,40 +102,10 @@ func TestSanitizeHost(t *testing.T) {
 	}
 }
 
+// TestOpenFreshFiles: a state file that is missing, empty or has no
+// buckets is refused by a read-only Open, which leaves it as it was, and
+// initialised by a read-write Open.
 func TestOpenFreshFiles(t *testing.T) {
-	tests := []struct {
-		name  string
-		setup func(t *testing.T, path string)
-	}{
-		{"missing", func(*testing.T, string) {}},
-		{"zero length", func(t *testing.T, path string) {
-			if err := os.WriteFile(path, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"bbolt file without buckets", func(t *testing.T, path string) {
-			rawUpdate(t, path, func(*bolt.Tx) error { return nil })
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := testPath(t)
-			tt.setup(t, path)
-			s := openStore(t, Options{Path: path})
-			if !ownerIDPattern.MatchString(s.OwnerID()) {
-				t.Errorf("OwnerID() = %q", s.OwnerID())
-			}
-			if err := s.CreateRunner(Runner{Name: "r1"}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.GetRunner("r1"); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
-
-func TestOpenReadOnlyWithoutState(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, path string)
@@ -164,9 +126,9 @@ func TestOpenReadOnlyWithoutState(t *testing.T) {
 			tt.setup(t, path)
 			before, statErr := os.ReadFile(path)
 
-			s, err := Open(Options{Path: path, ReadOnly: true, LockTimeout: testLockTimeout})
+			ro, err := Open(Options{Path: path, ReadOnly: true, LockTimeout: testLockTimeout})
 			if err == nil {
-				s.Close()
+				ro.Close()
 				t.Fatal("Open(ReadOnly) succeeded, want an error")
 			}
 			if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
@@ -180,6 +142,17 @@ func TestOpenReadOnlyWithoutState(t *testing.T) {
 				}
 			case string(after) != string(before):
 				t.Errorf("read-only Open changed %s", path)
+			}
+
+			s := openStore(t, Options{Path: path})
+			if !ownerIDPattern.MatchString(s.OwnerID()) {
+				t.Errorf("OwnerID() = %q", s.OwnerID())
+			}
+			if err := s.CreateRunner(Runner{Name: "r1"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.GetRunner("r1"); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

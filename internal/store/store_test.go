@@ -88,15 +88,11 @@ func TestScaleSets(t *testing.T) {
 	if err := s.DeleteScaleSet("t-b"); err != nil {
 		t.Fatal(err)
 	}
-	for name, err := range map[string]error{
+	wantNotFound(t, "deleted scale set", map[string]error{
 		"get":    func() error { _, err := s.GetScaleSet("t-b"); return err }(),
 		"update": s.UpdateScaleSet("t-b", func(*ScaleSet) error { return nil }),
 		"delete": s.DeleteScaleSet("t-b"),
-	} {
-		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("%s of a deleted scale set = %v, want ErrNotFound", name, err)
-		}
-	}
+	})
 	if err := s.PutScaleSet(ScaleSet{}); err == nil {
 		t.Error("PutScaleSet without target ID succeeded")
 	}
@@ -140,15 +136,11 @@ func TestSessions(t *testing.T) {
 	if err := s.DeleteSession(10); err != nil {
 		t.Fatal(err)
 	}
-	for name, err := range map[string]error{
+	wantNotFound(t, "deleted session", map[string]error{
 		"get":                 func() error { _, err := s.GetSession(10); return err }(),
 		"delete":              s.DeleteSession(10),
 		"set last message ID": s.RecordMessage(10, 100, nil),
-	} {
-		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("%s of a deleted session = %v, want ErrNotFound", name, err)
-		}
-	}
+	})
 	if err := s.PutSession(Session{}); err == nil {
 		t.Error("PutSession without scale set ID succeeded")
 	}
@@ -315,7 +307,7 @@ func TestRunnerCRUD(t *testing.T) {
 		t.Errorf("UpdateRunner returned %+v, stored %+v", updated, stored)
 	}
 
-	for name, err := range map[string]error{
+	wantNotFound(t, "missing runner", map[string]error{
 		"get": func() error { _, err := s.GetRunner("nope"); return err }(),
 		"update": func() error {
 			_, err := s.UpdateRunner("nope", func(*Runner) error { return nil })
@@ -324,11 +316,7 @@ func TestRunnerCRUD(t *testing.T) {
 		"set state":    func() error { _, err := s.SetRunnerState("nope", StateIdle, nil); return err }(),
 		"find by ID":   func() error { _, err := s.FindRunnerByID(12345); return err }(),
 		"find by ID 0": func() error { _, err := s.FindRunnerByID(0); return err }(),
-	} {
-		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("%s of a missing runner = %v, want ErrNotFound", name, err)
-		}
-	}
+	})
 	found, err := s.FindRunnerByID(77)
 	if err != nil || found.Name != "myshoes-1" {
 		t.Errorf("FindRunnerByID(77) = %+v, %v", found, err)

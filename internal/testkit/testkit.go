@@ -249,3 +249,27 @@ func SameSettings(t testing.TB, got, want any) {
 		}
 	}
 }
+
+// WantErr checks err as a table test wants it: no error when want is "",
+// else an error whose text contains want; it fails the test otherwise. It
+// reports whether err is nil, for checks that only apply then.
+func WantErr(t testing.TB, err error, want string) bool {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatalf("unexpected error: %v", err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Fatalf("error %v, want one containing %q", err, want)
+	}
+	return err == nil
+}
+
+// FileSize returns the size of the file at path, or fails the test.
+func FileSize(t testing.TB, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}

@@ -3,12 +3,14 @@ package testkit
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -166,3 +168,48 @@ type recordingTB struct {
 
 func (r *recordingTB) Helper()               {}
 func (r *recordingTB) Errorf(string, ...any) { r.errors++ }
+
+func TestWantErr(t *testing.T) {
+	if !WantErr(t, nil, "") {
+		t.Error("WantErr(nil, \"\") = false")
+	}
+	if WantErr(t, errors.New("bad pool size"), "pool size") {
+		t.Error("WantErr of an error = true")
+	}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{{errors.New("x"), ""}, {nil, "x"}, {errors.New("other"), "x"}} {
+		ft := &fatalRecorder{TB: t}
+		done := make(chan struct{})
+		go func() { defer close(done); WantErr(ft, tc.err, tc.want) }()
+		<-done
+		if !ft.failed {
+			t.Errorf("WantErr(%v, %q) did not fail", tc.err, tc.want)
+		}
+	}
+}
+
+// fatalRecorder is a testing.TB whose Fatalf only records the failure and
+// ends its goroutine.
+type fatalRecorder struct {
+	testing.TB
+	failed bool
+}
+
+func (f *fatalRecorder) Helper() {}
+
+func (f *fatalRecorder) Fatalf(string, ...any) {
+	f.failed = true
+	runtime.Goexit()
+}
+
+func TestFileSize(t *testing.T) {
+	p := t.TempDir() + "/f"
+	if err := os.WriteFile(p, []byte("12345"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := FileSize(t, p); n != 5 {
+		t.Errorf("FileSize = %d, want 5", n)
+	}
+}

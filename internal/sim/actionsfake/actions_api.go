@@ -105,7 +105,7 @@ func (s *Server) scaleSetJSON(r *http.Request, ss *scaleSet) scaleSetJSON {
 		ID:                 ss.id,
 		Name:               ss.name,
 		RunnerGroupID:      ss.groupID,
-		RunnerGroupName:    defaultGroupName,
+		RunnerGroupName:    s.runnerGroup(ss.groupID),
 		Labels:             slices.Clone(ss.labels),
 		RunnerSetting:      runnerSettingJSON{DisableUpdate: ss.disableUpdate},
 		CreatedOn:          ss.createdOn,
@@ -155,19 +155,34 @@ type runnerGroupJSON struct {
 	IsDefault bool   `json:"isDefaultGroup"`
 }
 
+// runnerGroup returns the name of runner group id, the default one or one
+// of Config.RunnerGroups; "" for no such group.
+func (s *Server) runnerGroup(id int) string {
+	switch {
+	case id == defaultGroupID:
+		return defaultGroupName
+	case id > defaultGroupID && id-defaultGroupID <= len(s.cfg.RunnerGroups):
+		return s.cfg.RunnerGroups[id-defaultGroupID-1]
+	}
+	return ""
+}
+
 func (s *Server) handleRunnerGroups(w http.ResponseWriter, r *http.Request, scope string) {
 	name := r.URL.Query().Get("groupName")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []runnerGroupJSON
-	if name == "" || strings.EqualFold(name, defaultGroupName) {
+	for id := defaultGroupID; s.runnerGroup(id) != ""; id++ {
+		if name != "" && !strings.EqualFold(name, s.runnerGroup(id)) {
+			continue
+		}
 		size := 0
 		for _, ss := range s.scaleSets {
-			if sameScope(ss.scope, scope) {
+			if sameScope(ss.scope, scope) && ss.groupID == id {
 				size++
 			}
 		}
-		out = append(out, runnerGroupJSON{ID: defaultGroupID, Name: defaultGroupName, Size: size, IsDefault: true})
+		out = append(out, runnerGroupJSON{ID: id, Name: s.runnerGroup(id), Size: size, IsDefault: id == defaultGroupID})
 	}
 	writeJSON(w, http.StatusOK, newList(out))
 }
@@ -272,7 +287,7 @@ func (s *Server) handleCreateScaleSet(w http.ResponseWriter, r *http.Request, sc
 	if body.RunnerGroupID == 0 {
 		body.RunnerGroupID = defaultGroupID
 	}
-	if body.RunnerGroupID != defaultGroupID {
+	if s.runnerGroup(body.RunnerGroupID) == "" {
 		writeActionsError(w, http.StatusNotFound, exRunnerGroupNotFound, "runner group %d not found", body.RunnerGroupID)
 		return
 	}
@@ -324,7 +339,7 @@ func (s *Server) handleUpdateScaleSet(w http.ResponseWriter, r *http.Request, sc
 	if body.RunnerGroupID != 0 {
 		groupID = body.RunnerGroupID
 	}
-	if groupID != defaultGroupID {
+	if s.runnerGroup(groupID) == "" {
 		writeActionsError(w, http.StatusNotFound, exRunnerGroupNotFound, "runner group %d not found", groupID)
 		return
 	}

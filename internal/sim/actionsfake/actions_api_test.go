@@ -11,23 +11,15 @@ import (
 )
 
 func TestLabelTypes(t *testing.T) {
-	f := newFake(t, nil)
-	ctx := t.Context()
-	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{
-		Name: "ss", RunnerGroupID: 1,
-		Labels: []scaleset.Label{{Name: "linux"}, {Name: "gpu", Type: "user"}, {Name: "x64", Type: "SYSTEM"}},
-	})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	f, c := newClient(t, nil)
+	ss := newScaleSet(t, c, "ss", scaleset.Label{Name: "linux"}, scaleset.Label{Name: "gpu", Type: "user"}, scaleset.Label{Name: "x64", Type: "SYSTEM"})
 	want := []scaleset.Label{{Type: "System", Name: "linux"}, {Type: "User", Name: "gpu"}, {Type: "System", Name: "x64"}}
 	if !slices.Equal(ss.Labels, want) {
 		t.Fatalf("labels %+v, want %+v", ss.Labels, want)
 	}
 
 	// Any other type is refused, on create and on update.
-	if _, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "bad", RunnerGroupID: 1, Labels: []scaleset.Label{{Name: "l", Type: "Custom"}}}); err == nil ||
+	if _, err := c.CreateRunnerScaleSet(t.Context(), &scaleset.RunnerScaleSet{Name: "bad", RunnerGroupID: 1, Labels: []scaleset.Label{{Name: "l", Type: "Custom"}}}); err == nil ||
 		!strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "System.ArgumentNullException") {
 		t.Fatalf("create with type Custom: err = %v, want 400 System.ArgumentNullException", err)
 	}
@@ -45,13 +37,9 @@ func TestLabelTypes(t *testing.T) {
 
 // GHES 3.18-3.20 without the custom-labels feature keep only the name.
 func TestDropCustomLabels(t *testing.T) {
-	f := newFake(t, func(c *Config) { c.DropCustomLabels = true })
+	f, c := newClient(t, func(c *Config) { c.DropCustomLabels = true })
 	ctx := t.Context()
-	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1, Labels: []scaleset.Label{{Name: "linux"}, {Name: "gpu", Type: "User"}}})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	ss := newScaleSet(t, c, "ss", scaleset.Label{Name: "linux"}, scaleset.Label{Name: "gpu", Type: "User"})
 	only := func(name string) []scaleset.Label { return []scaleset.Label{{Type: "System", Name: name}} }
 	if !slices.Equal(ss.Labels, only("ss")) {
 		t.Fatalf("created labels %+v, want only the name", ss.Labels)
@@ -70,12 +58,8 @@ func TestDropCustomLabels(t *testing.T) {
 	}
 
 	// Jobs match the stored labels: one asking for a dropped label waits.
-	if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", Labels: []string{"linux"}}); err != nil {
-		t.Fatalf("queue: %v", err)
-	}
-	if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", Labels: []string{"ss-2"}}); err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	f.queue(t, JobsRequest{Scope: "org-a", Labels: []string{"linux"}})
+	f.queue(t, JobsRequest{Scope: "org-a", Labels: []string{"ss-2"}})
 	st := f.srv.State()
 	if st.ScopeQueued["org-a"] != 1 || st.ScaleSets[0].Jobs.Assigned != 1 || !slices.Equal(st.ScaleSets[0].Labels, []string{"ss-2"}) {
 		t.Fatalf("scope queued %v, scale set %+v; want the linux job waiting and the ss-2 job assigned", st.ScopeQueued, st.ScaleSets[0])
@@ -87,4 +71,39 @@ func TestDropCustomLabels(t *testing.T) {
 	if err != nil || !slices.Equal(kept.Labels, []scaleset.Label{{Type: "System", Name: "linux"}}) {
 		t.Fatalf("without DropCustomLabels: %+v, %v", kept, err)
 	}
+}
+
+// Config.RunnerGroups are groups besides the default one: found by name,
+// holding scale sets, counted per group; an unknown group is not found.
+func TestRunnerGroups(t *testing.T) {
+	f, c := newClient(t, func(c *Config) { c.RunnerGroups = []string{"gpu pool", "arm"} })
+	ctx := t.Context()
+	gpu, err := c.GetRunnerGroupByName(ctx, "GPU Pool")
+	if err != nil || gpu.ID != 2 || gpu.Name != "gpu pool" || gpu.IsDefault {
+		t.Fatalf("GetRunnerGroupByName(GPU Pool) = %+v, %v; want group 2", gpu, err)
+	}
+	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: gpu.ID})
+	if err != nil || ss.RunnerGroupID != 2 || ss.RunnerGroupName != "gpu pool" {
+		t.Fatalf("create in group 2: %+v, %v", ss, err)
+	}
+	if _, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1}); err != nil {
+		t.Fatalf("the same name in the default group: %v", err)
+	}
+	if _, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "x", RunnerGroupID: 4}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("create in group 4: err = %v, want 404", err)
+	}
+	var groups listJSON[runnerGroupJSON]
+	if st := call(t, "GET", f.actionsURL("_apis/runtime/runnergroups/"), "Bearer "+f.adminToken(t, "org-a"), nil, &groups); st != http.StatusOK {
+		t.Fatalf("list groups: status %d", st)
+	}
+	want := []runnerGroupJSON{{ID: 1, Name: "default", Size: 1, IsDefault: true}, {ID: 2, Name: "gpu pool", Size: 1}, {ID: 3, Name: "arm"}}
+	if !slices.Equal(groups.Value, want) {
+		t.Fatalf("groups %+v, want %+v", groups.Value, want)
+	}
+	for _, bad := range [][]string{{""}, {"Default"}} {
+		if _, err := New(Config{Tokens: []string{"x"}, RunnerGroups: bad}); err == nil {
+			t.Errorf("New with RunnerGroups %q: want an error", bad)
+		}
+	}
+	f.requireNoViolations(t)
 }

@@ -22,14 +22,18 @@ func sessionFor(t *testing.T, f *fake) (*scaleset.Client, *scaleset.RunnerScaleS
 	return c, ss, sc
 }
 
+// pollSession is the session of sessionFor, for tests that poll it raw.
+func pollSession(t *testing.T, f *fake) scaleset.RunnerScaleSetSession {
+	t.Helper()
+	_, _, sc := sessionFor(t, f)
+	return sc.Session()
+}
+
 func TestGHESAcquire(t *testing.T) {
 	f := newFake(t, func(c *Config) { c.Acquire = true })
 	_, ss, sc := sessionFor(t, f)
 	sess := sc.Session()
-	res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", DurationMS: 10})
-	if err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	res := f.queue(t, JobsRequest{Scope: "org-a", DurationMS: 10})
 
 	st, msg := poll(t, sess, 0)
 	if st != http.StatusOK || len(msg.entries) != 1 {
@@ -92,10 +96,7 @@ func TestAssignTimeoutRequeues(t *testing.T) {
 	})
 	_, _, sc := sessionFor(t, f)
 	sess := sc.Session()
-	res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a"})
-	if err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	res := f.queue(t, JobsRequest{Scope: "org-a"})
 	jobID := res.JobIDs[0]
 
 	var assigned, canceled []jobEntry
@@ -148,9 +149,7 @@ func TestBrokerRedeliveryAndAcks(t *testing.T) {
 	f := newFake(t, nil)
 	c, ss, sc := sessionFor(t, f)
 	sess := sc.Session()
-	if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", Count: 3}); err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	f.queue(t, JobsRequest{Scope: "org-a", Count: 3})
 	st, first := poll(t, sess, 0)
 	if st != http.StatusOK || len(first.entries) != 3 || first.Statistics.TotalAssignedJobs != 3 {
 		t.Fatalf("poll: status %d, %+v", st, first)

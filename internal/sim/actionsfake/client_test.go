@@ -10,12 +10,13 @@ import (
 
 	"github.com/actions/scaleset"
 	"github.com/google/uuid"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 func TestClientEndToEnd(t *testing.T) {
-	f := newFake(t, nil)
+	f, c := newClient(t, nil)
 	ctx := t.Context()
-	c := f.client(t, "org-a")
 
 	group, err := c.GetRunnerGroupByName(ctx, scaleset.DefaultRunnerGroup)
 	if err != nil {
@@ -146,10 +147,11 @@ func TestBadAppJWT(t *testing.T) {
 	f := newFake(t, nil)
 	id := f.installationID(t, "org-a")
 	now := time.Now()
+	foreign, foreignPEM := testkit.Key(t)
 
 	c, err := scaleset.NewClientWithGitHubApp(scaleset.ClientWithGitHubAppConfig{
 		GitHubConfigURL: f.url + "/org-a",
-		GitHubAppAuth:   scaleset.GitHubAppAuth{ClientID: fmt.Sprint(testAppID), InstallationID: id, PrivateKey: keyPEM(otherKey())},
+		GitHubAppAuth:   scaleset.GitHubAppAuth{ClientID: fmt.Sprint(testAppID), InstallationID: id, PrivateKey: string(foreignPEM)},
 	}, scaleset.WithRetryMax(1), scaleset.WithRetryWaitMax(50*time.Millisecond))
 	if err != nil {
 		t.Fatalf("new client: %v", err)
@@ -162,10 +164,10 @@ func TestBadAppJWT(t *testing.T) {
 		name string
 		jwt  string
 	}{
-		{"foreign key", signAppJWT(t, otherKey(), fmt.Sprint(testAppID), now.Add(-time.Minute), now.Add(8*time.Minute))},
-		{"expired", signAppJWT(t, appKey(), fmt.Sprint(testAppID), now.Add(-20*time.Minute), now.Add(-10*time.Minute))},
-		{"wrong iss", signAppJWT(t, appKey(), "999", now.Add(-time.Minute), now.Add(8*time.Minute))},
-		{"exp too far", signAppJWT(t, appKey(), fmt.Sprint(testAppID), now, now.Add(time.Hour))},
+		{"foreign key", signAppJWT(t, foreign, fmt.Sprint(testAppID), now.Add(-time.Minute), now.Add(8*time.Minute))},
+		{"expired", signAppJWT(t, appKey(t), fmt.Sprint(testAppID), now.Add(-20*time.Minute), now.Add(-10*time.Minute))},
+		{"wrong iss", signAppJWT(t, appKey(t), "999", now.Add(-time.Minute), now.Add(8*time.Minute))},
+		{"exp too far", signAppJWT(t, appKey(t), fmt.Sprint(testAppID), now, now.Add(time.Hour))},
 		{"garbage", "not-a-jwt"},
 	}
 	for _, tt := range tests {
@@ -184,13 +186,8 @@ func TestBadAppJWT(t *testing.T) {
 func TestSecondSessionConflict(t *testing.T) {
 	f := newFake(t, nil)
 	ctx := t.Context()
-	c := f.client(t, "org-a")
-	ss := newScaleSet(t, c, "ss")
-	first, err := c.MessageSessionClient(ctx, ss.ID, "host-1")
-	if err != nil {
-		t.Fatalf("first session: %v", err)
-	}
-	_, err = c.MessageSessionClient(ctx, ss.ID, "host-2")
+	c, ss, first := sessionFor(t, f)
+	_, err := c.MessageSessionClient(ctx, ss.ID, "host-2")
 	if err == nil || !strings.Contains(err.Error(), `status="409 Conflict"`) {
 		t.Fatalf("second session: err = %v, want status 409", err)
 	}
@@ -215,12 +212,7 @@ func TestSecondSessionConflict(t *testing.T) {
 func TestQueueTokenExpiryRefresh(t *testing.T) {
 	f := newFake(t, func(c *Config) { c.QueueTokenTTL = 300 * time.Millisecond })
 	ctx := t.Context()
-	c := f.client(t, "org-a")
-	ss := newScaleSet(t, c, "ss")
-	sc, err := c.MessageSessionClient(ctx, ss.ID, "host-1")
-	if err != nil {
-		t.Fatalf("session: %v", err)
-	}
+	_, _, sc := sessionFor(t, f)
 	firstToken := sc.Session().MessageQueueAccessToken
 
 	const refreshRoute = "PATCH /_actions/_apis/runtime/runnerscalesets/{id}/sessions/{sid}"
@@ -230,9 +222,7 @@ func TestQueueTokenExpiryRefresh(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the session was never refreshed twice")
 		}
-		if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", DurationMS: 10}); err != nil {
-			t.Fatalf("queue: %v", err)
-		}
+		f.queue(t, JobsRequest{Scope: "org-a", DurationMS: 10})
 		queued++
 		// One poll that gets the job, then an empty one that holds the poll.
 		for range 2 {

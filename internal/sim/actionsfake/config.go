@@ -3,7 +3,9 @@ package actionsfake
 import (
 	"crypto/rsa"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -55,6 +57,9 @@ type Config struct {
 	NoAckThrough bool
 	// RunnerVersion is served by the runner downloads API. Default "2.330.0".
 	RunnerVersion string
+	// RunnerGroups names runner groups besides the default one (ID 1);
+	// they get IDs 2, 3, ... in this order, in every scope.
+	RunnerGroups []string
 	// Uninstalled lists owners (org, user or enterprise) where the app is not installed.
 	Uninstalled []string
 	// Installations lists owners where the app is installed from the start,
@@ -133,6 +138,11 @@ func (c *Config) Validate() error {
 	}
 	if c.AppPublicKey != nil && c.AppID <= 0 && c.ClientID == "" {
 		return errors.New("AppID or ClientID is required with AppPublicKey")
+	}
+	for _, g := range c.RunnerGroups {
+		if g == "" || strings.EqualFold(g, defaultGroupName) {
+			return fmt.Errorf("RunnerGroups: %q is not a name for another runner group", g)
+		}
 	}
 	for _, t := range c.Tokens {
 		if t == "" {

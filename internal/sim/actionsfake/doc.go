@@ -57,7 +57,8 @@
 //   - GHES mode offers a job again until it is acquired.
 //   - Optional: a UTF-8 BOM on every body (Config.BOM), GHES 3.18-3.20
 //     label dropping (Config.DropCustomLabels), and no ack by
-//     lastMessageId (Config.NoAckThrough). Faults can set headers and
+//     lastMessageId (Config.NoAckThrough), runner groups besides the
+//     default one (Config.RunnerGroups). Faults can set headers and
 //     answer with no body.
 //
 // A correct client leaves State().Violations empty.

@@ -3,7 +3,6 @@ package actionsfake
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,9 +15,8 @@ import (
 const jitRoute = "POST /_actions/_apis/runtime/runnerscalesets/{id}/generatejitconfig"
 
 func TestFaultHitsExactlyTimes(t *testing.T) {
-	f := newFake(t, nil)
+	f, c := newClient(t, nil)
 	ctx := t.Context()
-	c := f.client(t, "org-a")
 	ss := newScaleSet(t, c, "ss")
 	if err := f.srv.AddFault(Fault{Match: "POST .*/generatejitconfig", Status: 500, Times: 2}); err != nil {
 		t.Fatalf("add fault: %v", err)
@@ -116,38 +114,10 @@ func TestFaultDropAndExemptions(t *testing.T) {
 	}
 }
 
-// rawDo does one request and returns the answer with its whole body, BOM included.
-func rawDo(t *testing.T, method, url, auth string, header map[string]string) (*http.Response, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatalf("request: %v", err)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read body: %v", err)
-	}
-	return resp, body
-}
-
 func TestFaultHeadersAndEmptyBody(t *testing.T) {
 	f := newFake(t, nil)
-	_, _, sc := sessionFor(t, f)
-	sess := sc.Session()
-	if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a"}); err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	sess := pollSession(t, f)
+	f.queue(t, JobsRequest{Scope: "org-a"})
 
 	// A poll answered 200 with no body at all, as GitHub sometimes does
 	// (actions-runner-controller#4285); the message is still there after.
@@ -155,7 +125,7 @@ func TestFaultHeadersAndEmptyBody(t *testing.T) {
 	if st := call(t, "POST", f.url+"/_sim/faults", "", empty, nil); st != http.StatusNoContent {
 		t.Fatalf("add empty_body fault: status %d", st)
 	}
-	resp, body := rawDo(t, "GET", sess.MessageQueueURL, "Bearer "+sess.MessageQueueAccessToken, nil)
+	resp, body := rawDo(t, "GET", sess.MessageQueueURL, "Bearer "+sess.MessageQueueAccessToken)
 	if resp.StatusCode != http.StatusOK || len(body) != 0 {
 		t.Fatalf("faulted poll: status %d, body %q; want 200 with no body", resp.StatusCode, body)
 	}
@@ -170,7 +140,7 @@ func TestFaultHeadersAndEmptyBody(t *testing.T) {
 	if err := f.srv.AddFault(limit); err != nil {
 		t.Fatalf("add fault: %v", err)
 	}
-	resp, body = rawDo(t, "POST", f.url+"/api/v3/orgs/org-a/actions/runners/registration-token", "Bearer test-pat", nil)
+	resp, body = rawDo(t, "POST", f.url+"/api/v3/orgs/org-a/actions/runners/registration-token", "Bearer test-pat")
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("rate-limited call: status %d", resp.StatusCode)
 	}
@@ -187,7 +157,7 @@ func TestFaultHeadersAndEmptyBody(t *testing.T) {
 	if err := f.srv.AddFault(Fault{Match: "GET .*/runnergroups", Status: 429, Times: 1, Headers: map[string]string{"Retry-After": "1"}}); err != nil {
 		t.Fatalf("add fault: %v", err)
 	}
-	resp, body = rawDo(t, "GET", f.actionsURL("_apis/runtime/runnergroups/"), "Bearer "+f.adminToken(t, "org-a"), nil)
+	resp, body = rawDo(t, "GET", f.actionsURL("_apis/runtime/runnergroups/"), "Bearer "+f.adminToken(t, "org-a"))
 	var e actionsError
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || json.Unmarshal(body, &e) != nil || e.TypeName != "SimulatedFaultException" {
 		t.Fatalf("429: status %d, Retry-After %q, body %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
@@ -214,9 +184,8 @@ func TestFaultHeadersAndEmptyBody(t *testing.T) {
 // TestRequestJournal: every answered request is in the journal with its
 // route, status, times and the fault that answered it; /_sim/ is not.
 func TestRequestJournal(t *testing.T) {
-	f := newFake(t, nil)
+	f, c := newClient(t, nil)
 	ctx := t.Context()
-	c := f.client(t, "org-a")
 	ss := newScaleSet(t, c, "ss")
 	if err := f.srv.AddFault(Fault{Match: "POST .*/generatejitconfig", Status: 429, Times: 1, Headers: map[string]string{"Retry-After": "0"}}); err != nil {
 		t.Fatal(err)

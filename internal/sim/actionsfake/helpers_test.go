@@ -2,42 +2,28 @@ package actionsfake
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/actions/scaleset"
 	"github.com/golang-jwt/jwt/v4"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 const testAppID = 12345
 
-// testKeys are generated once: RSA generation is slow under -race.
-var testKeys = sync.OnceValue(func() [2]*rsa.PrivateKey {
-	var out [2]*rsa.PrivateKey
-	for i := range out {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		out[i] = k
-	}
-	return out
-})
-
-func appKey() *rsa.PrivateKey   { return testKeys()[0] }
-func otherKey() *rsa.PrivateKey { return testKeys()[1] }
+// appKey is the app's key, made once for the test binary.
+func appKey(t testing.TB) *rsa.PrivateKey {
+	k, _ := testkit.SharedKey(t)
+	return k
+}
 
 type fake struct {
 	srv *Server
@@ -50,7 +36,7 @@ func newFake(t *testing.T, mutate func(*Config)) *fake {
 	t.Helper()
 	cfg := Config{
 		AppID:        testAppID,
-		AppPublicKey: &appKey().PublicKey,
+		AppPublicKey: &appKey(t).PublicKey,
 		Tokens:       []string{"test-pat"},
 		PollHold:     200 * time.Millisecond,
 		Uninstalled:  []string{"not-installed"},
@@ -69,6 +55,14 @@ func newFake(t *testing.T, mutate func(*Config)) *fake {
 	return &fake{srv: srv, ts: ts, url: ts.URL}
 }
 
+// newClient serves a fake (see newFake) and returns it with the real
+// client for org-a.
+func newClient(t *testing.T, mutate func(*Config)) (*fake, *scaleset.Client) {
+	t.Helper()
+	f := newFake(t, mutate)
+	return f, f.client(t, "org-a")
+}
+
 func signAppJWT(t *testing.T, key *rsa.PrivateKey, iss string, iat, exp time.Time) string {
 	t.Helper()
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
@@ -84,32 +78,22 @@ func signAppJWT(t *testing.T, key *rsa.PrivateKey, iss string, iat, exp time.Tim
 
 func goodAppJWT(t *testing.T) string {
 	now := time.Now()
-	return signAppJWT(t, appKey(), fmt.Sprint(testAppID), now.Add(-time.Minute), now.Add(8*time.Minute))
-}
-
-func keyPEM(key *rsa.PrivateKey) string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	return signAppJWT(t, appKey(t), fmt.Sprint(testAppID), now.Add(-time.Minute), now.Add(8*time.Minute))
 }
 
 // call does one raw request and decodes a JSON answer into out (if non-nil).
 func call(t *testing.T, method, url, auth string, body any, out any) int {
 	t.Helper()
-	req, err := newJSONRequest(context.Background(), method, url, body)
-	if err != nil {
-		t.Fatalf("new request: %v", err)
+	var b []byte // no body when nil
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			t.Fatalf("encode body: %v", err)
+		}
 	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read body: %v", err)
-	}
+	h := authHeader(auth)
+	h.Set("Content-Type", "application/json")
+	resp, raw := testkit.Fetch(t, method, url, bytes.NewReader(b), h)
 	raw = bytes.TrimPrefix(raw, utf8BOM) // as clients do (Config.BOM)
 	if out != nil && len(raw) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
@@ -117,6 +101,21 @@ func call(t *testing.T, method, url, auth string, body any, out any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// rawDo does one request and returns the answer with its whole body, BOM included.
+func rawDo(t *testing.T, method, url, auth string) (*http.Response, []byte) {
+	t.Helper()
+	return testkit.Fetch(t, method, url, nil, authHeader(auth))
+}
+
+// authHeader is a header with Authorization: auth, unless auth is "".
+func authHeader(auth string) http.Header {
+	h := http.Header{}
+	if auth != "" {
+		h.Set("Authorization", auth)
+	}
+	return h
 }
 
 // installationID looks the owner's installation up the way the sidecar does.
@@ -140,12 +139,13 @@ func (f *fake) installationID(t *testing.T, owner string) int64 {
 // client is the real scaleset client with GitHub App auth for scope.
 func (f *fake) client(t *testing.T, scope string) *scaleset.Client {
 	t.Helper()
+	_, key := testkit.SharedKey(t)
 	c, err := scaleset.NewClientWithGitHubApp(scaleset.ClientWithGitHubAppConfig{
 		GitHubConfigURL: f.url + "/" + scope,
 		GitHubAppAuth: scaleset.GitHubAppAuth{
 			ClientID:       fmt.Sprint(testAppID),
 			InstallationID: f.installationID(t, ownerOfScope(scope)),
-			PrivateKey:     keyPEM(appKey()),
+			PrivateKey:     string(key),
 		},
 		SystemInfo: scaleset.SystemInfo{System: "actionsfake-test"},
 	}, scaleset.WithRetryMax(1), scaleset.WithRetryWaitMax(50*time.Millisecond))
@@ -187,6 +187,16 @@ func (f *fake) actionsURL(path string) string {
 	return f.url + "/_actions/" + strings.TrimPrefix(path, "/") + "?api-version=6.0-preview"
 }
 
+// queue queues jobs, failing the test if the fake refuses them.
+func (f *fake) queue(t *testing.T, req JobsRequest) JobsResult {
+	t.Helper()
+	res, err := f.srv.QueueJobs(req)
+	if err != nil {
+		t.Fatalf("queue %+v: %v", req, err)
+	}
+	return res
+}
+
 func (f *fake) violations() []Violation { return f.srv.State().Violations }
 
 func (f *fake) requireNoViolations(t *testing.T) {
@@ -204,20 +214,6 @@ func (f *fake) requireViolation(t *testing.T, kind string) {
 		}
 	}
 	t.Fatalf("no %q violation in %+v", kind, f.violations())
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
 }
 
 func (f *fake) job(t *testing.T, id string) JobState {
@@ -254,24 +250,12 @@ func pollWith(t *testing.T, sess scaleset.RunnerScaleSetSession, lastID int, cap
 	if lastID > 0 {
 		u += fmt.Sprintf("?lastMessageId=%d", lastID)
 	}
-	req, err := http.NewRequest("GET", u, nil)
-	if err != nil {
-		t.Fatalf("new request: %v", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+sess.MessageQueueAccessToken)
-	req.Header.Set("Accept", "application/json; api-version=6.0-preview")
+	h := authHeader("Bearer " + sess.MessageQueueAccessToken)
+	h.Set("Accept", "application/json; api-version=6.0-preview")
 	if capacity != "" {
-		req.Header.Set("X-ScaleSetMaxCapacity", capacity)
+		h.Set("X-ScaleSetMaxCapacity", capacity)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("poll: %v", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read poll answer: %v", err)
-	}
+	resp, raw := testkit.Fetch(t, "GET", u, nil, h)
 	raw = bytes.TrimPrefix(raw, utf8BOM)
 	if resp.StatusCode != http.StatusOK || len(raw) == 0 {
 		return resp.StatusCode, nil
@@ -286,29 +270,10 @@ func pollWith(t *testing.T, sess scaleset.RunnerScaleSetSession, lastID int, cap
 	return resp.StatusCode, &m
 }
 
-func newJSONRequest(ctx context.Context, method, url string, body any) (*http.Request, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	return req, nil
-}
-
-func decodeJSON(r io.Reader, out any) error { return json.NewDecoder(r).Decode(out) }
-
-// newScaleSet creates a scale set in the default group through the real client.
-func newScaleSet(t *testing.T, c *scaleset.Client, name string) *scaleset.RunnerScaleSet {
+// newScaleSet creates a scale set with labels in the default group through the real client.
+func newScaleSet(t *testing.T, c *scaleset.Client, name string, labels ...scaleset.Label) *scaleset.RunnerScaleSet {
 	t.Helper()
-	ss, err := c.CreateRunnerScaleSet(t.Context(), &scaleset.RunnerScaleSet{Name: name, RunnerGroupID: 1})
+	ss, err := c.CreateRunnerScaleSet(t.Context(), &scaleset.RunnerScaleSet{Name: name, RunnerGroupID: 1, Labels: labels})
 	if err != nil {
 		t.Fatalf("create scale set %q: %v", name, err)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/actions/scaleset"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // entriesOf returns the entries of type typ.
@@ -68,10 +70,7 @@ func TestCapacity(t *testing.T) {
 		if st, _ := pollWith(t, sess, 0, "2"); st != http.StatusAccepted {
 			t.Fatalf("first poll: status %d", st)
 		}
-		res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", Count: 5, DurationMS: 10})
-		if err != nil {
-			t.Fatalf("queue: %v", err)
-		}
+		res := f.queue(t, JobsRequest{Scope: "org-a", Count: 5, DurationMS: 10})
 		lastID := 0
 		if got := pollUntil(t, sess, &lastID, "2", "JobAssigned"); !slices.Equal(got, res.JobIDs[:2]) {
 			t.Fatalf("assigned %v, want the first two jobs", got)
@@ -98,7 +97,7 @@ func TestCapacity(t *testing.T) {
 			lastID = msg.MessageID
 		}
 		connectRunner(t, f, c, ss.ID, "r2")
-		eventually(t, 5*time.Second, "the second job to complete", func() bool { return f.srv.State().ScaleSets[0].Jobs.Completed == 2 })
+		testkit.Eventually(t, 5*time.Second, "the second job to complete", func() bool { return f.srv.State().ScaleSets[0].Jobs.Completed == 2 })
 		for {
 			st, msg := pollWith(t, sess, lastID, "1")
 			if st != http.StatusOK {
@@ -122,10 +121,7 @@ func TestCapacity(t *testing.T) {
 		if st, _ := pollWith(t, sess, 0, "2"); st != http.StatusAccepted {
 			t.Fatalf("first poll: status %d", st)
 		}
-		res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", Count: 3})
-		if err != nil {
-			t.Fatalf("queue: %v", err)
-		}
+		res := f.queue(t, JobsRequest{Scope: "org-a", Count: 3})
 		lastID := 0
 		st, msg := pollWith(t, sess, lastID, "2")
 		if st != http.StatusOK || !slices.Equal(entryIDs(msg, "JobAvailable"), res.JobIDs[:2]) {
@@ -155,12 +151,8 @@ func TestCapacity(t *testing.T) {
 
 func TestMessageBatching(t *testing.T) {
 	f := newFake(t, nil)
-	_, _, sc := sessionFor(t, f)
-	sess := sc.Session()
-	res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", Count: 120})
-	if err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	sess := pollSession(t, f)
+	res := f.queue(t, JobsRequest{Scope: "org-a", Count: 120})
 	var got []string
 	lastID := 0
 	for _, want := range []int{50, 50, 20} {
@@ -186,9 +178,7 @@ func TestNoAckThrough(t *testing.T) {
 			f := newFake(t, func(c *Config) { c.NoAckThrough = noAck })
 			_, _, sc := sessionFor(t, f)
 			sess := sc.Session()
-			if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a"}); err != nil {
-				t.Fatalf("queue: %v", err)
-			}
+			f.queue(t, JobsRequest{Scope: "org-a"})
 			st, first := poll(t, sess, 0)
 			if st != http.StatusOK {
 				t.Fatalf("poll: status %d", st)
@@ -228,10 +218,7 @@ func TestReoffer(t *testing.T) {
 		})
 		_, ss, sc := sessionFor(t, f)
 		sess := sc.Session()
-		res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a"})
-		if err != nil {
-			t.Fatalf("queue: %v", err)
-		}
+		res := f.queue(t, JobsRequest{Scope: "org-a"})
 		lastID := 0
 		var offers []jobEntry
 		for len(offers) < 2 { // the offer, then at least one more
@@ -263,10 +250,7 @@ func TestReoffer(t *testing.T) {
 		f := newFake(t, func(c *Config) { c.Acquire = true })
 		c, ss, sc := sessionFor(t, f)
 		sess := sc.Session()
-		res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a"})
-		if err != nil {
-			t.Fatalf("queue: %v", err)
-		}
+		res := f.queue(t, JobsRequest{Scope: "org-a"})
 		st, msg := poll(t, sess, 0)
 		if st != http.StatusOK || !slices.Equal(entryIDs(msg, "JobAvailable"), res.JobIDs) {
 			t.Fatalf("offer: status %d, %+v", st, msg)
@@ -278,10 +262,7 @@ func TestReoffer(t *testing.T) {
 			t.Fatalf("close: %v", err)
 		}
 		// Queued while no session listens: offered once to the next one, not twice.
-		res2, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a"})
-		if err != nil {
-			t.Fatalf("queue: %v", err)
-		}
+		res2 := f.queue(t, JobsRequest{Scope: "org-a"})
 		sc2, err := c.MessageSessionClient(t.Context(), ss.ID, "host-2")
 		if err != nil {
 			t.Fatalf("session 2: %v", err)

@@ -1,9 +1,12 @@
 package actionsfake
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -13,6 +16,8 @@ import (
 
 	"github.com/actions/scaleset"
 	"github.com/actions/scaleset/listener"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // testScaler brings runners up to the desired count; each runner speaks
@@ -135,15 +140,29 @@ func runnerCall(ctx context.Context, method, url, token string, body, out any) i
 	return resp.StatusCode
 }
 
+func newJSONRequest(ctx context.Context, method, url string, body any) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return req, nil
+}
+
+func decodeJSON(r io.Reader, out any) error { return json.NewDecoder(r).Decode(out) }
+
 func TestListenerFollowsJobs(t *testing.T) {
 	f := newFake(t, nil)
 	ctx := t.Context()
-	c := f.client(t, "org-a")
-	ss := newScaleSet(t, c, "ss")
-	sc, err := c.MessageSessionClient(ctx, ss.ID, "host-1")
-	if err != nil {
-		t.Fatalf("session: %v", err)
-	}
+	c, ss, sc := sessionFor(t, f)
 	l, err := listener.New(sc, listener.Config{ScaleSetID: ss.ID, MaxRunners: 10})
 	if err != nil {
 		t.Fatalf("listener: %v", err)
@@ -162,12 +181,10 @@ func TestListenerFollowsJobs(t *testing.T) {
 		wg.Wait()
 	})
 
-	eventually(t, 5*time.Second, "initial desired count", func() bool { return len(scaler.snapshot()) > 0 })
-	if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", Count: 5, DurationMS: 50}); err != nil {
-		t.Fatalf("queue: %v", err)
-	}
-	eventually(t, 10*time.Second, "desired count 5", func() bool { return slices.Contains(scaler.snapshot(), 5) })
-	eventually(t, 20*time.Second, "5 jobs completed and desired back to 0", func() bool {
+	testkit.Eventually(t, 5*time.Second, "initial desired count", func() bool { return len(scaler.snapshot()) > 0 })
+	f.queue(t, JobsRequest{Scope: "org-a", Count: 5, DurationMS: 50})
+	testkit.Eventually(t, 10*time.Second, "desired count 5", func() bool { return slices.Contains(scaler.snapshot(), 5) })
+	testkit.Eventually(t, 20*time.Second, "5 jobs completed and desired back to 0", func() bool {
 		d := scaler.snapshot()
 		return scaler.completed.Load() == 5 && d[len(d)-1] == 0
 	})

@@ -11,6 +11,8 @@ import (
 
 	"github.com/actions/scaleset"
 	"github.com/google/uuid"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // decodeFiles undoes the encodedJITConfig format by hand.
@@ -39,9 +41,8 @@ func decodeFiles(t *testing.T, encoded string) map[string][]byte {
 }
 
 func TestJITConfigAndRunnerConnect(t *testing.T) {
-	f := newFake(t, nil)
+	f, c := newClient(t, nil)
 	ctx := t.Context()
-	c := f.client(t, "org-a")
 	ss := newScaleSet(t, c, "ss")
 	jit, err := c.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: "myshoes-1", WorkFolder: "/tmp/w"}, ss.ID)
 	if err != nil {
@@ -101,10 +102,7 @@ func TestJITConfigAndRunnerConnect(t *testing.T) {
 	}
 
 	// A long job makes it busy; removing it is refused while the job runs.
-	res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", DurationMS: 60_000})
-	if err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	res := f.queue(t, JobsRequest{Scope: "org-a", DurationMS: 60_000})
 	wait := fmt.Sprintf("%s/_sim/runner/%d/wait?holdMs=5000&since=idle", f.url, jit.Runner.ID)
 	if st := call(t, "GET", wait, "Bearer "+cfg.Token, nil, &status); st != http.StatusOK || status.State != "busy" || status.JobID != res.JobIDs[0] {
 		t.Fatalf("wait: status %d, %+v", st, status)
@@ -153,18 +151,12 @@ func TestJobsWaitForAScaleSet(t *testing.T) {
 		t.Fatalf("scope queue %+v", st.ScopeQueued)
 	}
 	c := f.client(t, "org-a")
-	plain, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "plain", RunnerGroupID: 1})
-	if err != nil {
-		t.Fatalf("create plain: %v", err)
-	}
+	plain := newScaleSet(t, c, "plain")
 	if j := f.job(t, res.JobIDs[0]); j.State != "queued" || j.ScaleSetID != 0 {
 		t.Fatalf("job went to a scale set without the label: %+v", j)
 	}
 	// An org scale set with the label serves the repository's jobs.
-	gpu, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "gpu-set", RunnerGroupID: 1, Labels: []scaleset.Label{{Name: "gpu"}}})
-	if err != nil {
-		t.Fatalf("create gpu: %v", err)
-	}
+	gpu := newScaleSet(t, c, "gpu-set", scaleset.Label{Name: "gpu"})
 	for _, id := range res.JobIDs {
 		if j := f.job(t, id); j.State != "assigned" || j.ScaleSetID != gpu.ID {
 			t.Fatalf("job %+v, want assigned to %d", j, gpu.ID)
@@ -237,13 +229,11 @@ func TestAgentStatusAndErrorTypes(t *testing.T) {
 		t.Fatalf("jit: %v", err)
 	}
 	idleID, _ := connectRunner(t, f, c, ss.ID, "idle")
-	if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", DurationMS: 60_000}); err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	f.queue(t, JobsRequest{Scope: "org-a", DurationMS: 60_000})
 	// The job went to "idle"; a second runner stays idle.
 	busyID := idleID
 	idleID, _ = connectRunner(t, f, c, ss.ID, "idle-2")
-	eventually(t, 5*time.Second, "the first runner to be busy", func() bool { return agent(busyID)["status"] == "busy" })
+	testkit.Eventually(t, 5*time.Second, "the first runner to be busy", func() bool { return agent(busyID)["status"] == "busy" })
 
 	for _, tt := range []struct {
 		id   int64

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/actions/scaleset"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // With Config.BOM every GitHub API, Actions service and broker body starts
@@ -39,7 +41,7 @@ func TestBOM(t *testing.T) {
 		{"control API", f.url + "/_sim/state", "", http.StatusOK, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, body := rawDo(t, "GET", tt.url, tt.auth, nil)
+			resp, body := rawDo(t, "GET", tt.url, tt.auth)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
 			}
@@ -54,18 +56,12 @@ func TestBOM(t *testing.T) {
 
 	// The real client, end to end, with the library's sentinels.
 	c := f.client(t, "org-a")
-	ss, err := c.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{Name: "ss", RunnerGroupID: 1, Labels: []scaleset.Label{{Name: "linux"}}})
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	ss := newScaleSet(t, c, "ss", scaleset.Label{Name: "linux"})
 	sc, err := c.MessageSessionClient(ctx, ss.ID, "host-1")
 	if err != nil {
 		t.Fatalf("session: %v", err)
 	}
-	res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", DurationMS: 60_000})
-	if err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	res := f.queue(t, JobsRequest{Scope: "org-a", DurationMS: 60_000})
 	msg, err := sc.GetMessage(ctx, 0, 10)
 	if err != nil || msg == nil || len(msg.JobAssignedMessages) != 1 || msg.JobAssignedMessages[0].JobID != res.JobIDs[0] {
 		t.Fatalf("GetMessage: %+v, %v", msg, err)
@@ -74,7 +70,7 @@ func TestBOM(t *testing.T) {
 		t.Fatalf("DeleteMessage: %v", err)
 	}
 	id, _ := connectRunner(t, f, c, ss.ID, "r1")
-	eventually(t, 5*time.Second, "the job to run", func() bool { return f.job(t, res.JobIDs[0]).State == "running" })
+	testkit.Eventually(t, 5*time.Second, "the job to run", func() bool { return f.job(t, res.JobIDs[0]).State == "running" })
 	if err := c.RemoveRunner(ctx, id); !errors.Is(err, scaleset.JobStillRunningError) {
 		t.Fatalf("RemoveRunner busy: err = %v, want JobStillRunningError", err)
 	}

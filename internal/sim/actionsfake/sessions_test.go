@@ -11,6 +11,8 @@ import (
 
 	"github.com/actions/scaleset"
 	"github.com/google/uuid"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // sessionURL is the Actions service URL of a session.
@@ -69,9 +71,7 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatal("session expired before its TTL")
 	}
 	// ...then from the end of the last poll (one answered at once, with a job).
-	if _, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a"}); err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	f.queue(t, JobsRequest{Scope: "org-a"})
 	st, msg := poll(t, first, 0)
 	if st != http.StatusOK {
 		t.Fatalf("poll: status %d", st)
@@ -87,7 +87,7 @@ func TestSessionExpiry(t *testing.T) {
 		st, _ := poll(t, first, msg.MessageID) // acks the message, then holds
 		held <- st
 	}()
-	eventually(t, 5*time.Second, "the poll to be held", func() bool { s := live(); return s != nil && s.Polls == 1 })
+	testkit.Eventually(t, 5*time.Second, "the poll to be held", func() bool { s := live(); return s != nil && s.Polls == 1 })
 	advance(2 * time.Minute)
 	if live() == nil {
 		t.Fatal("session expired while a poll was held")
@@ -148,9 +148,8 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 func TestEvictSessions(t *testing.T) {
-	f := newFake(t, func(c *Config) { c.PollHold = 300 * time.Millisecond })
+	f, c := newClient(t, func(c *Config) { c.PollHold = 300 * time.Millisecond })
 	ctx := t.Context()
-	c := f.client(t, "org-a")
 	var ids [2]int
 	var sess [2]scaleset.RunnerScaleSetSession
 	for i := range ids {
@@ -165,10 +164,7 @@ func TestEvictSessions(t *testing.T) {
 		ids[i], sess[i] = ss.ID, sc.Session()
 	}
 	// Scale set 0 has an unacked message.
-	res, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", Labels: []string{"ss-0"}})
-	if err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	res := f.queue(t, JobsRequest{Scope: "org-a", Labels: []string{"ss-0"}})
 	st, unacked := poll(t, sess[0], 0)
 	if st != http.StatusOK {
 		t.Fatalf("poll: status %d", st)
@@ -181,7 +177,7 @@ func TestEvictSessions(t *testing.T) {
 		st, _ := poll(t, sess[1], 0)
 		held <- st
 	}()
-	eventually(t, 5*time.Second, "the poll to be held", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the poll to be held", func() bool {
 		s := f.srv.State().ScaleSets[1].Session
 		return s != nil && s.Polls == 1
 	})
@@ -189,10 +185,7 @@ func TestEvictSessions(t *testing.T) {
 	if st := call(t, "POST", f.url+"/_sim/sessions/evict", "", EvictRequest{ScaleSetIDs: []int{ids[1], 999}}, &out); st != http.StatusOK || out.Evicted != 1 {
 		t.Fatalf("evict scale set %d: status %d, %+v", ids[1], st, out)
 	}
-	res1, err := f.srv.QueueJobs(JobsRequest{Scope: "org-a", Labels: []string{"ss-1"}})
-	if err != nil {
-		t.Fatalf("queue: %v", err)
-	}
+	res1 := f.queue(t, JobsRequest{Scope: "org-a", Labels: []string{"ss-1"}})
 	if st := <-held; st != http.StatusUnauthorized {
 		t.Fatalf("held poll of an evicted session: status %d, want 401", st)
 	}

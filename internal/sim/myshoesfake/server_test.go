@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 type answer struct {
@@ -18,33 +19,23 @@ type answer struct {
 	body   string
 }
 
+// serve serves a new fake on loopback until the test ends.
+func serve(t *testing.T) (*Server, *httptest.Server) {
+	s := New(nil)
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return s, srv
+}
+
 func do(t *testing.T, srv *httptest.Server, method, path, body string) answer {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read: %v", method, path, err)
-	}
+	resp, b := testkit.Fetch(t, method, srv.URL+path, strings.NewReader(body), nil)
 	return answer{resp.StatusCode, resp.Header.Get("Content-Type"), string(b)}
 }
 
 // Wire details myshoes has and the client depends on.
 func TestWireShapes(t *testing.T) {
-	s := New(nil)
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
+	s, srv := serve(t)
 
 	// Empty list is the literal null.
 	if a := do(t, srv, "GET", "/target", ""); a.status != 200 || a.body != "null\n" || a.ctype != "application/json;charset=utf-8" {
@@ -134,9 +125,7 @@ func TestTargetMutations(t *testing.T) {
 }
 
 func TestSimRoutes(t *testing.T) {
-	s := New(nil)
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
+	s, srv := serve(t)
 
 	const id = "6F7A1E34-5C1D-4B7E-9A44-0A4F1F2F9B10"
 	a := do(t, srv, "PUT", "/_sim/targets",
@@ -194,9 +183,7 @@ func TestSimRoutes(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
-	s := New(nil)
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
+	s, srv := serve(t)
 	s.AddTarget("octo-org", "nano")
 
 	get := func() (int, string, error) {
@@ -240,9 +227,7 @@ func TestFaults(t *testing.T) {
 }
 
 func TestOnTargetsChanged(t *testing.T) {
-	s := New(nil)
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
+	s, srv := serve(t)
 	var calls [][]string
 	s.OnTargetsChanged(func(ts []myshoes.Target) {
 		var scopes []string

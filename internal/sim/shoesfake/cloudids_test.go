@@ -3,7 +3,6 @@ package shoesfake_test
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,11 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
-	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 var (
@@ -26,11 +23,9 @@ var (
 
 func cloudIDsEnv(t *testing.T, mode string, knobs map[string]string) *env {
 	t.Helper()
-	k := map[string]string{shoesfake.EnvCloudIDs: mode}
-	for n, v := range knobs {
-		k[n] = v
-	}
-	return newEnv(t, k)
+	e := newEnv(t, knobs)
+	e.knobs[shoesfake.EnvCloudIDs] = mode
+	return e
 }
 
 // rpcs is the call log without its events.
@@ -55,15 +50,6 @@ func (e *env) lastRPC(t *testing.T) shoesfake.Call {
 	return rpcs[len(rpcs)-1]
 }
 
-func (e *env) instances(t *testing.T) []shoesfake.Instance {
-	t.Helper()
-	insts, err := shoesfake.ListInstances(e.stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return insts
-}
-
 // TestCloudIDs drives both cloud-ID modes through the real plugin: the
 // shape of the ID, what a second AddInstance of the same runner does, and
 // what DeleteInstance answers.
@@ -83,13 +69,13 @@ func TestCloudIDs(t *testing.T) {
 			mode:      shoesfake.CloudIDsOpaque,
 			shape:     func(id, name string) bool { return opaqueCloudID.MatchString(id) },
 			instances: 2,
-			unknown:   []string{"fake-" + uuid.NewString(), "myshoes-" + uuid.NewString(), "../outside", "fake-../../outside"},
+			unknown:   []string{opaqueID(), runnerName(), "../outside", "fake-../../outside"},
 		},
 		{
 			mode:      shoesfake.CloudIDsName,
 			shape:     func(id, name string) bool { return id == name },
 			instances: 1,
-			unknown:   []string{"myshoes-" + uuid.NewString(), "fake-" + uuid.NewString(), "../outside", "myshoes-../../outside"},
+			unknown:   []string{runnerName(), opaqueID(), "../outside", "myshoes-../../outside"},
 		},
 	}
 	for _, tt := range tests {
@@ -97,7 +83,7 @@ func TestCloudIDs(t *testing.T) {
 			t.Parallel()
 			e := cloudIDsEnv(t, tt.mode, nil)
 			h := e.host(t, 2)
-			name := "myshoes-" + uuid.NewString()
+			name := runnerName()
 
 			first := addNamed(t, h, name, sleeper)
 			if !tt.shape(first.CloudID, name) {
@@ -222,7 +208,7 @@ func TestNameModeConcurrentAdds(t *testing.T) {
 	const n = 3
 	e := cloudIDsEnv(t, shoesfake.CloudIDsName, nil)
 	h := e.host(t, n)
-	name := "myshoes-" + uuid.NewString()
+	name := runnerName()
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -286,10 +272,10 @@ func TestNameModeRunner(t *testing.T) {
 			t.Parallel()
 			e := cloudIDsEnv(t, shoesfake.CloudIDsName, map[string]string{shoesfake.EnvRunnerMode: mode})
 			h := e.host(t, 2)
-			stub := newActionsStub(t, "token-"+uuid.NewString(), "idle", "busy", "done")
-			name := "myshoes-" + uuid.NewString()
+			stub := newActionsStub(t, "idle", "busy", "done")
+			name := runnerName()
 			base := t.TempDir()
-			script := renderScriptIn(t, name, stub.jit(t, 9, name), base)
+			script := renderScript(t, "", name, stub.jit(t, 9, name), base)
 
 			inst := addNamed(t, h, name, script)
 			if inst.CloudID != name {
@@ -305,10 +291,7 @@ func TestNameModeRunner(t *testing.T) {
 			if len(connects) != 1 || connects[0].AgentID != 9 || connects[0].AgentName != name {
 				t.Fatalf("connects %+v, want one of agent 9 %s", connects, name)
 			}
-			stub.mu.Lock()
-			waits := stub.waits
-			stub.mu.Unlock()
-			if waits < 3 {
+			if waits := stub.waitCount(); waits < 3 {
 				t.Fatalf("the runner waited %d times, want it to see idle, busy and done", waits)
 			}
 
@@ -316,7 +299,7 @@ func TestNameModeRunner(t *testing.T) {
 			// group is gone): the same name boots it again.
 			if mode == shoesfake.RunnerModeScript {
 				pgid := readPID(t, filepath.Join(e.instanceDir(name), "pgid"))
-				eventually(t, 10*time.Second, "the setup script's process to end", func() bool { return !alive(pgid) })
+				testkit.Eventually(t, 10*time.Second, "the setup script's process to end", func() bool { return !testkit.Alive(pgid) })
 			}
 			again := addNamed(t, h, name, script)
 			if again.CloudID != name {
@@ -325,7 +308,7 @@ func TestNameModeRunner(t *testing.T) {
 			if c := e.lastRPC(t); !c.Existing || c.RunnerMode != mode {
 				t.Errorf("second AddInstance logged existing=%v runner_mode=%q, want an existing instance booted in %s mode", c.Existing, c.RunnerMode, mode)
 			}
-			eventually(t, 30*time.Second, "the runner to run again", func() bool {
+			testkit.Eventually(t, 30*time.Second, "the runner to run again", func() bool {
 				exits := 0
 				for _, c := range e.calls(t) {
 					if c.Event == shoesfake.EventScriptExit && c.CloudID == name {
@@ -343,28 +326,10 @@ func TestNameModeRunner(t *testing.T) {
 			}
 			assertDeleted(t, e.instanceDir(name))
 			if mode == shoesfake.RunnerModeScript {
-				if _, err := os.Stat(filepath.Join(base, name)); !errors.Is(err, fs.ErrNotExist) {
-					t.Errorf("runner dir still there after DeleteInstance (%v)", err)
+				if exists(filepath.Join(base, name)) {
+					t.Errorf("runner dir still there after DeleteInstance")
 				}
 			}
 		})
 	}
-}
-
-// renderScriptIn renders the default setup script with runner base
-// directory base.
-func renderScriptIn(t *testing.T, name, jit, base string) string {
-	t.Helper()
-	r, err := runnerscript.New("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	script, err := r.Render(runnerscript.Values{
-		RunnerName: name, JITConfig: jit, RunnerVersion: "2.330.0",
-		Scope: "org", Labels: []string{"self-hosted"}, RunnerBaseDirectory: base,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return script
 }

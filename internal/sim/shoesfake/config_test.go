@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -101,21 +103,14 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.cfg
 			c.defaults()
-			err := c.Validate()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if c.StateDir != filepath.Join(os.TempDir(), "shoesfake") {
-					t.Errorf("state dir default %q", c.StateDir)
-				}
-				if want := cmp.Or(tt.cfg.CloudIDs, CloudIDsOpaque); c.CloudIDs != want {
-					t.Errorf("cloud IDs %q, want %q", c.CloudIDs, want)
-				}
+			if !testkit.WantErr(t, c.Validate(), tt.wantErr) {
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("got %v, want %q", err, tt.wantErr)
+			if c.StateDir != filepath.Join(os.TempDir(), "shoesfake") {
+				t.Errorf("state dir default %q", c.StateDir)
+			}
+			if want := cmp.Or(tt.cfg.CloudIDs, CloudIDsOpaque); c.CloudIDs != want {
+				t.Errorf("cloud IDs %q, want %q", c.CloudIDs, want)
 			}
 		})
 	}

@@ -2,52 +2,19 @@ package shoesfake_test
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
-	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
-
-// renderScript renders the real setup script (default template unless
-// tmpl is set) for name with jit.
-func renderScript(t *testing.T, tmpl, name, jit string) string {
-	t.Helper()
-	r, err := runnerscript.New(tmpl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	script, err := r.Render(runnerscript.Values{
-		RunnerName: name, JITConfig: jit, RunnerVersion: "2.330.0",
-		Scope: "org", Labels: []string{"self-hosted"}, RunnerBaseDirectory: t.TempDir(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return script
-}
 
 func inProcessEnv(t *testing.T) *env {
 	return newEnv(t, map[string]string{shoesfake.EnvRunnerMode: shoesfake.RunnerModeInProcess})
-}
-
-func addNamed(t *testing.T, h *shoes.Host, name, script string) shoes.Instance {
-	t.Helper()
-	inst, err := h.AddInstance(context.Background(), shoes.AddInstanceRequest{
-		RunnerName: name, SetupScript: script, ResourceType: shoes.ResourceSmall, Labels: []string{"self-hosted"},
-	})
-	if err != nil {
-		t.Fatalf("AddInstance: %v", err)
-	}
-	return inst
 }
 
 // addCall returns the call log's AddInstance line of cloudID.
@@ -66,9 +33,9 @@ func TestInProcessRunsRunner(t *testing.T) {
 	t.Parallel()
 	e := inProcessEnv(t)
 	h := e.host(t, 1)
-	stub := newActionsStub(t, "token-"+uuid.NewString(), "idle", "busy", "done")
-	name := "myshoes-" + uuid.NewString()
-	inst := addNamed(t, h, name, renderScript(t, "", name, stub.jit(t, 7, name)))
+	stub := newActionsStub(t, "idle", "busy", "done")
+	name := runnerName()
+	inst := addNamed(t, h, name, renderScript(t, "", name, stub.jit(t, 7, name), ""))
 
 	ev := e.scriptExit(t, inst.CloudID)
 	if ev.ExitCode != 0 {
@@ -82,8 +49,8 @@ func TestInProcessRunsRunner(t *testing.T) {
 		t.Fatalf("connects %+v, want one of agent 7 %s", connects, name)
 	}
 	dir := e.instanceDir(inst.CloudID)
-	if _, err := os.Stat(filepath.Join(dir, "pgid")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("pgid file exists: a script ran (%v)", err)
+	if exists(filepath.Join(dir, "pgid")) {
+		t.Errorf("pgid file exists: a script ran")
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "script.log")); err != nil || !strings.Contains(string(b), "runner connected") {
 		t.Errorf("script.log = %q (%v), want the runner's log", b, err)
@@ -104,13 +71,13 @@ func TestInProcessDeleteStopsRunner(t *testing.T) {
 			t.Parallel()
 			e := inProcessEnv(t)
 			h := e.host(t, tt.pool)
-			stub := newActionsStub(t, "tok", "idle") // never gets a job
+			stub := newActionsStub(t, "idle") // never gets a job
 			var insts []shoes.Instance
 			for i := range 3 {
-				name := "myshoes-" + uuid.NewString()
-				insts = append(insts, addNamed(t, h, name, renderScript(t, "", name, stub.jit(t, int64(i+1), name))))
+				name := runnerName()
+				insts = append(insts, addNamed(t, h, name, renderScript(t, "", name, stub.jit(t, int64(i+1), name), "")))
 			}
-			eventually(t, 10*time.Second, "all runners to connect", func() bool { return len(stub.connectsSeen()) == 3 })
+			testkit.Eventually(t, 10*time.Second, "all runners to connect", func() bool { return len(stub.connectsSeen()) == 3 })
 			for _, inst := range insts {
 				if err := h.DeleteInstance(context.Background(), inst.CloudID, nil); err != nil {
 					t.Fatal(err)
@@ -118,18 +85,12 @@ func TestInProcessDeleteStopsRunner(t *testing.T) {
 				assertDeleted(t, e.instanceDir(inst.CloudID))
 			}
 			// Stopped runners stop polling: the wait count settles.
-			last, stable := -1, 0
-			eventually(t, 10*time.Second, "the runners to stop polling", func() bool {
-				time.Sleep(300 * time.Millisecond)
-				stub.mu.Lock()
-				n := stub.waits
-				stub.mu.Unlock()
-				if n == last {
-					stable++
-				} else {
-					last, stable = n, 0
+			last, since := stub.waitCount(), time.Now()
+			testkit.Eventually(t, 10*time.Second, "the runners to stop polling", func() bool {
+				if n := stub.waitCount(); n != last {
+					last, since = n, time.Now()
 				}
-				return stable >= 3
+				return time.Since(since) >= 900*time.Millisecond
 			})
 			for _, c := range e.calls(t) {
 				if c.Event == shoesfake.EventScriptExit {
@@ -156,16 +117,16 @@ func TestInProcessFallsBackToScript(t *testing.T) {
 
 func TestExtractJITConfig(t *testing.T) {
 	t.Parallel()
-	stub := newActionsStub(t, "secret-token", "done")
-	name := "myshoes-" + uuid.NewString()
+	stub := newActionsStub(t, "done")
+	name := runnerName()
 	jit := stub.jit(t, 1, name)
 	tests := []struct {
 		name, script, wantErr string
 	}{
-		{"default template", renderScript(t, "", name, jit), ""},
-		{"custom template, --jitconfig", renderScript(t, "#!/bin/bash\n./run.sh --jitconfig {{ shellQuote .JITConfig }}\n", name, jit), ""},
+		{"default template", renderScript(t, "", name, jit, ""), ""},
+		{"custom template, --jitconfig", renderScript(t, "#!/bin/bash\n./run.sh --jitconfig {{ shellQuote .JITConfig }}\n", name, jit, ""), ""},
 		{"custom template, variable in double quotes", renderScript(t,
-			"#!/bin/bash\nJIT=\"{{ .JITConfig }}\"\n./run.sh --jitconfig \"$JIT\"\n", name, jit), "no JIT config found"},
+			"#!/bin/bash\nJIT=\"{{ .JITConfig }}\"\n./run.sh --jitconfig \"$JIT\"\n", name, jit, ""), "no JIT config found"},
 		{"plain script", "#!/bin/bash\nRUNNER_JIT_CONFIG='" + jit + "'\n./run.sh --jitconfig \"$RUNNER_JIT_CONFIG\"\n", ""},
 		{"not a JIT config", "#!/bin/bash\nRUNNER_JIT_CONFIG='abc'\n", "no JIT config found"},
 		{"unterminated here-document", "#!/bin/bash\nbase64 --decode <<'END' | gzip -dc\nAAAA\n", "not terminated"},

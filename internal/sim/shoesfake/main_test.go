@@ -3,8 +3,11 @@ package shoesfake_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,15 +15,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // fakeshoesBin is the fake plugin built once by TestMain.
@@ -38,15 +42,14 @@ type env struct {
 	knobs    map[string]string
 }
 
+// newEnv makes a plugin environment in a new directory: its call log, its
+// state directory and knobs.
 func newEnv(t *testing.T, knobs map[string]string) *env {
 	t.Helper()
 	dir := t.TempDir()
-	e := &env{
-		dir:      dir,
-		callLog:  filepath.Join(dir, "calls.jsonl"),
-		stateDir: filepath.Join(dir, "state"),
-		knobs:    knobs,
-	}
+	e := &env{dir: dir, callLog: filepath.Join(dir, "calls.jsonl"), stateDir: filepath.Join(dir, "state")}
+	e.knobs = map[string]string{shoesfake.EnvCallLog: e.callLog, shoesfake.EnvStateDir: e.stateDir}
+	maps.Copy(e.knobs, knobs)
 	// Runs last: kill whatever the instances left running.
 	t.Cleanup(func() { killInstances(e.stateDir) })
 	return e
@@ -61,10 +64,6 @@ func (e *env) host(t *testing.T, poolSize int) *shoes.Host {
 		AddTimeout: 30 * time.Second,
 		CacheDir:   filepath.Join(e.dir, "cache"),
 		Logger:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Env: []string{
-			shoesfake.EnvCallLog + "=" + e.callLog,
-			shoesfake.EnvStateDir + "=" + e.stateDir,
-		},
 	}
 	for k, v := range e.knobs {
 		cfg.Env = append(cfg.Env, k+"="+v)
@@ -79,20 +78,29 @@ func (e *env) host(t *testing.T, poolSize int) *shoes.Host {
 
 func (e *env) instanceDir(cloudID string) string { return filepath.Join(e.stateDir, cloudID) }
 
-func (e *env) calls(t *testing.T) []shoesfake.Call {
+// calls returns the call log.
+func (e *env) calls(t *testing.T) []shoesfake.Call { return read(t, shoesfake.ReadCallLog, e.callLog) }
+
+// instances lists the instances of the state directory.
+func (e *env) instances(t *testing.T) []shoesfake.Instance {
+	return read(t, shoesfake.ListInstances, e.stateDir)
+}
+
+// read returns what f reads from path, failing the test if it cannot.
+func read[T any](t *testing.T, f func(path string) ([]T, error), path string) []T {
 	t.Helper()
-	calls, err := shoesfake.ReadCallLog(e.callLog)
+	v, err := f(path)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("read %s: %v", path, err)
 	}
-	return calls
+	return v
 }
 
 // scriptExit waits for the script_exit event of cloudID.
 func (e *env) scriptExit(t *testing.T, cloudID string) shoesfake.Call {
 	t.Helper()
 	var ev shoesfake.Call
-	eventually(t, 30*time.Second, "script_exit of "+cloudID, func() bool {
+	testkit.Eventually(t, 30*time.Second, "script_exit of "+cloudID, func() bool {
 		for _, c := range e.calls(t) {
 			if c.Event == shoesfake.EventScriptExit && c.CloudID == cloudID {
 				ev = c
@@ -104,15 +112,41 @@ func (e *env) scriptExit(t *testing.T, cloudID string) shoesfake.Call {
 	return ev
 }
 
+// assertDeleted checks that an instance's directory and processes are gone.
+func assertDeleted(t *testing.T, dir string, pids ...int) {
+	t.Helper()
+	if exists(dir) {
+		t.Errorf("instance dir %s still there", dir)
+	}
+	for _, pid := range pids {
+		testkit.Eventually(t, 10*time.Second, "the instance's processes to die", func() bool { return !testkit.Alive(pid) })
+	}
+}
+
+// runnerName is a new runner name of the form myshoes names runners.
+func runnerName() string { return "myshoes-" + uuid.NewString() }
+
+// opaqueID is a new cloud ID of the opaque mode's form.
+func opaqueID() string { return "fake-" + uuid.NewString() }
+
+// exists reports whether path is there (or cannot be told not to be).
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
 func killInstances(stateDir string) { shoesfake.KillAll(stateDir) }
 
+// add adds an instance of a new runner name that runs script.
 func add(t *testing.T, h *shoes.Host, script string) shoes.Instance {
 	t.Helper()
+	return addNamed(t, h, runnerName(), script)
+}
+
+func addNamed(t *testing.T, h *shoes.Host, name, script string) shoes.Instance {
+	t.Helper()
 	inst, err := h.AddInstance(context.Background(), shoes.AddInstanceRequest{
-		RunnerName:   "myshoes-" + uuid.NewString(),
-		SetupScript:  script,
-		ResourceType: shoes.ResourceSmall,
-		Labels:       []string{"self-hosted"},
+		RunnerName: name, SetupScript: script, ResourceType: shoes.ResourceSmall, Labels: []string{"self-hosted"},
 	})
 	if err != nil {
 		t.Fatalf("AddInstance: %v", err)
@@ -120,43 +154,11 @@ func add(t *testing.T, h *shoes.Host, script string) shoes.Instance {
 	return inst
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-tick.C:
-		}
-	}
-}
-
-// alive reports whether pid runs (a zombie counts as dead).
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
-	}
-	return true
-}
-
 // readPID waits for a pid file an instance script writes.
 func readPID(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
-	eventually(t, 20*time.Second, path, func() bool {
+	testkit.Eventually(t, 20*time.Second, path, func() bool {
 		b, err := os.ReadFile(path)
 		if err != nil || !strings.HasSuffix(string(b), "\n") {
 			return false
@@ -165,6 +167,28 @@ func readPID(t *testing.T, path string) int {
 		return err == nil
 	})
 	return pid
+}
+
+// renderScript renders the real setup script (the default template unless
+// tmpl is set) for runner name with jit, in runner base directory base (a
+// new temporary directory when "").
+func renderScript(t *testing.T, tmpl, name, jit, base string) string {
+	t.Helper()
+	if base == "" {
+		base = t.TempDir()
+	}
+	r, err := runnerscript.New(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := r.Render(runnerscript.Values{
+		RunnerName: name, JITConfig: jit, RunnerVersion: "2.330.0",
+		Scope: "org", Labels: []string{"self-hosted"}, RunnerBaseDirectory: base,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return script
 }
 
 // actionsStub is the runner side of the fake Actions service contract.
@@ -184,8 +208,10 @@ type connectReq struct {
 	AgentName string `json:"agentName"`
 }
 
-func newActionsStub(t *testing.T, token string, states ...string) *actionsStub {
-	s := &actionsStub{token: token, states: states}
+// newActionsStub serves the runner side with a new token; the runner's
+// waits are answered with states.
+func newActionsStub(t *testing.T, states ...string) *actionsStub {
+	s := &actionsStub{token: "token-" + uuid.NewString(), states: states}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /_sim/runner/connect", func(w http.ResponseWriter, r *http.Request) {
 		var c connectReq
@@ -217,6 +243,13 @@ func newActionsStub(t *testing.T, token string, states ...string) *actionsStub {
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// waitCount is how many waits the runners made.
+func (s *actionsStub) waitCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waits
 }
 
 func (s *actionsStub) connectsSeen() []connectReq {

@@ -3,7 +3,6 @@ package shoesfake_test
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +11,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/shoes-scaleset/shoes-scaleset/internal/runnerscript"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 const runnerURL = "https://github.com/actions/runner/releases/download/v2.330.0/actions-runner-linux-x64-2.330.0.tar.gz"
@@ -34,10 +33,10 @@ func TestSetupScriptRunsRunner(t *testing.T) {
 	for i, d := range downloads {
 		t.Run(d.name, func(t *testing.T) {
 			t.Parallel()
-			token := "token-" + uuid.NewString()
-			stub := newActionsStub(t, token, "idle", "busy", "done")
+			stub := newActionsStub(t, "idle", "busy", "done")
+			token := stub.token
 			agentID := int64(100 + i)
-			name := "myshoes-" + uuid.NewString()
+			name := runnerName()
 			script := "#!/bin/bash\nset -euo pipefail\n" +
 				"id -u runner >/dev/null || useradd runner\n" +
 				"mkdir -p actions-runner && cd actions-runner\n" +
@@ -79,7 +78,7 @@ func TestSetupScriptBadRunnerURL(t *testing.T) {
 	for name, u := range urls {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			stub := newActionsStub(t, "tok", "done")
+			stub := newActionsStub(t, "done")
 			script := "#!/bin/bash\nset -euo pipefail\n" +
 				"curl -fsSL -o runner.tar.gz '" + u + "'\n" +
 				"tar xzf runner.tar.gz\n" +
@@ -169,6 +168,15 @@ echo $$ > main.pid
 wait
 `
 
+// addSleeper adds an instance running sleeper on h and waits for the
+// pids of its main and background processes.
+func (e *env) addSleeper(t *testing.T, h *shoes.Host) (inst shoes.Instance, dir string, mainPID, bgPID int) {
+	t.Helper()
+	inst = add(t, h, sleeper)
+	dir = e.instanceDir(inst.CloudID)
+	return inst, dir, readPID(t, filepath.Join(dir, "main.pid")), readPID(t, filepath.Join(dir, "bg.pid"))
+}
+
 func TestDeleteInstance(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -177,9 +185,7 @@ func TestDeleteInstance(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, nil)
 		h := e.host(t, 1)
-		inst := add(t, h, sleeper)
-		dir := e.instanceDir(inst.CloudID)
-		mainPID, bgPID := readPID(t, filepath.Join(dir, "main.pid")), readPID(t, filepath.Join(dir, "bg.pid"))
+		inst, dir, mainPID, bgPID := e.addSleeper(t, h)
 		if err := h.DeleteInstance(ctx, inst.CloudID, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -190,17 +196,15 @@ func TestDeleteInstance(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, nil)
 		creator := e.host(t, 1)
-		inst := add(t, creator, sleeper)
-		dir := e.instanceDir(inst.CloudID)
-		mainPID, bgPID := readPID(t, filepath.Join(dir, "main.pid")), readPID(t, filepath.Join(dir, "bg.pid"))
+		inst, dir, mainPID, bgPID := e.addSleeper(t, creator)
 		if err := creator.Close(); err != nil {
 			t.Fatal(err)
 		}
 		addPID := e.calls(t)[0].PID
-		if alive(addPID) {
+		if testkit.Alive(addPID) {
 			t.Fatalf("creator pid %d alive after Close", addPID)
 		}
-		if !alive(mainPID) || !alive(bgPID) {
+		if !testkit.Alive(mainPID) || !testkit.Alive(bgPID) {
 			t.Fatal("the instance died with the plugin process that created it")
 		}
 
@@ -235,7 +239,7 @@ func TestDeleteInstance(t *testing.T) {
 		if err := os.Mkdir(outside, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for _, id := range []string{"fake-" + uuid.NewString(), "../outside", "fake-../../outside"} {
+		for _, id := range []string{opaqueID(), "../outside", "fake-../../outside"} {
 			if err := h.DeleteInstance(ctx, id, nil); err != nil {
 				t.Errorf("DeleteInstance(%q) = %v, want nil (NotFound)", id, err)
 			}
@@ -268,7 +272,7 @@ func TestDeleteInstanceRemovesRunnerDir(t *testing.T) {
 func testDeleteInstanceRemovesRunnerDir(t *testing.T, cloudIDs string) {
 	e := cloudIDsEnv(t, cloudIDs, nil)
 	h := e.host(t, 2)
-	stub := newActionsStub(t, "tok", "idle") // never gets a job: the runner stays up
+	stub := newActionsStub(t, "idle") // never gets a job: the runner stays up
 	tests := []struct {
 		name string
 		base func(instanceDir string) string // the base directory as the script gets it
@@ -287,23 +291,12 @@ func testDeleteInstanceRemovesRunnerDir(t *testing.T, cloudIDs string) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			name := "myshoes-" + uuid.NewString()
+			name := runnerName()
 			// The cloud ID, and so the instance directory, is known only
 			// after AddInstance; the bases above do not depend on it.
-			r, err := runnerscript.New("")
-			if err != nil {
-				t.Fatal(err)
-			}
-			script, err := r.Render(runnerscript.Values{
-				RunnerName: name, JITConfig: stub.jit(t, int64(i+1), name), RunnerVersion: "2.330.0",
-				RunnerBaseDirectory: tt.base(""),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			inst := addNamed(t, h, name, script)
+			inst := addNamed(t, h, name, renderScript(t, "", name, stub.jit(t, int64(i+1), name), tt.base("")))
 			dir := e.instanceDir(inst.CloudID)
-			eventually(t, 30*time.Second, "the runner to connect", func() bool {
+			testkit.Eventually(t, 30*time.Second, "the runner to connect", func() bool {
 				for _, c := range stub.connectsSeen() {
 					if c.AgentName == name {
 						return true
@@ -325,8 +318,8 @@ func testDeleteInstanceRemovesRunnerDir(t *testing.T, cloudIDs string) {
 				t.Fatal(err)
 			}
 			assertDeleted(t, dir)
-			if _, err := os.Stat(runnerDir); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("runner dir %s still there after DeleteInstance (%v)", runnerDir, err)
+			if exists(runnerDir) {
+				t.Errorf("runner dir %s still there after DeleteInstance", runnerDir)
 			}
 			if !strings.HasPrefix(base, dir+string(filepath.Separator)) {
 				if _, err := os.Stat(neighbour); err != nil {
@@ -334,16 +327,6 @@ func testDeleteInstanceRemovesRunnerDir(t *testing.T, cloudIDs string) {
 				}
 			}
 		})
-	}
-}
-
-func assertDeleted(t *testing.T, dir string, pids ...int) {
-	t.Helper()
-	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("instance dir %s still there (%v)", dir, err)
-	}
-	for _, pid := range pids {
-		eventually(t, 10e9, "the instance's processes to die", func() bool { return !alive(pid) })
 	}
 }
 
@@ -357,8 +340,8 @@ func TestInvalidRequests(t *testing.T) {
 		{"runner name without prefix", uuid.NewString(), "#!/bin/bash\n"},
 		{"runner name not a uuid", "myshoes-1234", "#!/bin/bash\n"},
 		{"upper-case uuid", "myshoes-" + strings.ToUpper(uuid.NewString()), "#!/bin/bash\n"},
-		{"no shebang", "myshoes-" + uuid.NewString(), "echo hi\n"},
-		{"empty script", "myshoes-" + uuid.NewString(), ""},
+		{"no shebang", runnerName(), "echo hi\n"},
+		{"empty script", runnerName(), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -386,14 +369,14 @@ func TestNoRunner(t *testing.T) {
 		t.Fatalf("setup.sh = %q (%v)", b, err)
 	}
 	for _, f := range []string{"pgid", "ran.txt", "script.log"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, fs.ErrNotExist) {
+		if exists(filepath.Join(dir, f)) {
 			t.Errorf("%s exists: the script ran", f)
 		}
 	}
 	if err := h.DeleteInstance(context.Background(), inst.CloudID, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+	if exists(dir) {
 		t.Errorf("instance dir still there")
 	}
 }
