@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
@@ -59,32 +60,51 @@ func TestParseResourceType(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
+	// Validate judges a Config as New uses it (a zero field is its
+	// default); an invalid setting is a *setting.FieldError naming the
+	// field, with a message naming the plugin setting.
 	tests := []struct {
 		name    string
 		cfg     Config
+		field   string
 		wantErr string
 	}{
-		{"defaults", Config{Path: "/bin/true"}, ""},
-		{"no path", Config{}, "path is empty"},
-		{"negative pool", Config{Path: "x", PoolSize: -1}, "pool size"},
-		{"negative add timeout", Config{Path: "x", AddTimeout: -time.Second}, "add timeout"},
-		{"negative delete timeout", Config{Path: "x", DeleteTimeout: -time.Second}, "delete timeout"},
-		{"negative download attempts", Config{Path: "x", DownloadAttempts: -1}, "download attempts"},
-		{"sha256 not hex", Config{Path: "x", SHA256: strings.Repeat("g", 64)}, "64 hex digits"},
-		{"sha256 too short", Config{Path: "x", SHA256: "abcd"}, "64 hex digits"},
-		{"star inside an environment filter", Config{Path: "x", DropEnv: []string{"GITHUB_*_KEY"}}, "environment filter"},
-		{"empty environment filter", Config{Path: "x", DropEnv: []string{""}}, "environment filter"},
-		{"environment filters", Config{Path: "x", DropEnv: []string{"GITHUB_TOKEN", "SHOES_SCALESET_GITHUB_*"}, SHA256: strings.Repeat("aB", 32)}, ""},
+		{"defaults", Config{Path: "/bin/true"}, "", ""},
+		{"no path", Config{}, "Path", "path is empty"},
+		{"negative pool", Config{Path: "x", PoolSize: -1}, "PoolSize", "pool size"},
+		{"negative add timeout", Config{Path: "x", AddTimeout: -time.Second}, "AddTimeout", "add timeout"},
+		{"negative delete timeout", Config{Path: "x", DeleteTimeout: -time.Second}, "DeleteTimeout", "delete timeout"},
+		{"negative start timeout", Config{Path: "x", StartTimeout: -time.Second}, "StartTimeout", "plugin"},
+		{"negative download attempts", Config{Path: "x", DownloadAttempts: -1}, "DownloadAttempts", "download attempts"},
+		{"negative download backoff", Config{Path: "x", DownloadBackoff: -time.Second}, "DownloadBackoff", "plugin"},
+		{"sha256 not hex", Config{Path: "x", SHA256: strings.Repeat("g", 64)}, "SHA256", "64 hex digits"},
+		{"sha256 too short", Config{Path: "x", SHA256: "abcd"}, "SHA256", "64 hex digits"},
+		{"star inside an environment filter", Config{Path: "x", DropEnv: []string{"GITHUB_*_KEY"}}, "DropEnv", "environment filter"},
+		{"empty environment filter", Config{Path: "x", DropEnv: []string{""}}, "DropEnv", "environment filter"},
+		{"environment filters", Config{Path: "x", DropEnv: []string{"GITHUB_TOKEN", "SHOES_SCALESET_GITHUB_*"}, SHA256: strings.Repeat("aB", 32)}, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := tt.cfg
-			cfg.defaults()
-			if testkit.WantErr(t, cfg.Validate(), tt.wantErr) &&
-				(cfg.PoolSize != 4 || cfg.AddTimeout != 5*time.Minute || cfg.DeleteTimeout != 3*time.Minute || cfg.CacheDir == "") {
-				t.Errorf("defaults not applied: %+v", cfg)
+			err := tt.cfg.Validate()
+			testkit.WantErr(t, err, tt.wantErr)
+			if got := setting.FieldOf(err); got != tt.field {
+				t.Errorf("Validate = %v: about %q, want %q", err, got, tt.field)
+			}
+			if err != nil && !strings.Contains(err.Error(), "plugin") {
+				t.Errorf("Validate = %q, want a message naming the plugin setting", err)
 			}
 		})
+	}
+	if err := (Config{Path: "x", SHA256: "abc"}).Validate(); !errors.Is(err, ErrChecksumMismatch) {
+		t.Errorf("Validate of a bad SHA256 = %v, want ErrChecksumMismatch", err)
+	}
+	// defaults fills a zero Config from DefaultConfig, the one statement
+	// of each default.
+	c := Config{Path: "x"}
+	c.defaults()
+	testkit.SameSettings(t, c, DefaultConfig())
+	if c.CacheDir == "" {
+		t.Error("defaults left CacheDir empty")
 	}
 }
 

@@ -15,30 +15,33 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 func TestOptionsValidate(t *testing.T) {
-	tests := []struct {
-		name    string
-		opts    Options
-		wantErr string
+	// An invalid setting is a *setting.FieldError naming the field.
+	for _, tt := range []struct {
+		opts           Options
+		field, wantErr string
 	}{
-		{"defaults", Options{Path: "x"}, ""},
-		{"no path", Options{}, "path is required"},
-		{"negative lock timeout", Options{Path: "x", LockTimeout: -1}, "lock timeout"},
-		{"negative max age", Options{Path: "x", HistoryMaxAge: -1}, "max age"},
-		{"negative max count", Options{Path: "x", HistoryMaxCount: -1}, "max count"},
+		{Options{Path: "x"}, "", ""},
+		{Options{}, "Path", "path is required"},
+		{Options{Path: "x", LockTimeout: -1}, "LockTimeout", "lock timeout"},
+		{Options{Path: "x", HistoryMaxAge: -1}, "HistoryMaxAge", "max age"},
+		{Options{Path: "x", HistoryMaxCount: -1}, "HistoryMaxCount", "max count"},
+	} {
+		err := tt.opts.Validate()
+		if testkit.WantErr(t, err, tt.wantErr); setting.FieldOf(err) != tt.field {
+			t.Errorf("Validate(%+v) = %v, want an error about %q", tt.opts, err, tt.field)
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			opts := tt.opts
-			opts.defaults()
-			if testkit.WantErr(t, opts.Validate(), tt.wantErr) && (opts.LockTimeout != 5*time.Second ||
-				opts.HistoryMaxAge != 7*24*time.Hour || opts.HistoryMaxCount != 10000 || opts.Now == nil) {
-				t.Errorf("defaults() = %+v", opts)
-			}
-		})
+	// defaults fills zero Options from DefaultOptions, the one statement
+	// of each default.
+	o := Options{Path: "x"}
+	o.defaults()
+	if testkit.SameSettings(t, o, DefaultOptions()); o.Now == nil {
+		t.Error("defaults left Now nil")
 	}
 }
 
