@@ -3,18 +3,17 @@
 package bench
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/demo"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // burst is one demo configuration.
@@ -46,23 +45,17 @@ type demoRun struct {
 // fails (a job not completed, an instance leaked) fails the test.
 func runDemo(t *testing.T, b burst) demoRun {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	cmd := exec.Command(binary, b.args()...)
-	cmd.Env = childEnv("TMPDIR=" + t.TempDir())
-	cmd.Stdout, cmd.Stderr = &out, &errOut
 	before := sampleCPU()
-	err := cmd.Run()
+	res := scenariotest.Exec(t, binary, 20*time.Minute, testkit.ChildEnv("TMPDIR="+t.TempDir()), b.args()...)
 	after := sampleCPU()
 	var r demoRun
-	if jerr := json.Unmarshal(out.Bytes(), &r.rep); jerr != nil {
-		t.Fatalf("demo %v: %v (%v)\nstderr:\n%s", b.args(), jerr, err, errOut.String())
+	if err := json.Unmarshal([]byte(res.Stdout), &r.rep); err != nil {
+		t.Fatalf("demo %v: %v (exit %d)\nstderr:\n%s", b.args(), err, res.Code, res.Stderr)
 	}
-	if err != nil {
-		t.Errorf("demo %v failed: %v\n%s", b.args(), err, errOut.String())
+	if res.Code != 0 {
+		t.Errorf("demo %v failed: exit %d\n%s", b.args(), res.Code, res.Stderr)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	}
+	r.cpu = res.CPU.Seconds()
 	r.others = max(0, busySeconds(before, after)-r.cpu)
 	return r
 }

@@ -4,9 +4,12 @@ package bench
 
 import (
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // P4: 200 targets, idle, their long-polls held open by the sim (50s, as
@@ -18,54 +21,51 @@ func TestP4Footprint(t *testing.T) {
 		window = 30 * time.Second
 	}
 	dir := t.TempDir()
-	sim := startSim(t, dir, "--poll-hold", "50s", "--targets", strings.Join(scopes("idle-org-", targets), ","))
-	stateFile := filepath.Join(dir, "state.db")
+	sim := scenariotest.StartSim(t, binary, dir, scenariotest.SimOptions{Targets: scenario.Scopes("idle-org-", targets), PollHold: 50 * time.Second, LogLevel: "error"})
+	f := scenariotest.NewFiles(t, dir)
+	plugin := scenariotest.PluginWrapper(t, binary, dir)
 	started := time.Now()
-	run := start(t, filepath.Join(dir, "run.log"), pluginEnv(dir), nil,
-		sim.runArgs(pluginWrapper(t, dir), stateFile, freeAddr(t), "--poll-hold", "50s", "--log-level", "warn",
-			"--runner-base-directory", filepath.Join(dir, "runners"))...)
-	if !poll(3*time.Minute, 100*time.Millisecond, func() bool {
-		n := 0
-		for _, ss := range sim.state(t).ScaleSets {
-			if ss.Session != nil {
-				n++
-			}
-		}
-		return n == targets
+	run := scenariotest.StartRun(t, binary, filepath.Join(dir, "run.log"), f.PluginEnv(), scenariotest.RunArgs{
+		Peers: sim.Peers(), Plugin: plugin, StateFile: f.StateFile,
+		Flags: []string{"--poll-hold", "50s", "--log-level", "warn", "--runner-base-directory", filepath.Join(dir, "runners")}})
+	// Checked every 100ms: the state of 200 scale sets is not free, and
+	// the sim shares the cores with run.
+	if !testkit.PollEvery(3*time.Minute, 100*time.Millisecond, func() (bool, string) {
+		return scenario.Sessions(sim.State()) == targets, ""
 	}) {
-		t.Fatalf("not listening on %d targets after 3m:\n%s", targets, tailFile(run.logPath, 30))
+		t.Fatalf("not listening on %d targets after 3m:\n%s", targets, run.Tail(30))
 	}
 	ready := time.Since(started)
-	startupCPU, err := processCPU(run.pid())
+	startupCPU, err := processCPU(run.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Let the start settle (first polls, GC) before the window.
 	time.Sleep(5 * time.Second)
 
-	cpu0, err := processCPU(run.pid())
+	cpu0, err := processCPU(run.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
 	var rss []float64
 	for time.Since(t0) < window {
-		b, err := processRSS(run.pid())
+		b, err := processRSS(run.Pid())
 		if err != nil {
-			t.Fatalf("run exited: %v\n%s", err, tailFile(run.logPath, 30))
+			t.Fatalf("run exited: %v\n%s", err, run.Tail(30))
 		}
 		rss = append(rss, float64(b)/(1<<20))
 		time.Sleep(min(sampleEvery, window-time.Since(t0)))
 	}
-	cpu1, err := processCPU(run.pid())
+	cpu1, err := processCPU(run.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	elapsed := time.Since(t0).Seconds()
 	cpu := cpu1 - cpu0
 	last := rss[len(rss)-1]
-	polls := sim.state(t).Calls["GET /_broker/{id}/{sid}/messages"]
-	run.terminate(t, 60*time.Second)
+	polls := sim.State().Calls["GET /_broker/{id}/{sid}/messages"]
+	run.Terminate(60 * time.Second)
 
 	report(t, "\n### P4 footprint: %d idle targets, long-polls held 50s by the sim (sim serve + run, no jobs)\n\n"+
 		"| figure | value |\n|---|---|\n"+

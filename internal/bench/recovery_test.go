@@ -3,18 +3,17 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // recovery is the outcome of one P3 scenario.
@@ -25,22 +24,6 @@ type recovery struct {
 	reasons                                 map[string]int
 }
 
-// daemonScaleSets asks a run's API for its scale sets.
-func daemonScaleSets(addr string) ([]controller.ScaleSetStatus, error) {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + addr + "/api/v1/scalesets")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /api/v1/scalesets: %s", resp.Status)
-	}
-	var out httpapi.ScaleSetsResponse
-	err = json.NewDecoder(resp.Body).Decode(&out)
-	return out.ScaleSets, err
-}
-
 // runRecovery queues a burst of jobs on a `run` against `sim serve`; with
 // killAfter > 0 it kills the run's process group with SIGKILL that long
 // after the jobs were queued and starts a new run on the same state file
@@ -48,107 +31,96 @@ func daemonScaleSets(addr string) ([]controller.ScaleSetStatus, error) {
 func runRecovery(t *testing.T, targets, jobsPerTarget int, latency time.Duration, killAfter time.Duration) recovery {
 	t.Helper()
 	dir := t.TempDir()
-	scopeList := scopes("bench-org-", targets)
-	sim := startSim(t, dir, "--poll-hold", "2s", "--assign-timeout", "2m", "--targets", strings.Join(scopeList, ","))
-	plugin := pluginWrapper(t, dir)
-	stateFile := filepath.Join(dir, "state.db")
-	env := pluginEnv(dir, shoesfake.EnvLatency+"="+latency.String(), shoesfake.EnvRunnerMode+"="+shoesfake.RunnerModeInProcess)
+	scopeList := scenario.Scopes("bench-org-", targets)
+	sim := scenariotest.StartSim(t, binary, dir, scenariotest.SimOptions{Targets: scopeList, PollHold: 2 * time.Second, AssignTimeout: 2 * time.Minute, LogLevel: "error"})
+	f := scenariotest.NewFiles(t, dir)
+	plugin := scenariotest.PluginWrapper(t, binary, dir)
+	env := f.PluginEnv(shoesfake.EnvLatency+"="+latency.String(), shoesfake.EnvRunnerMode+"="+shoesfake.RunnerModeInProcess)
 	flags := []string{"--provision-concurrency", "64", "--max-runners", "100", "--poll-hold", "2s",
 		"--sync-interval", "1s", "--janitor-interval", "1s", "--reaper-interval", "1s", "--retry-backoff", "200ms",
 		"--github-retry-wait-max", "200ms", "--shutdown-timeout", "20s", "--runner-base-directory", filepath.Join(dir, "runners"),
 		"--log-level", "info"}
-	startRun := func(n int) (*proc, string) {
-		addr := freeAddr(t)
-		p := start(t, filepath.Join(dir, fmt.Sprintf("run-%d.log", n)), env, nil, sim.runArgs(plugin, stateFile, addr, flags...)...)
-		return p, addr
+	startRun := func(n int) *scenariotest.Run {
+		return scenariotest.StartRun(t, binary, filepath.Join(dir, fmt.Sprintf("run-%d.log", n)), env,
+			scenariotest.RunArgs{Peers: sim.Peers(), Plugin: plugin, StateFile: f.StateFile, Flags: flags})
 	}
 
-	run, addr := startRun(1)
-	if !poll(60*time.Second, 50*time.Millisecond, func() bool {
-		n := 0
-		for _, ss := range sim.state(t).ScaleSets {
-			if ss.Session != nil {
-				n++
-			}
-		}
-		return n == targets
-	}) {
-		t.Fatalf("run not listening on %d scale sets after 60s:\n%s", targets, tailFile(run.logPath, 30))
-	}
+	run := startRun(1)
+	sim.WaitListening(run, time.Time{}, scopeList, 60*time.Second)
 
 	var r recovery
 	t0 := time.Now()
 	for _, s := range scopeList {
-		sim.queueJobs(t, s, jobsPerTarget, 2*time.Second)
+		sim.QueueJobs(s, jobsPerTarget, 2*time.Second)
 	}
 	if killAfter > 0 {
 		time.Sleep(time.Until(t0.Add(killAfter)))
 		old := map[int]string{} // the killed process's sessions
-		for _, ss := range sim.state(t).ScaleSets {
+		for _, ss := range sim.State().ScaleSets {
 			if ss.Session != nil {
 				old[ss.ID] = ss.Session.ID
 			}
 		}
-		run.kill9()
+		run.Kill9()
 		r.killedAt = time.Since(t0)
 		restart := time.Now()
-		run, addr = startRun(2)
+		run = startRun(2)
 		// Every scale set has a new session (seen by the sim), then has
 		// polled (seen by the new process).
-		if !poll(2*time.Minute, 20*time.Millisecond, func() bool {
+		if !testkit.Poll(2*time.Minute, func() (bool, string) {
 			if r.listening == 0 {
 				n := 0
-				for _, ss := range sim.state(t).ScaleSets {
+				for _, ss := range sim.State().ScaleSets {
 					if ss.Session != nil && ss.Session.ID != old[ss.ID] {
 						n++
 					}
 				}
 				if n < targets {
-					return false
+					return false, ""
 				}
 				r.listening = time.Since(restart)
 			}
-			sets, err := daemonScaleSets(addr)
+			sets, err := run.ScaleSets()
 			if err != nil || len(sets) < targets {
-				return false
+				return false, ""
 			}
 			for _, ss := range sets {
 				if ss.LastPoll.Before(restart) {
-					return false
+					return false, ""
 				}
 			}
-			return true
+			return true, ""
 		}) {
-			t.Fatalf("not every scale set polled within 2m of the restart:\n%s", tailFile(run.logPath, 30))
+			t.Fatalf("not every scale set polled within 2m of the restart:\n%s", run.Tail(30))
 		}
 		r.firstPoll = time.Since(restart)
 	}
 	total := targets * jobsPerTarget
-	if !poll(5*time.Minute, 50*time.Millisecond, func() bool {
-		c := jobCounts(sim.state(t))
+	if !testkit.PollEvery(5*time.Minute, 50*time.Millisecond, func() (bool, string) {
+		c := scenario.JobCounts(sim.State())
 		r.completed, r.canceled = c["completed"], c["canceled"]
-		return r.completed+r.canceled >= total
+		return r.completed+r.canceled >= total, ""
 	}) {
-		t.Errorf("jobs not done 5m after the burst: %v\n%s", jobCounts(sim.state(t)), tailFile(run.logPath, 30))
+		t.Errorf("jobs not done 5m after the burst: %v\n%s", scenario.JobCounts(sim.State()), run.Tail(30))
 	}
 	r.allDone = time.Since(t0)
 	// Let the last deletes finish, then stop cleanly and read the state.
-	poll(30*time.Second, 100*time.Millisecond, func() bool {
-		sets, err := daemonScaleSets(addr)
+	testkit.PollEvery(30*time.Second, 100*time.Millisecond, func() (bool, string) {
+		sets, err := run.ScaleSets()
 		if err != nil {
-			return false
+			return false, ""
 		}
 		for _, ss := range sets {
 			for st, n := range ss.Runners {
 				if n > 0 && st != store.StateUnknownInstance {
-					return false
+					return false, ""
 				}
 			}
 		}
-		return true
+		return true, ""
 	})
-	run.terminate(t, 45*time.Second)
-	st, err := store.Open(store.Options{Path: stateFile, ReadOnly: true})
+	run.Terminate(45 * time.Second)
+	st, err := store.Open(store.Options{Path: f.StateFile, ReadOnly: true})
 	if err != nil {
 		t.Fatalf("open the state file: %v", err)
 	}

@@ -4,8 +4,6 @@ package bench
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -13,7 +11,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // seedState fills a new state file with runners live runners and history
@@ -78,15 +78,6 @@ func seedState(t *testing.T, path string, runners, history int) {
 	create(0, runners, func(i int) store.RunnerState { return states[i%len(states)] })
 }
 
-func fileSize(t *testing.T, path string) int64 {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Size()
-}
-
 // P5: `runners ls` over a state file with 10,000 runners and 100,000
 // history records, and the file size before and after pruning.
 func TestP5State(t *testing.T) {
@@ -96,20 +87,16 @@ func TestP5State(t *testing.T) {
 	seedStart := time.Now()
 	seedState(t, path, runners, history)
 	seeded := time.Since(seedStart)
-	sizeSeeded := fileSize(t, path)
+	sizeSeeded := testkit.FileSize(t, path)
 
 	// No daemon answers at --listen: runners ls reads the file read-only.
-	noDaemon := freeAddr(t)
+	noDaemon := testkit.FreeAddr(t)
 	ls := func(format string) (time.Duration, int) {
-		cmd := exec.Command(binary, "runners", "ls", "--state-file", path, "--listen", noDaemon, "-o", format)
-		cmd.Env = childEnv()
-		startAt := time.Now()
-		out, err := cmd.Output()
-		took := time.Since(startAt)
-		if err != nil {
-			t.Fatalf("runners ls -o %s: %v", format, err)
+		r := scenariotest.Exec(t, binary, 5*time.Minute, testkit.ChildEnv(), "runners", "ls", "--state-file", path, "--listen", noDaemon, "-o", format)
+		if r.Code != 0 {
+			t.Fatalf("runners ls -o %s:\n%s", format, r)
 		}
-		return took, len(out)
+		return r.Took, len(r.Stdout)
 	}
 	n := max(runs(), 5)
 	row := func(format string) string {
@@ -143,7 +130,7 @@ func TestP5State(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sizePruned := fileSize(t, path)
+	sizePruned := testkit.FileSize(t, path)
 	rowsAfter := row("json")
 
 	report(t, "\n### P5 state: %d runners and %d history records (seeded in %.1f s through internal/store)\n\n"+

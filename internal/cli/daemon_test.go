@@ -3,105 +3,23 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
-
-// cliDaemon is a `shoes-scaleset run` child process.
-type cliDaemon struct {
-	cmd    *exec.Cmd
-	stderr *cliSyncBuffer
-	done   chan struct{} // closed once the process was reaped
-	err    error         // the Wait error, set before done is closed
-}
-
-// startCLIDaemon starts the built binary with args in its own process
-// group; t.Cleanup kills the group if it still runs.
-func startCLIDaemon(t *testing.T, env []string, args ...string) *cliDaemon {
-	t.Helper()
-	d := &cliDaemon{stderr: &cliSyncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(cliBinary, args...)
-	d.cmd.Env = env
-	d.cmd.Stdout = d.stderr
-	d.cmd.Stderr = d.stderr
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	d.cmd.WaitDelay = 5 * time.Second
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start daemon: %v", err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-d.done:
-			return
-		default:
-		}
-		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("daemon %d not reaped after SIGKILL", d.cmd.Process.Pid)
-		}
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- daemon log (last 80 lines):\n%s", cliTail(d.stderr.String(), 80))
-		}
-	})
-	return d
-}
-
-func (d *cliDaemon) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM and returns the exit code, failing the test if the
-// daemon does not exit within timeout.
-func (d *cliDaemon) stop(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-d.done:
-	case <-time.After(timeout):
-		t.Fatalf("daemon still running %v after SIGTERM", timeout)
-	}
-	var ee *exec.ExitError
-	switch {
-	case d.err == nil:
-		return 0
-	case errors.As(d.err, &ee):
-		return ee.ExitCode()
-	default:
-		t.Fatalf("wait daemon: %v", d.err)
-		return -1
-	}
-}
 
 // cliColumns splits a table line printed by tabwriter (cells padded with at
 // least two spaces) into its cells.
@@ -136,35 +54,18 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { w.Close() })
 
+	// The shared harness: the peers in this process, run as a process.
 	dir := t.TempDir()
-	keyPath := filepath.Join(dir, "app-key.pem")
-	if err := os.WriteFile(keyPath, w.AppKeyPEM(), 0o600); err != nil {
-		t.Fatal(err)
+	files := scenariotest.NewFiles(t, dir)
+	stateFile, callLog := files.StateFile, files.CallLog
+	addr := testkit.FreeAddr(t)
+	peers, plugin := scenariotest.WorldPeers(t, w, dir), writeCLIPluginWrapper(t, dir)
+	runArgs := func(listen string) scenariotest.RunArgs {
+		return scenariotest.RunArgs{Peers: peers, Plugin: plugin, StateFile: stateFile, Listen: listen,
+			Flags: []string{"--min-runners", "2", "--sync-interval", "1s", "--runner-base-directory", filepath.Join(dir, "runners"), "--log-level", "debug"}}
 	}
-	plugin := writeCLIPluginWrapper(t, dir)
-	stateFile := filepath.Join(dir, "state", "state.db")
-	callLog := filepath.Join(dir, "calls.jsonl")
-	pluginDir := filepath.Join(dir, "instances")
-	t.Cleanup(func() { killCLIInstances(pluginDir) })
-	addr := cliFreeAddr(t)
-
-	runArgs := func(listen string) []string {
-		return []string{"run",
-			"--myshoes-url", w.MyshoesURL(),
-			"--github-url", w.GitHubURL(),
-			"--github-app-id", strconv.FormatInt(w.AppID(), 10),
-			"--github-private-key-path", keyPath,
-			"--plugin", plugin,
-			"--state-file", stateFile,
-			"--listen", listen,
-			"--min-runners", "2",
-			"--sync-interval", "1s",
-			"--runner-base-directory", filepath.Join(dir, "runners"),
-			"--log-level", "debug",
-		}
-	}
-	pluginEnv := cliChildEnv(shoesfake.EnvCallLog+"="+callLog, shoesfake.EnvStateDir+"="+pluginDir)
-	lsEnv := cliChildEnv()
+	pluginEnv := files.PluginEnv()
+	lsEnv := testkit.ChildEnv()
 	// Every output of the inspection commands, checked for secrets at the
 	// end.
 	var outputs strings.Builder
@@ -188,26 +89,20 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 		return rs
 	}
 
-	d := startCLIDaemon(t, pluginEnv, runArgs(addr)...)
+	d := scenariotest.StartRun(t, cliBinary, filepath.Join(dir, "run.log"), pluginEnv, runArgs(addr))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- daemon log (last 80 lines):\n%s", d.Tail(80))
+		}
+	})
 	live := []string{"--listen", addr, "--state-file", stateFile}
 	offline := []string{"--listen", "127.0.0.1:1", "--state-file", stateFile}
 
-	cliWaitFor(t, "the daemon's API", 30*time.Second, func() (bool, string) {
-		if d.exited() {
-			t.Fatalf("daemon exited early: %v\n%s", d.err, d.stderr.String())
-		}
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
+	d.WaitUp()
 	var runners []store.Runner
-	cliWaitFor(t, "2 idle runners in runners ls", 90*time.Second, func() (bool, string) {
-		if d.exited() {
-			t.Fatalf("daemon exited early: %v\n%s", d.err, d.stderr.String())
-		}
+	// Every check runs a process: every 100ms.
+	testkit.WaitForEvery(t, "2 idle runners in runners ls", 90*time.Second, 100*time.Millisecond, func() (bool, string) {
+		d.Alive()
 		res := ls(append([]string{"runners", "ls", "-o", "json"}, live...)...)
 		runners = nil
 		if res.code != 0 || json.Unmarshal([]byte(res.stdout), &runners) != nil {
@@ -297,7 +192,7 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 
 	ok = t.Run("scalesets ls while running", func(t *testing.T) {
 		var sets []controller.ScaleSetStatus
-		cliWaitFor(t, "a session and desired 2 in scalesets ls", 30*time.Second, func() (bool, string) {
+		testkit.WaitForEvery(t, "a session and desired 2 in scalesets ls", 30*time.Second, 100*time.Millisecond, func() (bool, string) {
 			res := ls(append([]string{"scalesets", "ls", "-o", "json"}, live...)...)
 			if res.code != 0 {
 				return false, res.String()
@@ -336,7 +231,7 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 
 	ok = t.Run("state file locked", func(t *testing.T) {
 		// A second daemon on the same state file fails: exit 1, not 2.
-		res := runCLIBinary(t, 12*time.Second, pluginEnv, runArgs(cliFreeAddr(t))...)
+		res := runCLIBinary(t, 12*time.Second, pluginEnv, runArgs(testkit.FreeAddr(t)).Args()...)
 		if res.code != exitFailure || !strings.Contains(res.stderr, "locked") {
 			t.Errorf("second run on the same state file: want exit 1 and a message about the lock\n%s", res)
 		}
@@ -345,18 +240,18 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 		if res.code != exitFailure || !strings.Contains(res.stderr, "locked") || !strings.Contains(res.stderr, "did not answer") {
 			t.Errorf("runners ls with a wrong --listen: want exit 1 and a message about the lock and --listen\n%s", res)
 		}
-		if d.exited() {
-			t.Fatalf("the daemon exited: %v", d.err)
+		if d.Exited() {
+			t.Fatalf("the daemon exited (code %d)", d.ExitCode())
 		}
 	})
 	if !ok {
 		return
 	}
 
-	if code := d.stop(t, 60*time.Second); code != 0 {
+	if code, _ := d.Terminate(60 * time.Second); code != 0 {
 		t.Fatalf("daemon exit code after SIGTERM = %d, want 0", code)
 	}
-	logs := d.stderr.String()
+	logs := d.Log()
 	if !strings.Contains(logs, "shoes-scaleset stopped") {
 		t.Errorf("the daemon did not log its clean stop")
 	}
@@ -417,7 +312,7 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 
 	t.Run("no secret in the logs", func(t *testing.T) {
 		if !strings.Contains(logs, "level=DEBUG") {
-			t.Fatalf("the daemon logged nothing at debug level: the check would be weak\n%s", cliTail(logs, 20))
+			t.Fatalf("the daemon logged nothing at debug level: the check would be weak\n%s", testkit.Tail(logs, 20))
 		}
 		secrets := w.Actions.Secrets()
 		if len(secrets) == 0 {
@@ -440,6 +335,16 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 			if strings.Contains(logs, line) {
 				t.Fatalf("a line of the app private key appears in the daemon's logs")
 			}
+		}
+	})
+
+	// The run's invariants, by the harness's one checker: the 2 idle
+	// runners kept by --min-runners own their instances, nothing else is
+	// left, no session open after the clean stop, no violation.
+	t.Run("invariants", func(t *testing.T) {
+		iv := scenariotest.Check(t, scenariotest.Gather(t, cliBinary, scenario.InProcess(w), files), scenario.Options{Owners: scenario.EveryState})
+		if iv.LiveOwned != 2 || iv.Leaked != 0 {
+			t.Errorf("instances: %s; want the 2 idle runners' instances left, owned", iv)
 		}
 	})
 }

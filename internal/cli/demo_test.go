@@ -3,11 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,8 +13,10 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/demo"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // demoResult is the outcome of one demo command line run in-process.
@@ -45,6 +43,21 @@ func runDemoMain(t *testing.T, tmp string, timeout time.Duration, args ...string
 	return res
 }
 
+// runDemoJSON runs the demo with --json and args, requires the exit code
+// want, and returns the result and the report it printed.
+func runDemoJSON(t *testing.T, tmp string, timeout time.Duration, want int, args ...string) (demoResult, demo.Report) {
+	t.Helper()
+	res := runDemoMain(t, tmp, timeout, append([]string{"--json"}, args...)...)
+	if res.code != want {
+		t.Fatalf("exit code = %d, want %d\nstdout:\n%s\nstderr:\n%s", res.code, want, res.out, res.errOut)
+	}
+	var rep demo.Report
+	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
+		t.Fatalf("stdout is not the JSON report: %v\n%s", err, res.out)
+	}
+	return res, rep
+}
+
 // demoWorkDir returns the one work directory the demo made under tmp and
 // the names of the files it left there.
 func demoWorkDir(t *testing.T, tmp string) (string, []string) {
@@ -66,11 +79,8 @@ func demoWorkDir(t *testing.T, tmp string) (string, []string) {
 
 func TestDemoJSON(t *testing.T) {
 	tmp := t.TempDir()
-	res := runDemoMain(t, tmp, 90*time.Second,
-		"--json", "--jobs", "20", "--plugin-latency", "100ms", "--job-duration", "300ms", "--timeout", "60s")
-	if res.code != exitOK {
-		t.Fatalf("exit code = %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
-	}
+	res, rep := runDemoJSON(t, tmp, 90*time.Second, exitOK,
+		"--jobs", "20", "--plugin-latency", "100ms", "--job-duration", "300ms", "--timeout", "60s")
 	if res.errOut != "" {
 		t.Errorf("stderr = %q, want nothing", res.errOut)
 	}
@@ -97,10 +107,6 @@ func TestDemoJSON(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("JSON keys = %v, want %v", got, want)
-	}
-	var rep demo.Report
-	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
-		t.Fatal(err)
 	}
 	checks := []struct {
 		what string
@@ -215,16 +221,9 @@ func TestDemoPlainOutput(t *testing.T) {
 // setup script ran.
 func TestDemoInProcess(t *testing.T) {
 	tmp := t.TempDir()
-	res := runDemoMain(t, tmp, 90*time.Second,
-		"--json", "--jobs", "12", "--targets", "2", "--plugin-latency", "50ms", "--job-duration", "200ms",
+	_, rep := runDemoJSON(t, tmp, 90*time.Second, exitOK,
+		"--jobs", "12", "--targets", "2", "--plugin-latency", "50ms", "--job-duration", "200ms",
 		"--plugin-mode", "inprocess", "--timeout", "60s")
-	if res.code != exitOK {
-		t.Fatalf("exit code = %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
-	}
-	var rep demo.Report
-	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
-		t.Fatal(err)
-	}
 	if rep.PluginMode != "inprocess" || rep.JobsCompleted != 12 || rep.InstancesDeleted != 12 || rep.LeakedInstances != 0 {
 		t.Errorf("report = %+v, want plugin_mode inprocess, 12 jobs completed, 12 instances deleted, none leaked", rep)
 	}
@@ -235,7 +234,7 @@ func TestDemoInProcess(t *testing.T) {
 	}
 	adds := 0
 	for _, c := range calls {
-		if c.Method == shoesfake.MethodAddInstance && c.Code == "OK" {
+		if c.Method == shoesfake.MethodAddInstance && c.Code == scenario.CodeOK {
 			adds++
 			if c.RunnerMode != shoesfake.RunnerModeInProcess {
 				t.Errorf("AddInstance of %s ran in mode %q, want inprocess", c.RunnerName, c.RunnerMode)
@@ -252,16 +251,9 @@ func TestDemoInProcess(t *testing.T) {
 // starts without waiting for any AddInstance.
 func TestDemoWarmPool(t *testing.T) {
 	tmp := t.TempDir()
-	res := runDemoMain(t, tmp, 90*time.Second,
-		"--json", "--jobs", "4", "--targets", "2", "--min-runners", "2", "--max-runners", "4",
+	_, rep := runDemoJSON(t, tmp, 90*time.Second, exitOK,
+		"--jobs", "4", "--targets", "2", "--min-runners", "2", "--max-runners", "4",
 		"--plugin-latency", "300ms", "--job-duration", "200ms", "--plugin-mode", "inprocess", "--timeout", "60s")
-	if res.code != exitOK {
-		t.Fatalf("exit code = %d, want 0\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
-	}
-	var rep demo.Report
-	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
-		t.Fatal(err)
-	}
 	if rep.JobsCompleted != 4 || rep.LeakedInstances != 0 {
 		t.Errorf("report = %+v, want 4 jobs completed, nothing leaked", rep)
 	}
@@ -275,15 +267,8 @@ func TestDemoWarmPool(t *testing.T) {
 func TestDemoFailureExits1(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("SIM_PLUGIN_NO_RUNNER", "true") // reaches the plugin processes
-	res := runDemoMain(t, tmp, 60*time.Second,
-		"--json", "--jobs", "2", "--targets", "1", "--plugin-latency", "10ms", "--timeout", "6s")
-	if res.code != exitFailure {
-		t.Fatalf("exit code = %d, want 1\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
-	}
-	var rep demo.Report
-	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
-		t.Fatalf("stdout is not the JSON report: %v\n%s", err, res.out)
-	}
+	res, rep := runDemoJSON(t, tmp, 60*time.Second, exitFailure,
+		"--jobs", "2", "--targets", "1", "--plugin-latency", "10ms", "--timeout", "6s")
 	if rep.Jobs != 2 || rep.JobsCompleted != 0 || rep.InstancesCreated == 0 {
 		t.Errorf("report = %+v, want 2 jobs, none completed, some instances created", rep)
 	}
@@ -340,14 +325,7 @@ func TestDemoUsageErrors(t *testing.T) {
 // option that needs a value fails here, not in the demo.
 func TestDemoRunOptionsValidate(t *testing.T) {
 	dir := t.TempDir()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "app-key.pem")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := testkit.KeyFile(t, dir)
 	o := demoRunOptions(demo.ControllerSetup{
 		MyshoesURL: "http://127.0.0.1:1/myshoes", GitHubURL: "http://127.0.0.1:1", AppID: 4242, AppKeyFile: keyFile,
 		PluginPath: cliBinary, PluginArgs: []string{"sim", "plugin"}, PluginPoolSize: 4,

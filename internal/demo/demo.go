@@ -18,16 +18,14 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
@@ -160,13 +158,7 @@ func (c *Config) Validate() error {
 }
 
 // Targets returns the demo's target scopes: demo-org-1 ... demo-org-n.
-func Targets(n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = TargetPrefix + strconv.Itoa(i+1)
-	}
-	return out
-}
+func Targets(n int) []string { return scenario.Scopes(TargetPrefix, n) }
 
 // files is the layout of the demo's work directory.
 type files struct {
@@ -206,20 +198,6 @@ func (f files) cleanup() {
 // killInstances kills the process group of every instance the fake plugin
 // left: instances of runners kept idle, or of an interrupted run.
 func killInstances(dir string) { shoesfake.KillAll(dir) }
-
-// FreeLoopbackAddr returns a loopback address with a port that was free a
-// moment ago.
-func FreeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return "", err
-	}
-	return addr, nil
-}
 
 // controllerRun is the controller running in its goroutine.
 type controllerRun struct {
@@ -344,7 +322,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := os.WriteFile(f.key, world.AppKeyPEM(), 0o600); err != nil {
 		return Report{}, fmt.Errorf("write app key: %w", err)
 	}
-	listen, err := FreeLoopbackAddr()
+	listen, err := scenario.FreeLoopbackAddr()
 	if err != nil {
 		return Report{}, err
 	}
@@ -476,12 +454,7 @@ func (r *run) waitReady(ctx context.Context, start, deadline time.Time) error {
 	n, idle, keep := 0, 0, r.cfg.MinRunners*r.cfg.Targets
 	outcome := r.waitUntil(ctx, deadline, func() bool {
 		st := r.world.Actions.State()
-		n, idle = 0, 0
-		for _, ss := range st.ScaleSets {
-			if ss.Session != nil {
-				n++
-			}
-		}
+		n, idle = scenario.Sessions(st), 0
 		for _, rn := range st.Runners {
 			if rn.State == "idle" {
 				idle++
@@ -518,13 +491,7 @@ func (r *run) waitReady(ctx context.Context, start, deadline time.Time) error {
 // queueJobs queues the jobs one by one, round-robin over the targets.
 func (r *run) queueJobs(targets []string) error {
 	r.started = time.Now()
-	for i := range r.cfg.Jobs {
-		req := actionsfake.JobsRequest{Scope: targets[i%len(targets)], Count: 1, DurationMS: int(r.cfg.JobDuration.Milliseconds())}
-		if _, err := r.world.Actions.QueueJobs(req); err != nil {
-			return fmt.Errorf("queue job %d: %w", i+1, err)
-		}
-	}
-	return nil
+	return scenario.QueueRoundRobin(scenario.InProcess(r.world), targets, r.cfg.Jobs, r.cfg.JobDuration)
 }
 
 // snapshot reads the current progress.
@@ -591,7 +558,7 @@ func Settled(calls []shoesfake.Call, runners []store.Runner, keep int) bool {
 	if len(runners) != keep {
 		return false
 	}
-	live := liveInstances(calls)
+	live := scenario.LiveInstances(calls)
 	if len(live) != len(runners) {
 		return false
 	}

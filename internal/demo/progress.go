@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 )
 
@@ -40,7 +41,7 @@ func Snapshot(jobs int, st actionsfake.State, calls []shoesfake.Call, elapsed ti
 	}
 	p.Created = countOK(calls, shoesfake.MethodAddInstance)
 	p.Deleted = countOK(calls, shoesfake.MethodDeleteInstance)
-	p.Up = len(liveInstances(calls))
+	p.Up = len(scenario.LiveInstances(calls))
 	return p
 }
 

@@ -10,12 +10,10 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
-
-// codeOK is the call log's code of a successful plugin call.
-const codeOK = "OK"
 
 // Report is the outcome of a demo run. Its JSON form is what `demo --json`
 // prints.
@@ -96,52 +94,29 @@ func Summarize(in Inputs) Report {
 		if first.IsZero() || j.QueuedAt.Before(first) {
 			first = j.QueuedAt
 		}
-		switch j.State {
-		case "completed":
-			r.JobsCompleted++
-			if j.CompletedAt.After(last) {
-				last = j.CompletedAt
-			}
-		case "canceled":
-			r.JobsCanceled++
+		if j.State == "completed" && j.CompletedAt.After(last) {
+			last = j.CompletedAt
 		}
 		if !j.StartedAt.IsZero() && !j.QueuedAt.IsZero() {
 			starts = append(starts, j.StartedAt.Sub(j.QueuedAt))
 		}
 	}
+	// The invariants, by the one checker: the demo's run is over, so a
+	// stored record owns its instance only if it is an idle runner kept
+	// for --min-runners.
+	var owners []store.RunnerState
+	if in.KeepIdle {
+		owners = []store.RunnerState{store.StateIdle}
+	}
+	iv := scenario.Check(scenario.Inputs{State: in.State, Calls: in.Calls, Runners: in.Runners, History: in.History}, scenario.Options{Owners: owners})
+	r.JobsCompleted, r.JobsCanceled = iv.Completed, iv.Canceled
+	r.InstancesCreated, r.InstancesDeleted = countOK(in.Calls, shoesfake.MethodAddInstance), countOK(in.Calls, shoesfake.MethodDeleteInstance)
+	r.Leaked, r.LeakedInstances, r.KeptIdle = iv.LeakedIDs, iv.Leaked, iv.LiveOwned
+	r.Duplicates, r.DuplicateRunners = iv.ProvisionedTwice, len(iv.ProvisionedTwice)
+	r.ProtocolViolations, r.ViolationKinds = iv.Violations, iv.ViolationKinds
+	r.SessionsLeft = iv.OpenSessions
 	if r.JobsCompleted > 0 && !first.IsZero() {
 		r.WallSeconds = math.Round(last.Sub(first).Seconds()*1000) / 1000
-	}
-
-	kept := map[string]bool{}
-	if in.KeepIdle {
-		for _, rn := range in.Runners {
-			if rn.State == store.StateIdle && rn.CloudID != "" {
-				kept[rn.CloudID] = true
-			}
-		}
-	}
-	r.InstancesCreated, r.InstancesDeleted = countOK(in.Calls, shoesfake.MethodAddInstance), countOK(in.Calls, shoesfake.MethodDeleteInstance)
-	for _, id := range LeakedInstances(in.Calls) {
-		if kept[id] {
-			r.KeptIdle++
-			continue
-		}
-		r.Leaked = append(r.Leaked, id)
-	}
-	r.LeakedInstances = len(r.Leaked)
-	r.Duplicates = DuplicateRunners(in.Calls)
-	r.DuplicateRunners = len(r.Duplicates)
-	r.ProtocolViolations = len(in.State.Violations)
-	for _, v := range in.State.Violations {
-		if !slices.Contains(r.ViolationKinds, v.Kind) {
-			r.ViolationKinds = append(r.ViolationKinds, v.Kind)
-		}
-	}
-	for _, ss := range in.State.ScaleSets {
-		if ss.Session != nil {
-			r.SessionsLeft++
-		}
 	}
 
 	// Provision time of every runner that reached idle: those in the
@@ -169,7 +144,7 @@ func Summarize(in Inputs) Report {
 	r.PluginMode = in.PluginMode
 	var ups []time.Time
 	for _, c := range in.Calls {
-		if c.Method == shoesfake.MethodAddInstance && c.Code == codeOK && !c.End.IsZero() {
+		if c.Method == shoesfake.MethodAddInstance && c.Code == scenario.CodeOK && !c.End.IsZero() {
 			ups = append(ups, c.End)
 		}
 	}
@@ -229,58 +204,10 @@ func Percentile(values []time.Duration, p float64) time.Duration {
 	return sorted[rank-1]
 }
 
-// LeakedInstances returns, sorted, the cloud IDs that an OK AddInstance
-// created and no OK DeleteInstance deleted.
-func LeakedInstances(calls []shoesfake.Call) []string {
-	live := liveInstances(calls)
-	out := make([]string, 0, len(live))
-	for id := range live {
-		out = append(out, id)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// DuplicateRunners returns, sorted, the runner names that more than one OK
-// AddInstance was made for.
-func DuplicateRunners(calls []shoesfake.Call) []string {
-	n := map[string]int{}
-	for _, c := range calls {
-		if c.Method == shoesfake.MethodAddInstance && c.Code == codeOK {
-			n[c.RunnerName]++
-		}
-	}
-	var out []string
-	for name, k := range n {
-		if k > 1 {
-			out = append(out, name)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// liveInstances is the set of cloud IDs created and not (yet) deleted.
-func liveInstances(calls []shoesfake.Call) map[string]bool {
-	live := map[string]bool{}
-	for _, c := range calls {
-		if c.Code != codeOK || c.CloudID == "" {
-			continue
-		}
-		switch c.Method {
-		case shoesfake.MethodAddInstance:
-			live[c.CloudID] = true
-		case shoesfake.MethodDeleteInstance:
-			delete(live, c.CloudID)
-		}
-	}
-	return live
-}
-
 func countOK(calls []shoesfake.Call, method string) int {
 	n := 0
 	for _, c := range calls {
-		if c.Method == method && c.Code == codeOK {
+		if c.Method == method && c.Code == scenario.CodeOK {
 			n++
 		}
 	}

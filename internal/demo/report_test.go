@@ -65,39 +65,6 @@ func del(cloudID, code string) shoesfake.Call {
 	return shoesfake.Call{Method: shoesfake.MethodDeleteInstance, CloudID: cloudID, Code: code}
 }
 
-func TestLeakedAndDuplicates(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		calls      []shoesfake.Call
-		leaked     []string
-		duplicates []string
-	}{
-		{"none", nil, []string{}, nil},
-		{"created and deleted", []shoesfake.Call{add("r1", "c1", "OK"), del("c1", "OK")}, []string{}, nil},
-		{"never deleted", []shoesfake.Call{add("r1", "c1", "OK"), add("r2", "c2", "OK"), del("c1", "OK")}, []string{"c2"}, nil},
-		{"failed delete does not count", []shoesfake.Call{add("r1", "c1", "OK"), del("c1", "Unavailable")}, []string{"c1"}, nil},
-		{"failed delete then retried", []shoesfake.Call{add("r1", "c1", "OK"), del("c1", "Unavailable"), del("c1", "OK")}, []string{}, nil},
-		{"failed add creates nothing", []shoesfake.Call{add("r1", "", "Internal"), add("r1", "c1", "OK"), del("c1", "OK")}, []string{}, nil},
-		{"crash mid-add is not a duplicate", []shoesfake.Call{add("r1", "c0", "Crash"), add("r1", "c1", "OK"), del("c1", "OK")}, []string{}, nil},
-		{
-			"same name created twice",
-			[]shoesfake.Call{add("r1", "c1", "OK"), add("r1", "c2", "OK"), add("r2", "c3", "OK"), del("c1", "OK"), del("c2", "OK"), del("c3", "OK")},
-			[]string{}, []string{"r1"},
-		},
-		{"script exit events are ignored", []shoesfake.Call{add("r1", "c1", "OK"), {Event: shoesfake.EventScriptExit, CloudID: "c1"}}, []string{"c1"}, nil},
-		{"sorted", []shoesfake.Call{add("b", "c2", "OK"), add("a", "c1", "OK"), add("b", "c3", "OK"), add("a", "c4", "OK")}, []string{"c1", "c2", "c3", "c4"}, []string{"a", "b"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := LeakedInstances(tc.calls); !slices.Equal(got, tc.leaked) {
-				t.Errorf("LeakedInstances = %v, want %v", got, tc.leaked)
-			}
-			if got := DuplicateRunners(tc.calls); !slices.Equal(got, tc.duplicates) {
-				t.Errorf("DuplicateRunners = %v, want %v", got, tc.duplicates)
-			}
-		})
-	}
-}
-
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func at(d time.Duration) time.Time { return t0.Add(d) }

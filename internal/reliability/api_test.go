@@ -18,7 +18,10 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/myshoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // Scenarios of the issue "Nothing leaks, nothing wedges" about what the
@@ -37,7 +40,7 @@ type apiCall struct {
 // refused request (from its JSON body).
 func (c apiCall) send(t *testing.T, d *daemon) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(c.method, "http://"+d.addr+c.path, nil)
+	req, err := http.NewRequest(c.method, "http://"+d.Addr+c.path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,10 +70,10 @@ func (c apiCall) send(t *testing.T, d *daemon) (int, string) {
 }
 
 // tokenFile is where the scenario's daemon writes its API token.
-func (s *scenario) tokenFile() string { return httpapi.TokenFile(s.stateFile) }
+func (s *world) tokenFile() string { return httpapi.TokenFile(s.stateFile) }
 
 // readToken reads the daemon's API token file and checks its mode.
-func (s *scenario) readToken() string {
+func (s *world) readToken() string {
 	s.t.Helper()
 	fi, err := os.Stat(s.tokenFile())
 	if err != nil {
@@ -89,20 +92,9 @@ func (s *scenario) readToken() string {
 // idleRunner waits for an idle runner and returns it.
 func idleRunner(t *testing.T, d *daemon) store.Runner {
 	t.Helper()
-	var idle store.Runner
-	waitFor(t, "an idle runner", 90*time.Second, func() (bool, string) {
-		d.alive()
-		rs, err := d.runners()
-		if err != nil {
-			return false, err.Error()
-		}
-		i := slices.IndexFunc(rs, func(r store.Runner) bool { return r.State == store.StateIdle })
-		if i >= 0 {
-			idle = rs[i]
-		}
-		return i >= 0, fmt.Sprint(countStates(rs))
-	})
-	return idle
+	isIdle := func(r store.Runner) bool { return r.State == store.StateIdle }
+	rs := d.WaitRecords("an idle runner", 90*time.Second, func(rs []store.Runner) bool { return slices.ContainsFunc(rs, isIdle) })
+	return rs[slices.IndexFunc(rs, isIdle)]
 }
 
 // TestAPIGuard: the local API refuses a foreign Host on every route (DNS
@@ -115,17 +107,17 @@ func TestAPIGuard(t *testing.T) {
 		"a foreign Host gets 403 on GET and POST; a POST with an Origin gets 403 and one without the token 401, and removes nothing; "+
 			"loopback names, /metrics and runners/scalesets ls work without a token; runners rm works with the daemon's --state-file and fails without it; "+
 			"the token file is 0600 while the daemon runs, gone after SIGTERM, new at each start")
-	s := newScenario(t, res, simOptions{})
+	s := newScenario(t, res, scenariotest.SimOptions{})
 	s.flags = []string{"--min-runners", "1", "--max-runners", "2"}
 
 	d := s.startRun()
-	d.waitUp()
+	d.WaitUp()
 	// The API answered, so the token file was written before it served.
 	token := s.readToken()
 	if len(token) != 64 {
 		t.Errorf("token of %d characters, want 64 hex", len(token))
 	}
-	_, port, _ := net.SplitHostPort(d.addr)
+	_, port, _ := net.SplitHostPort(d.Addr)
 	victim := idleRunner(t, d)
 	remove := "/api/v1/runners/" + victim.Name + "/remove?force=true"
 
@@ -161,35 +153,35 @@ func TestAPIGuard(t *testing.T) {
 		}
 	}
 	// None of the refused requests touched the runner.
-	rs, err := d.runners()
+	rs, err := d.Runners()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if i := slices.IndexFunc(rs, func(r store.Runner) bool { return r.Name == victim.Name }); i < 0 || rs[i].State != store.StateIdle {
-		t.Fatalf("runner %s is no longer idle after refused requests: %v", victim.Name, countStates(rs))
+		t.Fatalf("runner %s is no longer idle after refused requests: %v", victim.Name, scenario.CountStates(rs))
 	}
 
 	// The CLI: ls needs no token; rm reads it next to --state-file.
-	env := childEnv()
-	if r := runBinary(t, 30*time.Second, env, "runners", "ls", "-o", "json", "--listen", d.addr); r.code != 0 || !strings.Contains(r.stdout, victim.Name) {
+	env := testkit.ChildEnv()
+	if r := runBinary(t, 30*time.Second, env, "runners", "ls", "-o", "json", "--listen", d.Addr); r.Code != 0 || !strings.Contains(r.Stdout, victim.Name) {
 		t.Errorf("runners ls against the daemon:\n%s", r)
 	}
-	if r := runBinary(t, 30*time.Second, env, "scalesets", "ls", "--listen", d.addr); r.code != 0 || !strings.Contains(r.stdout, "org-a") {
+	if r := runBinary(t, 30*time.Second, env, "scalesets", "ls", "--listen", d.Addr); r.Code != 0 || !strings.Contains(r.Stdout, "org-a") {
 		t.Errorf("scalesets ls against the daemon:\n%s", r)
 	}
-	r := runBinary(t, 30*time.Second, env, "runners", "rm", victim.Name, "--listen", d.addr, "--state-file", s.dir+"/elsewhere/state.db")
-	if r.code != 1 || !strings.Contains(r.stderr, "api token") || !strings.Contains(r.stderr, "--state-file") {
+	r := runBinary(t, 30*time.Second, env, "runners", "rm", victim.Name, "--listen", d.Addr, "--state-file", s.dir+"/elsewhere/state.db")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "api token") || !strings.Contains(r.Stderr, "--state-file") {
 		t.Errorf("runners rm without the daemon's state file: want exit 1 naming the token and --state-file\n%s", r)
 	}
-	if strings.Contains(r.stdout+r.stderr, token) {
+	if strings.Contains(r.Stdout+r.Stderr, token) {
 		t.Errorf("runners rm printed the token")
 	}
-	if r := runBinary(t, 30*time.Second, env, "runners", "rm", victim.Name, "--listen", d.addr, "--state-file", s.stateFile); r.code != 0 {
+	if r := runBinary(t, 30*time.Second, env, "runners", "rm", victim.Name, "--listen", d.Addr, "--state-file", s.stateFile); r.Code != 0 {
 		t.Fatalf("runners rm with the daemon's state file:\n%s", r)
 	}
-	waitFor(t, "the removed runner in the history", time.Minute, func() (bool, string) {
-		d.alive()
-		h, err := d.history()
+	scenariotest.WaitFor(t, "the removed runner in the history", time.Minute, func() (bool, string) {
+		d.Alive()
+		h, err := d.History()
 		if err != nil {
 			return false, err.Error()
 		}
@@ -197,18 +189,18 @@ func TestAPIGuard(t *testing.T) {
 			return r.Runner.Name == victim.Name && r.Reason == "removed"
 		}), fmt.Sprintf("%d history records", len(h))
 	})
-	if strings.Contains(d.log(), token) {
+	if strings.Contains(d.Log(), token) {
 		t.Errorf("the daemon logged its API token")
 	}
-	s.waitDrained(d, time.Minute)
-	d.stop()
+	d.WaitDrained(time.Minute)
+	d.Stop()
 	if _, err := os.Stat(s.tokenFile()); !os.IsNotExist(err) {
 		t.Errorf("API token file after a clean stop: %v, want it removed", err)
 	}
 
 	// A new start has a new token; the old one is refused.
 	d2 := s.startRun()
-	d2.waitUp()
+	d2.WaitUp()
 	token2 := s.readToken()
 	if token2 == token {
 		t.Errorf("the second start reuses the first start's token")
@@ -219,14 +211,14 @@ func TestAPIGuard(t *testing.T) {
 	if code, msg := (apiCall{method: "POST", path: "/api/v1/runners/myshoes-nope/remove", token: token2}).send(t, d2); code != http.StatusNotFound {
 		t.Errorf("this start's token on an unknown runner: %d %q, want 404", code, msg)
 	}
-	s.waitDrained(d2, time.Minute)
-	d2.stop()
+	d2.WaitDrained(time.Minute)
+	d2.Stop()
 	if _, err := os.Stat(s.tokenFile()); !os.IsNotExist(err) {
 		t.Errorf("API token file after the second clean stop: %v, want it removed", err)
 	}
-	iv := s.checkInvariants(invariantOptions{})
-	if len(iv.problems) > 0 {
-		t.Errorf("invariants:\n%s", strings.Join(iv.problems, "\n"))
+	iv := s.checkInvariants(scenario.Options{})
+	if len(iv.Problems) > 0 {
+		t.Errorf("invariants:\n%s", strings.Join(iv.Problems, "\n"))
 	}
 }
 
@@ -238,17 +230,17 @@ func TestSecretFlagWarning(t *testing.T) {
 	res := newResult(t, 32, "secret flags on the command line (issue 11)",
 		"--github-private-key-base64 as a flag: one warning naming the flag, SHOES_SCALESET_GITHUB_PRIVATE_KEY_BASE64, GITHUB_PRIVATE_KEY_BASE64 and --github-private-key-path; "+
 			"no line of the key in the log; through GITHUB_PRIVATE_KEY_BASE64: no warning")
-	s := newScenario(t, res, simOptions{})
-	keyB64 := base64.StdEncoding.EncodeToString(appKeyPEM)
+	s := newScenario(t, res, scenariotest.SimOptions{})
+	keyB64 := base64.StdEncoding.EncodeToString(appKey(t))
 	const warning = "a secret was given on the command line"
 
 	// The scenario's --github-private-key-path is emptied: the key comes
 	// from the flag only.
 	d := s.startRun("--github-private-key-path=", "--github-private-key-base64="+keyB64)
-	d.waitUp()
-	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-	d.stop()
-	logs := d.log()
+	d.WaitUp()
+	s.waitListening(d, d.Started, []string{"org-a"}, time.Minute)
+	d.Stop()
+	logs := d.Log()
 	var lines []string
 	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, warning) {
@@ -256,7 +248,7 @@ func TestSecretFlagWarning(t *testing.T) {
 		}
 	}
 	if len(lines) != 1 {
-		t.Fatalf("%d warnings about the flag, want 1:\n%s", len(lines), tail(logs, 20))
+		t.Fatalf("%d warnings about the flag, want 1:\n%s", len(lines), testkit.Tail(logs, 20))
 	}
 	for _, want := range []string{"level=WARN", "--github-private-key-base64", "SHOES_SCALESET_GITHUB_PRIVATE_KEY_BASE64", "GITHUB_PRIVATE_KEY_BASE64", "--github-private-key-path"} {
 		if !strings.Contains(lines[0], want) {
@@ -268,7 +260,7 @@ func TestSecretFlagWarning(t *testing.T) {
 		if strings.Contains(logs, keyB64[:32]) || strings.Contains(logs, keyB64[len(keyB64)-32:]) {
 			t.Errorf("the log holds the base64 key")
 		}
-		pemLines := strings.Split(strings.TrimSpace(string(appKeyPEM)), "\n")
+		pemLines := strings.Split(strings.TrimSpace(string(appKey(t))), "\n")
 		for _, l := range pemLines[1 : len(pemLines)-1] {
 			if strings.Contains(logs, l) {
 				t.Fatalf("the log holds a line of the private key")
@@ -280,17 +272,17 @@ func TestSecretFlagWarning(t *testing.T) {
 	// The same key through myshoes's variable: no warning.
 	s.pluginEnv = append(s.pluginEnv, "GITHUB_PRIVATE_KEY_BASE64="+keyB64)
 	d2 := s.startRun("--github-private-key-path=")
-	d2.waitUp()
-	s.waitListening(d2, d2.started, []string{"org-a"}, time.Minute)
-	d2.stop()
-	if strings.Contains(d2.log(), warning) {
-		t.Errorf("warning although the key came from GITHUB_PRIVATE_KEY_BASE64:\n%s", tail(d2.log(), 20))
+	d2.WaitUp()
+	s.waitListening(d2, d2.Started, []string{"org-a"}, time.Minute)
+	d2.Stop()
+	if strings.Contains(d2.Log(), warning) {
+		t.Errorf("warning although the key came from GITHUB_PRIVATE_KEY_BASE64:\n%s", testkit.Tail(d2.Log(), 20))
 	}
-	checkNoKey(d2.log())
+	checkNoKey(d2.Log())
 }
 
 // oversizedTarget is an entry of PUT /myshoes/_sim/targets with the
-// status fields the harness's simTarget leaves out.
+// status fields the harness's scenario.Target leaves out.
 type oversizedTarget struct {
 	ID                string `json:"id,omitempty"`
 	Scope             string `json:"scope"`
@@ -307,39 +299,37 @@ func TestOversizedTargetFields(t *testing.T) {
 	res := newResult(t, 33, "oversized target fields from myshoes (issue 11)",
 		"a 3.5 MB status_description (the sim takes at most 4 MiB), a 256 KiB scope and a 100 KiB id: the state file stays < 2 MB, "+
 			"scalesets ls -o json (daemon and file) shows the description cut to 1 KiB with a marker, the scope and the id are skipped with warnings of bounded size")
-	s := newScenario(t, res, simOptions{})
+	s := newScenario(t, res, scenariotest.SimOptions{})
 	// Three-byte runes: the cut must fall on a rune boundary.
 	desc := "myshoes error: " + strings.Repeat("日本語", 3500<<10/9)
 	hugeScope := strings.Repeat("o", 256<<10)
 	hugeID := strings.Repeat("a", 100<<10)
-	s.sim.do(http.MethodPut, "/myshoes/_sim/targets", []oversizedTarget{
+	s.sim.Do(http.MethodPut, "/myshoes/_sim/targets", []oversizedTarget{
 		{Scope: "org-a", Status: myshoes.StatusError, StatusDescription: desc},
 		{Scope: hugeScope},
 	}, http.StatusOK, nil)
 
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
+	d := s.startListening([]string{"org-a"})
 	var sets []controller.ScaleSetStatus
-	waitFor(t, "org-a's target status in the API", 30*time.Second, func() (bool, string) {
-		d.alive()
+	scenariotest.WaitFor(t, "org-a's target status in the API", 30*time.Second, func() (bool, string) {
+		d.Alive()
 		var err error
-		sets, err = d.scaleSets()
+		sets, err = d.ScaleSets()
 		return err == nil && len(sets) == 1 && sets[0].TargetStatus == myshoes.StatusError, fmt.Sprint(len(sets), err)
 	})
 	checkCutDescription(t, "GET /api/v1/scalesets", desc, sets[0].TargetStatusDescription)
 
-	live := runBinary(t, 30*time.Second, childEnv(), "scalesets", "ls", "-o", "json", "--listen", d.addr, "--state-file", s.stateFile)
-	if live.code != 0 {
+	live := runBinary(t, 30*time.Second, testkit.ChildEnv(), "scalesets", "ls", "-o", "json", "--listen", d.Addr, "--state-file", s.stateFile)
+	if live.Code != 0 {
 		t.Fatalf("scalesets ls -o json against the daemon:\n%s", live)
 	}
 	var liveSets []controller.ScaleSetStatus
-	if err := json.Unmarshal([]byte(live.stdout), &liveSets); err != nil || len(liveSets) != 1 {
-		t.Fatalf("scalesets ls -o json: %v, %d sets\n%.2000s", err, len(liveSets), live.stdout)
+	if err := json.Unmarshal([]byte(live.Stdout), &liveSets); err != nil || len(liveSets) != 1 {
+		t.Fatalf("scalesets ls -o json: %v, %d sets\n%.2000s", err, len(liveSets), live.Stdout)
 	}
 	checkCutDescription(t, "scalesets ls -o json (daemon)", desc, liveSets[0].TargetStatusDescription)
-	if len(live.stdout) > 64<<10 {
-		t.Errorf("scalesets ls -o json printed %d bytes", len(live.stdout))
+	if len(live.Stdout) > 64<<10 {
+		t.Errorf("scalesets ls -o json printed %d bytes", len(live.Stdout))
 	}
 
 	// An oversized ID joins the list: skipped, the others kept. The fake
@@ -352,21 +342,21 @@ func TestOversizedTargetFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.sim.do(http.MethodPost, "/myshoes/_sim/myshoes-fault", map[string]any{"body": string(list)}, http.StatusNoContent, nil)
-	waitFor(t, "the warning about the oversized id", 30*time.Second, func() (bool, string) {
-		d.alive()
-		return strings.Contains(d.log(), "skip targets whose id is too long"), ""
+	s.sim.Do(http.MethodPost, "/myshoes/_sim/myshoes-fault", map[string]any{"body": string(list)}, http.StatusNoContent, nil)
+	scenariotest.WaitFor(t, "the warning about the oversized id", 30*time.Second, func() (bool, string) {
+		d.Alive()
+		return strings.Contains(d.Log(), "skip targets whose id is too long"), ""
 	})
-	sets, err = d.scaleSets()
+	sets, err = d.ScaleSets()
 	if err != nil || len(sets) != 1 || sets[0].Scope != "org-a" || !sets[0].Serving {
 		t.Errorf("scale sets with the oversized id listed: %d sets, %v; want org-a alone, served", len(sets), err)
 	}
-	s.sim.myshoesFault(myshoesfake.Fault{})
+	s.sim.MyshoesFault(myshoesfake.Fault{})
 
 	// The state file while the daemon runs, and after it stopped.
 	checkStateSize(t, s.stateFile)
-	s.waitDrained(d, time.Minute)
-	d.stop()
+	d.WaitDrained(time.Minute)
+	d.Stop()
 	checkStateSize(t, s.stateFile)
 	offline := s.scaleSetsLs()
 	if len(offline) != 1 {
@@ -374,7 +364,7 @@ func TestOversizedTargetFields(t *testing.T) {
 	}
 	checkCutDescription(t, "scalesets ls -o json (state file)", desc, offline[0].TargetStatusDescription)
 
-	logs := d.log()
+	logs := d.Log()
 	if !strings.Contains(logs, "skip target with an invalid scope") {
 		t.Errorf("no warning about the oversized scope")
 	}
@@ -387,10 +377,10 @@ func TestOversizedTargetFields(t *testing.T) {
 		strings.Contains(logs, desc[:myshoes.MaxStatusDescriptionBytes+16]) {
 		t.Errorf("the log holds an oversized field beyond its bound")
 	}
-	res.figure("state file with a 3.5 MB status description: %d KiB", fileSize(t, s.stateFile)>>10)
-	iv := s.checkInvariants(invariantOptions{})
-	if len(iv.problems) > 0 {
-		t.Errorf("invariants:\n%s", strings.Join(iv.problems, "\n"))
+	res.figure("state file with a 3.5 MB status description: %d KiB", testkit.FileSize(t, s.stateFile)>>10)
+	iv := s.checkInvariants(scenario.Options{})
+	if len(iv.Problems) > 0 {
+		t.Errorf("invariants:\n%s", strings.Join(iv.Problems, "\n"))
 	}
 }
 
@@ -412,16 +402,7 @@ func checkCutDescription(t *testing.T, where, desc, got string) {
 // checkStateSize fails the test if the state file reached 2 MB.
 func checkStateSize(t *testing.T, path string) {
 	t.Helper()
-	if n := fileSize(t, path); n >= 2<<20 {
+	if n := testkit.FileSize(t, path); n >= 2<<20 {
 		t.Errorf("state file is %d bytes, want < 2 MB", n)
 	}
-}
-
-func fileSize(t *testing.T, path string) int64 {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Size()
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -20,42 +22,28 @@ const maxRecovery = 5 * time.Second
 
 // restartAfterKill starts run again after a kill, measures the time to
 // listening again, and checks that no 409 was needed.
-func (s *scenario) restartAfterKill(point string, scopes []string) *daemon {
+func (s *world) restartAfterKill(point string, scopes []string) *daemon {
 	s.t.Helper()
-	before := conflicts(s.sim.state())
+	before := scenario.Conflicts(s.sim.State())
 	d := s.startRun()
-	took := s.waitListening(d, d.started, scopes, time.Minute)
+	took := s.waitListening(d, d.Started, scopes, time.Minute)
 	s.res.addRecovery(took)
 	if took > maxRecovery {
 		s.t.Errorf("kill %s: listening again took %v after the restart, want ≤ %v", point, took, maxRecovery)
 	}
-	if c := conflicts(s.sim.state()); c != before {
+	if c := scenario.Conflicts(s.sim.State()); c != before {
 		s.t.Errorf("kill %s: the restart hit %d session conflicts (409)", point, c-before)
 	}
 	s.t.Logf("kill %s: listening again %.2fs after the restart", point, took.Seconds())
 	return d
 }
 
-// waitRunners waits until cond holds for the daemon's runner records.
-func waitRunners(t *testing.T, d *daemon, what string, timeout time.Duration, cond func(map[store.RunnerState]int) bool) {
-	t.Helper()
-	waitFor(t, what, timeout, func() (bool, string) {
-		d.alive()
-		rs, err := d.runners()
-		if err != nil {
-			return false, err.Error()
-		}
-		c := countStates(rs)
-		return cond(c), fmt.Sprint(c)
-	})
-}
-
 // waitFaultHit waits until the sim's fault matching match has been hit.
-func (s *scenario) waitFaultHit(d *daemon, match string, timeout time.Duration) {
+func (s *world) waitFaultHit(d *daemon, match string, timeout time.Duration) {
 	s.t.Helper()
-	waitFor(s.t, "a request held by the fault "+match, timeout, func() (bool, string) {
-		d.alive()
-		st := s.sim.state()
+	scenariotest.WaitFor(s.t, "a request held by the fault "+match, timeout, func() (bool, string) {
+		d.Alive()
+		st := s.sim.State()
 		for _, f := range st.Faults {
 			if f.Match == match && f.Hits > 0 {
 				return true, ""
@@ -77,60 +65,58 @@ func TestKillBurst(t *testing.T) {
 
 func killBurst(t *testing.T, res *Result, cloudIDs string) {
 	scopes := []string{"org-a", "org-b", "owner-c/repo-c"}
-	s := newScenario(t, res, simOptions{targets: scopes})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	s.usePlugin(cloudIDs)
 	s.pluginEnv = append(s.pluginEnv, "SIM_PLUGIN_LATENCY=500ms")
 	s.flags = append(s.flags, "--max-runners", "10", "--plugin-pool-size", "8")
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
+	d := s.startListening(scopes)
 
 	queue := func(n int) {
 		for i := range n {
-			s.sim.queueJobs(scopes[i%len(scopes)], 1, 3*time.Second)
+			s.sim.QueueJobs(scopes[i%len(scopes)], 1, 3*time.Second)
 		}
 	}
 	// 1. Right after the jobs were queued.
 	queue(50)
-	d.alive()
-	d.kill9()
+	d.Alive()
+	d.Kill9()
 	d = s.restartAfterKill("right after queueing", scopes)
 
 	// 2. During session creation: the broker ends every session (404) and
 	// the sim holds the new session creations for 3s.
 	sessions := "POST .*/runnerscalesets/[0-9]+/sessions$"
-	s.sim.addFault(actionsfake.Fault{Match: sessions, DelayMS: 3000})
-	s.sim.addFault(actionsfake.Fault{Match: "GET /_broker/", Status: 404, Times: len(scopes)})
+	s.sim.AddFault(actionsfake.Fault{Match: sessions, DelayMS: 3000})
+	s.sim.AddFault(actionsfake.Fault{Match: "GET /_broker/", Status: 404, Times: len(scopes)})
 	s.waitFaultHit(d, sessions, 30*time.Second)
-	d.kill9()
-	s.sim.clearFaults()
+	d.Kill9()
+	s.sim.ClearFaults()
 	d = s.restartAfterKill("during session creation", scopes)
 
 	// 3. During JIT config generation: held for 3s.
 	jit := "POST .*/generatejitconfig$"
-	s.sim.addFault(actionsfake.Fault{Match: jit, DelayMS: 3000})
+	s.sim.AddFault(actionsfake.Fault{Match: jit, DelayMS: 3000})
 	queue(10)
 	s.waitFaultHit(d, jit, 30*time.Second)
-	waitRunners(t, d, "a pending runner", 30*time.Second, func(c map[store.RunnerState]int) bool { return c[store.StatePending] > 0 })
-	d.kill9()
-	s.sim.clearFaults()
+	d.WaitRunners("a pending runner", 30*time.Second, func(c map[store.RunnerState]int) bool { return c[store.StatePending] > 0 })
+	d.Kill9()
+	s.sim.ClearFaults()
 	d = s.restartAfterKill("during JIT config generation", scopes)
 
 	// 4. During AddInstance.
-	waitRunners(t, d, "an AddInstance in flight", time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateConfigured] > 0 })
-	d.kill9()
+	d.WaitRunners("an AddInstance in flight", time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateConfigured] > 0 })
+	d.Kill9()
 	d = s.restartAfterKill("during AddInstance", scopes)
 
 	// 5. With busy runners.
 	queue(20)
-	waitRunners(t, d, "5 busy runners", 2*time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateBusy] >= 5 })
-	d.kill9()
+	d.WaitRunners("5 busy runners", 2*time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateBusy] >= 5 })
+	d.Kill9()
 	d = s.restartAfterKill("with busy runners", scopes)
 
 	// 6. During deletes.
 	queue(20)
-	waitRunners(t, d, "a runner being deleted", 2*time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateDeleting] > 0 })
-	d.kill9()
+	d.WaitRunners("a runner being deleted", 2*time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateDeleting] > 0 })
+	d.Kill9()
 	d = s.restartAfterKill("during deletes", scopes)
 
 	iv := s.settle(d, 5*time.Minute, s.invariantOptions())
@@ -146,14 +132,12 @@ func TestPluginCrash(t *testing.T) {
 	res := newResult(t, 7, "plugin crash",
 		"the plugin process exits during AddInstance (call 1) and during DeleteInstance (call 2): the runner becomes unknown-instance or the delete is retried; every job completes")
 	t.Run("AddInstance", func(t *testing.T) {
-		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 		// Call 1 is the first AddInstance.
 		s.pluginEnv = []string{"SIM_PLUGIN_CRASH_ON_CALL=1", "SIM_PLUGIN_LATENCY=300ms"}
-		d := s.startRun()
-		d.waitUp()
-		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-		s.sim.queueJobs("org-a", 3, time.Second)
-		iv := s.settle(d, 3*time.Minute, invariantOptions{})
+		d := s.startListening([]string{"org-a"})
+		s.sim.QueueJobs("org-a", 3, time.Second)
+		iv := s.settle(d, 3*time.Minute, scenario.Options{})
 		crashes := 0
 		for _, c := range s.calls() {
 			if c.Code == "Crash" {
@@ -166,16 +150,14 @@ func TestPluginCrash(t *testing.T) {
 		res.figure("AddInstance crash: %d unknown-instance record, %d of 3 jobs completed", iv.UnknownRecords, iv.Completed)
 	})
 	t.Run("DeleteInstance", func(t *testing.T) {
-		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 		// One job: call 1 is its AddInstance, call 2 its DeleteInstance.
 		s.pluginEnv = []string{"SIM_PLUGIN_CRASH_ON_CALL=2", "SIM_PLUGIN_LATENCY=300ms"}
-		d := s.startRun()
-		d.waitUp()
-		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-		s.sim.queueJobs("org-a", 1, time.Second)
+		d := s.startListening([]string{"org-a"})
+		s.sim.QueueJobs("org-a", 1, time.Second)
 		s.waitJobsDone(d, 2*time.Minute)
-		s.sim.queueJobs("org-a", 2, time.Second)
-		iv := s.settle(d, 3*time.Minute, invariantOptions{})
+		s.sim.QueueJobs("org-a", 2, time.Second)
+		iv := s.settle(d, 3*time.Minute, scenario.Options{})
 		calls := rpcCalls(s.calls())
 		if len(calls) < 2 || calls[1].Method != "DeleteInstance" || calls[1].Code != "Crash" {
 			t.Errorf("call 2 was %+v, want a crashed DeleteInstance", calls[min(1, len(calls)-1)])
@@ -195,27 +177,25 @@ func TestPluginHang(t *testing.T) {
 	res := newResult(t, 8, "plugin hang",
 		"AddInstance hangs past --plugin-add-timeout 2s: unknown-instance, provisioning backs off; DeleteInstance hangs past --plugin-delete-timeout 2s: retried; then the plugin recovers and every job completes")
 	t.Run("AddInstance", func(t *testing.T) {
-		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 		s.flags = []string{"--plugin-add-timeout", "2s"}
 		s.pluginEnv = []string{"SIM_PLUGIN_HANG=AddInstance"}
-		d := s.startRun()
-		d.waitUp()
-		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-		s.sim.queueJobs("org-a", 3, time.Second)
+		d := s.startListening([]string{"org-a"})
+		s.sim.QueueJobs("org-a", 3, time.Second)
 		window := 20 * time.Second
 		time.Sleep(window) // a fixed window, to count the calls the hang drew
-		d.alive()
+		d.Alive()
 		hung := 0
 		for _, c := range s.calls() {
 			if c.Code == "Hang" {
 				hung++
 			}
 		}
-		rs, err := d.runners()
+		rs, err := d.Runners()
 		if err != nil {
 			t.Fatal(err)
 		}
-		unknown := countStates(rs)[store.StateUnknownInstance]
+		unknown := scenario.CountStates(rs)[store.StateUnknownInstance]
 		// 3 wanted runners, each AddInstance cut after 2s, provisioning
 		// paused 0.2s, 0.4s, 0.8s, ... after each: a handful of calls.
 		if hung < 1 || hung > 12 {
@@ -225,21 +205,19 @@ func TestPluginHang(t *testing.T) {
 			t.Errorf("%d unknown-instance records for %d hung calls", unknown, hung)
 		}
 		res.figure("AddInstance hang: %d calls in %v, each cut at 2s and left as unknown-instance", hung, window)
-		d.stop()
+		d.Stop()
 		s.pluginEnv = nil
 		d = s.startRun()
-		s.settle(d, 3*time.Minute, invariantOptions{})
+		s.settle(d, 3*time.Minute, scenario.Options{})
 	})
 	t.Run("DeleteInstance", func(t *testing.T) {
-		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 		s.flags = []string{"--plugin-delete-timeout", "2s"}
 		s.pluginEnv = []string{"SIM_PLUGIN_HANG=DeleteInstance"}
-		d := s.startRun()
-		d.waitUp()
-		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-		s.sim.queueJobs("org-a", 2, time.Second)
+		d := s.startListening([]string{"org-a"})
+		s.sim.QueueJobs("org-a", 2, time.Second)
 		s.waitJobsDone(d, 2*time.Minute)
-		waitFor(t, "2 hung DeleteInstance calls", time.Minute, func() (bool, string) {
+		scenariotest.WaitFor(t, "2 hung DeleteInstance calls", time.Minute, func() (bool, string) {
 			n := 0
 			for _, c := range s.calls() {
 				if c.Method == "DeleteInstance" && c.Code == "Hang" {
@@ -248,8 +226,8 @@ func TestPluginHang(t *testing.T) {
 			}
 			return n >= 2, fmt.Sprint(n)
 		})
-		waitFor(t, "the deletes retried after the deadline", time.Minute, func() (bool, string) {
-			rs, err := d.runners()
+		scenariotest.WaitFor(t, "the deletes retried after the deadline", time.Minute, func() (bool, string) {
+			rs, err := d.Runners()
 			if err != nil {
 				return false, err.Error()
 			}
@@ -260,10 +238,10 @@ func TestPluginHang(t *testing.T) {
 			}
 			return false, fmt.Sprintf("%+v", rs)
 		})
-		d.stop()
+		d.Stop()
 		s.pluginEnv = nil
 		d = s.startRun()
-		iv := s.settle(d, 3*time.Minute, invariantOptions{})
+		iv := s.settle(d, 3*time.Minute, scenario.Options{})
 		res.figure("DeleteInstance hang: deletes cut at 2s, retried, all %d instances deleted once the plugin answered", iv.Deleted)
 	})
 }
@@ -277,32 +255,18 @@ func TestPluginHang(t *testing.T) {
 func TestKillAfterAddInstanceAnswered(t *testing.T) {
 	res := newResult(t, 5, "kill -9 after the plugin answered AddInstance, restart 5s later",
 		"run frozen (SIGSTOP) while AddInstance is in flight, the plugin creates the instance and answers, its runner takes a job; SIGKILL, restart 5s later: the record is unknown-instance and its instance reported, not leaked")
-	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=2s"}
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-	s.sim.queueJobs("org-a", 2, 12*time.Second) // still running when run is back
-	var cut []string
-	waitFor(t, "2 AddInstance calls in flight", time.Minute, func() (bool, string) {
-		d.alive()
-		rs, err := d.runners()
-		if err != nil {
-			return false, err.Error()
-		}
-		cut = nil
-		for _, r := range rs {
-			if r.State == store.StateConfigured {
-				cut = append(cut, r.Name)
-			}
-		}
-		return len(cut) == 2, fmt.Sprint(countStates(rs))
-	})
+	d := s.startListening([]string{"org-a"})
+	s.sim.QueueJobs("org-a", 2, 12*time.Second) // still running when run is back
+	cut := namesIn(d.WaitRecords("2 AddInstance calls in flight", time.Minute, func(rs []store.Runner) bool {
+		return len(namesIn(rs, store.StateConfigured)) == 2
+	}), store.StateConfigured)
 	// Freeze run: its plugin processes go on and answer into its socket.
-	if err := syscall.Kill(d.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+	if err := syscall.Kill(d.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the plugin to answer both calls", 30*time.Second, func() (bool, string) {
+	scenariotest.WaitFor(t, "the plugin to answer both calls", 30*time.Second, func() (bool, string) {
 		n := 0
 		for _, c := range s.calls() {
 			if c.Method == "AddInstance" && c.Code == "OK" && slices.Contains(cut, c.RunnerName) {
@@ -311,15 +275,15 @@ func TestKillAfterAddInstanceAnswered(t *testing.T) {
 		}
 		return n == 2, fmt.Sprint(n)
 	})
-	waitFor(t, "their runners to take the jobs", time.Minute, func() (bool, string) {
-		c := jobCounts(s.sim.state())
+	scenariotest.WaitFor(t, "their runners to take the jobs", time.Minute, func() (bool, string) {
+		c := scenario.JobCounts(s.sim.State())
 		return c["running"]+c["completed"] == 2, fmt.Sprint(c)
 	})
-	d.kill9() // run and its plugin processes
+	d.Kill9() // run and its plugin processes
 	killed := time.Now()
 	time.Sleep(5*time.Second - time.Since(killed)) // RestartSec=5
 	d = s.startRun()
-	iv := s.settle(d, 2*time.Minute, invariantOptions{})
+	iv := s.settle(d, 2*time.Minute, scenario.Options{})
 	live := s.runnersLs()
 	for _, name := range cut {
 		if !slices.ContainsFunc(live, func(r store.Runner) bool { return r.Name == name && r.State == store.StateUnknownInstance }) {

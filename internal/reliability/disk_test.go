@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -54,38 +56,28 @@ func TestFullDisk(t *testing.T) {
 	res := newResult(t, 39, "full disk (issue 11)",
 		"the state file's disk fills up with jobs running and AddInstance calls in flight: no session churn, /readyz and store_writes_failing report it; space freed: every job completes, no pending or configured record, no runner left registered, no leak, no restart")
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, simOptions{targets: scopes})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	disk := filepath.Join(s.dir, "disk")
 	smallDisk(t, disk, 8<<20)
 	s.stateFile = filepath.Join(disk, "state.db")
 	// AddInstance takes 2s, so calls are in flight when the disk fills.
 	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=2s"}
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
+	d := s.startListening(scopes)
 	// Jobs running when the disk fills: their JobCompleted must be stored.
 	for _, sc := range scopes {
-		s.sim.queueJobs(sc, 1, 5*time.Second)
+		s.sim.QueueJobs(sc, 1, 5*time.Second)
 	}
-	waitFor(t, "a busy runner per scale set", time.Minute, func() (bool, string) {
-		rs, err := d.runners()
-		c := countStates(rs)
-		return err == nil && c[store.StateBusy] == len(scopes), fmt.Sprint(c, err)
-	})
+	d.WaitRunners("a busy runner per scale set", time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateBusy] == len(scopes) })
 	// More jobs, whose runners are being provisioned when the disk fills.
 	for _, sc := range scopes {
-		s.sim.queueJobs(sc, 3, time.Second)
+		s.sim.QueueJobs(sc, 3, time.Second)
 	}
-	waitFor(t, "AddInstance calls in flight", time.Minute, func() (bool, string) {
-		rs, err := d.runners()
-		c := countStates(rs)
-		return err == nil && c[store.StateConfigured] > 0, fmt.Sprint(c, err)
-	})
+	d.WaitRunners("AddInstance calls in flight", time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateConfigured] > 0 })
 	filler := fillDisk(t, disk)
 	full := time.Now()
-	waitFor(t, "/readyz and the metric reporting failing writes", time.Minute, func() (bool, string) {
-		d.alive()
-		code, body, err := d.get("/readyz")
+	scenariotest.WaitFor(t, "/readyz and the metric reporting failing writes", time.Minute, func() (bool, string) {
+		d.Alive()
+		code, body, err := d.Get("/readyz")
 		if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(string(body), "state file writes failing") {
 			return false, fmt.Sprint(code, err, string(body))
 		}
@@ -94,14 +86,14 @@ func TestFullDisk(t *testing.T) {
 	// Ten seconds of a full disk: the sessions stay.
 	sessions := func() int {
 		n := 0
-		for _, ss := range s.sim.state().ScaleSets {
+		for _, ss := range s.sim.State().ScaleSets {
 			n += ss.SessionsCreated
 		}
 		return n
 	}
 	before := sessions()
 	for time.Since(full) < 10*time.Second {
-		d.alive()
+		d.Alive()
 		if n := sessions(); n > before+len(scopes) {
 			t.Fatalf("%d sessions created while the disk is full (%d before): churn", n, before)
 		}
@@ -115,8 +107,8 @@ func TestFullDisk(t *testing.T) {
 	freed := time.Now()
 	s.waitJobsDone(d, 2*time.Minute)
 	note(t, res, "every job completed %.1fs after the space came back", time.Since(freed).Seconds())
-	s.waitDrained(d, time.Minute)
-	rs, err := d.runners()
+	d.WaitDrained(time.Minute)
+	rs, err := d.Runners()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,14 +117,14 @@ func TestFullDisk(t *testing.T) {
 			t.Errorf("runner %s still %s after recovery", r.Name, r.State)
 		}
 	}
-	waitFor(t, "/readyz ready again", time.Minute, func() (bool, string) {
-		code, body, err := d.get("/readyz")
+	scenariotest.WaitFor(t, "/readyz ready again", time.Minute, func() (bool, string) {
+		code, body, err := d.Get("/readyz")
 		return err == nil && code == http.StatusOK, string(body)
 	})
-	d.stop()
-	iv := s.checkInvariants(invariantOptions{})
+	d.Stop()
+	iv := s.checkInvariants(scenario.Options{})
 	// No runner left registered on GitHub without a record.
-	for _, r := range s.sim.state().Runners {
+	for _, r := range s.sim.State().Runners {
 		if r.State != "done" && r.State != "removed" {
 			t.Errorf("runner %s (%s) still registered on GitHub", r.Name, r.State)
 		}

@@ -14,7 +14,10 @@ import (
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // TestShutdown: SIGTERM with busy and idle runners exits 0 within
@@ -25,34 +28,25 @@ func TestShutdown(t *testing.T) {
 	res := newResult(t, 1, "shutdown (issue 5)",
 		"SIGTERM with busy and idle runners: exit 0 within --shutdown-timeout, 0 sessions, records and instances kept; a second SIGTERM exits at once (non-zero) and the state file opens")
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, simOptions{targets: scopes})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	s.flags = []string{"--min-runners", "1", "--max-runners", "5"}
 
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
-	s.sim.queueJobs("org-a", 2, 25*time.Second)
-	var before []store.Runner
-	waitFor(t, "2 busy and 2 idle runners", 90*time.Second, func() (bool, string) {
-		d.alive()
-		rs, err := d.runners()
-		if err != nil {
-			return false, err.Error()
-		}
-		before = rs
-		c := countStates(rs)
-		return c[store.StateBusy] == 2 && c[store.StateIdle] == 2, fmt.Sprint(c)
+	d := s.startListening(scopes)
+	s.sim.QueueJobs("org-a", 2, 25*time.Second)
+	before := d.WaitRecords("2 busy and 2 idle runners", 90*time.Second, func(rs []store.Runner) bool {
+		c := scenario.CountStates(rs)
+		return c[store.StateBusy] == 2 && c[store.StateIdle] == 2
 	})
 
-	code, took := d.terminate(40 * time.Second)
+	code, took := d.Terminate(40 * time.Second)
 	if code != 0 {
-		t.Fatalf("run exited %d after SIGTERM, want 0\n%s", code, readTail(d.logPath, 30))
+		t.Fatalf("run exited %d after SIGTERM, want 0\n%s", code, d.Tail(30))
 	}
 	if took > 20*time.Second {
 		t.Errorf("run took %v to exit after SIGTERM, more than --shutdown-timeout 20s", took)
 	}
 	res.figure("clean shutdown with 2 busy and 2 idle runners took %.2fs", took.Seconds())
-	for _, ss := range s.sim.state().ScaleSets {
+	for _, ss := range s.sim.State().ScaleSets {
 		if ss.Session != nil {
 			t.Errorf("scale set %s still has session %s after the clean shutdown", ss.Name, ss.Session.ID)
 		}
@@ -75,43 +69,33 @@ func TestShutdown(t *testing.T) {
 
 	// A second SIGTERM while the shutdown waits for an AddInstance.
 	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=6s"}
-	d = s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
-	s.sim.queueJobs("org-b", 1, time.Second)
-	waitFor(t, "an AddInstance in flight (a configured runner)", time.Minute, func() (bool, string) {
-		d.alive()
-		rs, err := d.runners()
-		return err == nil && countStates(rs)[store.StateConfigured] > 0, fmt.Sprint(countStates(rs), err)
-	})
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	d = s.startListening(scopes)
+	s.sim.QueueJobs("org-b", 1, time.Second)
+	d.WaitRunners("an AddInstance in flight (a configured runner)", time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateConfigured] > 0 })
+	d.Signal(syscall.SIGTERM)
 	// The shutdown has closed the sessions and now waits for the AddInstance.
-	waitFor(t, "the shutdown waiting for in-flight work", 20*time.Second, func() (bool, string) {
-		d.alive()
-		return strings.Count(d.log(), "message session closed") >= len(scopes), tail(d.log(), 5)
+	scenariotest.WaitFor(t, "the shutdown waiting for in-flight work", 20*time.Second, func() (bool, string) {
+		d.Alive()
+		return strings.Count(d.Log(), "message session closed") >= len(scopes), testkit.Tail(d.Log(), 5)
 	})
 	start := time.Now()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	d.Signal(syscall.SIGTERM)
 	select {
-	case <-d.done:
+	case <-d.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatalf("run still running 10s after the second SIGTERM")
 	}
 	took = time.Since(start)
-	if code := d.exitCode(); code == 0 {
+	if code := d.ExitCode(); code == 0 {
 		t.Errorf("run exited 0 after a second SIGTERM, want non-zero")
 	}
 	if took > 5*time.Second {
 		t.Errorf("run took %v to exit after the second SIGTERM; want at once", took)
 	}
-	res.figure("second SIGTERM: exit code %d after %.2fs", d.exitCode(), took.Seconds())
-	d.kill9() // what systemd does to the plugin processes left
+	res.figure("second SIGTERM: exit code %d after %.2fs", d.ExitCode(), took.Seconds())
+	d.Kill9() // what systemd does to the plugin processes left
 	rs := s.runnersLs()
-	if c := countStates(rs); c[store.StateConfigured] != 1 {
+	if c := scenario.CountStates(rs); c[store.StateConfigured] != 1 {
 		t.Errorf("after the second SIGTERM the state file holds %v, want the configured runner whose AddInstance was cut", c)
 	}
 
@@ -119,9 +103,9 @@ func TestShutdown(t *testing.T) {
 	// running jobs finish, and nothing is lost.
 	s.pluginEnv = nil
 	d = s.startRun()
-	d.waitUp()
-	res.addRecovery(s.waitListening(d, d.started, scopes, time.Minute))
-	iv := s.settle(d, 3*time.Minute, invariantOptions{})
+	d.WaitUp()
+	res.addRecovery(s.waitListening(d, d.Started, scopes, time.Minute))
+	iv := s.settle(d, 3*time.Minute, scenario.Options{})
 	if iv.Completed != 3 {
 		t.Errorf("%d jobs completed, want 3", iv.Completed)
 	}
@@ -136,7 +120,7 @@ func TestMetrics(t *testing.T) {
 	res := newResult(t, 2, "metrics (issue 5)",
 		"3 targets, 20 jobs: /metrics has every shoes_scaleset_* metric; jobs started and succeeded sum to 20, 1 listener per scale set, ≥ 20 provisions, a recent sync, runners{state}, go_ and process_ metrics")
 	scopes := []string{"org-a", "org-b", "owner-c/repo-c"}
-	s := newScenario(t, res, simOptions{targets: scopes})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	s.flags = []string{"--min-runners", "1", "--max-runners", "10"}
 	// One injected AddInstance failure (retried), for the plugin error counter.
 	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=200ms", "SIM_PLUGIN_FAIL_CODE=Internal", "SIM_PLUGIN_FAIL_METHOD=AddInstance", "SIM_PLUGIN_FAIL_TIMES=1"}
@@ -144,51 +128,49 @@ func TestMetrics(t *testing.T) {
 	other := s.holdSession("org-a", "another-host")
 
 	d := s.startRun()
-	d.waitUp()
-	waitFor(t, "a 409 on org-a's session", 30*time.Second, func() (bool, string) {
-		d.alive()
-		st := s.sim.state()
-		return conflicts(st) > 0, summarizeScaleSets(st)
+	d.WaitUp()
+	scenariotest.WaitFor(t, "a 409 on org-a's session", 30*time.Second, func() (bool, string) {
+		d.Alive()
+		st := s.sim.State()
+		return scenario.Conflicts(st) > 0, scenario.SummarizeScaleSets(st)
 	})
 	other.release()
-	s.waitListening(d, d.started, scopes, time.Minute)
+	s.waitListening(d, d.Started, scopes, time.Minute)
 	// One rate-limited JIT config, for the rate-limit counter.
-	s.sim.addFault(actionsfake.Fault{Match: "POST .*/generatejitconfig$", Status: http.StatusTooManyRequests, Times: 1, Headers: map[string]string{"Retry-After": "1"}})
+	s.sim.AddFault(actionsfake.Fault{Match: "POST .*/generatejitconfig$", Status: http.StatusTooManyRequests, Times: 1, Headers: map[string]string{"Retry-After": "1"}})
 
 	for i := range 20 {
-		s.sim.queueJobs(scopes[i%len(scopes)], 1, time.Second)
+		s.sim.QueueJobs(scopes[i%len(scopes)], 1, time.Second)
 	}
 	s.waitJobsDone(d, 3*time.Minute)
-	s.waitDrained(d, time.Minute)
+	d.WaitDrained(time.Minute)
 	// A runner removed by hand, for the reaped counter.
-	rs, err := d.runners()
+	rs, err := d.Runners()
 	if err != nil {
 		t.Fatal(err)
 	}
 	idle := slices.IndexFunc(rs, func(r store.Runner) bool { return r.State == store.StateIdle })
 	if idle < 0 {
-		t.Fatalf("no idle runner to remove (min runners 1): %v", countStates(rs))
+		t.Fatalf("no idle runner to remove (min runners 1): %v", scenario.CountStates(rs))
 	}
-	if r := runBinary(t, 30*time.Second, childEnv(), "runners", "rm", rs[idle].Name, "--listen", d.addr, "--state-file", s.stateFile); r.code != 0 {
+	if r := runBinary(t, 30*time.Second, testkit.ChildEnv(), "runners", "rm", rs[idle].Name, "--listen", d.Addr, "--state-file", s.stateFile); r.Code != 0 {
 		t.Fatalf("runners rm %s:\n%s", rs[idle].Name, r)
 	}
-	waitFor(t, "the removed runner gone", time.Minute, func() (bool, string) {
-		h, err := d.history()
+	scenariotest.WaitFor(t, "the removed runner gone", time.Minute, func() (bool, string) {
+		h, err := d.History()
 		if err != nil {
 			return false, err.Error()
 		}
 		return slices.ContainsFunc(h, func(r store.HistoryRecord) bool { return r.Runner.Name == rs[idle].Name }), ""
 	})
-	s.waitDrained(d, time.Minute)
+	d.WaitDrained(time.Minute)
 	// Runners provisioned for jobs other runners took are scaled down
 	// (--scale-down-grace 5s): what stays is the min runner of each set.
-	waitFor(t, "one idle runner per scale set", time.Minute, func() (bool, string) {
-		rs, err := d.runners()
-		c := countStates(rs)
-		return err == nil && len(rs) == len(scopes) && c[store.StateIdle] == len(scopes), fmt.Sprint(c, err)
+	d.WaitRecords("one idle runner per scale set", time.Minute, func(rs []store.Runner) bool {
+		return len(rs) == len(scopes) && len(namesIn(rs, store.StateIdle)) == len(scopes)
 	})
 
-	code, body, err := d.get("/metrics")
+	code, body, err := d.Get("/metrics")
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %v", code, err)
 	}
@@ -259,8 +241,8 @@ func TestMetrics(t *testing.T) {
 	}
 	res.figure("jobs_started_total %v, succeeded %v, provision_duration count %v, last sync %.1fs ago", started, succeeded, provisions, age.Seconds())
 
-	d.stop()
-	s.checkInvariants(invariantOptions{})
+	d.Stop()
+	s.checkInvariants(scenario.Options{})
 }
 
 // TestReadiness: /readyz answers 200 while every listener polls, 503 with
@@ -270,27 +252,25 @@ func TestReadiness(t *testing.T) {
 	res := newResult(t, 3, "readiness (issue 5)",
 		"/readyz 200; broker answering 503 → /readyz 503 naming each target; faults cleared → 200 again")
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, simOptions{targets: scopes})
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
+	d := s.startListening(scopes)
 	ready := func() (int, httpapi.ReadyResponse) {
-		code, body, err := d.get("/readyz")
+		code, body, err := d.Get("/readyz")
 		var r httpapi.ReadyResponse
 		if err == nil {
 			_ = json.Unmarshal(body, &r)
 		}
 		return code, r
 	}
-	waitFor(t, "/readyz 200", 30*time.Second, func() (bool, string) {
+	scenariotest.WaitFor(t, "/readyz 200", 30*time.Second, func() (bool, string) {
 		code, r := ready()
 		return code == http.StatusOK && r.Status == "ready", fmt.Sprintf("%d %+v", code, r)
 	})
 
-	s.sim.addFault(actionsfake.Fault{Match: "GET /_broker/", Status: 503})
+	s.sim.AddFault(actionsfake.Fault{Match: "GET /_broker/", Status: 503})
 	start := time.Now()
 	var notReady httpapi.ReadyResponse
-	waitFor(t, "/readyz 503 naming both targets", 30*time.Second, func() (bool, string) {
+	scenariotest.WaitFor(t, "/readyz 503 naming both targets", 30*time.Second, func() (bool, string) {
 		code, r := ready()
 		notReady = r
 		named := map[string]bool{}
@@ -302,9 +282,9 @@ func TestReadiness(t *testing.T) {
 		return code == http.StatusServiceUnavailable && r.Status == "not ready" && named["org-a"] && named["org-b"], fmt.Sprintf("%d %+v", code, r)
 	})
 	toNotReady := time.Since(start)
-	s.sim.clearFaults()
+	s.sim.ClearFaults()
 	start = time.Now()
-	waitFor(t, "/readyz 200 again", time.Minute, func() (bool, string) {
+	scenariotest.WaitFor(t, "/readyz 200 again", time.Minute, func() (bool, string) {
 		code, r := ready()
 		return code == http.StatusOK, fmt.Sprintf("%d %+v", code, r)
 	})
@@ -313,9 +293,9 @@ func TestReadiness(t *testing.T) {
 		toNotReady.Seconds(), toReady.Seconds(), notReady.NotReady[0].Reason)
 
 	// Jobs still run after the recovery.
-	s.sim.queueJobs("org-a", 2, 500*time.Millisecond)
-	s.sim.queueJobs("org-b", 2, 500*time.Millisecond)
-	s.settle(d, 2*time.Minute, invariantOptions{})
+	s.sim.QueueJobs("org-a", 2, 500*time.Millisecond)
+	s.sim.QueueJobs("org-b", 2, 500*time.Millisecond)
+	s.settle(d, 2*time.Minute, scenario.Options{})
 }
 
 // TestKillDuringAddInstance: SIGKILL while an AddInstance is in flight,
@@ -331,43 +311,29 @@ func TestKillDuringAddInstance(t *testing.T) {
 
 func killDuringAddInstance(t *testing.T, res *Result, cloudIDs string) {
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, simOptions{targets: scopes})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	s.usePlugin(cloudIDs)
 	s.pluginEnv = append(s.pluginEnv, "SIM_PLUGIN_LATENCY=2s")
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
-	s.sim.queueJobs("org-a", 3, time.Second)
-	s.sim.queueJobs("org-b", 3, time.Second)
+	d := s.startListening(scopes)
+	s.sim.QueueJobs("org-a", 3, time.Second)
+	s.sim.QueueJobs("org-b", 3, time.Second)
 
-	var cut []string
-	waitFor(t, "an AddInstance in flight", time.Minute, func() (bool, string) {
-		d.alive()
-		rs, err := d.runners()
-		if err != nil {
-			return false, err.Error()
-		}
-		cut = nil
-		for _, r := range rs {
-			if r.State == store.StateConfigured {
-				cut = append(cut, r.Name)
-			}
-		}
-		return len(cut) > 0, fmt.Sprint(countStates(rs))
-	})
-	d.kill9()
+	cut := namesIn(d.WaitRecords("an AddInstance in flight", time.Minute, func(rs []store.Runner) bool {
+		return len(namesIn(rs, store.StateConfigured)) > 0
+	}), store.StateConfigured)
+	d.Kill9()
 	// The point was reached: the plugin never answered for these runners.
 	for _, c := range s.calls() {
 		if c.Method == "AddInstance" && slices.Contains(cut, c.RunnerName) && c.Code == "OK" {
 			t.Logf("runner %s: AddInstance answered before the kill landed", c.RunnerName)
 		}
 	}
-	conflictsBefore := conflicts(s.sim.state())
+	conflictsBefore := scenario.Conflicts(s.sim.State())
 
 	d = s.startRun()
-	recovery := s.waitListening(d, d.started, scopes, time.Minute)
+	recovery := s.waitListening(d, d.Started, scopes, time.Minute)
 	res.addRecovery(recovery)
-	if c := conflicts(s.sim.state()); c != conflictsBefore {
+	if c := scenario.Conflicts(s.sim.State()); c != conflictsBefore {
 		t.Errorf("the restart hit %d session conflicts (409); the stale sessions should have been deleted first", c-conflictsBefore)
 	}
 	iv := s.settle(d, 3*time.Minute, s.invariantOptions())

@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // Route patterns of the sim's request journal.
@@ -36,27 +39,25 @@ func TestSessionEvictionAtRuntime(t *testing.T) {
 		"3 targets, 18 jobs; every session evicted mid-burst (poll 401, refresh 404, delete 400): new sessions within 2 poll holds, all jobs complete, 0 duplicates, 0 leaks")
 	scopes := []string{"org-a", "org-b", "owner-c/repo-c"}
 	hold := 2 * time.Second
-	s := newScenario(t, res, simOptions{targets: scopes, pollHold: hold})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, PollHold: hold})
 	s.flags = []string{"--poll-hold", hold.String(), "--max-runners", "10"}
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
+	d := s.startListening(scopes)
 	for _, sc := range scopes {
-		s.sim.queueJobs(sc, 6, 3*time.Second)
+		s.sim.QueueJobs(sc, 6, 3*time.Second)
 	}
-	waitFor(t, "jobs running on every scale set", 2*time.Minute, func() (bool, string) {
-		d.alive()
-		st := s.sim.state()
+	scenariotest.WaitFor(t, "jobs running on every scale set", 2*time.Minute, func() (bool, string) {
+		d.Alive()
+		st := s.sim.State()
 		for _, ss := range st.ScaleSets {
 			if ss.Jobs.Running == 0 {
-				return false, summarizeScaleSets(st)
+				return false, scenario.SummarizeScaleSets(st)
 			}
 		}
-		return len(st.ScaleSets) == len(scopes), summarizeScaleSets(st)
+		return len(st.ScaleSets) == len(scopes), scenario.SummarizeScaleSets(st)
 	})
 
 	evicted := time.Now()
-	if n := s.sim.evict(); n != len(scopes) {
+	if n := s.sim.Evict(); n != len(scopes) {
 		t.Fatalf("evicted %d sessions, want %d", n, len(scopes))
 	}
 	took := s.waitListening(d, evicted, scopes, time.Minute)
@@ -66,13 +67,13 @@ func TestSessionEvictionAtRuntime(t *testing.T) {
 		t.Errorf("new sessions %v after the eviction, more than 2 poll holds (%v)", took, 2*hold)
 	}
 
-	s.settle(d, 3*time.Minute, invariantOptions{})
-	for _, ss := range s.sim.state().ScaleSets {
+	s.settle(d, 3*time.Minute, scenario.Options{})
+	for _, ss := range s.sim.State().ScaleSets {
 		if ss.SessionsCreated != 2 || ss.Evictions != 1 {
 			t.Errorf("scale set %s: %d sessions created and %d evicted, want 2 and 1", ss.Name, ss.SessionsCreated, ss.Evictions)
 		}
 	}
-	if n := strings.Count(d.log(), "message session expired or was evicted; opening a new one"); n != len(scopes) {
+	if n := strings.Count(d.Log(), "message session expired or was evicted; opening a new one"); n != len(scopes) {
 		t.Errorf("the log reports %d evicted sessions, want %d", n, len(scopes))
 	}
 }
@@ -85,16 +86,14 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 	res := newResult(t, 19, "sessions expired across a restart (issue 10)",
 		"kill -9, the stored sessions expire (session TTL 2s), start again: the stale deletes answer 400 and count as gone; every target served within 5s, jobs complete; again with every stale delete answering 500: served within 5s")
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, simOptions{targets: scopes, sessionTTL: 2 * time.Second})
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
-	d.kill9()
-	waitFor(t, "GitHub expiring the sessions left behind", time.Minute, func() (bool, string) {
-		st := s.sim.state()
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, SessionTTL: 2 * time.Second})
+	d := s.startListening(scopes)
+	d.Kill9()
+	scenariotest.WaitFor(t, "GitHub expiring the sessions left behind", time.Minute, func() (bool, string) {
+		st := s.sim.State()
 		for _, ss := range st.ScaleSets {
 			if ss.Session != nil || ss.Evictions == 0 {
-				return false, summarizeScaleSets(st)
+				return false, scenario.SummarizeScaleSets(st)
 			}
 		}
 		return true, ""
@@ -118,7 +117,7 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 		t.Errorf("targets served %v after the restart, want within 5s", took)
 	}
 	expired := 0
-	for _, r := range s.sim.requests(routeDeleteSession) {
+	for _, r := range s.sim.Requests(routeDeleteSession) {
 		if r.Status == http.StatusBadRequest {
 			expired++
 		}
@@ -127,24 +126,24 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 		t.Errorf("%d deletes of stale sessions answered 400 (expired), want %d", expired, len(scopes))
 	}
 	for _, sc := range scopes {
-		s.sim.queueJobs(sc, 2, time.Second)
+		s.sim.QueueJobs(sc, 2, time.Second)
 	}
 	s.waitJobsDone(d, 2*time.Minute)
 
 	// Again, and this time deleting the stale sessions fails for good:
 	// that must not hold the targets down, the new sessions are created
 	// anyway.
-	d.kill9()
-	waitFor(t, "GitHub expiring the sessions left behind", time.Minute, func() (bool, string) {
-		st := s.sim.state()
+	d.Kill9()
+	scenariotest.WaitFor(t, "GitHub expiring the sessions left behind", time.Minute, func() (bool, string) {
+		st := s.sim.State()
 		for _, ss := range st.ScaleSets {
 			if ss.Session != nil {
-				return false, summarizeScaleSets(st)
+				return false, scenario.SummarizeScaleSets(st)
 			}
 		}
 		return true, ""
 	})
-	s.sim.addFault(actionsfake.Fault{Match: "DELETE .*/sessions/", Status: http.StatusInternalServerError})
+	s.sim.AddFault(actionsfake.Fault{Match: "DELETE .*/sessions/", Status: http.StatusInternalServerError})
 	restart = time.Now()
 	d = s.startRun()
 	took = s.waitListening(d, restart, scopes, time.Minute)
@@ -152,8 +151,8 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("targets served %v after the restart with failing deletes, want within 5s", took)
 	}
-	s.sim.clearFaults()
-	s.settle(d, 2*time.Minute, invariantOptions{})
+	s.sim.ClearFaults()
+	s.settle(d, 2*time.Minute, scenario.Options{})
 }
 
 // TestBOM: every answer of the GitHub API, the Actions service and the
@@ -168,24 +167,22 @@ func TestBOM(t *testing.T) {
 	}{{"github.com", false}, {"GHES", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			scopes := []string{"org-a", "org-b"}
-			s := newScenario(t, res, simOptions{targets: scopes, bom: true, acquire: tc.acquire})
+			s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, BOM: true, Acquire: tc.acquire})
 			s.requireBOM()
-			d := s.startRun()
-			d.waitUp()
-			s.waitListening(d, d.started, scopes, time.Minute)
+			d := s.startListening(scopes)
 			for _, sc := range scopes {
-				s.sim.queueJobs(sc, 5, time.Second)
+				s.sim.QueueJobs(sc, 5, time.Second)
 			}
-			iv := s.settle(d, 2*time.Minute, invariantOptions{})
+			iv := s.settle(d, 2*time.Minute, scenario.Options{})
 			note(t, res, "%s: %d of %d jobs completed with BOM-prefixed answers", tc.name, iv.Completed, iv.Jobs)
 		})
 	}
 }
 
 // requireBOM checks that the sim does prefix its answers.
-func (s *scenario) requireBOM() {
+func (s *world) requireBOM() {
 	s.t.Helper()
-	resp, err := httpc.Get(s.sim.url + "/api/v3/app/installations")
+	resp, err := httpc.Get(s.sim.URL + "/api/v3/app/installations")
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -204,16 +201,14 @@ func (s *scenario) requireBOM() {
 func TestRateLimits(t *testing.T) {
 	res := newResult(t, 21, "rate limits (issue 10)",
 		"429 Retry-After: 2 on the poll and on generatejitconfig: next call ≥ 2s later, counted, jobs complete; 403 X-RateLimit-Remaining: 0 with X-RateLimit-Reset on the poll: next poll after the reset")
-	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
+	d := s.startListening([]string{"org-a"})
 
 	retryAfter := map[string]string{"Retry-After": "2"}
-	s.sim.addFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusTooManyRequests, Times: 1, Headers: retryAfter})
-	s.sim.addFault(actionsfake.Fault{Match: "POST .*/generatejitconfig$", Status: http.StatusTooManyRequests, Times: 1, Headers: retryAfter})
+	s.sim.AddFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusTooManyRequests, Times: 1, Headers: retryAfter})
+	s.sim.AddFault(actionsfake.Fault{Match: "POST .*/generatejitconfig$", Status: http.StatusTooManyRequests, Times: 1, Headers: retryAfter})
 	// One job: one JIT config, so the call after the faulted one is its retry.
-	s.sim.queueJobs("org-a", 1, time.Second)
+	s.sim.QueueJobs("org-a", 1, time.Second)
 	s.waitJobsDone(d, 2*time.Minute)
 	for _, route := range []string{routePoll, routeJIT} {
 		gap := s.gapAfterFault(route)
@@ -226,18 +221,18 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("github_rate_limited_total{scope=org-a} = %v, want 2", n)
 	}
 
-	s.sim.clearFaults()
+	s.sim.ClearFaults()
 	reset := time.Now().Add(3 * time.Second).Truncate(time.Second)
-	s.sim.addFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusForbidden, Times: 1, Headers: map[string]string{
+	s.sim.AddFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusForbidden, Times: 1, Headers: map[string]string{
 		"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": strconv.FormatInt(reset.Unix(), 10),
 	}})
-	waitFor(t, "the 403 answered", time.Minute, func() (bool, string) {
-		st := s.sim.state()
+	scenariotest.WaitFor(t, "the 403 answered", time.Minute, func() (bool, string) {
+		st := s.sim.State()
 		return len(st.Faults) == 1 && st.Faults[0].Hits == 1, fmt.Sprint(st.Faults)
 	})
-	s.sim.queueJobs("org-a", 1, time.Second)
+	s.sim.QueueJobs("org-a", 1, time.Second)
 	s.waitJobsDone(d, 2*time.Minute)
-	reqs := s.sim.requests(routePoll)
+	reqs := s.sim.Requests(routePoll)
 	i := slices.IndexFunc(reqs, func(r actionsfake.Request) bool { return r.Status == http.StatusForbidden })
 	if i < 0 || i+1 >= len(reqs) {
 		t.Fatalf("no poll after the 403 in %d polls", len(reqs))
@@ -246,14 +241,14 @@ func TestRateLimits(t *testing.T) {
 	if reqs[i+1].Start.Before(reset) {
 		t.Errorf("polled at %v, before the reset %v", reqs[i+1].Start, reset)
 	}
-	s.settle(d, time.Minute, invariantOptions{})
+	s.settle(d, time.Minute, scenario.Options{})
 }
 
 // gapAfterFault returns the time from the answer of the faulted request
 // on route to the start of the next request on it.
-func (s *scenario) gapAfterFault(route string) time.Duration {
+func (s *world) gapAfterFault(route string) time.Duration {
 	s.t.Helper()
-	reqs := s.sim.requests(route)
+	reqs := s.sim.Requests(route)
 	i := slices.IndexFunc(reqs, func(r actionsfake.Request) bool { return r.Fault != "" })
 	if i < 0 || i+1 >= len(reqs) {
 		s.t.Fatalf("%s: no request after the faulted one in %d requests", route, len(reqs))
@@ -264,12 +259,12 @@ func (s *scenario) gapAfterFault(route string) time.Duration {
 // metricSum scrapes the daemon's /metrics and sums a metric's series that
 // carry the given labels.
 func (d *daemon) metricSum(name string, labels map[string]string) float64 {
-	d.s.t.Helper()
-	code, body, err := d.get("/metrics")
+	d.t.Helper()
+	code, body, err := d.Get("/metrics")
 	if err != nil || code != http.StatusOK {
-		d.s.t.Fatalf("GET /metrics: %d %v", code, err)
+		d.t.Fatalf("GET /metrics: %d %v", code, err)
 	}
-	v, _ := sum(parseMetrics(d.s.t, string(body)), name, labels)
+	v, _ := sum(parseMetrics(d.t, string(body)), name, labels)
 	return v
 }
 
@@ -281,34 +276,32 @@ func TestGHESLabelsDropped(t *testing.T) {
 	res := newResult(t, 22, "GHES drops custom labels (issue 10)",
 		"--drop-custom-labels, --labels gpu: one warning per process, 0 label PATCHes over 2 evictions and a restart, scalesets ls shows kept and dropped labels, jobs on the name complete")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, simOptions{targets: scopes, dropLabels: true})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, DropLabels: true})
 	s.flags = []string{"--labels", "gpu"}
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
+	d := s.startListening(scopes)
 	for range 2 { // each new session ensures the scale set again
 		since := time.Now()
-		s.sim.evict()
+		s.sim.Evict()
 		s.waitListening(d, since, scopes, time.Minute)
 	}
-	s.sim.queueJobs("org-a", 2, time.Second)
+	s.sim.QueueJobs("org-a", 2, time.Second)
 	s.waitJobsDone(d, 2*time.Minute)
-	d.stop()
-	first := d.log()
+	d.Stop()
+	first := d.Log()
 	d = s.startRun()
-	s.waitListening(d, d.started, scopes, time.Minute)
-	out := runBinary(t, 30*time.Second, childEnv(), "scalesets", "ls", "--listen", d.addr)
-	if out.code != 0 || !strings.Contains(out.stdout, "myshoes-org-a (dropped by GitHub: self-hosted,gpu)") {
+	s.waitListening(d, d.Started, scopes, time.Minute)
+	out := runBinary(t, 30*time.Second, testkit.ChildEnv(), "scalesets", "ls", "--listen", d.Addr)
+	if out.Code != 0 || !strings.Contains(out.Stdout, "myshoes-org-a (dropped by GitHub: self-hosted,gpu)") {
 		t.Errorf("scalesets ls does not show the dropped labels:\n%s", out)
 	}
-	s.settle(d, time.Minute, invariantOptions{})
+	s.settle(d, time.Minute, scenario.Options{})
 
-	st := s.sim.state()
+	st := s.sim.State()
 	if n := st.Calls[routePatchScaleSet]; n != 0 {
 		t.Errorf("the scale set's labels were updated %d times, want 0", n)
 	}
 	const warning = "GitHub dropped labels of the scale set"
-	for i, l := range []string{first, d.log()} {
+	for i, l := range []string{first, d.Log()} {
 		if n := strings.Count(l, warning); n != 1 {
 			t.Errorf("run %d logged %q %d times, want once", i+1, warning, n)
 		}
@@ -328,13 +321,11 @@ func TestAcquireFailingForThirtySeconds(t *testing.T) {
 	res := newResult(t, 23, "GHES: acquirejobs failing for 30s (issue 10)",
 		"--acquire, POST acquirejobs answering 500 for 30s: ≤ 2 sessions created, /readyz not ready and acquire_failures_total counting meanwhile, the job runs afterwards")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, simOptions{targets: scopes, acquire: true})
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
-	s.sim.addFault(actionsfake.Fault{Match: "POST .*/acquirejobs$", Status: http.StatusInternalServerError})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, Acquire: true})
+	d := s.startListening(scopes)
+	s.sim.AddFault(actionsfake.Fault{Match: "POST .*/acquirejobs$", Status: http.StatusInternalServerError})
 	start := time.Now()
-	s.sim.queueJobs("org-a", 1, time.Second)
+	s.sim.QueueJobs("org-a", 1, time.Second)
 
 	sessions := func(st actionsfake.State) int {
 		n := 0
@@ -347,18 +338,18 @@ func TestAcquireFailingForThirtySeconds(t *testing.T) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for range tick.C { // sample the 30 s of failure
-		d.alive()
-		if code, body, err := d.get("/readyz"); err == nil && code == http.StatusServiceUnavailable && strings.Contains(string(body), "acquiring jobs failed") {
+		d.Alive()
+		if code, body, err := d.Get("/readyz"); err == nil && code == http.StatusServiceUnavailable && strings.Contains(string(body), "acquiring jobs failed") {
 			notReady = true
 		}
-		if st := s.sim.state(); sessions(st) > 2 {
-			t.Fatalf("%d sessions created while acquirejobs fails, want at most 2\n%s", sessions(st), summarizeScaleSets(st))
+		if st := s.sim.State(); sessions(st) > 2 {
+			t.Fatalf("%d sessions created while acquirejobs fails, want at most 2\n%s", sessions(st), scenario.SummarizeScaleSets(st))
 		}
 		if time.Since(start) >= 30*time.Second {
 			break
 		}
 	}
-	st := s.sim.state()
+	st := s.sim.State()
 	hits := st.Faults[0].Hits
 	if hits < 2 {
 		t.Errorf("acquirejobs was tried %d times in 30s, want retries", hits)
@@ -369,12 +360,12 @@ func TestAcquireFailingForThirtySeconds(t *testing.T) {
 	if n := d.metricSum("shoes_scaleset_acquire_failures_total", map[string]string{"scope": "org-a"}); n < 1 {
 		t.Errorf("acquire_failures_total = %v, want ≥ 1", n)
 	}
-	if c := jobCounts(st); c["completed"]+c["running"] != 0 {
+	if c := scenario.JobCounts(st); c["completed"]+c["running"] != 0 {
 		t.Fatalf("a job ran without being acquired: %v", c)
 	}
-	s.sim.clearFaults()
-	iv := s.settle(d, 3*time.Minute, invariantOptions{})
-	st = s.sim.state()
+	s.sim.ClearFaults()
+	iv := s.settle(d, 3*time.Minute, scenario.Options{})
+	st = s.sim.State()
 	note(t, res, "30s of failure: %d acquire attempts, %d session(s) created; the job completed %.1fs after the failure ended",
 		hits, sessions(st), completedAfter(st, start.Add(30*time.Second)).Seconds())
 	if sessions(st) > 2 || iv.Completed != 1 {
@@ -399,18 +390,16 @@ func TestCapacity(t *testing.T) {
 	res := newResult(t, 24, "capacity (issue 10)",
 		"--max-runners 5, 50 jobs: X-ScaleSetMaxCapacity 5, never more than 5 jobs assigned at once, all complete")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, simOptions{targets: scopes})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	s.flags = []string{"--max-runners", "5"}
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
-	waitFor(t, "the capacity reported", time.Minute, func() (bool, string) {
-		st := s.sim.state()
-		return len(st.ScaleSets) == 1 && st.ScaleSets[0].MaxCapacity == 5, summarizeScaleSets(st)
+	d := s.startListening(scopes)
+	scenariotest.WaitFor(t, "the capacity reported", time.Minute, func() (bool, string) {
+		st := s.sim.State()
+		return len(st.ScaleSets) == 1 && st.ScaleSets[0].MaxCapacity == 5, scenario.SummarizeScaleSets(st)
 	})
-	s.sim.queueJobs("org-a", 50, 300*time.Millisecond)
-	iv := s.settle(d, 4*time.Minute, invariantOptions{})
-	ss := s.sim.state().ScaleSets[0]
+	s.sim.QueueJobs("org-a", 50, 300*time.Millisecond)
+	iv := s.settle(d, 4*time.Minute, scenario.Options{})
+	ss := s.sim.State().ScaleSets[0]
 	note(t, res, "%d jobs completed; at most %d assigned at once (capacity %d)", iv.Completed, ss.PeakAssigned, ss.MaxCapacity)
 	if ss.PeakAssigned > 5 || ss.PeakAssigned == 0 {
 		t.Errorf("at most %d jobs assigned at once, want 1..5", ss.PeakAssigned)
@@ -425,26 +414,24 @@ func TestLostAckNoAckThrough(t *testing.T) {
 	res := newResult(t, 25, "lost acknowledgements without ack-through (issue 10)",
 		"--no-ack-through, 2 acknowledgements answered 400, 3 polls answered 200 with no body: the messages come again and are acknowledged, none handled twice, empty polls are no message, jobs complete")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, simOptions{targets: scopes, noAckThrough: true})
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
-	s.sim.addFault(actionsfake.Fault{Match: "DELETE .*/messages/[0-9]+$", Status: http.StatusBadRequest, Times: 2})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, NoAckThrough: true})
+	d := s.startListening(scopes)
+	s.sim.AddFault(actionsfake.Fault{Match: "DELETE .*/messages/[0-9]+$", Status: http.StatusBadRequest, Times: 2})
 	// And polls answered 200 with no body, as GitHub sometimes does: no message.
-	s.sim.addFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusOK, EmptyBody: true, Times: 3})
-	s.sim.queueJobs("org-a", 5, time.Second)
-	s.settle(d, 2*time.Minute, invariantOptions{})
+	s.sim.AddFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusOK, EmptyBody: true, Times: 3})
+	s.sim.QueueJobs("org-a", 5, time.Second)
+	s.settle(d, 2*time.Minute, scenario.Options{})
 
-	st := s.sim.state()
+	st := s.sim.State()
 	if st.Faults[0].Hits != 2 || st.Faults[1].Hits != 3 || st.ScaleSets[0].Messages.Redelivered == 0 {
 		t.Fatalf("fault hits %d and %d, messages delivered again %d: the scenario did not happen", st.Faults[0].Hits, st.Faults[1].Hits, st.ScaleSets[0].Messages.Redelivered)
 	}
-	if strings.Contains(d.log(), "get message; retrying") || st.ScaleSets[0].SessionsCreated != 1 {
+	if strings.Contains(d.Log(), "get message; retrying") || st.ScaleSets[0].SessionsCreated != 1 {
 		t.Errorf("an empty 200 poll was taken for a failure (%d sessions created)", st.ScaleSets[0].SessionsCreated)
 	}
 	handled := map[string]int{}
 	re := regexp.MustCompile(`msg="message handled" .*message_id=(\d+)`)
-	for _, m := range re.FindAllStringSubmatch(d.log(), -1) {
+	for _, m := range re.FindAllStringSubmatch(d.Log(), -1) {
 		handled[m[1]]++
 	}
 	for id, n := range handled {
@@ -452,7 +439,7 @@ func TestLostAckNoAckThrough(t *testing.T) {
 			t.Errorf("message %s handled %d times", id, n)
 		}
 	}
-	again := strings.Count(d.log(), "message delivered again; acknowledging it again")
+	again := strings.Count(d.Log(), "message delivered again; acknowledging it again")
 	note(t, res, "%d messages handled once each; %d deliveries again acknowledged without handling", len(handled), again)
 	if again == 0 {
 		t.Error("no message was acknowledged again")

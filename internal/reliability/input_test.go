@@ -24,6 +24,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 func fileSum(t *testing.T, path string) string {
@@ -42,26 +45,24 @@ func fileSum(t *testing.T, path string) string {
 func TestBadStateFile(t *testing.T) {
 	res := newResult(t, 14, "bad state file",
 		"locked by another run → exit 1 fast, naming the lock; garbage, truncated, newer schema → exit 1, file unchanged (sha256)")
-	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-	s.sim.queueJobs("org-a", 2, 500*time.Millisecond)
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
+	d := s.startListening([]string{"org-a"})
+	s.sim.QueueJobs("org-a", 2, 500*time.Millisecond)
 	s.waitJobsDone(d, time.Minute)
-	s.waitDrained(d, time.Minute)
+	d.WaitDrained(time.Minute)
 
 	t.Run("locked", func(t *testing.T) {
-		r := runBinary(t, 30*time.Second, s.pluginEnvironment(), s.runArgs(freeAddr(t))...)
-		if r.code != 1 || !strings.Contains(r.stderr, "locked") {
+		r := runBinary(t, 30*time.Second, s.pluginEnvironment(), s.runArgs(testkit.FreeAddr(t))...)
+		if r.Code != 1 || !strings.Contains(r.Stderr, "locked") {
 			t.Errorf("a second run on a locked state file: want exit 1 and a message about the lock\n%s", r)
 		}
-		if r.took > 10*time.Second {
-			t.Errorf("a second run on a locked state file took %v to give up", r.took)
+		if r.Took > 10*time.Second {
+			t.Errorf("a second run on a locked state file took %v to give up", r.Took)
 		}
-		res.figure("locked: exit %d after %.1fs: %s", r.code, r.took.Seconds(), firstLine(r.stderr))
-		d.alive()
+		res.figure("locked: exit %d after %.1fs: %s", r.Code, r.Took.Seconds(), firstLine(r.Stderr))
+		d.Alive()
 	})
-	d.stop()
+	d.Stop()
 	valid, err := os.ReadFile(s.stateFile)
 	if err != nil {
 		t.Fatal(err)
@@ -102,18 +103,18 @@ func TestBadStateFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := fileSum(t, path)
-			args := append(s.runArgs(freeAddr(t)), "--state-file", path)
+			args := append(s.runArgs(testkit.FreeAddr(t)), "--state-file", path)
 			r := runBinary(t, 30*time.Second, s.pluginEnvironment(), args...)
-			if r.code != 1 || !strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stderr, "untouched") {
+			if r.Code != 1 || !strings.Contains(r.Stderr, tc.want) || !strings.Contains(r.Stderr, "untouched") {
 				t.Errorf("run on a %s state file: want exit 1 and a message with %q and \"untouched\"\n%s", tc.name, tc.want, r)
 			}
 			if after := fileSum(t, path); after != before {
 				t.Errorf("run changed the %s state file: sha256 %s → %s", tc.name, before, after)
 			}
-			res.figure("%s: exit %d after %.1fs, sha256 unchanged: %s", tc.name, r.code, r.took.Seconds(), firstLine(r.stderr))
+			res.figure("%s: exit %d after %.1fs, sha256 unchanged: %s", tc.name, r.Code, r.Took.Seconds(), firstLine(r.Stderr))
 		})
 	}
-	s.checkInvariants(invariantOptions{})
+	s.checkInvariants(scenario.Options{})
 }
 
 func mustRead(t *testing.T, path string) []byte {
@@ -145,7 +146,7 @@ func firstLine(s string) string {
 func TestBadConfig(t *testing.T) {
 	res := newResult(t, 15, "bad configuration",
 		"17 bad inputs (flags and variables) → exit 2 naming the flag and its variable, no state file; a key of another app → runs, scalesets ls shows the auth error, no session")
-	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 	dir := t.TempDir()
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -192,11 +193,11 @@ func TestBadConfig(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "state", "state.db")
-			args := append(s.runArgs(freeAddr(t)), "--state-file", state)
+			args := append(s.runArgs(testkit.FreeAddr(t)), "--state-file", state)
 			args = append(args, tc.args...)
 			r := runBinary(t, 30*time.Second, append(s.pluginEnvironment(), tc.env...), args...)
 			envVar := "SHOES_SCALESET_" + strings.ToUpper(strings.ReplaceAll(tc.flag, "-", "_"))
-			if r.code != 2 || !strings.Contains(r.stderr, "--"+tc.flag) || !strings.Contains(r.stderr, envVar) {
+			if r.Code != 2 || !strings.Contains(r.Stderr, "--"+tc.flag) || !strings.Contains(r.Stderr, envVar) {
 				t.Errorf("want exit 2 and a message naming --%s and %s\n%s", tc.flag, envVar, r)
 			}
 			if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
@@ -207,40 +208,37 @@ func TestBadConfig(t *testing.T) {
 	res.figure("%d bad inputs, each exit 2 naming the flag and its variable", len(cases))
 
 	t.Run("key of another app", func(t *testing.T) {
-		other, err := newRSAKeyPEM()
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, other := testkit.Key(t)
 		keyPath := filepath.Join(t.TempDir(), "other-app.pem")
 		if err := os.WriteFile(keyPath, other, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		s.flags = []string{"--github-private-key-path", keyPath}
 		d := s.startRun()
-		d.waitUp()
+		d.WaitUp()
 		var sets []controller.ScaleSetStatus
-		waitFor(t, "an authentication error on org-a", time.Minute, func() (bool, string) {
-			d.alive()
+		scenariotest.WaitFor(t, "an authentication error on org-a", time.Minute, func() (bool, string) {
+			d.Alive()
 			var err error
-			sets, err = d.scaleSets()
+			sets, err = d.ScaleSets()
 			return err == nil && len(sets) == 1 && sets[0].Error != "", fmt.Sprintf("%+v %v", sets, err)
 		})
-		r := runBinary(t, 30*time.Second, childEnv(), "scalesets", "ls", "--listen", d.addr)
-		if r.code != 0 || !strings.Contains(r.stdout, "org-a") || !strings.Contains(r.stdout, "401") {
+		r := runBinary(t, 30*time.Second, testkit.ChildEnv(), "scalesets", "ls", "--listen", d.Addr)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "org-a") || !strings.Contains(r.Stdout, "401") {
 			t.Errorf("scalesets ls: want org-a with the 401 in its status\n%s", r)
 		}
-		code, _, _ := d.get("/readyz")
+		code, _, _ := d.Get("/readyz")
 		if code != http.StatusServiceUnavailable {
 			t.Errorf("/readyz answered %d with a wrong key, want 503", code)
 		}
-		if st := s.sim.state(); len(st.ScaleSets) != 0 {
-			t.Errorf("a scale set or session exists with a wrong key: %s", summarizeScaleSets(st))
+		if st := s.sim.State(); len(st.ScaleSets) != 0 {
+			t.Errorf("a scale set or session exists with a wrong key: %s", scenario.SummarizeScaleSets(st))
 		}
 		res.figure("key of another app: run keeps running; scalesets ls status: %s", firstLine(sets[0].Error))
-		d.stop()
+		d.Stop()
 		s.flags = nil
 	})
-	s.checkInvariants(invariantOptions{})
+	s.checkInvariants(scenario.Options{})
 }
 
 // TestBadPluginOutput: a plugin that answers an empty cloud ID, a 1 MiB
@@ -260,18 +258,16 @@ func TestBadPluginOutput(t *testing.T) {
 		{"InvalidArgument", []string{"SIM_PLUGIN_FAIL_CODE=InvalidArgument", "SIM_PLUGIN_FAIL_METHOD=AddInstance"}, "InvalidArgument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+			s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 			s.pluginEnv = tc.env
-			d := s.startRun()
-			d.waitUp()
-			s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-			s.sim.queueJobs("org-a", 3, time.Second)
+			d := s.startListening([]string{"org-a"})
+			s.sim.QueueJobs("org-a", 3, time.Second)
 			start := time.Now()
-			waitFor(t, "a first AddInstance", 30*time.Second, func() (bool, string) {
+			scenariotest.WaitFor(t, "a first AddInstance", 30*time.Second, func() (bool, string) {
 				return countCalls(s.calls(), "AddInstance") > 0, ""
 			})
 			time.Sleep(window - time.Since(start)) // the fixed window the calls are counted over
-			d.alive()
+			d.Alive()
 			adds := countCalls(s.calls(), "AddInstance")
 			// 3 runners wanted; each failure pauses provisioning for
 			// 200ms, doubling: about 3 rounds of 3 calls in 20s. A retry
@@ -279,7 +275,7 @@ func TestBadPluginOutput(t *testing.T) {
 			if adds > 15 {
 				t.Errorf("%d AddInstance calls in %v: provisioning does not back off", adds, window)
 			}
-			hist, err := d.history()
+			hist, err := d.History()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -293,23 +289,21 @@ func TestBadPluginOutput(t *testing.T) {
 				t.Errorf("%d history records with reason failed and %q for %d AddInstance calls", failed, tc.reason, adds)
 			}
 			res.figure("%s: %d AddInstance calls in %v, %d runners in history as failed (%s)", tc.name, adds, window, failed, firstLine(hist[0].Runner.LastError))
-			d.stop()
+			d.Stop()
 			// The plugin is fixed: the jobs run.
 			s.pluginEnv = nil
 			d = s.startRun()
-			s.settle(d, 3*time.Minute, invariantOptions{lostOK: true})
+			s.settle(d, 3*time.Minute, scenario.Options{LostOK: true})
 		})
 	}
 	t.Run("huge IP", func(t *testing.T) {
-		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 		s.pluginEnv = []string{"SIM_PLUGIN_HUGE_IP=true"}
-		d := s.startRun()
-		d.waitUp()
-		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-		s.sim.queueJobs("org-a", 3, 2*time.Second)
+		d := s.startListening([]string{"org-a"})
+		s.sim.QueueJobs("org-a", 3, 2*time.Second)
 		waitRunnersIPs := func() (bool, string) {
-			d.alive()
-			rs, err := d.runners()
+			d.Alive()
+			rs, err := d.Runners()
 			if err != nil {
 				return false, err.Error()
 			}
@@ -322,14 +316,14 @@ func TestBadPluginOutput(t *testing.T) {
 					}
 				}
 			}
-			return up == 3, fmt.Sprint(countStates(rs))
+			return up == 3, fmt.Sprint(scenario.CountStates(rs))
 		}
-		waitFor(t, "3 runners up", time.Minute, waitRunnersIPs)
+		scenariotest.WaitFor(t, "3 runners up", time.Minute, waitRunnersIPs)
 		fi, err := os.Stat(s.stateFile)
 		if err != nil {
 			t.Fatal(err)
 		}
-		iv := s.settle(d, 2*time.Minute, invariantOptions{})
+		iv := s.settle(d, 2*time.Minute, scenario.Options{})
 		res.figure("huge IP: the 1 MiB ip_address was dropped; %d jobs completed; state file %d KiB", iv.Completed, fi.Size()>>10)
 	})
 }

@@ -10,10 +10,6 @@
 package reliability
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,6 +17,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // envReport names the variable that makes the suite write docs/reliability.md.
@@ -32,8 +31,6 @@ var (
 	binary string
 	// moduleRoot is the directory of go.mod.
 	moduleRoot string
-	// appKeyPEM is the GitHub App key every `sim serve` accepts.
-	appKeyPEM []byte
 	// suiteStart is when the suite started, for the report.
 	suiteStart time.Time
 )
@@ -44,31 +41,13 @@ func TestMain(m *testing.M) {
 
 func runSuite(m *testing.M) int {
 	suiteStart = time.Now()
-	dir, err := os.MkdirTemp("", "reliability-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "go env GOMOD:", err)
 		return 1
 	}
 	moduleRoot = filepath.Dir(strings.TrimSpace(string(gomod)))
-	binary = filepath.Join(dir, "shoes-scaleset")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/shoes-scaleset")
-	build.Dir = moduleRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build shoes-scaleset: %v\n%s", err, out)
-		return 1
-	}
-	appKeyPEM, err = newRSAKeyPEM()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
+	code := testbin.Main(m, "./cmd/shoes-scaleset", &binary)
 	if os.Getenv(envReport) != "" {
 		path := filepath.Join(moduleRoot, "docs", "reliability.md")
 		if err := writeReport(path, time.Since(suiteStart)); err != nil {
@@ -83,11 +62,8 @@ func runSuite(m *testing.M) int {
 	return code
 }
 
-// newRSAKeyPEM returns a new RSA private key as PKCS#1 PEM.
-func newRSAKeyPEM() ([]byte, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, fmt.Errorf("generate RSA key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), nil
+// appKey is the GitHub App key every `sim serve` of the suite accepts.
+func appKey(t testing.TB) []byte {
+	_, p := testkit.SharedKey(t)
+	return p
 }

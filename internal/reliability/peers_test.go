@@ -29,7 +29,7 @@ type otherOwner struct {
 
 // holdSession gets or creates the scale set the daemon will use for scope
 // (same name and labels) and opens a session on it owned by owner.
-func (s *scenario) holdSession(scope, owner string) *otherOwner {
+func (s *world) holdSession(scope, owner string) *otherOwner {
 	s.t.Helper()
 	p := s.gitHubAdmin()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -50,13 +50,13 @@ func (s *scenario) holdSession(scope, owner string) *otherOwner {
 
 // gitHubAdmin is a GitHub client of the sim's app, to act on GitHub as
 // someone else would (another listener, an admin).
-func (s *scenario) gitHubAdmin() *github.Provider {
+func (s *world) gitHubAdmin() *github.Provider {
 	s.t.Helper()
-	id, err := strconv.ParseInt(s.sim.appID, 10, 64)
+	id, err := strconv.ParseInt(s.sim.AppID, 10, 64)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	p, err := github.New(github.Config{URL: s.sim.githubURL, AppID: id, PrivateKeyPEM: appKeyPEM, RetryMax: 2, RetryWaitMax: 200 * time.Millisecond})
+	p, err := github.New(github.Config{URL: s.sim.GitHubURL, AppID: id, PrivateKeyPEM: appKey(s.t), RetryMax: 2, RetryWaitMax: 200 * time.Millisecond})
 	if err != nil {
 		s.t.Fatalf("github provider: %v", err)
 	}

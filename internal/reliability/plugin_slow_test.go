@@ -4,13 +4,14 @@ package reliability
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // startFailureRE finds the warning of a plugin process that did not start.
@@ -19,7 +20,7 @@ var startFailureRE = regexp.MustCompile(`msg="plugin process did not start".*`)
 // startFailures reads shoes_scaleset_plugin_start_failures_total{reason}
 // from the daemon's /metrics.
 func (d *daemon) startFailures(reason string) (float64, error) {
-	code, body, err := d.get("/metrics")
+	code, body, err := d.Get("/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -46,19 +47,17 @@ func TestPluginStartAndDownloadGiveUp(t *testing.T) {
 		"stuck handshake: after the 1m start timeout a warning names plugin, timeout and pid, shoes_scaleset_plugin_start_failures_total{reason=\"timeout\"} counts it, the pid is dead, SIGTERM ends within --shutdown-timeout + 5s; URL unreachable: exit 1 after the retries, not 2")
 
 	t.Run("start timeout", func(t *testing.T) {
-		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 		stuck := s.writeStuckPlugin()
 		s.flags = []string{"--plugin", stuck, "--shutdown-timeout", "3s", "--max-runners", "1"}
 		t.Cleanup(func() { killPids(s.scenarioProcs(isStuckProc)) })
-		d := s.startRun()
-		d.waitUp()
-		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-		s.sim.queueJobs("org-a", 1, time.Second)
+		d := s.startListening([]string{"org-a"})
+		s.sim.QueueJobs("org-a", 1, time.Second)
 		var line string
-		waitFor(t, "the warning of a start that timed out", 2*time.Minute, func() (bool, string) {
-			d.alive()
-			line = startFailureRE.FindString(d.log())
-			return line != "", tail(d.log(), 3)
+		scenariotest.WaitFor(t, "the warning of a start that timed out", 2*time.Minute, func() (bool, string) {
+			d.Alive()
+			line = startFailureRE.FindString(d.Log())
+			return line != "", testkit.Tail(d.Log(), 3)
 		})
 		for _, want := range []string{"plugin=" + stuck, "start_timeout=1m0s", "reason=timeout", "no handshake within 1m0s"} {
 			if !strings.Contains(line, want) {
@@ -70,16 +69,16 @@ func TestPluginStartAndDownloadGiveUp(t *testing.T) {
 			t.Fatalf("warning %q names no pid", line)
 		}
 		pid, _ := strconv.Atoi(m[1])
-		if !poll(2*time.Second, func() (bool, string) { return syscall.Kill(pid, 0) != nil || isZombie(pid), "" }) {
+		if !testkit.Poll(2*time.Second, func() (bool, string) { return !testkit.Alive(pid), "" }) {
 			t.Errorf("pid %d of the start that timed out is alive", pid)
 		}
 		var n float64
-		waitFor(t, "the start failure in /metrics", 10*time.Second, func() (bool, string) {
+		scenariotest.WaitFor(t, "the start failure in /metrics", 10*time.Second, func() (bool, string) {
 			var err error
 			n, err = d.startFailures("timeout")
 			return err == nil && n >= 1, fmt.Sprint(n, err)
 		})
-		code, took := d.terminate(60 * time.Second)
+		code, took := d.Terminate(60 * time.Second)
 		if code != 0 || took > 8*time.Second {
 			t.Errorf("SIGTERM: exit %d after %v, want 0 within --shutdown-timeout 3s + 5s", code, took)
 		}
@@ -91,24 +90,13 @@ func TestPluginStartAndDownloadGiveUp(t *testing.T) {
 	})
 
 	t.Run("URL down for good", func(t *testing.T) {
-		s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
-		url := "http://" + freeAddr(t) + "/fake-plugin" // nothing listens there
+		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
+		url := "http://" + testkit.FreeAddr(t) + "/fake-plugin" // nothing listens there
 		env := append(s.pluginEnvironment(), "XDG_CACHE_HOME="+t.TempDir())
-		r := runBinary(t, 2*time.Minute, env, append(s.runArgs(freeAddr(t)), "--plugin", url)...)
-		if r.code != 1 || !strings.Contains(r.stderr, "gave up after 5 attempts") {
+		r := runBinary(t, 2*time.Minute, env, append(s.runArgs(testkit.FreeAddr(t)), "--plugin", url)...)
+		if r.Code != 1 || !strings.Contains(r.Stderr, "gave up after 5 attempts") {
 			t.Errorf("want exit 1 after 5 attempts\n%s", r)
 		}
-		figure(t, res, "URL unreachable: exit %d after %.1fs: %s", r.code, r.took.Seconds(), tail(strings.TrimSpace(r.stderr), 1))
+		figure(t, res, "URL unreachable: exit %d after %.1fs: %s", r.Code, r.Took.Seconds(), testkit.Tail(strings.TrimSpace(r.Stderr), 1))
 	})
-}
-
-// isZombie reports whether pid has exited but is not reaped yet.
-func isZombie(pid int) bool {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	b := string(raw)
-	i := strings.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }

@@ -21,8 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // procInfo is a process of this user, read from /proc.
@@ -35,7 +38,7 @@ type procInfo struct {
 // scenarioProcs returns the live processes (zombies excluded) that carry
 // the scenario's call log in their environment, as run's plugin processes
 // and whatever they started do, and whose command line match accepts.
-func (s *scenario) scenarioProcs(match func(args []string) bool) []procInfo {
+func (s *world) scenarioProcs(match func(args []string) bool) []procInfo {
 	s.t.Helper()
 	marker := []byte(shoesfake.EnvCallLog + "=" + s.callLog)
 	entries, err := os.ReadDir("/proc")
@@ -100,37 +103,35 @@ func killPids(ps []procInfo) {
 func TestKill9PluginProcesses(t *testing.T) {
 	res := newResult(t, 26, "kill -9 of run: its plugin processes die with it (issue 11)",
 		"SIGKILL to the run process only, 3 AddInstance calls in flight (plugin latency 1m): 0 plugin processes left within 2s")
-	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=1m"}
 	s.flags = []string{"--max-runners", "3"}
 	t.Cleanup(func() { killPids(s.scenarioProcs(isPluginProc)) })
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-	s.sim.queueJobs("org-a", 3, time.Second)
+	d := s.startListening([]string{"org-a"})
+	s.sim.QueueJobs("org-a", 3, time.Second)
 	var before []procInfo
-	waitFor(t, "3 AddInstance calls in flight on 3 plugin processes", time.Minute, func() (bool, string) {
-		d.alive()
-		rs, err := d.runners()
+	scenariotest.WaitFor(t, "3 AddInstance calls in flight on 3 plugin processes", time.Minute, func() (bool, string) {
+		d.Alive()
+		rs, err := d.Runners()
 		if err != nil {
 			return false, err.Error()
 		}
 		before = s.scenarioProcs(isPluginProc)
-		c := countStates(rs)
+		c := scenario.CountStates(rs)
 		return c[store.StateConfigured] == 3 && len(before) >= 3, fmt.Sprintf("runners %v, plugin processes %v", c, pids(before))
 	})
 
-	if err := syscall.Kill(d.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(d.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-d.done:
+	case <-d.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("run not reaped 10s after SIGKILL")
 	}
 	start := time.Now()
 	var left []procInfo
-	if !poll(2*time.Second, func() (bool, string) {
+	if !testkit.Poll(2*time.Second, func() (bool, string) {
 		left = s.scenarioProcs(isPluginProc)
 		return len(left) == 0, ""
 	}) {
@@ -141,7 +142,7 @@ func TestKill9PluginProcesses(t *testing.T) {
 
 // writeStuckPlugin writes a plugin that never completes its handshake:
 // a script whose background child holds its stdout open.
-func (s *scenario) writeStuckPlugin() string {
+func (s *world) writeStuckPlugin() string {
 	s.t.Helper()
 	p := filepath.Join(s.dir, "stuck-plugin")
 	if err := os.WriteFile(p, []byte("#!/bin/sh\nsleep 1001 &\nexec sleep 1002\n"), 0o755); err != nil {
@@ -163,38 +164,36 @@ func isStuckProc(args []string) bool {
 func TestStuckPluginShutdown(t *testing.T) {
 	res := newResult(t, 27, "plugin that never completes its handshake: SIGTERM (issue 11)",
 		"wrapper script whose child holds stdout, 2 jobs, SIGTERM during the 1m start: exit 0 within --shutdown-timeout 3s + 5s; no pending record, no runner registered, no plugin process left")
-	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 	stuck := s.writeStuckPlugin()
 	s.flags = []string{"--plugin", stuck, "--shutdown-timeout", "3s", "--max-runners", "2"}
 	t.Cleanup(func() { killPids(s.scenarioProcs(isStuckProc)) })
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-	s.sim.queueJobs("org-a", 2, time.Second)
-	waitFor(t, "2 plugin processes stuck in their start", time.Minute, func() (bool, string) {
-		d.alive()
+	d := s.startListening([]string{"org-a"})
+	s.sim.QueueJobs("org-a", 2, time.Second)
+	scenariotest.WaitFor(t, "2 plugin processes stuck in their start", time.Minute, func() (bool, string) {
+		d.Alive()
 		ps := s.scenarioProcs(isStuckProc)
 		return len(ps) == 4, fmt.Sprint(pids(ps))
 	})
 
-	code, took := d.terminate(60 * time.Second)
+	code, took := d.Terminate(60 * time.Second)
 	if code != 0 {
-		t.Errorf("run exited %d after SIGTERM, want 0\n%s", code, readTail(d.logPath, 30))
+		t.Errorf("run exited %d after SIGTERM, want 0\n%s", code, d.Tail(30))
 	}
 	if took > 8*time.Second {
 		t.Errorf("run took %v to exit after SIGTERM, want at most --shutdown-timeout 3s + 5s", took)
 	}
 	var left []procInfo
-	if !poll(2*time.Second, func() (bool, string) {
+	if !testkit.Poll(2*time.Second, func() (bool, string) {
 		left = s.scenarioProcs(isStuckProc)
 		return len(left) == 0, ""
 	}) {
 		t.Errorf("processes of the stuck plugin still run after run exited: %v", pids(left))
 	}
 	if rs := s.runnersLs(); len(rs) != 0 {
-		t.Errorf("runner records left after the shutdown: %v", countStates(rs))
+		t.Errorf("runner records left after the shutdown: %v", scenario.CountStates(rs))
 	}
-	for _, r := range s.sim.state().Runners {
+	for _, r := range s.sim.State().Runners {
 		if r.State != "removed" {
 			t.Errorf("runner %s left registered on GitHub (%s)", r.Name, r.State)
 		}
@@ -216,13 +215,13 @@ type pluginFileServer struct {
 	srv      *http.Server
 }
 
-func newPluginFileServer(t *testing.T, s *scenario) *pluginFileServer {
+func newPluginFileServer(t *testing.T, s *world) *pluginFileServer {
 	t.Helper()
 	body, err := os.ReadFile(s.plugin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pluginFileServer{addr: freeAddr(t), body: body}
+	p := &pluginFileServer{addr: testkit.FreeAddr(t), body: body}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.requests.Add(1)
 		if r.URL.Path != "/fake-plugin" {
@@ -255,7 +254,7 @@ func (p *pluginFileServer) start(t *testing.T) {
 func TestURLPlugin(t *testing.T) {
 	res := newResult(t, 28, "URL plugin: server down at start, 404, checksum, damaged cache (issue 11)",
 		"server down when run starts → retried, run comes up when it answers and jobs run; 404 → exit 2 naming --plugin; wrong --plugin-sha256 → exit 2 naming it; a cut cached copy → downloaded again")
-	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 	cache := filepath.Join(s.dir, "cache")
 	s.pluginEnv = []string{"XDG_CACHE_HOME=" + cache}
 	srv := newPluginFileServer(t, s)
@@ -272,13 +271,13 @@ func TestURLPlugin(t *testing.T) {
 				srv.start(t)
 			}
 			state := filepath.Join(t.TempDir(), "state.db")
-			args := append(s.runArgs(freeAddr(t)), "--state-file", state)
+			args := append(s.runArgs(testkit.FreeAddr(t)), "--state-file", state)
 			r := runBinary(t, 30*time.Second, s.pluginEnvironment(), append(args, tc.args...)...)
 			envVar := "SHOES_SCALESET_" + strings.ToUpper(strings.ReplaceAll(tc.flag, "-", "_"))
-			if r.code != 2 || !strings.Contains(r.stderr, "--"+tc.flag+" ") || !strings.Contains(r.stderr, envVar) {
+			if r.Code != 2 || !strings.Contains(r.Stderr, "--"+tc.flag+" ") || !strings.Contains(r.Stderr, envVar) {
 				t.Errorf("want exit 2 naming --%s and %s\n%s", tc.flag, envVar, r)
 			}
-			figure(t, res, "--%s: exit %d: %s", tc.flag, r.code, headLine(r.stderr))
+			figure(t, res, "--%s: exit %d: %s", tc.flag, r.Code, headLine(r.Stderr))
 		}
 	})
 	_ = srv.srv.Close() // down again
@@ -287,16 +286,16 @@ func TestURLPlugin(t *testing.T) {
 	ok := t.Run("server down at start", func(t *testing.T) {
 		s.flags = []string{"--plugin", srv.url("/fake-plugin")}
 		d := s.startRun()
-		waitFor(t, "run retrying the download", 30*time.Second, func() (bool, string) {
-			d.alive()
-			return strings.Contains(d.log(), "download plugin failed; retrying"), tail(d.log(), 5)
+		scenariotest.WaitFor(t, "run retrying the download", 30*time.Second, func() (bool, string) {
+			d.Alive()
+			return strings.Contains(d.Log(), "download plugin failed; retrying"), testkit.Tail(d.Log(), 5)
 		})
 		srv.start(t)
-		d.waitUp()
-		took := time.Since(d.started)
-		s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-		s.sim.queueJobs("org-a", 2, time.Second)
-		iv := s.settle(d, 2*time.Minute, invariantOptions{})
+		d.WaitUp()
+		took := time.Since(d.Started)
+		s.waitListening(d, d.Started, []string{"org-a"}, time.Minute)
+		s.sim.QueueJobs("org-a", 2, time.Second)
+		iv := s.settle(d, 2*time.Minute, scenario.Options{})
 		if iv.Completed != 2 {
 			t.Errorf("%d jobs completed, want 2", iv.Completed)
 		}
@@ -322,12 +321,12 @@ func TestURLPlugin(t *testing.T) {
 		}
 		before := srv.requests.Load()
 		d := s.startRun()
-		d.waitUp()
-		if !strings.Contains(d.log(), "cached plugin is damaged; downloading it again") || srv.requests.Load() != before+1 {
-			t.Errorf("the cut cached copy was not downloaded again (%d requests)\n%s", srv.requests.Load()-before, tail(d.log(), 20))
+		d.WaitUp()
+		if !strings.Contains(d.Log(), "cached plugin is damaged; downloading it again") || srv.requests.Load() != before+1 {
+			t.Errorf("the cut cached copy was not downloaded again (%d requests)\n%s", srv.requests.Load()-before, testkit.Tail(d.Log(), 20))
 		}
-		s.sim.queueJobs("org-a", 1, time.Second)
-		s.settle(d, 2*time.Minute, invariantOptions{})
+		s.sim.QueueJobs("org-a", 1, time.Second)
+		s.settle(d, 2*time.Minute, scenario.Options{})
 	})
 }
 
@@ -338,9 +337,9 @@ func TestURLPlugin(t *testing.T) {
 func TestPluginSecrets(t *testing.T) {
 	res := newResult(t, 29, "GitHub secrets do not reach plugin processes (issue 11)",
 		"GITHUB_PRIVATE_KEY_BASE64 (the key run uses), GITHUB_APP_SECRET, GITHUB_TOKEN, SHOES_SCALESET_GITHUB_TOKEN and the other --github-* variables: absent from every plugin process's environment; LXD_HOST and PLUGIN kept")
-	s := newScenario(t, res, simOptions{targets: []string{"org-a"}})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 	secrets := map[string]string{
-		"GITHUB_PRIVATE_KEY_BASE64":                base64.StdEncoding.EncodeToString(appKeyPEM),
+		"GITHUB_PRIVATE_KEY_BASE64":                base64.StdEncoding.EncodeToString(appKey(t)),
 		"GITHUB_APP_SECRET":                        "webhook-secret-for-no-plugin",
 		"GITHUB_TOKEN":                             "ghp_notForPlugins0123456789",
 		"SHOES_SCALESET_GITHUB_RETRY_MAX":          "4",
@@ -355,13 +354,11 @@ func TestPluginSecrets(t *testing.T) {
 	}
 	// The key comes from GITHUB_PRIVATE_KEY_BASE64, as under myshoes's env file.
 	s.flags = []string{"--github-private-key-path="}
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, []string{"org-a"}, time.Minute)
-	s.sim.queueJobs("org-a", 2, 3*time.Second)
+	d := s.startListening([]string{"org-a"})
+	s.sim.QueueJobs("org-a", 2, 3*time.Second)
 	var procs []procInfo
-	waitFor(t, "a plugin process", time.Minute, func() (bool, string) {
-		d.alive()
+	scenariotest.WaitFor(t, "a plugin process", time.Minute, func() (bool, string) {
+		d.Alive()
 		procs = s.scenarioProcs(isPluginProc)
 		return len(procs) > 0 && countCalls(s.calls(), "AddInstance") > 0, fmt.Sprint(pids(procs))
 	})
@@ -382,7 +379,7 @@ func TestPluginSecrets(t *testing.T) {
 			}
 		}
 	}
-	iv := s.settle(d, 2*time.Minute, invariantOptions{})
+	iv := s.settle(d, 2*time.Minute, scenario.Options{})
 	figure(t, res, "%d plugin processes checked: no GitHub secret in their environment; %d jobs completed with the key from GITHUB_PRIVATE_KEY_BASE64", len(procs), iv.Completed)
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 )
 
 // Result is one scenario's line in the report.
@@ -21,8 +23,8 @@ type Result struct {
 	mu       sync.Mutex
 	status   string // pass, fail, known-failing, skipped
 	reason   string // why known-failing or skipped
-	worlds   map[*scenario]invariants
-	order    []*scenario
+	worlds   map[*world]scenario.Invariants
+	order    []*world
 	recovery []time.Duration
 	figures  []string
 	duration time.Duration
@@ -36,7 +38,7 @@ var (
 // newResult registers a scenario for the report. Its status and duration
 // are set when the test ends.
 func newResult(t *testing.T, order int, name, checks string) *Result {
-	r := &Result{Order: order, Name: name, Checks: checks, worlds: map[*scenario]invariants{}}
+	r := &Result{Order: order, Name: name, Checks: checks, worlds: map[*world]scenario.Invariants{}}
 	resultsMu.Lock()
 	results = append(results, r)
 	resultsMu.Unlock()
@@ -68,7 +70,7 @@ func knownFailing(t *testing.T, r *Result, reason string) {
 	t.Skip("known failing: " + reason)
 }
 
-func (r *Result) addInvariants(s *scenario, iv invariants) {
+func (r *Result) addInvariants(s *world, iv scenario.Invariants) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.worlds[s]; !ok {
@@ -92,7 +94,7 @@ func (r *Result) figure(format string, args ...any) {
 }
 
 // total sums the invariants of the scenario's worlds (the latest check of each).
-func (r *Result) total() (iv invariants, checked bool) {
+func (r *Result) total() (iv scenario.Invariants, checked bool) {
 	for _, s := range r.order {
 		w := r.worlds[s]
 		checked = true

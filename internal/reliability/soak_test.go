@@ -5,12 +5,13 @@ package reliability
 import (
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 )
 
 // TestSoak: 1,000 jobs over 10 targets with faults at a low rate (503s on
@@ -30,14 +31,12 @@ func soak(t *testing.T, res *Result, cloudIDs string) {
 		scopes = append(scopes, fmt.Sprintf("org-%02d", i+1))
 	}
 	scopes = append(scopes, "owner-x/repo-1", "owner-y/repo-2")
-	s := newScenario(t, res, simOptions{targets: scopes})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	s.usePlugin(cloudIDs)
 	s.pluginEnv = append(s.pluginEnv, "SIM_PLUGIN_LATENCY=200ms", "SIM_PLUGIN_FAIL_RATE=0.02")
 	s.flags = append(s.flags, "--max-runners", "20", "--provision-concurrency", "16", "--plugin-pool-size", "16")
 	start := time.Now()
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
+	d := s.startListening(scopes)
 
 	// Faults at a low rate: a driver adds one-shot faults at random.
 	stop := make(chan struct{})
@@ -61,7 +60,7 @@ func soak(t *testing.T, res *Result, cloudIDs string) {
 			default:
 				continue
 			}
-			_ = addFaultQuiet(s.sim, f) // a miss only lowers the rate, which is reported
+			_ = s.sim.Client.AddFault(f) // a miss only lowers the rate, which is reported
 		}
 	})
 	defer func() {
@@ -76,18 +75,18 @@ func soak(t *testing.T, res *Result, cloudIDs string) {
 	const total = 1000
 	for i := range total / 50 {
 		for j := range 50 {
-			s.sim.queueJobs(scopes[(i*50+j)%len(scopes)], 1, 500*time.Millisecond)
+			s.sim.QueueJobs(scopes[(i*50+j)%len(scopes)], 1, 500*time.Millisecond)
 		}
 	}
 	rng := rand.New(rand.NewPCG(3, 5))
 	for k, frac := range []float64{0.2 + rng.Float64()*0.1, 0.45 + rng.Float64()*0.1, 0.7 + rng.Float64()*0.1} {
 		want := int(frac * total)
-		waitFor(t, fmt.Sprintf("%d jobs completed", want), 10*time.Minute, func() (bool, string) {
-			d.alive()
-			c := jobCounts(s.sim.state())
+		scenariotest.WaitFor(t, fmt.Sprintf("%d jobs completed", want), 10*time.Minute, func() (bool, string) {
+			d.Alive()
+			c := scenario.JobCounts(s.sim.State())
 			return c["completed"] >= want, fmt.Sprint(c)
 		})
-		d.kill9()
+		d.Kill9()
 		d = s.restartAfterKill(fmt.Sprintf("%d (after %d jobs)", k+1, want), scopes)
 	}
 	s.waitJobsDone(d, 10*time.Minute)
@@ -99,7 +98,7 @@ func soak(t *testing.T, res *Result, cloudIDs string) {
 		t.Errorf("%d of %d jobs completed", iv.Completed, total)
 	}
 
-	st := s.sim.state()
+	st := s.sim.State()
 	hits := map[string]int{}
 	for _, f := range st.Faults {
 		hits[f.Match] += f.Hits
@@ -127,19 +126,4 @@ func soak(t *testing.T, res *Result, cloudIDs string) {
 	if hits["POST .*/generatejitconfig$"] == 0 || hits["GET /_broker/"] == 0 || pluginFails == 0 {
 		t.Errorf("a fault never hit: %v, plugin failures %d", hits, pluginFails)
 	}
-}
-
-// addFaultQuiet adds a fault from a background goroutine, which must not
-// call t.Fatal.
-func addFaultQuiet(p *simProc, f actionsfake.Fault) error {
-	body := fmt.Sprintf(`{"match":%q,"status":%d,"times":%d}`, f.Match, f.Status, f.Times)
-	resp, err := httpc.Post(p.url+"/_sim/faults", "application/json", strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 204 {
-		return fmt.Errorf("add fault: %s", resp.Status)
-	}
-	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -25,20 +27,12 @@ func TestScaleSetDeletedOnGitHub(t *testing.T) {
 	res := newResult(t, 36, "scale set deleted on GitHub (issue 11)",
 		"the served scale set is deleted on GitHub with an idle runner on it: a new one is created and served, 3 jobs complete within 30s, the old runner's instance deleted (scale-set-deleted), readiness and scalesets ls show the new ID")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, simOptions{targets: scopes})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	s.flags = []string{"--min-runners", "1"}
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
-	var idle store.Runner
-	waitFor(t, "the min runner idle", time.Minute, func() (bool, string) {
-		rs, err := d.runners()
-		if err != nil || len(rs) != 1 || rs[0].State != store.StateIdle {
-			return false, fmt.Sprint(countStates(rs), err)
-		}
-		idle = rs[0]
-		return true, ""
-	})
+	d := s.startListening(scopes)
+	idle := d.WaitRecords("the min runner idle", time.Minute, func(rs []store.Runner) bool {
+		return len(rs) == 1 && rs[0].State == store.StateIdle
+	})[0]
 	oldID := idle.ScaleSetID
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -48,26 +42,26 @@ func TestScaleSetDeletedOnGitHub(t *testing.T) {
 	}
 	deleted := time.Now()
 	var newID int
-	waitFor(t, "a new scale set served", time.Minute, func() (bool, string) {
-		d.alive()
-		st := s.sim.state()
+	scenariotest.WaitFor(t, "a new scale set served", time.Minute, func() (bool, string) {
+		d.Alive()
+		st := s.sim.State()
 		for _, ss := range st.ScaleSets {
 			if ss.ID != oldID && ss.Session != nil {
 				newID = ss.ID
 				return true, ""
 			}
 		}
-		return false, summarizeScaleSets(st)
+		return false, scenario.SummarizeScaleSets(st)
 	})
-	s.sim.queueJobs("org-a", 3, time.Second)
-	waitFor(t, "3 jobs completed on the new scale set", 30*time.Second, func() (bool, string) {
-		d.alive()
-		c := jobCounts(s.sim.state())
+	s.sim.QueueJobs("org-a", 3, time.Second)
+	scenariotest.WaitFor(t, "3 jobs completed on the new scale set", 30*time.Second, func() (bool, string) {
+		d.Alive()
+		c := scenario.JobCounts(s.sim.State())
 		return c["completed"] == 3, fmt.Sprint(c)
 	})
 	note(t, res, "3 jobs completed %.1fs after the scale set was deleted", time.Since(deleted).Seconds())
-	waitFor(t, "the old scale set's runner gone", 30*time.Second, func() (bool, string) {
-		h, err := d.history()
+	scenariotest.WaitFor(t, "the old scale set's runner gone", 30*time.Second, func() (bool, string) {
+		h, err := d.History()
 		if err != nil {
 			return false, err.Error()
 		}
@@ -80,15 +74,15 @@ func TestScaleSetDeletedOnGitHub(t *testing.T) {
 	if _, ok := s.instanceDirs()[idle.CloudID]; ok {
 		t.Errorf("the instance %s of the old scale set's runner still exists", idle.CloudID)
 	}
-	sets, err := d.scaleSets()
+	sets, err := d.ScaleSets()
 	if err != nil || len(sets) != 1 || sets[0].ScaleSetID != newID {
 		t.Errorf("scalesets: %+v, %v; want the new ID %d", sets, err, newID)
 	}
-	waitFor(t, "ready", 30*time.Second, func() (bool, string) {
-		code, body, err := d.get("/readyz")
+	scenariotest.WaitFor(t, "ready", 30*time.Second, func() (bool, string) {
+		code, body, err := d.Get("/readyz")
 		return err == nil && code == http.StatusOK, fmt.Sprint(code, string(body), err)
 	})
-	s.settle(d, 2*time.Minute, invariantOptions{})
+	s.settle(d, 2*time.Minute, scenario.Options{})
 }
 
 // TestTwoTargetsOneScope: myshoes lists two targets for one scope (one of
@@ -98,42 +92,42 @@ func TestScaleSetDeletedOnGitHub(t *testing.T) {
 func TestTwoTargetsOneScope(t *testing.T) {
 	res := newResult(t, 37, "two targets for one scope (issue 11)",
 		"targets org-a and ORG-A, and org-b twice: one served per scope, a warning naming both IDs, 1 session per scale set, jobs complete")
-	s := newScenario(t, res, simOptions{targets: []string{"org-z"}})
-	s.sim.setTargets([]simTarget{{ID: "aaaaaaaa-0000-4000-8000-000000000001", Scope: "org-a"}, {ID: "aaaaaaaa-0000-4000-8000-000000000002", Scope: "ORG-A"},
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-z"}})
+	s.sim.SetTargets([]scenario.Target{{ID: "aaaaaaaa-0000-4000-8000-000000000001", Scope: "org-a"}, {ID: "aaaaaaaa-0000-4000-8000-000000000002", Scope: "ORG-A"},
 		{ID: "bbbbbbbb-0000-4000-8000-000000000001", Scope: "org-b"}, {ID: "bbbbbbbb-0000-4000-8000-000000000002", Scope: "org-b"}})
 	d := s.startRun()
-	d.waitUp()
-	waitFor(t, "one session per scope", time.Minute, func() (bool, string) {
-		d.alive()
-		st := s.sim.state()
+	d.WaitUp()
+	scenariotest.WaitFor(t, "one session per scope", time.Minute, func() (bool, string) {
+		d.Alive()
+		st := s.sim.State()
 		live := 0
 		for _, ss := range st.ScaleSets {
 			if ss.Session != nil {
 				live++
 			}
 		}
-		return live == 2, summarizeScaleSets(st)
+		return live == 2, scenario.SummarizeScaleSets(st)
 	})
-	s.sim.queueJobs("org-a", 3, time.Second)
-	s.sim.queueJobs("org-b", 3, time.Second)
+	s.sim.QueueJobs("org-a", 3, time.Second)
+	s.sim.QueueJobs("org-b", 3, time.Second)
 	s.waitJobsDone(d, 2*time.Minute)
-	st := s.sim.state()
+	st := s.sim.State()
 	for _, ss := range st.ScaleSets {
 		if ss.SessionsCreated != 1 || ss.Conflicts != 0 {
 			t.Errorf("scale set %s: %d sessions created, %d conflicts; want 1 and 0", ss.Name, ss.SessionsCreated, ss.Conflicts)
 		}
 	}
 	if len(st.ScaleSets) != 2 {
-		t.Errorf("%d scale sets on GitHub, want 2:\n%s", len(st.ScaleSets), summarizeScaleSets(st))
+		t.Errorf("%d scale sets on GitHub, want 2:\n%s", len(st.ScaleSets), scenario.SummarizeScaleSets(st))
 	}
-	log := d.log()
+	log := d.Log()
 	for _, pair := range [][2]string{{"aaaaaaaa-0000-4000-8000-000000000001", "aaaaaaaa-0000-4000-8000-000000000002"}, {"bbbbbbbb-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"}} {
 		re := regexp.MustCompile(`two myshoes targets for one scope.*served_target=` + pair[0] + `.*skipped_target=` + pair[1])
 		if n := len(re.FindAllString(log, -1)); n != 1 {
 			t.Errorf("the warning naming %s and %s appears %d times, want once", pair[0], pair[1], n)
 		}
 	}
-	s.settle(d, time.Minute, invariantOptions{})
+	s.settle(d, time.Minute, scenario.Options{})
 }
 
 // TestHungBackendDoesNotStarveOthers: AddInstance hangs for one resource
@@ -143,21 +137,19 @@ func TestTwoTargetsOneScope(t *testing.T) {
 func TestHungBackendDoesNotStarveOthers(t *testing.T) {
 	res := newResult(t, 38, "one hanging backend, three targets (issue 11)",
 		"AddInstance hangs for resource type large (2 targets), --provision-concurrency 4: the small target's 3 jobs complete while the hung calls hang; /readyz and provisions_stuck name the hung targets")
-	s := newScenario(t, res, simOptions{targets: []string{"org-z"}})
-	s.sim.setTargets([]simTarget{{Scope: "org-hung1", ResourceType: "large"}, {Scope: "org-hung2", ResourceType: "large"}, {Scope: "org-ok", ResourceType: "small"}})
+	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-z"}})
+	s.sim.SetTargets([]scenario.Target{{Scope: "org-hung1", ResourceType: "large"}, {Scope: "org-hung2", ResourceType: "large"}, {Scope: "org-ok", ResourceType: "small"}})
 	addTimeout := 30 * time.Second
 	s.flags = []string{"--provision-concurrency", "4", "--plugin-add-timeout", addTimeout.String()}
 	s.pluginEnv = []string{"SIM_PLUGIN_HANG=AddInstance", "SIM_PLUGIN_HANG_RESOURCE_TYPE=Large"}
 	scopes := []string{"org-hung1", "org-hung2", "org-ok"}
-	d := s.startRun()
-	d.waitUp()
-	s.waitListening(d, d.started, scopes, time.Minute)
+	d := s.startListening(scopes)
 
-	s.sim.queueJobs("org-hung1", 4, time.Second)
-	s.sim.queueJobs("org-hung2", 4, time.Second)
+	s.sim.QueueJobs("org-hung1", 4, time.Second)
+	s.sim.QueueJobs("org-hung2", 4, time.Second)
 	var firstHang time.Time
-	waitFor(t, "the large AddInstance calls hanging", time.Minute, func() (bool, string) {
-		d.alive()
+	scenariotest.WaitFor(t, "the large AddInstance calls hanging", time.Minute, func() (bool, string) {
+		d.Alive()
 		hung := 0
 		for _, c := range rpcCalls(s.calls()) {
 			if c.Code == "Hang" {
@@ -170,11 +162,11 @@ func TestHungBackendDoesNotStarveOthers(t *testing.T) {
 		return hung >= 3, fmt.Sprintf("%d hanging", hung)
 	})
 	queued := time.Now()
-	s.sim.queueJobs("org-ok", 3, time.Second)
-	waitFor(t, "the small target's 3 jobs completed", addTimeout/2, func() (bool, string) {
-		d.alive()
+	s.sim.QueueJobs("org-ok", 3, time.Second)
+	scenariotest.WaitFor(t, "the small target's 3 jobs completed", addTimeout/2, func() (bool, string) {
+		d.Alive()
 		done := 0
-		for _, j := range s.sim.state().Jobs {
+		for _, j := range s.sim.State().Jobs {
 			if j.Scope == "org-ok" && j.State == "completed" {
 				done++
 			}
@@ -188,8 +180,8 @@ func TestHungBackendDoesNotStarveOthers(t *testing.T) {
 	}
 
 	// Stuck after half the add timeout: readiness and the metric say so.
-	waitFor(t, "the hung targets not ready: provisioning stuck", addTimeout, func() (bool, string) {
-		code, body, err := d.get("/readyz")
+	scenariotest.WaitFor(t, "the hung targets not ready: provisioning stuck", addTimeout, func() (bool, string) {
+		code, body, err := d.Get("/readyz")
 		var rr httpapi.ReadyResponse
 		if err != nil || code != http.StatusServiceUnavailable || json.Unmarshal(body, &rr) != nil {
 			return false, fmt.Sprint(code, err, string(body))
@@ -201,11 +193,11 @@ func TestHungBackendDoesNotStarveOthers(t *testing.T) {
 		_, okListed := stuck["org-ok"]
 		return stuck["org-hung1"] && stuck["org-hung2"] && !okListed, string(body)
 	})
-	waitFor(t, "shoes_scaleset_provisions_stuck for the hung targets", 10*time.Second, func() (bool, string) {
+	scenariotest.WaitFor(t, "shoes_scaleset_provisions_stuck for the hung targets", 10*time.Second, func() (bool, string) {
 		h1 := d.metricSum("shoes_scaleset_provisions_stuck", map[string]string{"scope": "org-hung1"})
 		h2 := d.metricSum("shoes_scaleset_provisions_stuck", map[string]string{"scope": "org-hung2"})
 		ok := d.metricSum("shoes_scaleset_provisions_stuck", map[string]string{"scope": "org-ok"})
 		return h1 > 0 && h2 > 0 && ok == 0, fmt.Sprintf("hung1 %v hung2 %v ok %v", h1, h2, ok)
 	})
-	d.kill9()
+	d.Kill9()
 }
