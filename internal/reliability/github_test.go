@@ -313,66 +313,6 @@ func TestGHESLabelsDropped(t *testing.T) {
 	note(t, res, "%d label PATCHes over 2 evictions and a restart", st.Calls[routePatchScaleSet])
 }
 
-// TestAcquireFailingForThirtySeconds: GHES, acquirejobs failing for 30 s.
-// The acquisition is retried on the same session (at most 2 sessions are
-// created, here 1), the target is not ready and the failures are counted
-// meanwhile, and the job runs once acquisition works again.
-func TestAcquireFailingForThirtySeconds(t *testing.T) {
-	res := newResult(t, 23, "GHES: acquirejobs failing for 30s (issue 10)",
-		"--acquire, POST acquirejobs answering 500 for 30s: ≤ 2 sessions created, /readyz not ready and acquire_failures_total counting meanwhile, the job runs afterwards")
-	scopes := []string{"org-a"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, Acquire: true})
-	d := s.startListening(scopes)
-	s.sim.AddFault(actionsfake.Fault{Match: "POST .*/acquirejobs$", Status: http.StatusInternalServerError})
-	start := time.Now()
-	s.sim.QueueJobs("org-a", 1, time.Second)
-
-	sessions := func(st actionsfake.State) int {
-		n := 0
-		for _, ss := range st.ScaleSets {
-			n += ss.SessionsCreated
-		}
-		return n
-	}
-	notReady := false
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for range tick.C { // sample the 30 s of failure
-		d.Alive()
-		if code, body, err := d.Get("/readyz"); err == nil && code == http.StatusServiceUnavailable && strings.Contains(string(body), "acquiring jobs failed") {
-			notReady = true
-		}
-		if st := s.sim.State(); sessions(st) > 2 {
-			t.Fatalf("%d sessions created while acquirejobs fails, want at most 2\n%s", sessions(st), scenario.SummarizeScaleSets(st))
-		}
-		if time.Since(start) >= 30*time.Second {
-			break
-		}
-	}
-	st := s.sim.State()
-	hits := st.Faults[0].Hits
-	if hits < 2 {
-		t.Errorf("acquirejobs was tried %d times in 30s, want retries", hits)
-	}
-	if !notReady {
-		t.Error("/readyz never said the acquisition was failing")
-	}
-	if n := d.metricSum("shoes_scaleset_acquire_failures_total", map[string]string{"scope": "org-a"}); n < 1 {
-		t.Errorf("acquire_failures_total = %v, want ≥ 1", n)
-	}
-	if c := scenario.JobCounts(st); c["completed"]+c["running"] != 0 {
-		t.Fatalf("a job ran without being acquired: %v", c)
-	}
-	s.sim.ClearFaults()
-	iv := s.settle(d, 3*time.Minute, scenario.Options{})
-	st = s.sim.State()
-	note(t, res, "30s of failure: %d acquire attempts, %d session(s) created; the job completed %.1fs after the failure ended",
-		hits, sessions(st), completedAfter(st, start.Add(30*time.Second)).Seconds())
-	if sessions(st) > 2 || iv.Completed != 1 {
-		t.Errorf("%d sessions created, %d jobs completed; want ≤ 2 and 1", sessions(st), iv.Completed)
-	}
-}
-
 // completedAfter is how long after t the last job completed.
 func completedAfter(st actionsfake.State, t time.Time) time.Duration {
 	var last time.Time

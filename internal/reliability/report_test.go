@@ -251,8 +251,10 @@ After every scenario the suite checks invariants, not logs:
 | suite duration | %s |
 
 Without the tag, `+"`go test ./internal/reliability/`"+` (and so `+"`make test`"+`) runs the fast
-subset: shutdown, metrics, readiness, one kill during AddInstance, and the
-scenarios of the real GitHub's behaviour (issue 10).
+subset: shutdown, metrics, readiness, the scenarios of the real GitHub's
+behaviour (issue 10) but the 30 s acquisition failure, and those of issue 11
+but the hanging backend and the full disk. The kill during AddInstance and
+those three, 15 to 30 s each, run with the tag only.
 
 ## Results
 

@@ -4,16 +4,13 @@ package reliability
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
@@ -128,76 +125,4 @@ func TestTwoTargetsOneScope(t *testing.T) {
 		}
 	}
 	s.settle(d, time.Minute, scenario.Options{})
-}
-
-// TestHungBackendDoesNotStarveOthers: AddInstance hangs for one resource
-// type, served by two targets, with 4 provisioning slots. A third target
-// of another resource type still gets its jobs run, while the hung calls
-// still hang; the hung targets show as stuck in /readyz and the metric.
-func TestHungBackendDoesNotStarveOthers(t *testing.T) {
-	res := newResult(t, 38, "one hanging backend, three targets (issue 11)",
-		"AddInstance hangs for resource type large (2 targets), --provision-concurrency 4: the small target's 3 jobs complete while the hung calls hang; /readyz and provisions_stuck name the hung targets")
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-z"}})
-	s.sim.SetTargets([]scenario.Target{{Scope: "org-hung1", ResourceType: "large"}, {Scope: "org-hung2", ResourceType: "large"}, {Scope: "org-ok", ResourceType: "small"}})
-	addTimeout := 30 * time.Second
-	s.flags = []string{"--provision-concurrency", "4", "--plugin-add-timeout", addTimeout.String()}
-	s.pluginEnv = []string{"SIM_PLUGIN_HANG=AddInstance", "SIM_PLUGIN_HANG_RESOURCE_TYPE=Large"}
-	scopes := []string{"org-hung1", "org-hung2", "org-ok"}
-	d := s.startListening(scopes)
-
-	s.sim.QueueJobs("org-hung1", 4, time.Second)
-	s.sim.QueueJobs("org-hung2", 4, time.Second)
-	var firstHang time.Time
-	scenariotest.WaitFor(t, "the large AddInstance calls hanging", time.Minute, func() (bool, string) {
-		d.Alive()
-		hung := 0
-		for _, c := range rpcCalls(s.calls()) {
-			if c.Code == "Hang" {
-				if hung == 0 {
-					firstHang = c.Start
-				}
-				hung++
-			}
-		}
-		return hung >= 3, fmt.Sprintf("%d hanging", hung)
-	})
-	queued := time.Now()
-	s.sim.QueueJobs("org-ok", 3, time.Second)
-	scenariotest.WaitFor(t, "the small target's 3 jobs completed", addTimeout/2, func() (bool, string) {
-		d.Alive()
-		done := 0
-		for _, j := range s.sim.State().Jobs {
-			if j.Scope == "org-ok" && j.State == "completed" {
-				done++
-			}
-		}
-		return done == 3, fmt.Sprintf("%d completed", done)
-	})
-	took := time.Since(queued)
-	note(t, res, "the small target's 3 jobs completed %.1fs after queueing, with the large AddInstance calls hanging (add timeout %v)", took.Seconds(), addTimeout)
-	if !time.Now().Before(firstHang.Add(addTimeout)) {
-		t.Errorf("the jobs completed only after the hung calls timed out")
-	}
-
-	// Stuck after half the add timeout: readiness and the metric say so.
-	scenariotest.WaitFor(t, "the hung targets not ready: provisioning stuck", addTimeout, func() (bool, string) {
-		code, body, err := d.Get("/readyz")
-		var rr httpapi.ReadyResponse
-		if err != nil || code != http.StatusServiceUnavailable || json.Unmarshal(body, &rr) != nil {
-			return false, fmt.Sprint(code, err, string(body))
-		}
-		stuck := map[string]bool{}
-		for _, n := range rr.NotReady {
-			stuck[n.Scope] = strings.HasPrefix(n.Reason, "provisioning stuck")
-		}
-		_, okListed := stuck["org-ok"]
-		return stuck["org-hung1"] && stuck["org-hung2"] && !okListed, string(body)
-	})
-	scenariotest.WaitFor(t, "shoes_scaleset_provisions_stuck for the hung targets", 10*time.Second, func() (bool, string) {
-		h1 := d.metricSum("shoes_scaleset_provisions_stuck", map[string]string{"scope": "org-hung1"})
-		h2 := d.metricSum("shoes_scaleset_provisions_stuck", map[string]string{"scope": "org-hung2"})
-		ok := d.metricSum("shoes_scaleset_provisions_stuck", map[string]string{"scope": "org-ok"})
-		return h1 > 0 && h2 > 0 && ok == 0, fmt.Sprintf("hung1 %v hung2 %v ok %v", h1, h2, ok)
-	})
-	d.Kill9()
 }
