@@ -171,16 +171,15 @@ so an AddInstance of an existing name returns that instance, started again
 if stopped, and DeleteInstance of an unknown name answers NotFound).`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			cfg, err := shoesfake.ConfigFromEnv()
-			if err != nil {
-				return usageErrorf("%v", err)
-			}
 			self, err := os.Executable()
 			if err != nil {
 				return fmt.Errorf("find own executable: %w", err)
 			}
-			cfg.RunnerCommand = []string{self, "sim", "runner"}
-			return shoesfake.Serve(cfg)
+			err = shoesfake.ServeFromEnv([]string{self, "sim", "runner"})
+			if errors.Is(err, shoesfake.ErrBadKnob) {
+				return usageErrorf("%v", err)
+			}
+			return err
 		},
 	}
 }

@@ -32,6 +32,22 @@ const (
 	hugeIPLen        = 1 << 20
 )
 
+// ErrBadKnob: a SIM_PLUGIN_* variable is invalid.
+var ErrBadKnob = errors.New("invalid fake plugin setting")
+
+// ServeFromEnv serves the fake plugin with its knobs from the SIM_PLUGIN_*
+// variables; the fake runner tarball's run.sh execs runner, the command of
+// the sim runner. Both entry points (shoes-scaleset sim plugin, and the
+// fakeshoes binary the tests build) call it. An invalid knob is ErrBadKnob.
+func ServeFromEnv(runner []string) error {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadKnob, err)
+	}
+	cfg.RunnerCommand = runner
+	return Serve(cfg)
+}
+
 // Serve runs the fake plugin until the host stops it. It must be started by
 // a go-plugin host (the handshake cookie is checked). It returns an error
 // only for an invalid cfg.

@@ -29,19 +29,12 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: fakeshoes [runner --jitconfig CONFIG]\n")
 		return 2
 	}
-	cfg, err := shoesfake.ConfigFromEnv()
-	if err != nil {
-		fmt.Fprintf(stderr, "fakeshoes: %v\n", err)
-		return 2
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(stderr, "fakeshoes: %v\n", err)
 		return 1
 	}
-	cfg.RunnerCommand = []string{exe, "runner"}
-	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, nil))
-	if err := shoesfake.Serve(cfg); err != nil {
+	if err := shoesfake.ServeFromEnv([]string{exe, "runner"}); err != nil {
 		fmt.Fprintf(stderr, "fakeshoes: %v\n", err)
 		return 2
 	}
