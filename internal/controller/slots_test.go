@@ -69,7 +69,8 @@ func TestFairSlotsHungKeyDoesNotStarveOthers(t *testing.T) {
 	}
 	// Key 1 alone takes all but the reserve of the idle keys 2 and 3.
 	grab(t, f, 1, 14)
-	if got := waiter(t, f, 1); granted(got) {
+	w1 := waiter(t, f, 1) // waits from now on
+	if granted(w1) {
 		t.Fatalf("key 1 took a 15th slot: the idle keys' reserve is gone")
 	}
 	// Key 2 takes its first slot at once; key 3 still has one.
@@ -80,7 +81,7 @@ func TestFairSlotsHungKeyDoesNotStarveOthers(t *testing.T) {
 	}
 	// Everyone waits now. A slot freed by key 2 or 3 goes to them, never
 	// to key 1, which is over its share (ceil(16/3) = 6).
-	w1, w2, w3 := waiter(t, f, 1), waiter(t, f, 2), waiter(t, f, 3)
+	w2, w3 := waiter(t, f, 2), waiter(t, f, 3)
 	waitQueued(t, f, 1, 1)
 	waitQueued(t, f, 2, 1)
 	waitQueued(t, f, 3, 1)
