@@ -1,14 +1,12 @@
 package controller_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // binary is the shoes-scaleset binary built for the tests: its `sim
@@ -31,24 +30,6 @@ var binary string
 
 func TestMain(m *testing.M) {
 	os.Exit(testbin.Main(m, "./cmd/shoes-scaleset", &binary))
-}
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // envOptions tune one test environment.
@@ -77,7 +58,7 @@ type testEnv struct {
 	callLog   string
 	pluginDir string
 	baseDir   string
-	logs      *syncBuffer
+	logs      *testkit.SyncBuffer
 	opts      envOptions
 	pollMark  map[string]int
 
@@ -115,7 +96,7 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 		callLog:   filepath.Join(dir, "calls.jsonl"),
 		pluginDir: filepath.Join(dir, "instances"),
 		baseDir:   filepath.Join(dir, "runners"),
-		logs:      &syncBuffer{},
+		logs:      &testkit.SyncBuffer{},
 		opts:      opts,
 	}
 	t.Cleanup(e.killInstances)
@@ -228,7 +209,7 @@ func (e *testEnv) waitFor(what string, timeout time.Duration, cond func() bool) 
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out after %v waiting for %s\n--- sim state summary:\n%s\n--- last logs:\n%s", timeout, what, e.summary(), tail(e.logs.String(), 60))
+			e.t.Fatalf("timed out after %v waiting for %s\n--- sim state summary:\n%s\n--- last logs:\n%s", timeout, what, e.summary(), testkit.Tail(e.logs.String(), 60))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -251,12 +232,4 @@ func (e *testEnv) calls() []shoesfake.Call {
 		e.t.Fatalf("read call log: %v", err)
 	}
 	return calls
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -30,26 +30,14 @@ const PollInterval = 20 * time.Millisecond
 
 // Poll checks cond until it holds (true) or timeout passes (false).
 func Poll(timeout time.Duration, cond func() (bool, string)) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if ok, _ := cond(); ok {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(PollInterval)
-	}
+	return PollEvery(timeout, PollInterval, cond)
 }
 
 // WaitFor checks cond until it holds, or fails the test after timeout with
 // what cond last saw.
 func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	if !Poll(timeout, cond) {
-		_, seen := cond()
-		t.Fatalf("timed out after %v waiting for %s; last seen:\n%s", timeout, what, seen)
-	}
+	WaitForEvery(t, what, timeout, PollInterval, cond)
 }
 
 // Eventually is WaitFor for a condition with nothing to show.
