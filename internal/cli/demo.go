@@ -11,8 +11,12 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/demo"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 )
 
 type demoOptions struct {
@@ -98,6 +102,9 @@ also on --timeout or an interrupt; 2 on bad flags.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.validate(cmd.Flags()); err != nil {
+				return err
+			}
 			return runDemo(cmd.Context(), s, opts)
 		},
 	}
@@ -106,11 +113,12 @@ also on --timeout or an interrupt; 2 on bad flags.`,
 	f.IntVar(&opts.Targets, "targets", 3, "targets myshoes lists: demo-org-1 ... demo-org-N")
 	f.DurationVar(&opts.PluginLatency, "plugin-latency", 500*time.Millisecond, "delay of every AddInstance and DeleteInstance of the fake plugin")
 	f.DurationVar(&opts.JobDuration, "job-duration", 2*time.Second, "how long each job runs once a runner takes it")
-	f.IntVar(&opts.ProvisionConcurrency, "provision-concurrency", 16, "runners provisioned at once, over all scale sets")
+	d := controller.DefaultConfig()
+	f.IntVar(&opts.ProvisionConcurrency, "provision-concurrency", d.ProvisionConcurrency, "runners provisioned at once, over all scale sets")
 	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 0, "maximum number of plugin processes; each serves one call at a time (0: twice --provision-concurrency, as for run)")
 	f.StringVar(&opts.PluginMode, "plugin-mode", demo.PluginModeScript, "how the fake plugin runs a runner: script (the setup script under bash) or inprocess (a goroutine; for benchmarks)")
-	f.IntVar(&opts.MinRunners, "min-runners", 0, "idle runners kept per scale set")
-	f.IntVar(&opts.MaxRunners, "max-runners", 10, "maximum runners per scale set")
+	f.IntVar(&opts.MinRunners, "min-runners", d.MinRunners, "idle runners kept per scale set")
+	f.IntVar(&opts.MaxRunners, "max-runners", d.MaxRunners, "maximum runners per scale set")
 	f.BoolVar(&opts.Acquire, "acquire", false, "GHES mode: jobs are offered as JobAvailable and must be acquired")
 	f.StringVar(&opts.StateFile, "state-file", "", "keep the state in this new file, for runners ls after the demo (default: a temporary file, deleted)")
 	f.BoolVar(&opts.JSON, "json", false, "print only the final report, as one JSON object")
@@ -120,48 +128,47 @@ also on --timeout or an interrupt; 2 on bad flags.`,
 	return cmd
 }
 
-func (o *demoOptions) validate() error {
-	checks := []struct {
-		flag string
-		bad  bool
-		msg  string
-	}{
-		{"jobs", o.Jobs < 1, "must be at least 1"},
-		{"jobs", o.Jobs > 10000, "must be at most 10000"},
-		{"targets", o.Targets < 1, "must be at least 1"},
-		{"targets", o.Targets > 100, "must be at most 100"},
-		{"plugin-latency", o.PluginLatency < 0, "must not be negative"},
-		{"job-duration", o.JobDuration < 0, "must not be negative"},
-		{"provision-concurrency", o.ProvisionConcurrency < 1, "must be at least 1"},
-		{"plugin-pool-size", o.PluginPoolSize < 0, "must not be negative"},
-		{"plugin-mode", o.PluginMode != demo.PluginModeScript && o.PluginMode != demo.PluginModeInProcess,
-			fmt.Sprintf("%q: want %s or %s", o.PluginMode, demo.PluginModeScript, demo.PluginModeInProcess)},
-		{"min-runners", o.MinRunners < 0, "must not be negative"},
-		{"max-runners", o.MaxRunners < 1, "must be at least 1"},
-		{"min-runners", o.MinRunners > o.MaxRunners, fmt.Sprintf("must not exceed --max-runners (%d > %d)", o.MinRunners, o.MaxRunners)},
-		{"timeout", o.Timeout <= 0, "must be positive"},
+// validate checks the demo's flags with the Validate of the component each
+// sets (the controller, the plugin host, the demo), so their ranges are
+// stated once; an error names the flag.
+func (o *demoOptions) validate(fs *pflag.FlagSet) error {
+	flagError := func(flag, format string, args ...any) error {
+		return usageErrorf("--%s: %s", flag, fmt.Sprintf(format, args...))
 	}
-	for _, c := range checks {
-		if c.bad {
-			return usageErrorf("--%s: %s", c.flag, c.msg)
-		}
-	}
-	return nil
-}
-
-func runDemo(ctx context.Context, s streams, o *demoOptions) error {
-	if err := o.validate(); err != nil {
+	if err := refuseZeros(fs, nil, flagError); err != nil {
 		return err
 	}
-	plugin := o.PluginBinary
-	if plugin == "" {
+	if o.PluginBinary == "" { // this executable serves the fake plugin
 		self, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("find own executable: %w", err)
 		}
-		plugin = self
+		o.PluginBinary = self
 	}
-	cfg := demo.Config{
+	named := func(err error, flags map[string]string) error {
+		if flag, ok := flags[setting.FieldOf(err)]; ok {
+			return flagError(flag, "%v", err)
+		}
+		return usageErrorf("%v", err)
+	}
+	ctl := controller.Config{MinRunners: o.MinRunners, MaxRunners: o.MaxRunners, ProvisionConcurrency: o.ProvisionConcurrency}
+	if err := ctl.Validate(); err != nil {
+		return named(err, map[string]string{"MinRunners": "min-runners", "MaxRunners": "max-runners", "ProvisionConcurrency": "provision-concurrency"})
+	}
+	if err := (shoes.Config{Path: "plugin", PoolSize: o.PluginPoolSize}).Validate(); err != nil {
+		return named(err, map[string]string{"PoolSize": "plugin-pool-size"})
+	}
+	cfg := o.config()
+	if err := cfg.Validate(); err != nil {
+		return named(err, map[string]string{"Jobs": "jobs", "Targets": "targets", "PluginLatency": "plugin-latency",
+			"JobDuration": "job-duration", "PluginMode": "plugin-mode", "Timeout": "timeout", "StateFile": "state-file"})
+	}
+	return nil
+}
+
+// config is the demo's Config from the flags.
+func (o *demoOptions) config() demo.Config {
+	return demo.Config{
 		Jobs:                 o.Jobs,
 		Targets:              o.Targets,
 		JobDuration:          o.JobDuration,
@@ -172,18 +179,19 @@ func runDemo(ctx context.Context, s streams, o *demoOptions) error {
 		ProvisionConcurrency: o.ProvisionConcurrency,
 		PluginPoolSize:       o.PluginPoolSize,
 		PluginMode:           o.PluginMode,
-		PluginPath:           plugin,
+		PluginPath:           o.PluginBinary,
 		StateFile:            o.StateFile,
 		Timeout:              o.Timeout,
 		RunController:        runDemoController,
 	}
+}
+
+func runDemo(ctx context.Context, s streams, o *demoOptions) error {
+	cfg := o.config()
 	if !o.JSON {
 		cfg.Out = s.Out
 		f, ok := s.Out.(*os.File)
 		cfg.TTY = ok && isatty.IsTerminal(f.Fd())
-	}
-	if err := cfg.Validate(); err != nil {
-		return usageErrorf("%v", err)
 	}
 	rep, err := demo.Run(ctx, cfg)
 	if err != nil {

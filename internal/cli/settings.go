@@ -106,17 +106,23 @@ func (o *runOptions) checkZeroValues() error {
 			zeroMeans[s.flag] = true
 		}
 	}
+	return refuseZeros(o.env.flags, zeroMeans, o.env.flagError)
+}
+
+// refuseZeros rejects, through flagError, the zero value of a flag of fs
+// whose default is not zero, except the flags in exempt.
+func refuseZeros(fs *pflag.FlagSet, exempt map[string]bool, flagError func(flag, format string, args ...any) error) error {
 	var err error
-	o.env.flags.VisitAll(func(f *pflag.Flag) {
+	fs.VisitAll(func(f *pflag.Flag) {
 		zero, known := zeroText(f.Value.Type())
-		if err != nil || !known || zeroMeans[f.Name] || f.Value.String() != zero || f.DefValue == zero {
+		if err != nil || !known || exempt[f.Name] || f.Value.String() != zero || f.DefValue == zero {
 			return
 		}
 		if zero == "" {
-			err = o.env.flagError(f.Name, "must not be empty (default %q)", f.DefValue)
+			err = flagError(f.Name, "must not be empty (default %q)", f.DefValue)
 			return
 		}
-		err = o.env.flagError(f.Name, "must not be %s (default %s)", zero, f.DefValue)
+		err = flagError(f.Name, "must not be %s (default %s)", zero, f.DefValue)
 	})
 	return err
 }

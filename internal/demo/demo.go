@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
@@ -119,7 +120,14 @@ const (
 	PluginModeInProcess = shoesfake.RunnerModeInProcess
 )
 
-// Validate reports the first invalid field.
+// The demo's bounds: a run bigger than this measures the machine.
+const (
+	MaxJobs    = 10000
+	MaxTargets = 100
+)
+
+// Validate fills in defaults and reports the first invalid field, as a
+// *setting.FieldError.
 func (c *Config) Validate() error {
 	if c.SettleTimeout == 0 {
 		c.SettleTimeout = DefaultSettleTimeout
@@ -127,21 +135,22 @@ func (c *Config) Validate() error {
 	if c.PluginMode == "" {
 		c.PluginMode = PluginModeScript
 	}
+	bad := setting.Invalid
 	switch {
 	case c.PluginMode != PluginModeScript && c.PluginMode != PluginModeInProcess:
-		return fmt.Errorf("plugin mode %q: want %s or %s", c.PluginMode, PluginModeScript, PluginModeInProcess)
-	case c.Jobs < 1:
-		return errors.New("jobs: must be at least 1")
-	case c.Targets < 1:
-		return errors.New("targets: must be at least 1")
+		return bad("PluginMode", "plugin mode %q: want %s or %s", c.PluginMode, PluginModeScript, PluginModeInProcess)
+	case c.Jobs < 1 || c.Jobs > MaxJobs:
+		return bad("Jobs", "jobs: must be from 1 to %d", MaxJobs)
+	case c.Targets < 1 || c.Targets > MaxTargets:
+		return bad("Targets", "targets: must be from 1 to %d", MaxTargets)
 	case c.JobDuration < 0:
-		return errors.New("job duration: must not be negative")
+		return bad("JobDuration", "job duration: must not be negative")
 	case c.PluginLatency < 0:
-		return errors.New("plugin latency: must not be negative")
+		return bad("PluginLatency", "plugin latency: must not be negative")
 	case c.Timeout <= 0:
-		return errors.New("timeout: must be positive")
+		return bad("Timeout", "timeout: must be positive")
 	case c.SettleTimeout < 0:
-		return errors.New("settle timeout: must not be negative")
+		return bad("SettleTimeout", "settle timeout: must not be negative")
 	case c.PluginPath == "":
 		return errors.New("plugin path: required")
 	case c.RunController == nil:
@@ -149,9 +158,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StateFile != "" {
 		if _, err := os.Stat(c.StateFile); err == nil {
-			return fmt.Errorf("state file %s exists: the demo starts from an empty state; remove it or choose another path", c.StateFile)
+			return bad("StateFile", "state file %s exists: the demo starts from an empty state; remove it or choose another path", c.StateFile)
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("state file: %w", err)
+			return &setting.FieldError{Field: "StateFile", Err: fmt.Errorf("state file: %w", err)}
 		}
 	}
 	return nil
