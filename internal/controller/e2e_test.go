@@ -7,92 +7,50 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/myshoesfake"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
 var threeTargets = []string{"org-a", "org-b", "owner-c/repo-c"}
 
-// countJobs counts the sim's jobs by state.
-func countJobs(st actionsfake.State) map[string]int {
-	out := map[string]int{}
-	for _, j := range st.Jobs {
-		out[j.State]++
-	}
-	return out
-}
-
-func methodCalls(calls []shoesfake.Call, method string) []shoesfake.Call {
-	var out []shoesfake.Call
-	for _, c := range calls {
-		if c.Method == method && c.Code == "OK" {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// checkClean asserts the end state of a run in which every job completed:
-// every instance created was deleted, each runner name was provisioned
-// once, the store holds no runner, and the sim saw no protocol violation.
+// checkClean asserts the end state of a run in which every job completed,
+// with the one invariant checker (scenario.Check: every instance created
+// was deleted, no runner name provisioned twice, no protocol violation),
+// and that the store holds no runner, jobs runners came online and jobs
+// went to history as completed.
 func (e *testEnv) checkClean(jobs int) {
 	e.t.Helper()
 	e.waitFor("every runner deleted", 60*time.Second, func() bool {
 		runners, err := e.st.ListRunners(store.RunnerFilter{})
 		return err == nil && len(runners) == 0
 	})
-	calls := e.calls()
-	adds, deletes := methodCalls(calls, "AddInstance"), methodCalls(calls, "DeleteInstance")
-	if len(adds) != jobs {
-		e.t.Errorf("instances created = %d, want %d", len(adds), jobs)
-	}
-	created := map[string]bool{}
-	names := map[string]int{}
-	for _, c := range adds {
-		created[c.CloudID] = true
-		names[c.RunnerName]++
-	}
-	for n, k := range names {
-		if k > 1 {
-			e.t.Errorf("runner %s provisioned %d times", n, k)
-		}
-	}
-	deleted := map[string]bool{}
-	for _, c := range deletes {
-		deleted[c.CloudID] = true
-	}
-	for id := range created {
-		if !deleted[id] {
-			e.t.Errorf("instance %s leaked: created, never deleted", id)
-		}
-	}
 	history, err := e.st.ListHistory(store.HistoryFilter{})
 	if err != nil {
 		e.t.Fatalf("history: %v", err)
 	}
-	completed := 0
+	st := e.state()
+	// The controller still runs: its sessions are open.
+	iv := scenario.Check(scenario.Inputs{State: st, Calls: e.calls(), History: history}, scenario.Options{SessionsOK: true})
+	for _, p := range iv.Problems {
+		e.t.Errorf("invariant: %s", p)
+	}
+	if iv.Created != jobs || iv.Completed != jobs {
+		e.t.Errorf("%s; want %d instances and %d jobs completed", iv, jobs, jobs)
+	}
+	completed, online := 0, 0
 	for _, h := range history {
 		if h.Reason == "completed" {
 			completed++
 		}
 	}
-	if completed != jobs {
-		e.t.Errorf("history has %d completed runners, want %d", completed, jobs)
-	}
-	st := e.state()
-	if len(st.Violations) != 0 {
-		e.t.Errorf("sim protocol violations: %+v", st.Violations)
-	}
-	online := 0
 	for _, r := range st.Runners {
 		if !r.ConnectedAt.IsZero() {
 			online++
 		}
 	}
-	if online != jobs {
-		e.t.Errorf("runners that came online = %d, want %d", online, jobs)
+	if completed != jobs || online != jobs {
+		e.t.Errorf("history has %d completed runners, %d runners came online; want %d each", completed, online, jobs)
 	}
 }
 
@@ -121,7 +79,7 @@ func TestE2EFullLoop(t *testing.T) {
 				e.queueJobs(scope, 10, 300*time.Millisecond)
 			}
 			e.waitFor("30 jobs completed", 120*time.Second, func() bool {
-				return countJobs(e.state())["completed"] == 30
+				return scenario.JobCounts(e.state())["completed"] == 30
 			})
 			e.checkClean(30)
 			e.checkNoSecretsLogged()
@@ -165,7 +123,7 @@ func TestE2EMaxRunnersCapsInstances(t *testing.T) {
 		live := len(e.runnersIn("org-a"))
 		peak = max(peak, e.liveInstances())
 		_ = live
-		return countJobs(e.state())["completed"] == 20
+		return scenario.JobCounts(e.state())["completed"] == 20
 	})
 	e.checkClean(20)
 	if peak > 5 {
@@ -177,23 +135,9 @@ func TestE2EMaxRunnersCapsInstances(t *testing.T) {
 	t.Logf("peak concurrent instances: %d", peak)
 }
 
-// liveInstances counts the instances the fake plugin has and has not
+// liveInstances counts the instances the fake plugin created and has not
 // deleted, from its call log.
-func (e *testEnv) liveInstances() int {
-	live := map[string]bool{}
-	for _, c := range e.calls() {
-		if c.Code != "OK" {
-			continue
-		}
-		switch c.Method {
-		case "AddInstance":
-			live[c.CloudID] = true
-		case "DeleteInstance":
-			delete(live, c.CloudID)
-		}
-	}
-	return len(live)
-}
+func (e *testEnv) liveInstances() int { return len(scenario.LiveInstances(e.calls())) }
 
 func TestE2EMyshoesDownKeepsListenersServing(t *testing.T) {
 	e := newTestEnv(t, envOptions{targets: []string{"org-a"}})
@@ -209,7 +153,7 @@ func TestE2EMyshoesDownKeepsListenersServing(t *testing.T) {
 	})
 	e.queueJobs("org-a", 3, 100*time.Millisecond)
 	e.waitFor("jobs completed while myshoes is down", 60*time.Second, func() bool {
-		return countJobs(e.state())["completed"] == 3
+		return scenario.JobCounts(e.state())["completed"] == 3
 	})
 	if st := e.ctrl.Status(); st.Failures == 0 || st.LastError == "" {
 		t.Errorf("sync status = %+v, want failures recorded", st)
@@ -247,7 +191,7 @@ func TestE2ERestartMidBurst(t *testing.T) {
 	if d := time.Since(restarted); d > 10*time.Second {
 		t.Errorf("sessions took %v after restart; want no 409 wait", d)
 	}
-	e.waitFor("24 jobs completed", 120*time.Second, func() bool { return countJobs(e.state())["completed"] == 24 })
+	e.waitFor("24 jobs completed", 120*time.Second, func() bool { return scenario.JobCounts(e.state())["completed"] == 24 })
 	e.checkClean(24)
 	for _, ss := range e.state().ScaleSets {
 		if ss.Conflicts != 0 {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 )
 
 func (e *testEnv) sessionID(scope string) string {
@@ -31,7 +32,7 @@ func TestE2EBrokerFaultsKeepTheSession(t *testing.T) {
 	e.fault(actionsfake.Fault{Match: "GET /_broker/", Status: 503, Times: 3})
 	e.queueJobs("org-a", 2, 100*time.Millisecond)
 	e.waitFor("jobs completed through broker faults", 60*time.Second, func() bool {
-		return countJobs(e.state())["completed"] == 2
+		return scenario.JobCounts(e.state())["completed"] == 2
 	})
 	if after := e.sessionID("org-a"); after != before {
 		t.Errorf("session changed from %s to %s: a transient broker failure should be retried on the same session", before, after)
