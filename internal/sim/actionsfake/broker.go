@@ -147,7 +147,11 @@ func (s *Server) brokerSession(w http.ResponseWriter, r *http.Request) (*session
 	sid, err2 := uuid.Parse(r.PathValue("sid"))
 	sess := s.sessions[sid]
 	if err1 != nil || err2 != nil || sess == nil || sess.deleted || sess.ss.id != ssID {
-		if qt, ok := s.queueTokens[authToken(r, "Bearer")]; ok && qt.stale() {
+		// A poll the client sent just before it deleted the session (a
+		// listener stopping cancels its long poll, then deletes the
+		// session) may reach us on its own connection after the DELETE:
+		// that is no misuse. One arriving later is.
+		if qt, ok := s.queueTokens[authToken(r, "Bearer")]; ok && qt.stale() && s.now().Sub(qt.sess.deletedAt) > inFlightGrace {
 			s.violate(ViolationStaleToken, "%s %s: session %s was deleted", r.Method, r.URL.Path, qt.sess.id)
 		}
 		writeActionsError(w, http.StatusNotFound, exSessionNotFound, "message session not found")
@@ -163,6 +167,10 @@ func (s *Server) brokerSession(w http.ResponseWriter, r *http.Request) (*session
 	}
 	return sess, true
 }
+
+// inFlightGrace is how long after a session's deletion a request with its
+// token may still arrive without being the client's misuse of it.
+const inFlightGrace = time.Second
 
 func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	lastID := 0

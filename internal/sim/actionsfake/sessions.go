@@ -14,6 +14,8 @@ type session struct {
 	ss      *scaleSet
 	token   string // current message-queue token
 	deleted bool   // deleted by its client, or with its scale set
+	// deletedAt is when it was deleted.
+	deletedAt time.Time
 	// evicted: expired or evicted by the service, as GitHub does on its
 	// own (actions/scaleset#123 sees it about every 50 minutes). Not the
 	// client's doing, so using it afterwards is no protocol violation.
@@ -66,7 +68,7 @@ func (s *Server) issueQueueToken(sess *session) {
 
 // endSession deletes a session; its tokens become stale. Lock held.
 func (s *Server) endSession(sess *session) {
-	sess.deleted = true
+	sess.deleted, sess.deletedAt = true, s.now()
 	if sess.ss.session == sess {
 		sess.ss.session = nil
 	}

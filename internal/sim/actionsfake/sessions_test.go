@@ -261,3 +261,26 @@ func TestStaleTokenStillAViolation(t *testing.T) {
 		}
 	}
 }
+
+// A poll with the token of a session its client just deleted answers 404;
+// it is a violation only once the poll could not have been sent before the
+// deletion (after inFlightGrace): a stopping listener cancels its long poll
+// and deletes the session, and the poll may arrive second.
+func TestPollRightAfterDeleteIsNoViolation(t *testing.T) {
+	var offset atomic.Int64
+	f := newFake(t, func(c *Config) { c.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) } })
+	_, _, sc := sessionFor(t, f)
+	old := sc.Session()
+	if err := sc.Close(t.Context()); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if st, _ := poll(t, old, 0); st != http.StatusNotFound {
+		t.Fatalf("poll of a deleted session: status %d, want 404", st)
+	}
+	f.requireNoViolations(t)
+	offset.Add(int64(2 * inFlightGrace))
+	if st, _ := poll(t, old, 0); st != http.StatusNotFound {
+		t.Fatalf("late poll of a deleted session: status %d, want 404", st)
+	}
+	f.requireViolation(t, ViolationStaleToken)
+}
