@@ -1,0 +1,342 @@
+// Package replica is one replica's place among the replicas that share
+// the targets through etcd: its lease, its membership, and its ownership
+// of targets, each with a fencing token.
+//
+// A replica holds one lease and renews it itself. It owns a target through
+// a key on that lease; the key's create revision is the ownership's
+// fencing token, and every write for the target is a transaction that
+// compares it (Write), so a replica that lost the key (paused or cut off
+// past its lease) can never write after the next owner. It stops acting on
+// its targets by its own safe deadline, the send time of the last renewal
+// etcd acknowledged plus the TTL (SafeUntil): etcd restarts the TTL when
+// the renewal arrives, after it was sent, so the lease cannot expire
+// before that deadline. The client library's keep-alive channel is not
+// used: it closes only after etcd let the lease go, which may be after
+// another replica took the key.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
+)
+
+// Errors of ownership.
+var (
+	// ErrOwnedElsewhere: another replica owns the target.
+	ErrOwnedElsewhere = errors.New("owned by another replica")
+	// ErrNotOwned: this replica does not own the target (any more).
+	ErrNotOwned = errors.New("not owned by this replica")
+	// ErrUnsafe: the safe deadline has passed; the lease may be gone.
+	ErrUnsafe = errors.New("past the lease's safe deadline")
+	// ErrLeaseLost: etcd no longer knows the lease.
+	ErrLeaseLost = errors.New("lease lost")
+)
+
+// Config configures a replica.
+type Config struct {
+	// Client is the etcd client. Required.
+	Client *clientv3.Client
+	// Prefix is the key prefix of one cluster of replicas.
+	Prefix string
+	// ID names the replica. Required.
+	ID string
+	// TTL is the lease's time to live, whole seconds (default 10s); a dead
+	// replica's targets move after it.
+	TTL time.Duration
+	// Logger receives the replica's logs (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// DefaultTTL is the lease TTL a zero Config gets.
+const DefaultTTL = 10 * time.Second
+
+// Validate fills in defaults and reports the first invalid setting.
+func (c *Config) Validate() error {
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.Client == nil:
+		return setting.Invalid("Client", "etcd client is required")
+	case strings.TrimSpace(c.ID) == "":
+		return setting.Invalid("ID", "replica ID is required")
+	case c.TTL < time.Second || c.TTL%time.Second != 0:
+		return setting.Invalid("TTL", "lease TTL must be whole seconds, at least 1s, got %s", c.TTL)
+	}
+	return nil
+}
+
+// Replica is a joined replica. Run renews its lease.
+type Replica struct {
+	cfg   Config
+	lease clientv3.LeaseID
+
+	mu        sync.Mutex
+	safeUntil time.Time
+	owned     map[string]int64 // fencing token (create revision) by target
+}
+
+// Join grants the replica's lease and registers it as a member.
+func Join(ctx context.Context, cfg Config) (*Replica, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("replica config: %w", err)
+	}
+	sent := cfg.Now()
+	lease, err := cfg.Client.Grant(ctx, int64(cfg.TTL/time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("grant lease: %w", err)
+	}
+	r := &Replica{cfg: cfg, lease: lease.ID, safeUntil: sent.Add(cfg.TTL), owned: map[string]int64{}}
+	if _, err := cfg.Client.Put(ctx, r.memberKey(cfg.ID), cfg.ID, clientv3.WithLease(lease.ID)); err != nil {
+		return nil, fmt.Errorf("register member %s: %w", cfg.ID, err)
+	}
+	return r, nil
+}
+
+// ID is the replica's ID.
+func (r *Replica) ID() string { return r.cfg.ID }
+
+// Run renews the lease every third of the TTL until ctx ends or etcd no
+// longer knows the lease (ErrLeaseLost). A renewal that fails is retried
+// at the next tick: the safe deadline simply stops moving.
+func (r *Replica) Run(ctx context.Context) error {
+	interval := r.cfg.TTL / 3
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if err := r.renew(ctx, interval); err != nil {
+			if errors.Is(err, ErrLeaseLost) {
+				return err
+			}
+			if ctx.Err() == nil {
+				r.cfg.Logger.Warn("renew lease", "err", err, "safe_until", r.SafeUntil())
+			}
+		}
+	}
+}
+
+// renew renews the lease once; the call gets at most timeout.
+func (r *Replica) renew(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	sent := r.cfg.Now()
+	resp, err := r.cfg.Client.KeepAliveOnce(ctx, r.lease)
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return fmt.Errorf("renew lease %x: %w", r.lease, ErrLeaseLost)
+		}
+		return fmt.Errorf("renew lease %x: %w", r.lease, err)
+	}
+	if resp.TTL <= 0 {
+		return fmt.Errorf("renew lease %x: %w", r.lease, ErrLeaseLost)
+	}
+	r.mu.Lock()
+	if until := sent.Add(r.cfg.TTL); until.After(r.safeUntil) {
+		r.safeUntil = until
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// SafeUntil is the replica's safe deadline: it may act on its targets
+// until then.
+func (r *Replica) SafeUntil() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.safeUntil
+}
+
+// Safe reports whether the safe deadline is still ahead.
+func (r *Replica) Safe() bool { return r.cfg.Now().Before(r.SafeUntil()) }
+
+// Claim takes the ownership of target if no replica holds it, and returns
+// its fencing token. Claiming a target this replica owns returns the same
+// token. Another replica's ownership is ErrOwnedElsewhere.
+func (r *Replica) Claim(ctx context.Context, target string) (int64, error) {
+	if !r.Safe() {
+		return 0, fmt.Errorf("claim %s: %w", target, ErrUnsafe)
+	}
+	key := r.ownerKey(target)
+	resp, err := r.cfg.Client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, r.cfg.ID, clientv3.WithLease(r.lease))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return 0, fmt.Errorf("claim %s: %w", target, err)
+	}
+	var token int64
+	if resp.Succeeded {
+		token = resp.Header.Revision // the put's revision: the key's create revision
+	} else {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 { // deleted in between: try again later
+			return 0, fmt.Errorf("claim %s: %w", target, ErrOwnedElsewhere)
+		}
+		kv := kvs[0]
+		if string(kv.Value) != r.cfg.ID || clientv3.LeaseID(kv.Lease) != r.lease {
+			return 0, fmt.Errorf("claim %s: %w (%s)", target, ErrOwnedElsewhere, kv.Value)
+		}
+		token = kv.CreateRevision
+	}
+	r.mu.Lock()
+	r.owned[target] = token
+	r.mu.Unlock()
+	return token, nil
+}
+
+// Owner returns the replica owning target, "" if none.
+func (r *Replica) Owner(ctx context.Context, target string) (string, error) {
+	resp, err := r.cfg.Client.Get(ctx, r.ownerKey(target))
+	if err != nil {
+		return "", fmt.Errorf("owner of %s: %w", target, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+// Release gives up the ownership of target, if the key is still ours.
+func (r *Replica) Release(ctx context.Context, target string) error {
+	r.mu.Lock()
+	token, ok := r.owned[target]
+	delete(r.owned, target)
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	key := r.ownerKey(target)
+	_, err := r.cfg.Client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", token)).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("release %s: %w", target, err)
+	}
+	return nil
+}
+
+// Write applies ops for target in one transaction fenced on the target's
+// ownership: it fails, changing nothing, with ErrUnsafe past the safe
+// deadline and with ErrNotOwned when the key is not this ownership's any
+// more (another replica may own it now); the ownership is then forgotten.
+// cmps are further conditions of the caller (a record's own revision);
+// when one fails, Write returns (false, nil).
+func (r *Replica) Write(ctx context.Context, target string, cmps []clientv3.Cmp, ops ...clientv3.Op) (bool, error) {
+	r.mu.Lock()
+	token, ok := r.owned[target]
+	r.mu.Unlock()
+	if !ok {
+		return false, fmt.Errorf("write for %s: %w", target, ErrNotOwned)
+	}
+	if !r.Safe() {
+		return false, fmt.Errorf("write for %s: %w", target, ErrUnsafe)
+	}
+	key := r.ownerKey(target)
+	fence := clientv3.Compare(clientv3.CreateRevision(key), "=", token)
+	all := append([]clientv3.Cmp{fence}, cmps...)
+	resp, err := r.cfg.Client.Txn(ctx).If(all...).Then(ops...).
+		Else(clientv3.OpTxn([]clientv3.Cmp{fence}, nil, nil)).
+		Commit()
+	if err != nil {
+		return false, fmt.Errorf("write for %s: %w", target, err)
+	}
+	if resp.Succeeded {
+		return true, nil
+	}
+	if !resp.Responses[0].GetResponseTxn().Succeeded {
+		r.mu.Lock()
+		if r.owned[target] == token {
+			delete(r.owned, target)
+		}
+		r.mu.Unlock()
+		return false, fmt.Errorf("write for %s: %w", target, ErrNotOwned)
+	}
+	return false, nil
+}
+
+// Members returns the IDs of the live replicas.
+func (r *Replica) Members(ctx context.Context) ([]string, error) {
+	resp, err := r.cfg.Client.Get(ctx, r.memberKey(""), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	ids := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		ids = append(ids, string(kv.Value))
+	}
+	return ids, nil
+}
+
+// Leave revokes the lease: every ownership and the membership go at once,
+// so the other replicas need not wait out the TTL.
+func (r *Replica) Leave(ctx context.Context) error {
+	r.mu.Lock()
+	r.owned = map[string]int64{}
+	r.safeUntil = time.Time{}
+	r.mu.Unlock()
+	if _, err := r.cfg.Client.Revoke(ctx, r.lease); err != nil {
+		return fmt.Errorf("revoke lease: %w", err)
+	}
+	return nil
+}
+
+func (r *Replica) memberKey(id string) string { return r.cfg.Prefix + "members/" + id }
+func (r *Replica) ownerKey(target string) string {
+	return r.cfg.Prefix + "owners/" + target
+}
+
+// Assign returns the member that should own target: rendezvous hashing, so
+// each target's choice depends only on the target and the members, and a
+// member leaving moves only its own targets.
+func Assign(target string, members []string) string {
+	best, bestScore := "", uint64(0)
+	for _, m := range members {
+		if s := score(target, m); best == "" || s > bestScore || (s == bestScore && m < best) {
+			best, bestScore = m, s
+		}
+	}
+	return best
+}
+
+// score is the FNV-1a 64 hash of target and member, mixed (splitmix64) so
+// that near-equal names spread.
+func score(target, member string) uint64 {
+	h := uint64(14695981039346656037)
+	for _, s := range []string{target, "\x00", member} {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
+}
