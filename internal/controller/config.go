@@ -60,6 +60,9 @@ type Config struct {
 	// PollHold is how long the broker holds an empty long-poll (50s on
 	// GitHub); a listener that has not polled for two holds is not ready.
 	PollHold time.Duration
+	// Ownership says which listed targets this replica serves; nil: all
+	// of them (one replica).
+	Ownership Ownership
 	// Recorder receives metrics; nil records nothing.
 	Recorder Recorder
 
@@ -157,6 +160,9 @@ func (c *Config) defaults() {
 	defaultTo(&c.ProvisionStuckAfter, c.AddTimeout/2)
 	if c.Recorder == nil {
 		c.Recorder = nopRecorder{}
+	}
+	if c.Ownership == nil {
+		c.Ownership = everyTarget{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -46,7 +46,11 @@ type Controller struct {
 	// before any, then whether every cloud ID was the runner name.
 	nameKeyed *bool
 	deletes   map[string]bool // runner names with a delete in flight
-	sync      syncStatus
+	// listed holds the IDs of the targets of myshoes's last list (nil
+	// before the first sync); elsewhere those another replica serves:
+	// their runners and scale sets are not ours to reap or retire.
+	listed, elsewhere map[string]bool
+	sync              syncStatus
 	// warnedDuplicate holds the pairs of targets of one scope already
 	// warned about ("kept=skipped"); only the sync loop uses it.
 	warnedDuplicate map[string]bool
@@ -104,7 +108,6 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := c.recover(ctx); err != nil {
 		return fmt.Errorf("recover state: %w", err)
 	}
-	c.wakeReaper() // a first pass now: unknown-instance records may be resolvable
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.syncTargets(gctx) })

@@ -176,7 +176,7 @@ func (c *Controller) janitor(ctx context.Context) error {
 		}
 		now := c.cfg.Now()
 		for _, r := range runners {
-			if !r.NextAttemptAt.After(now) {
+			if !r.NextAttemptAt.After(now) && !c.isServedElsewhere(r.TargetID) {
 				c.startDelete(r.Name)
 			}
 		}

@@ -425,6 +425,11 @@ func newUnit(t *testing.T, scopes []string, tune func(*Config)) *unit {
 	if u.c, err = New(st, u.targets, u.gh, u.plugin, script, cfg); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("controller log (tail):\n%s", testkit.Tail(u.logs.String(), 40))
+		}
+	})
 	return u
 }
 

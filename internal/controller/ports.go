@@ -79,6 +79,24 @@ type Session interface {
 	Close(ctx context.Context) error
 }
 
+// Ownership divides the listed targets among the replicas that share them
+// (issue 13). The controller serves only the targets Mine returns; a
+// listed target another replica serves is not "removed": its runners,
+// session and scale set are that replica's. With one replica (the default,
+// on bbolt) every listed target is mine.
+type Ownership interface {
+	// Mine returns the targets of listed this replica serves now. An
+	// error keeps what is served as it is.
+	Mine(ctx context.Context, listed []myshoes.Target) ([]myshoes.Target, error)
+}
+
+// everyTarget is the ownership of a sole replica.
+type everyTarget struct{}
+
+func (everyTarget) Mine(_ context.Context, listed []myshoes.Target) ([]myshoes.Target, error) {
+	return listed, nil
+}
+
 // Store is the controller's state: runners, scale sets, sessions. Every
 // fact is written here before the side effect it announces. The bbolt
 // store implements it.

@@ -67,6 +67,11 @@ func (c *Controller) wakeReaper() {
 // the desired count (scale-down), of removed targets; it gives up deletes
 // that failed for too long. At most ReaperMaxRemovals runners go per pass.
 func (c *Controller) reap(ctx context.Context) error {
+	if !c.knowsTargets() {
+		// Until the first sync says which targets are this replica's,
+		// no runner is known to be ours to reap (the sync wakes us).
+		return nil
+	}
 	runners, err := c.store.ListRunners(store.RunnerFilter{})
 	if err != nil {
 		return fmt.Errorf("list runners: %w", err)
@@ -74,7 +79,6 @@ func (c *Controller) reap(ctx context.Context) error {
 	now := c.cfg.Now()
 	budget := c.cfg.ReaperMaxRemovals
 	served := c.servedScaleSets()
-	targetsKnown := !c.Status().LastSuccess.IsZero()
 	removed := map[string]bool{}
 	remove := func(r store.Runner, reason string) {
 		if budget <= 0 || removed[r.Name] {
@@ -94,11 +98,14 @@ func (c *Controller) reap(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if c.isServedElsewhere(r.TargetID) {
+			continue // another replica's runner: its rules are that replica's
+		}
 		// Unserved: its target is gone, or served by a new scale set.
 		// Not while its target's scale set is still being ensured (at a
 		// start, or while GitHub fails): that runner is not known to be
 		// unserved.
-		unserved := targetsKnown && c.unserved(r, served)
+		unserved := c.unserved(r, served)
 		switch r.State {
 		case store.StateUnknownInstance:
 			c.resolveByName(r)
@@ -144,9 +151,7 @@ func (c *Controller) reap(ctx context.Context) error {
 		set.scaleDown(runners, now, removed, remove)
 	}
 
-	if targetsKnown {
-		c.retireScaleSets(ctx, served)
-	}
+	c.retireScaleSets(ctx, served)
 	return nil
 }
 
@@ -291,7 +296,7 @@ func (c *Controller) retireScaleSets(ctx context.Context, served map[int]*scaleS
 		return
 	}
 	for _, ss := range sets {
-		if _, ok := served[ss.ScaleSetID]; ok || c.isServedTarget(ss.TargetID) {
+		if _, ok := served[ss.ScaleSetID]; ok || c.isListed(ss.TargetID) {
 			continue
 		}
 		if ss.TargetStatus != targetRemoved {
@@ -349,12 +354,38 @@ func (c *Controller) unserved(r store.Runner, served map[int]*scaleSet) bool {
 	}
 	c.mu.Lock()
 	w, ok := c.workers[r.TargetID]
+	listed := c.listed[r.TargetID]
 	c.mu.Unlock()
-	if !ok {
-		return true
+	switch {
+	case !listed:
+		return true // its target left myshoes's list
+	case !ok:
+		return false // its worker starts, or another replica serves it
 	}
 	set := w.scaleSet()
 	return set != nil && set.id != r.ScaleSetID
+}
+
+// knowsTargets reports whether a sync has said which targets are listed,
+// and which of them are this replica's.
+func (c *Controller) knowsTargets() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.listed != nil
+}
+
+// isListed reports whether myshoes's last list has the target.
+func (c *Controller) isListed(targetID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.listed[targetID]
+}
+
+// isServedElsewhere reports whether another replica serves a listed target.
+func (c *Controller) isServedElsewhere(targetID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.elsewhere[targetID]
 }
 
 func (c *Controller) isServedTarget(targetID string) bool {

@@ -55,7 +55,7 @@ func (c *Controller) sweepUnowned(ctx context.Context) {
 	}
 	now := c.cfg.Now()
 	for _, r := range runners {
-		if now.Sub(r.UpdatedAt) < c.cfg.JanitorInterval || c.isOwned(r.Name) {
+		if now.Sub(r.UpdatedAt) < c.cfg.JanitorInterval || c.isOwned(r.Name) || c.isServedElsewhere(r.TargetID) {
 			continue
 		}
 		if err := c.undoUnfinished(ctx, r, unknownUnowned); err != nil {

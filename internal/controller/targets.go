@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -73,9 +74,10 @@ func (c *Controller) listTargets(ctx context.Context) ([]myshoes.Target, error) 
 	return c.targets.ListTargets(ctx)
 }
 
-// applyTargets starts workers for new targets, stops workers of targets
-// that left the list, and restarts those whose scope or resource type
-// changed.
+// applyTargets starts workers for the new targets this replica serves
+// (Ownership), stops the workers of targets that left the list or went to
+// another replica (a hand-over: their runners stay), and restarts those
+// whose scope or resource type changed.
 func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target) {
 	var valid []myshoes.Target
 	for _, t := range targets {
@@ -85,7 +87,31 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 		}
 		valid = append(valid, t)
 	}
-	want := c.oneTargetPerScope(valid)
+	listed := c.oneTargetPerScope(valid)
+	mine, err := c.cfg.Ownership.Mine(ctx, slices.Collect(maps.Values(listed)))
+	if err != nil {
+		c.log.Warn("find the targets this replica serves; keeping the served ones", "err", err)
+		return
+	}
+	want := make(map[string]myshoes.Target, len(mine))
+	for _, t := range mine {
+		want[t.ID] = t
+	}
+	elsewhere := make(map[string]bool)
+	ids := make(map[string]bool, len(listed))
+	for id := range listed {
+		ids[id] = true
+		if _, ok := want[id]; !ok {
+			elsewhere[id] = true
+		}
+	}
+	// First what the reaper judges by: a listed target's runners are
+	// never "removed", whether its worker runs yet or not, and another
+	// replica's are left to it from now on, before its worker here stops.
+	c.mu.Lock()
+	first := c.listed == nil
+	c.listed, c.elsewhere = ids, elsewhere
+	c.mu.Unlock()
 
 	c.mu.Lock()
 	var stop, keep []*targetWorker
@@ -107,7 +133,9 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 	for _, w := range stop {
 		c.log.Info("stop target", "target", w.target.ID, "scope", w.target.Scope)
 		w.stop()
-		if _, listed := want[w.target.ID]; !listed {
+		// A target another replica serves now is handed over, not
+		// removed: its runners are left to it.
+		if _, ok := listed[w.target.ID]; !ok {
 			c.retireTarget(ctx, w.target.ID)
 			if set := w.scaleSet(); set != nil {
 				c.rec.Forget(set.scope, set.name)
@@ -116,7 +144,6 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 	}
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for id, t := range want {
 		if _, ok := c.workers[id]; ok {
 			continue
@@ -125,6 +152,10 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 		w := c.newTargetWorker(ctx, t)
 		c.workers[id] = w
 		w.start()
+	}
+	c.mu.Unlock()
+	if first {
+		c.wakeReaper() // a first pass now: unknown-instance records may be resolvable
 	}
 }
 

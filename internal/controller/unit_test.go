@@ -5,10 +5,12 @@ package controller
 // TestE2E* ones.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -633,5 +636,76 @@ func TestRemovedTargetRetiresItsScaleSet(t *testing.T) {
 				t.Error("the scale set was deleted on GitHub without DeleteScaleSetsOnTargetRemoval")
 			}
 		})
+	}
+}
+
+// fakeOwnership serves the listed targets whose scope is in mine.
+type fakeOwnership struct {
+	mu   sync.Mutex
+	mine map[string]bool
+}
+
+func (o *fakeOwnership) Mine(_ context.Context, listed []myshoes.Target) ([]myshoes.Target, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.DeleteFunc(slices.Clone(listed), func(t myshoes.Target) bool { return !o.mine[t.Scope] }), nil
+}
+
+func (o *fakeOwnership) set(scopes ...string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.mine = map[string]bool{}
+	for _, s := range scopes {
+		o.mine[s] = true
+	}
+}
+
+// TestTargetsOwnedElsewhere: with replicas, a listed target another
+// replica serves is not served here, and is not "removed": its runners and
+// its scale set are left alone. A target handed over to another replica
+// stops here (its session closed) with its runners kept; one handed to
+// this replica starts.
+func TestTargetsOwnedElsewhere(t *testing.T) {
+	own := &fakeOwnership{}
+	own.set("org-a")
+	u := newUnit(t, []string{"org-a", "org-b"}, func(c *Config) {
+		c.Ownership = own
+		c.BootstrapTimeout = time.Hour
+	})
+	// org-b's runner and scale set record, as the replica serving it wrote them.
+	if err := u.st.PutScaleSet(store.ScaleSet{TargetID: target("org-b").ID, Scope: "org-b", Name: "myshoes-org-b", ScaleSetID: 77}); err != nil {
+		t.Fatal(err)
+	}
+	u.seed("myshoes-of-b", "org-b", 77, store.StateIdle, 30*time.Minute, func(r *store.Runner) { r.CloudID = "cloud-b" })
+	u.start()
+	sessA, idA := u.listening("org-a")
+	sessA.deliver(1, 1, nil)
+	u.wait("org-a's runner idle", func() (bool, string) { return u.states(idA)[store.StateIdle] == 1, fmt.Sprint(u.states(idA)) })
+	for range 3 { // reaper passes with org-b served elsewhere
+		u.c.wakeReaper()
+		u.wait("a reaper pass", func() (bool, string) { return len(u.c.reapNow) == 0, "" })
+	}
+	if u.gh.scaleSetID("myshoes-org-b") != 0 || u.c.isServedTarget(target("org-b").ID) {
+		t.Fatal("org-b, served by another replica, is served here too")
+	}
+	if _, ok := u.runner("myshoes-of-b"); !ok || u.plugin.wasDeleted("cloud-b") {
+		t.Fatal("the runner of a target served elsewhere was removed")
+	}
+	if ss, _ := u.st.GetScaleSet(target("org-b").ID); ss.TargetStatus == targetRemoved {
+		t.Fatal("the scale set of a target served elsewhere was marked removed")
+	}
+
+	// org-a goes to another replica, org-b comes here.
+	own.set("org-b")
+	u.c.wakeSync()
+	u.wait("org-a's session closed", func() (bool, string) { return sessA.isClosed(), "" })
+	u.listening("org-b")
+	u.c.wakeReaper()
+	u.wait("a reaper pass", func() (bool, string) { return len(u.c.reapNow) == 0, "" })
+	if c := u.states(idA); c[store.StateIdle] != 1 {
+		t.Errorf("org-a's runner after the hand-over: %v, want it kept idle for its new owner", c)
+	}
+	if ss, _ := u.st.GetScaleSet(target("org-a").ID); ss.TargetStatus == targetRemoved {
+		t.Error("a target handed over was marked removed")
 	}
 }
