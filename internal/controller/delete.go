@@ -168,6 +168,9 @@ func (c *Controller) janitor(ctx context.Context) error {
 			n, _ := c.stuckAdds(set.id)
 			c.rec.ProvisionsStuck(set.scope, set.name, n)
 		}
+		if !c.knowsTargets() {
+			continue // whose records these are is known after the first sync
+		}
 		c.sweepUnowned(ctx)
 		runners, err := c.store.ListRunners(store.RunnerFilter{States: []store.RunnerState{store.StateDeleting}})
 		if err != nil {

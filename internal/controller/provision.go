@@ -252,6 +252,15 @@ func (c *Controller) instanceUnknown(set *scaleSet, name string, cause error) {
 		r.Attempts++
 		return nil
 	})
+	var moved *TransitionError
+	if errors.As(err, &moved) {
+		// Its runner took a job (busy, or deleting once done) before the
+		// answer was lost: the instance exists, and the job's end
+		// handles it (deleting without a cloud ID → unknown-instance).
+		set.log.Warn("AddInstance outcome unknown, but its runner took a job; its instance is handled when the job ends",
+			"runner", name, "state", moved.From, "err", cause)
+		return
+	}
 	if err != nil {
 		set.log.Error("mark runner unknown-instance", "runner", name, "err", err)
 		return

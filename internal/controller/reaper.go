@@ -113,7 +113,9 @@ func (c *Controller) reap(ctx context.Context) error {
 			since := r.StateSince[store.StateDeleting]
 			// Given up once tried (a record found after a long stop
 			// gets its tries first) for DeleteGiveUp.
-			if !since.IsZero() && now.Sub(since) > c.cfg.DeleteGiveUp && r.Attempts > 0 && !c.isDeleteRunning(r.Name) {
+			// A failed try moves NextAttemptAt past the state's start.
+			tried := r.NextAttemptAt.After(since)
+			if !since.IsZero() && now.Sub(since) > c.cfg.DeleteGiveUp && tried && !c.isDeleteRunning(r.Name) {
 				c.giveUpDelete(r)
 			}
 		case store.StateIdle:
@@ -148,7 +150,9 @@ func (c *Controller) reap(ctx context.Context) error {
 	}
 
 	for _, set := range served {
-		set.scaleDown(runners, now, removed, remove)
+		if !c.isServedElsewhere(set.targetID) { // handed over, its worker stopping
+			set.scaleDown(runners, now, removed, remove)
+		}
 	}
 
 	c.retireScaleSets(ctx, served)

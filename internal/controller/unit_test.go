@@ -86,7 +86,7 @@ func TestLifecycle(t *testing.T) {
 		}
 	}
 	if allowed != 14 {
-		t.Errorf("%d transitions allowed, want the 14 of docs/architecture.md", allowed)
+		t.Errorf("%d transitions allowed, want the 14 of the table in docs/architecture.md", allowed)
 	}
 	// An edit may not change the state behind the table's back.
 	u.seed("myshoes-edit", "org-a", 1, store.StateIdle, time.Minute, nil)
@@ -308,6 +308,10 @@ func TestReaperScaleDown(t *testing.T) {
 		u.c.wakeReaper()
 		return u.history("myshoes-idle-0") == reasonScaleDown, u.history("myshoes-idle-0")
 	})
+	// One more whole pass: it removes nothing more.
+	if err := u.c.reap(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	if _, ok := u.runner("myshoes-idle-1"); !ok {
 		t.Error("the runner GitHub says runs a job was removed")
 	}
@@ -670,20 +674,19 @@ func TestTargetsOwnedElsewhere(t *testing.T) {
 	own.set("org-a")
 	u := newUnit(t, []string{"org-a", "org-b"}, func(c *Config) {
 		c.Ownership = own
-		c.BootstrapTimeout = time.Hour
+		c.BootstrapTimeout = time.Hour // org-b's runner is past it: only ownership keeps it
 	})
 	// org-b's runner and scale set record, as the replica serving it wrote them.
 	if err := u.st.PutScaleSet(store.ScaleSet{TargetID: target("org-b").ID, Scope: "org-b", Name: "myshoes-org-b", ScaleSetID: 77}); err != nil {
 		t.Fatal(err)
 	}
-	u.seed("myshoes-of-b", "org-b", 77, store.StateIdle, 30*time.Minute, func(r *store.Runner) { r.CloudID = "cloud-b" })
+	u.seed("myshoes-of-b", "org-b", 77, store.StateIdle, 2*time.Hour, func(r *store.Runner) { r.CloudID = "cloud-b" })
 	u.start()
 	sessA, idA := u.listening("org-a")
 	sessA.deliver(1, 1, nil)
 	u.wait("org-a's runner idle", func() (bool, string) { return u.states(idA)[store.StateIdle] == 1, fmt.Sprint(u.states(idA)) })
-	for range 3 { // reaper passes with org-b served elsewhere
-		u.c.wakeReaper()
-		u.wait("a reaper pass", func() (bool, string) { return len(u.c.reapNow) == 0, "" })
+	if err := u.c.reap(t.Context()); err != nil { // a whole pass with org-b served elsewhere
+		t.Fatal(err)
 	}
 	if u.gh.scaleSetID("myshoes-org-b") != 0 || u.c.isServedTarget(target("org-b").ID) {
 		t.Fatal("org-b, served by another replica, is served here too")
@@ -700,8 +703,9 @@ func TestTargetsOwnedElsewhere(t *testing.T) {
 	u.c.wakeSync()
 	u.wait("org-a's session closed", func() (bool, string) { return sessA.isClosed(), "" })
 	u.listening("org-b")
-	u.c.wakeReaper()
-	u.wait("a reaper pass", func() (bool, string) { return len(u.c.reapNow) == 0, "" })
+	if err := u.c.reap(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	if c := u.states(idA); c[store.StateIdle] != 1 {
 		t.Errorf("org-a's runner after the hand-over: %v, want it kept idle for its new owner", c)
 	}

@@ -91,6 +91,7 @@ type Replica struct {
 
 	mu        sync.Mutex
 	safeUntil time.Time
+	gone      bool             // left, or the lease was lost: never safe again
 	owned     map[string]int64 // fencing token (create revision) by target
 }
 
@@ -129,6 +130,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		if err := r.renew(ctx, interval); err != nil {
 			if errors.Is(err, ErrLeaseLost) {
+				r.end()
 				return err
 			}
 			if ctx.Err() == nil {
@@ -154,11 +156,19 @@ func (r *Replica) renew(ctx context.Context, timeout time.Duration) error {
 		return fmt.Errorf("renew lease %x: %w", r.lease, ErrLeaseLost)
 	}
 	r.mu.Lock()
-	if until := sent.Add(r.cfg.TTL); until.After(r.safeUntil) {
+	if until := sent.Add(r.cfg.TTL); until.After(r.safeUntil) && !r.gone {
 		r.safeUntil = until
 	}
 	r.mu.Unlock()
 	return nil
+}
+
+// end makes the replica unsafe for good and forgets its ownerships: a
+// renewal still in flight cannot bring the deadline back.
+func (r *Replica) end() {
+	r.mu.Lock()
+	r.gone, r.safeUntil, r.owned = true, time.Time{}, map[string]int64{}
+	r.mu.Unlock()
 }
 
 // SafeUntil is the replica's safe deadline: it may act on its targets
@@ -295,10 +305,7 @@ func (r *Replica) Members(ctx context.Context) ([]string, error) {
 // Leave revokes the lease: every ownership and the membership go at once,
 // so the other replicas need not wait out the TTL.
 func (r *Replica) Leave(ctx context.Context) error {
-	r.mu.Lock()
-	r.owned = map[string]int64{}
-	r.safeUntil = time.Time{}
-	r.mu.Unlock()
+	r.end()
 	if _, err := r.cfg.Client.Revoke(ctx, r.lease); err != nil {
 		return fmt.Errorf("revoke lease: %w", err)
 	}

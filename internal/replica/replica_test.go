@@ -148,6 +148,16 @@ func TestLeaveHandsOverAtOnce(t *testing.T) {
 	if _, err := b.Claim(ctx, "org-x"); err != nil {
 		t.Fatalf("claim after the owner left: %v", err)
 	}
+	// A renewal that succeeds after the replica ended (one in flight when
+	// Leave ran, before the revoke) cannot make it safe again.
+	c2 := join(t, c, "c", 30*time.Second)
+	c2.end()
+	if err := c2.renew(ctx, time.Second); err != nil {
+		t.Fatalf("renew of a live lease: %v", err)
+	}
+	if c2.Safe() {
+		t.Fatal("a replica that ended is safe again after a renewal")
+	}
 }
 
 func get(t *testing.T, c *clientv3.Client, key string) string {
