@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/actions/scaleset"
 )
@@ -212,13 +213,17 @@ func TestRequestJournal(t *testing.T) {
 // the budget falling with each call of a credential; a fault's headers win.
 func TestRESTRateLimitHeaders(t *testing.T) {
 	f := newFake(t, nil)
+	// Each call signs a new JWT, issued a second apart: an App's JWTs
+	// share the App's budget.
+	issued := time.Now()
 	get := func() http.Header {
 		t.Helper()
 		req, err := http.NewRequest("GET", f.url+"/api/v3/app/installations", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Header.Set("Authorization", "Bearer "+goodAppJWT(t))
+		issued = issued.Add(-time.Second)
+		req.Header.Set("Authorization", "Bearer "+signAppJWT(t, appKey(t), fmt.Sprint(testAppID), issued, issued.Add(9*time.Minute)))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

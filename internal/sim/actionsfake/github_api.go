@@ -1,6 +1,8 @@
 package actionsfake
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -298,6 +300,24 @@ func (s *Server) handleRunnerRegistration(w http.ResponseWriter, r *http.Request
 // every REST answer.
 const restRateLimit = 5000
 
+// rateCredential is whose budget a request spends: an App's JWTs (a new
+// one every few minutes, each signed anew) share their App's budget, as on
+// GitHub; any other credential has its own.
+func rateCredential(auth string) string {
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if parts := strings.Split(tok, "."); ok && len(parts) == 3 {
+		if raw, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
+			var claims struct {
+				Iss json.RawMessage `json:"iss"`
+			}
+			if json.Unmarshal(raw, &claims) == nil && len(claims.Iss) > 0 {
+				return "app:" + string(claims.Iss)
+			}
+		}
+	}
+	return auth
+}
+
 // rateLimitHeaders sets GitHub's rate-limit headers on a REST answer: the
 // budget of the request's credential in the current hour. Faults may
 // override them. Lock not held.
@@ -308,7 +328,7 @@ func (s *Server) rateLimitHeaders(w http.ResponseWriter, r *http.Request) {
 		s.rateWindow = now.Truncate(time.Hour)
 		clear(s.rateUsed)
 	}
-	cred := r.Header.Get("Authorization")
+	cred := rateCredential(r.Header.Get("Authorization"))
 	s.rateUsed[cred]++
 	used, reset := s.rateUsed[cred], s.rateWindow.Add(time.Hour)
 	s.mu.Unlock()
