@@ -17,9 +17,11 @@ package replica
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -106,7 +108,11 @@ func Join(ctx context.Context, cfg Config) (*Replica, error) {
 		return nil, fmt.Errorf("grant lease: %w", err)
 	}
 	r := &Replica{cfg: cfg, lease: lease.ID, safeUntil: sent.Add(cfg.TTL), owned: map[string]int64{}}
-	if _, err := cfg.Client.Put(ctx, r.memberKey(cfg.ID), cfg.ID, clientv3.WithLease(lease.ID)); err != nil {
+	me, err := json.Marshal(Member{ID: cfg.ID, Joined: sent.UTC()})
+	if err != nil {
+		return nil, fmt.Errorf("register member %s: %w", cfg.ID, err)
+	}
+	if _, err := cfg.Client.Put(ctx, r.memberKey(cfg.ID), string(me), clientv3.WithLease(lease.ID)); err != nil {
 		return nil, fmt.Errorf("register member %s: %w", cfg.ID, err)
 	}
 	return r, nil
@@ -289,17 +295,28 @@ func (r *Replica) Write(ctx context.Context, target string, cmps []clientv3.Cmp,
 	return false, nil
 }
 
-// Members returns the IDs of the live replicas.
-func (r *Replica) Members(ctx context.Context) ([]string, error) {
+// Member is a live replica: its ID and when it joined (by its own clock).
+type Member struct {
+	ID     string    `json:"id"`
+	Joined time.Time `json:"joined"`
+}
+
+// Members returns the live replicas, sorted by ID.
+func (r *Replica) Members(ctx context.Context) ([]Member, error) {
 	resp, err := r.cfg.Client.Get(ctx, r.memberKey(""), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
 	}
-	ids := make([]string, 0, len(resp.Kvs))
+	out := make([]Member, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		ids = append(ids, string(kv.Value))
+		var m Member
+		if err := json.Unmarshal(kv.Value, &m); err != nil || m.ID == "" {
+			return nil, fmt.Errorf("list members: member %s: not a member record", kv.Key)
+		}
+		out = append(out, m)
 	}
-	return ids, nil
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
 }
 
 // Leave revokes the lease: every ownership and the membership go at once,

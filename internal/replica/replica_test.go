@@ -125,7 +125,7 @@ func TestLeaseExpiry(t *testing.T) {
 	if ok, err := a.Write(ctx, "org-x", nil, clientv3.OpPut("/test/data/org-x", "late")); ok || !errors.Is(err, ErrUnsafe) {
 		t.Fatalf("a's late write: %v %v, want ErrUnsafe", ok, err)
 	}
-	if members, _ := b.Members(ctx); len(members) != 1 || members[0] != "b" {
+	if members, _ := b.Members(ctx); len(members) != 1 || members[0].ID != "b" {
 		t.Fatalf("members %v, want [b]: a's membership should have gone with its lease", members)
 	}
 	if err := a.renew(ctx, time.Second); !errors.Is(err, ErrLeaseLost) {
