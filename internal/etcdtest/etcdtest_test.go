@@ -2,11 +2,15 @@ package etcdtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -48,4 +52,34 @@ func TestProductDoesNotLinkTheServer(t *testing.T) {
 			t.Errorf("the binary links %s", p)
 		}
 	}
+}
+
+// TestProxyCutAndHeal: a client through the proxy works, fails while the
+// proxy is cut, and works again once healed.
+func TestProxyCutAndHeal(t *testing.T) {
+	s := Start(t)
+	p := NewProxy(t, strings.TrimPrefix(s.Endpoint(), "http://"))
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + p.Addr()}, DialTimeout: 2 * time.Second, Logger: nopZap()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	put := func(timeout time.Duration) error {
+		ctx, cancel := context.WithTimeout(t.Context(), timeout)
+		defer cancel()
+		_, err := c.Put(ctx, "k", "v")
+		return err
+	}
+	if err := put(10 * time.Second); err != nil {
+		t.Fatalf("put through the proxy: %v", err)
+	}
+	p.Cut()
+	if err := put(500 * time.Millisecond); err == nil {
+		t.Fatal("a put went through a cut proxy")
+	}
+	p.Heal()
+	testkit.WaitFor(t, "a put after the heal", 20*time.Second, func() (bool, string) {
+		err := put(time.Second)
+		return err == nil, fmt.Sprint(err)
+	})
 }
