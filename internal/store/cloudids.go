@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // keyCloudIDs is the meta key of what was learned of the plugin's cloud IDs.
@@ -28,8 +26,8 @@ type CloudIDs struct {
 // CloudIDs returns what was learned of the plugin's cloud IDs; found is
 // false when nothing was.
 func (s *Store) CloudIDs() (c CloudIDs, found bool, err error) {
-	err = s.view(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketMeta).Get(keyCloudIDs)
+	err = s.view(func(tx txn) error {
+		raw := tx.bucket(bucketMeta).Get(keyCloudIDs)
 		if raw == nil {
 			return nil
 		}
@@ -48,8 +46,8 @@ func (s *Store) SetCloudIDs(c CloudIDs) error {
 	if err != nil {
 		return fmt.Errorf("record plugin cloud IDs: %w", err)
 	}
-	err = s.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyCloudIDs, raw)
+	err = s.update(func(tx txn) error {
+		return tx.bucket(bucketMeta).Put(keyCloudIDs, raw)
 	})
 	if err != nil {
 		return fmt.Errorf("record plugin cloud IDs: %w", err)

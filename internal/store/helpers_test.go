@@ -102,8 +102,8 @@ func rawUpdate(t testing.TB, path string, fn func(tx *bolt.Tx) error) {
 // after base, in scale set 1 + i%3, with RunnerID i+1.
 func seedRunners(t testing.TB, s *Store, n int, base time.Time) {
 	t.Helper()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRunners)
+	err := s.update(func(tx txn) error {
+		b := tx.bucket(bucketRunners)
 		for i := range n {
 			created := base.Add(time.Duration(i) * time.Second)
 			r := Runner{

@@ -19,22 +19,21 @@ const historyFillPercent = 0.95
 // them if f.Limit > 0.
 func (s *Store) ListHistory(f HistoryFilter) ([]HistoryRecord, error) {
 	var out []HistoryRecord
-	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketHistory).Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+	err := s.view(func(tx txn) error {
+		return tx.bucket(bucketHistory).ForEachReverse(func(k, v []byte) error {
 			rec, err := decode[HistoryRecord](v)
 			if err != nil {
 				return fmt.Errorf("history %x: %w", k, err)
 			}
 			if f.Scope != "" && rec.Runner.Scope != f.Scope {
-				continue
+				return nil
 			}
 			out = append(out, rec)
 			if f.Limit > 0 && len(out) >= f.Limit {
-				break
+				return errStop
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list history: %w", err)
@@ -48,18 +47,21 @@ func (s *Store) ListHistory(f HistoryFilter) ([]HistoryRecord, error) {
 func (s *Store) PruneHistory() (int, error) {
 	cutoff := s.now().Add(-s.maxAge)
 	var pruned int
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx txn) error {
 		pruned = 0
-		b := tx.Bucket(bucketHistory)
-		n := b.Stats().KeyN
+		b := tx.bucket(bucketHistory)
+		n := b.Len()
 		var doomed [][]byte
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		err := b.ForEach(func(k, _ []byte) error {
 			finished, ok := historyKeyTime(k)
 			if ok && !finished.Before(cutoff) && n-len(doomed) <= s.maxCount {
-				break
+				return errStop
 			}
 			doomed = append(doomed, bytes.Clone(k))
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		// Delete after the walk: deleting under a cursor can skip keys.
 		for _, k := range doomed {
@@ -92,7 +94,7 @@ type Stats struct {
 // Stats returns the file size and the number of records in each bucket.
 func (s *Store) Stats() (Stats, error) {
 	st := Stats{Path: s.path, OwnerID: s.ownerID, SchemaVersion: schemaVersion}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		fi, err := os.Stat(s.path)
 		if err != nil {
 			return err

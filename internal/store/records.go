@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -197,8 +199,77 @@ func decode[T any](raw []byte) (T, error) {
 	return e.Data, nil
 }
 
+// txn is one transaction over the state's buckets. The record logic of
+// this package (runners, sessions, scale sets, history, meta) is written
+// against txn and bucket only, so another backend can carry it; bbolt
+// carries it today (boltTx).
+type txn interface {
+	bucket(name []byte) bucket
+}
+
+// bucket is one bucket of a transaction: keys in byte order.
+type bucket interface {
+	// Get returns the value of key, nil if there is none. It is valid
+	// for the transaction only.
+	Get(key []byte) []byte
+	Put(key, value []byte) error
+	Delete(key []byte) error
+	// ForEach calls fn for every key in order, until fn returns an error.
+	ForEach(fn func(k, v []byte) error) error
+	// ForEachReverse is ForEach from the last key; errStop ends the walk
+	// without an error.
+	ForEachReverse(fn func(k, v []byte) error) error
+	// Len is the number of keys.
+	Len() int
+}
+
+// errStop ends a ForEach or ForEachReverse walk early, with no error.
+var errStop = errors.New("stop")
+
+// boltTx is txn on a bbolt transaction.
+type boltTx struct{ tx *bolt.Tx }
+
+func (t boltTx) bucket(name []byte) bucket {
+	b := t.tx.Bucket(name)
+	if bytes.Equal(name, bucketHistory) {
+		b.FillPercent = historyFillPercent
+	}
+	return boltBucket{b}
+}
+
+// boltBucket is bucket on a bbolt bucket.
+type boltBucket struct{ *bolt.Bucket }
+
+func (b boltBucket) ForEach(fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			if errors.Is(err, errStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (b boltBucket) ForEachReverse(fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		if err := fn(k, v); err != nil {
+			if errors.Is(err, errStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (b boltBucket) Len() int { return b.Stats().KeyN }
+
 // get decodes the record at key; found is false if there is none.
-func get[T any](b *bolt.Bucket, key []byte) (rec T, found bool, err error) {
+func get[T any](b bucket, key []byte) (rec T, found bool, err error) {
 	raw := b.Get(key)
 	if raw == nil {
 		return rec, false, nil
@@ -207,7 +278,7 @@ func get[T any](b *bolt.Bucket, key []byte) (rec T, found bool, err error) {
 	return rec, err == nil, err
 }
 
-func put[T any](b *bolt.Bucket, key []byte, rec T) error {
+func put[T any](b bucket, key []byte, rec T) error {
 	raw, err := encode(rec)
 	if err != nil {
 		return err
@@ -235,17 +306,17 @@ func historyKeyTime(key []byte) (time.Time, bool) {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(key[:8]))).UTC(), true
 }
 
-func (s *Store) view(fn func(*bolt.Tx) error) error {
-	return s.db.View(fn)
+func (s *Store) view(fn func(txn) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
 }
 
-func (s *Store) update(fn func(*bolt.Tx) error) error {
+func (s *Store) update(fn func(txn) error) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
 	var fnErr error
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		fnErr = fn(tx)
+		fnErr = fn(boltTx{tx})
 		return fnErr
 	})
 	return s.noteWrite(err, fnErr)
@@ -266,13 +337,13 @@ func (s *Store) noteWrite(err, fnErr error) error {
 // fails), so it must only touch the transaction and its own result
 // variables, and it reports expected outcomes (not found, exists) through
 // those variables rather than as errors, which would abort the whole batch.
-func (s *Store) batch(fn func(*bolt.Tx) error) error {
+func (s *Store) batch(fn func(txn) error) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
 	var fnErr error
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		fnErr = fn(tx)
+		fnErr = fn(boltTx{tx})
 		return fnErr
 	})
 	return s.noteWrite(err, fnErr)

@@ -7,8 +7,6 @@ import (
 	"maps"
 	"slices"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // CreateRunner stores a new runner record, or returns ErrExists if one with
@@ -42,8 +40,8 @@ func (s *Store) CreateRunners(rs []Runner) error {
 	}
 
 	var exists string
-	err := s.batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRunners)
+	err := s.batch(func(tx txn) error {
+		b := tx.bucket(bucketRunners)
 		exists = ""
 		for _, name := range names {
 			if b.Get(name) != nil {
@@ -150,8 +148,8 @@ func (s *Store) updateRunner(name string, fn func(*Runner, time.Time) error) (Ru
 		found bool
 		fnErr error
 	)
-	err := s.batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRunners)
+	err := s.batch(func(tx txn) error {
+		b := tx.bucket(bucketRunners)
 		r, ok, err := get[Runner](b, []byte(name))
 		found, fnErr = ok, nil
 		if err != nil || !ok {
@@ -186,10 +184,10 @@ func (s *Store) updateRunner(name string, fn func(*Runner, time.Time) error) (Ru
 // GetRunner returns a runner by name, or ErrNotFound.
 func (s *Store) GetRunner(name string) (Runner, error) {
 	var r Runner
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx txn) error {
 		var found bool
 		var err error
-		r, found, err = get[Runner](tx.Bucket(bucketRunners), []byte(name))
+		r, found, err = get[Runner](tx.bucket(bucketRunners), []byte(name))
 		if err == nil && !found {
 			err = ErrNotFound
 		}
@@ -205,8 +203,8 @@ func (s *Store) GetRunner(name string) (Runner, error) {
 // then name).
 func (s *Store) ListRunners(f RunnerFilter) ([]Runner, error) {
 	var out []Runner
-	err := s.view(func(tx *bolt.Tx) error {
-		return s.scanRunners(tx.Bucket(bucketRunners).ForEach, func(r *Runner) error {
+	err := s.view(func(tx txn) error {
+		return s.scanRunners(tx.bucket(bucketRunners).ForEach, func(r *Runner) error {
 			if f.match(r) {
 				out = append(out, r.clone())
 			}
@@ -226,12 +224,12 @@ func (s *Store) ListRunners(f RunnerFilter) ([]Runner, error) {
 // ErrNotFound. It scans the runners bucket, which holds only live runners.
 func (s *Store) FindRunnerByID(runnerID int64) (Runner, error) {
 	var r Runner
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx txn) error {
 		if runnerID <= 0 { // pending runners have ID 0; never match them
 			return ErrNotFound
 		}
 		errFound := errors.New("found")
-		err := s.scanRunners(tx.Bucket(bucketRunners).ForEach, func(rr *Runner) error {
+		err := s.scanRunners(tx.bucket(bucketRunners).ForEach, func(rr *Runner) error {
 			if rr.RunnerID == runnerID {
 				r = rr.clone()
 				return errFound
@@ -270,8 +268,8 @@ func (s *Store) FinishRunnerIf(name, reason string, check func(Runner) error) (H
 		rec   HistoryRecord
 		found bool
 	)
-	err := s.batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRunners)
+	err := s.batch(func(tx txn) error {
+		b := tx.bucket(bucketRunners)
 		r, ok, err := get[Runner](b, []byte(name))
 		found = ok
 		if err != nil || !ok {
@@ -283,8 +281,7 @@ func (s *Store) FinishRunnerIf(name, reason string, check func(Runner) error) (H
 			}
 		}
 		rec = HistoryRecord{Runner: r, Reason: reason, FinishedAt: now}
-		hb := tx.Bucket(bucketHistory)
-		hb.FillPercent = historyFillPercent
+		hb := tx.bucket(bucketHistory)
 		if err := put(hb, historyKey(now, name), rec); err != nil {
 			return err
 		}
@@ -302,8 +299,8 @@ func (s *Store) FinishRunnerIf(name, reason string, check func(Runner) error) (H
 // CountRunners returns, per scale set ID, how many runners are in each state.
 func (s *Store) CountRunners() (map[int]map[RunnerState]int, error) {
 	out := make(map[int]map[RunnerState]int)
-	err := s.view(func(tx *bolt.Tx) error {
-		return s.scanRunners(tx.Bucket(bucketRunners).ForEach, func(r *Runner) error {
+	err := s.view(func(tx txn) error {
+		return s.scanRunners(tx.bucket(bucketRunners).ForEach, func(r *Runner) error {
 			if out[r.ScaleSetID] == nil {
 				out[r.ScaleSetID] = make(map[RunnerState]int)
 			}

@@ -3,8 +3,6 @@ package store
 import (
 	"errors"
 	"fmt"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // PutScaleSet creates or replaces the scale set of ss.TargetID. CreatedAt is
@@ -15,8 +13,8 @@ func (s *Store) PutScaleSet(ss ScaleSet) error {
 		return errors.New("put scale set: target ID is required")
 	}
 	now := s.now()
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketScaleSets)
+	err := s.update(func(tx txn) error {
+		b := tx.bucket(bucketScaleSets)
 		key := []byte(ss.TargetID)
 		rec := ss
 		if rec.CreatedAt.IsZero() {
@@ -41,10 +39,10 @@ func (s *Store) PutScaleSet(ss ScaleSet) error {
 // GetScaleSet returns the scale set of a target, or ErrNotFound.
 func (s *Store) GetScaleSet(targetID string) (ScaleSet, error) {
 	var ss ScaleSet
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx txn) error {
 		var found bool
 		var err error
-		ss, found, err = get[ScaleSet](tx.Bucket(bucketScaleSets), []byte(targetID))
+		ss, found, err = get[ScaleSet](tx.bucket(bucketScaleSets), []byte(targetID))
 		if err == nil && !found {
 			err = ErrNotFound
 		}
@@ -59,8 +57,8 @@ func (s *Store) GetScaleSet(targetID string) (ScaleSet, error) {
 // ListScaleSets returns every scale set, sorted by target ID.
 func (s *Store) ListScaleSets() ([]ScaleSet, error) {
 	var out []ScaleSet
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketScaleSets).ForEach(func(k, v []byte) error {
+	err := s.view(func(tx txn) error {
+		return tx.bucket(bucketScaleSets).ForEach(func(k, v []byte) error {
 			ss, err := decode[ScaleSet](v)
 			if err != nil {
 				return fmt.Errorf("target %q: %w", k, err)
@@ -77,8 +75,8 @@ func (s *Store) ListScaleSets() ([]ScaleSet, error) {
 
 // DeleteScaleSet removes the scale set of a target, or returns ErrNotFound.
 func (s *Store) DeleteScaleSet(targetID string) error {
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketScaleSets)
+	err := s.update(func(tx txn) error {
+		b := tx.bucket(bucketScaleSets)
 		if b.Get([]byte(targetID)) == nil {
 			return ErrNotFound
 		}
@@ -95,8 +93,8 @@ func (s *Store) DeleteScaleSet(targetID string) error {
 // wrapped. ErrNotFound if there is no such scale set.
 func (s *Store) UpdateScaleSet(targetID string, fn func(*ScaleSet) error) error {
 	now := s.now()
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketScaleSets)
+	err := s.update(func(tx txn) error {
+		b := tx.bucket(bucketScaleSets)
 		ss, found, err := get[ScaleSet](b, []byte(targetID))
 		if err != nil {
 			return err

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // PutSession creates or replaces the session of sess.ScaleSetID. CreatedAt
@@ -17,8 +15,8 @@ func (s *Store) PutSession(sess Session) error {
 		return fmt.Errorf("put session: scale set ID must be positive, got %d", sess.ScaleSetID)
 	}
 	now := s.now()
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
+	err := s.update(func(tx txn) error {
+		b := tx.bucket(bucketSessions)
 		key := idKey(sess.ScaleSetID)
 		rec := sess
 		old, found, err := get[Session](b, key)
@@ -48,10 +46,10 @@ func (s *Store) PutSession(sess Session) error {
 // GetSession returns the session held on a scale set, or ErrNotFound.
 func (s *Store) GetSession(scaleSetID int) (Session, error) {
 	var sess Session
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx txn) error {
 		var found bool
 		var err error
-		sess, found, err = get[Session](tx.Bucket(bucketSessions), idKey(scaleSetID))
+		sess, found, err = get[Session](tx.bucket(bucketSessions), idKey(scaleSetID))
 		if err == nil && !found {
 			err = ErrNotFound
 		}
@@ -66,8 +64,8 @@ func (s *Store) GetSession(scaleSetID int) (Session, error) {
 // ListSessions returns every session, sorted by scale set ID.
 func (s *Store) ListSessions() ([]Session, error) {
 	var out []Session
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSessions).ForEach(func(_, v []byte) error {
+	err := s.view(func(tx txn) error {
+		return tx.bucket(bucketSessions).ForEach(func(_, v []byte) error {
 			sess, err := decode[Session](v)
 			if err != nil {
 				return err
@@ -84,8 +82,8 @@ func (s *Store) ListSessions() ([]Session, error) {
 
 // DeleteSession removes the session of a scale set, or returns ErrNotFound.
 func (s *Store) DeleteSession(scaleSetID int) error {
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
+	err := s.update(func(tx txn) error {
+		b := tx.bucket(bucketSessions)
 		if b.Get(idKey(scaleSetID)) == nil {
 			return ErrNotFound
 		}
@@ -104,8 +102,8 @@ func (s *Store) DeleteSession(scaleSetID int) error {
 func (s *Store) RecordMessage(scaleSetID int, id int64, acquire []int64) error {
 	now := s.now()
 	var found bool
-	err := s.batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
+	err := s.batch(func(tx txn) error {
+		b := tx.bucket(bucketSessions)
 		sess, ok, err := get[Session](b, idKey(scaleSetID))
 		found = ok && sess.SessionID != ""
 		if err != nil || !found {
@@ -167,8 +165,8 @@ func (s *Store) ForgetSession(scaleSetID int) error {
 // A scale set with no record is left alone.
 func (s *Store) editSession(scaleSetID int, fn func(*Session)) error {
 	now := s.now()
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
+	return s.update(func(tx txn) error {
+		b := tx.bucket(bucketSessions)
 		sess, ok, err := get[Session](b, idKey(scaleSetID))
 		if err != nil || !ok {
 			return err

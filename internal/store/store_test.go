@@ -570,11 +570,11 @@ func TestPruneHistory(t *testing.T) {
 			clock := newFakeClock()
 			s := openStore(t, Options{Now: clock.Now, HistoryMaxAge: tt.maxAge, HistoryMaxCount: tt.maxCount})
 			pruneAt := clock.Now().Add(24 * time.Hour)
-			err := s.db.Update(func(tx *bolt.Tx) error {
+			err := s.update(func(tx txn) error {
 				for i, age := range tt.ages {
 					finished := pruneAt.Add(-age)
 					rec := HistoryRecord{Runner: Runner{Name: fmt.Sprint("r", i)}, Reason: "completed", FinishedAt: finished}
-					if err := put(tx.Bucket(bucketHistory), historyKey(finished, rec.Runner.Name), rec); err != nil {
+					if err := put(tx.bucket(bucketHistory), historyKey(finished, rec.Runner.Name), rec); err != nil {
 						return err
 					}
 				}
