@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 
@@ -94,6 +95,9 @@ type Stats struct {
 // Stats returns the file size and the number of records in each bucket.
 func (s *Store) Stats() (Stats, error) {
 	st := Stats{Path: s.path, OwnerID: s.ownerID, SchemaVersion: schemaVersion}
+	if s.db == nil {
+		return Stats{}, errors.New("state file stats: the state is in etcd, not a file")
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		fi, err := os.Stat(s.path)
 		if err != nil {

@@ -306,8 +306,35 @@ func historyKeyTime(key []byte) (time.Time, bool) {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(key[:8]))).UTC(), true
 }
 
+// backend runs the transactions of the record logic: bbolt (the file) or
+// etcd (EtcdOptions).
+type backend interface {
+	// view runs fn on a consistent snapshot.
+	view(fn func(txn) error) error
+	// update runs fn and commits its writes atomically; fn may run more
+	// than once. It returns fn's own error as it is.
+	update(fn func(txn) error) error
+	// batch is update, possibly sharing a commit with concurrent callers.
+	batch(fn func(txn) error) error
+}
+
+// boltBackend is backend on the bbolt file.
+type boltBackend struct{ db *bolt.DB }
+
+func (b boltBackend) view(fn func(txn) error) error {
+	return b.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+func (b boltBackend) update(fn func(txn) error) error {
+	return b.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+func (b boltBackend) batch(fn func(txn) error) error {
+	return b.db.Batch(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
 func (s *Store) view(fn func(txn) error) error {
-	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	return s.kv.view(fn)
 }
 
 func (s *Store) update(fn func(txn) error) error {
@@ -315,8 +342,8 @@ func (s *Store) update(fn func(txn) error) error {
 		return ErrReadOnly
 	}
 	var fnErr error
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		fnErr = fn(boltTx{tx})
+	err := s.kv.update(func(tx txn) error {
+		fnErr = fn(tx)
 		return fnErr
 	})
 	return s.noteWrite(err, fnErr)
@@ -342,8 +369,8 @@ func (s *Store) batch(fn func(txn) error) error {
 		return ErrReadOnly
 	}
 	var fnErr error
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		fnErr = fn(boltTx{tx})
+	err := s.kv.batch(func(tx txn) error {
+		fnErr = fn(tx)
 		return fnErr
 	})
 	return s.noteWrite(err, fnErr)

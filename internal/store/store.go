@@ -144,7 +144,8 @@ func (o Options) Validate() error {
 
 // Store is the open state file. Its methods are safe for concurrent use.
 type Store struct {
-	db       *bolt.DB
+	kv       backend
+	db       *bolt.DB // nil on etcd
 	path     string
 	readOnly bool
 	ownerID  string
@@ -244,7 +245,7 @@ func Open(opts Options) (*Store, error) {
 				_ = db.Close()
 				return nil, noStateError(path)
 			}
-			s.db, s.ownerID = db, m.ownerID
+			s.db, s.kv, s.ownerID = db, boltBackend{db}, m.ownerID
 			return s, nil
 		}
 		// Reopen read-write below: flock is per open file description, so
@@ -264,12 +265,15 @@ func Open(opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, classify(path, err)
 	}
-	s.db, s.ownerID = db, ownerID
+	s.db, s.kv, s.ownerID = db, boltBackend{db}, ownerID
 	return s, nil
 }
 
 // Close closes the file and releases its lock.
 func (s *Store) Close() error {
+	if s.db == nil {
+		return nil // etcd: the caller owns the client
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close state file %s: %w", s.path, err)
 	}

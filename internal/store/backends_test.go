@@ -1,0 +1,214 @@
+package store
+
+// The record logic on both backends: the file (bbolt) and etcd (a real
+// etcd server process). Each case runs on each.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
+)
+
+func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m)) }
+
+// backends returns a fresh store of each backend.
+func backends(t *testing.T, clock *fakeClock) map[string]*Store {
+	t.Helper()
+	file := openStore(t, Options{Now: clock.Now, HistoryMaxCount: 3})
+	e, err := OpenEtcd(EtcdOptions{Client: etcdtest.Start(t).Client(), Prefix: "/test/", OwnerID: "replica-a", Now: clock.Now, HistoryMaxCount: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]*Store{"bbolt": file, "etcd": e}
+}
+
+func TestBackends(t *testing.T) {
+	clock := newFakeClock()
+	for name, s := range backends(t, clock) {
+		t.Run(name, func(t *testing.T) {
+			t.Run("runners", func(t *testing.T) { backendRunners(t, s, clock) })
+			t.Run("concurrent updates", func(t *testing.T) { backendConcurrentUpdates(t, s) })
+			t.Run("sessions", func(t *testing.T) { backendSessions(t, s) })
+			t.Run("scale sets and meta", func(t *testing.T) { backendScaleSets(t, s) })
+		})
+	}
+}
+
+func runner(name string, scaleSet int, state RunnerState) Runner {
+	return Runner{Name: name, TargetID: fmt.Sprint("t-", scaleSet), Scope: "org", ScaleSetID: scaleSet, State: state}
+}
+
+func backendRunners(t *testing.T, s *Store, clock *fakeClock) {
+	if err := s.CreateRunners([]Runner{runner("r1", 1, StatePending), runner("r2", 1, StateIdle), runner("r3", 2, StateIdle)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRunners([]Runner{runner("r4", 1, StatePending), runner("r2", 1, StatePending)}); !errors.Is(err, ErrExists) {
+		t.Fatalf("creating an existing runner: %v, want ErrExists", err)
+	}
+	if _, err := s.GetRunner("r4"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a refused create wrote r4: %v", err)
+	}
+	r, err := s.UpdateRunner("r1", func(r *Runner) error { r.CloudID = "c1"; return nil })
+	if err != nil || r.CloudID != "c1" {
+		t.Fatalf("update: %+v %v", r, err)
+	}
+	if got, _ := s.GetRunner("r1"); got.CloudID != "c1" {
+		t.Fatalf("update not stored: %+v", got)
+	}
+	idle, err := s.ListRunners(RunnerFilter{States: []RunnerState{StateIdle}})
+	if err != nil || len(idle) != 2 {
+		t.Fatalf("idle runners: %v %v", idle, err)
+	}
+	counts, err := s.CountRunners()
+	if err != nil || counts[1][StatePending] != 1 || counts[1][StateIdle] != 1 || counts[2][StateIdle] != 1 {
+		t.Fatalf("counts %v %v", counts, err)
+	}
+	refuse := errors.New("refused")
+	if _, err := s.FinishRunnerIf("r1", "failed", func(Runner) error { return refuse }); !errors.Is(err, refuse) {
+		t.Fatalf("a refused finish: %v", err)
+	}
+	for _, n := range []string{"r1", "r2", "r3"} {
+		clock.Advance(time.Second)
+		if _, err := s.FinishRunner(n, "completed"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.GetRunner("r1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("finished runner still there: %v", err)
+	}
+	hs, err := s.ListHistory(HistoryFilter{Limit: 2})
+	if err != nil || len(hs) != 2 || hs[0].Runner.Name != "r3" || hs[1].Runner.Name != "r2" {
+		t.Fatalf("history, newest first, 2: %+v %v", hs, err)
+	}
+	clock.Advance(time.Second)
+	for _, n := range []string{"r5", "r6"} {
+		if err := s.CreateRunners([]Runner{runner(n, 1, StateIdle)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.FinishRunner(n, "completed"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.PruneHistory(); err != nil || n != 2 { // 5 records, at most 3 kept
+		t.Fatalf("pruned %d, %v; want 2", n, err)
+	}
+	hs, _ = s.ListHistory(HistoryFilter{})
+	if len(hs) != 3 || slices.ContainsFunc(hs, func(h HistoryRecord) bool { return h.Runner.Name == "r1" || h.Runner.Name == "r2" }) {
+		t.Fatalf("history after pruning: %+v; want the 3 newest", hs)
+	}
+}
+
+// backendConcurrentUpdates: updates of one record from many goroutines
+// are never lost (etcd: optimistic transactions retried on conflict).
+func backendConcurrentUpdates(t *testing.T, s *Store) {
+	if err := s.CreateRunners([]Runner{runner("counter", 9, StateIdle)}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 10 {
+				if _, err := s.UpdateRunner("counter", func(r *Runner) error { r.Attempts++; return nil }); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if r, _ := s.GetRunner("counter"); r.Attempts != 40 {
+		t.Fatalf("attempts %d after 40 increments", r.Attempts)
+	}
+}
+
+func backendSessions(t *testing.T, s *Store) {
+	if err := s.PutSession(Session{ScaleSetID: 5, TargetID: "t-5", Scope: "org", SessionID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordMessage(5, 7, []int64{11, 12}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSession(Session{ScaleSetID: 5, TargetID: "t-5", Scope: "org", SessionID: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AcquireDone(5, []int64{11}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ForgetSession(5); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSession(5)
+	if err != nil || got.SessionID != "" || len(got.PendingAcquire) != 1 || got.PendingAcquire[0].RequestID != 12 {
+		t.Fatalf("session after forget: %+v %v; want no ID and request 12 pending", got, err)
+	}
+	if err := s.RecordMessage(6, 1, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("message of a scale set with no session: %v", err)
+	}
+	if all, _ := s.ListSessions(); len(all) != 1 {
+		t.Fatalf("sessions %+v", all)
+	}
+	if err := s.DeleteSession(5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSession(5); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted session: %v", err)
+	}
+}
+
+func backendScaleSets(t *testing.T, s *Store) {
+	if err := s.PutScaleSet(ScaleSet{TargetID: "t-1", Scope: "org", Name: "myshoes-org", ScaleSetID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateScaleSet("t-1", func(ss *ScaleSet) error { ss.LastError = "boom"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ss, err := s.GetScaleSet("t-1"); err != nil || ss.LastError != "boom" || ss.ScaleSetID != 1 {
+		t.Fatalf("scale set %+v %v", ss, err)
+	}
+	if all, _ := s.ListScaleSets(); len(all) != 1 {
+		t.Fatalf("scale sets %+v", all)
+	}
+	if err := s.DeleteScaleSet("t-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetScaleSet("t-1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted scale set: %v", err)
+	}
+	if err := s.SetCloudIDs(CloudIDs{Plugin: "p", NameKeyed: true}); err != nil {
+		t.Fatal(err)
+	}
+	if c, found, err := s.CloudIDs(); err != nil || !found || !c.NameKeyed || c.Plugin != "p" {
+		t.Fatalf("cloud IDs %+v %v %v", c, found, err)
+	}
+}
+
+// TestEtcdUnreachable: a read that fails is an error, never "not found",
+// and a write fails without a partial commit.
+func TestEtcdUnreachable(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s, err := OpenEtcd(EtcdOptions{Client: srv.Client(), Prefix: "/test/", OwnerID: "a", Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRunners([]Runner{runner("r1", 1, StateIdle)}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill9()
+	if _, err := s.GetRunner("r1"); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("get with etcd down: %v, want an error that is not ErrNotFound", err)
+	}
+	if _, err := s.UpdateRunner("r1", func(r *Runner) error { r.Attempts++; return nil }); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("update with etcd down: %v", err)
+	}
+	srv.Restart()
+	testkit.WaitFor(t, "r1 readable again", 20*time.Second, func() (bool, string) {
+		r, err := s.GetRunner("r1")
+		return err == nil && r.Attempts == 0, fmt.Sprint(r.Attempts, err)
+	})
+}
