@@ -301,6 +301,20 @@ type Member struct {
 	Joined time.Time `json:"joined"`
 }
 
+// Fence returns the condition under which this replica owns target (its
+// key's create revision is still its token); ok is false when it does not
+// own target, or its safe deadline has passed. It fences the store's
+// writes (store.Fencer).
+func (r *Replica) Fence(target string) (clientv3.Cmp, bool) {
+	r.mu.Lock()
+	token, ok := r.owned[target]
+	r.mu.Unlock()
+	if !ok || !r.Safe() {
+		return clientv3.Cmp{}, false
+	}
+	return clientv3.Compare(clientv3.CreateRevision(r.ownerKey(target)), "=", token), true
+}
+
 // Members returns the live replicas, sorted by ID.
 func (r *Replica) Members(ctx context.Context) ([]Member, error) {
 	resp, err := r.cfg.Client.Get(ctx, r.memberKey(""), clientv3.WithPrefix())

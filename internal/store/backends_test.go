@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/replica"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
@@ -211,4 +212,58 @@ func TestEtcdUnreachable(t *testing.T) {
 		r, err := s.GetRunner("r1")
 		return err == nil && r.Attempts == 0, fmt.Sprint(r.Attempts, err)
 	})
+}
+
+// TestEtcdFencedWrites: with replicas, a write for a target commits only
+// while its replica owns the target; after another replica took it over,
+// the old owner's write fails with ErrNotOwner and changes nothing, and
+// the new owner's goes through.
+func TestEtcdFencedWrites(t *testing.T) {
+	c := etcdtest.Start(t).Client()
+	ctx := t.Context()
+	join := func(id string) (*replica.Replica, *Store) {
+		r, err := replica.Join(ctx, replica.Config{Client: c, Prefix: "/cluster/", ID: id, TTL: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := OpenEtcd(EtcdOptions{Client: c, Prefix: "/cluster/state/", OwnerID: id, Fencer: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, s
+	}
+	ra, sa := join("a")
+	rb, sb := join("b")
+	if _, err := ra.Claim(ctx, "t-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sa.CreateRunners([]Runner{runner("r1", 1, StateIdle)}); err != nil {
+		t.Fatalf("the owner's create: %v", err)
+	}
+	if _, err := sb.UpdateRunner("r1", func(r *Runner) error { r.CloudID = "b"; return nil }); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("a write by a replica that never owned t-1: %v, want ErrNotOwner", err)
+	}
+	// a's key goes (its lease ran out while it was paused); b takes t-1.
+	if _, err := c.Delete(ctx, "/cluster/owners/t-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rb.Claim(ctx, "t-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.UpdateRunner("r1", func(r *Runner) error { r.CloudID = "b"; return nil }); err != nil {
+		t.Fatalf("the new owner's write: %v", err)
+	}
+	if _, err := sa.UpdateRunner("r1", func(r *Runner) error { r.CloudID = "a-late"; return nil }); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("the old owner's late write: %v, want ErrNotOwner", err)
+	}
+	if _, err := sa.FinishRunner("r1", "completed"); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("the old owner's finish: %v, want ErrNotOwner", err)
+	}
+	if r, err := sb.GetRunner("r1"); err != nil || r.CloudID != "b" {
+		t.Fatalf("r1 = %+v, %v: the old owner wrote after the new one", r, err)
+	}
+	// Meta is no target's: any replica writes it.
+	if err := sa.SetCloudIDs(CloudIDs{Plugin: "p"}); err != nil {
+		t.Fatal(err)
+	}
 }

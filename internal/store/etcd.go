@@ -32,7 +32,22 @@ type EtcdOptions struct {
 	HistoryMaxCount int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Fencer, when set, fences every write for a target on this
+	// replica's ownership of it (replicas sharing the targets).
+	Fencer Fencer
 }
+
+// Fencer fences a replica's writes on its ownership of targets: each
+// write for a target commits only while the condition holds.
+type Fencer interface {
+	// Fence returns the condition under which this replica owns target;
+	// ok is false when it does not (any more).
+	Fence(target string) (cmp clientv3.Cmp, ok bool)
+}
+
+// ErrNotOwner: the write is for a target this replica does not own (any
+// more); nothing was written.
+var ErrNotOwner = errors.New("not the owner of the target")
 
 // Validate fills in defaults and reports the first invalid setting.
 func (o *EtcdOptions) Validate() error {
@@ -68,7 +83,7 @@ func OpenEtcd(opts EtcdOptions) (*Store, error) {
 		return nil, fmt.Errorf("open state in etcd: %w", err)
 	}
 	return &Store{
-		kv:       &etcdBackend{c: opts.Client, prefix: opts.Prefix, timeout: opts.Timeout},
+		kv:       &etcdBackend{c: opts.Client, prefix: opts.Prefix, timeout: opts.Timeout, fencer: opts.Fencer},
 		path:     "etcd:" + opts.Prefix,
 		ownerID:  opts.OwnerID,
 		clock:    opts.Now,
@@ -87,6 +102,7 @@ type etcdBackend struct {
 	c       *clientv3.Client
 	prefix  string
 	timeout time.Duration
+	fencer  Fencer // nil: writes are not fenced
 }
 
 // maxTxnAttempts bounds the runs of a transaction that keeps conflicting.
@@ -138,10 +154,26 @@ type etcdTxn struct {
 	rev    int64            // the snapshot read; 0 before the first read
 	reads  map[string]int64 // mod revision seen, by key (0: absent); nil in a view
 	writes map[string]etcdWrite
-	order  []string // written keys, in write order
+	order  []string                // written keys, in write order
+	fences map[string]clientv3.Cmp // by target
 	// err is the first read that failed: bucket's Get and Len cannot
 	// return it, so the transaction does, in place of fn's result.
 	err error
+}
+
+func (t *etcdTxn) fence(target string) {
+	if _, done := t.fences[target]; t.e.fencer == nil || target == "" || done {
+		return
+	}
+	cmp, ok := t.e.fencer.Fence(target)
+	if !ok {
+		t.fail(fmt.Errorf("target %s: %w", target, ErrNotOwner))
+		return
+	}
+	if t.fences == nil {
+		t.fences = map[string]clientv3.Cmp{}
+	}
+	t.fences[target] = cmp
 }
 
 func (t *etcdTxn) bucket(name []byte) bucket {
@@ -179,11 +211,21 @@ func (t *etcdTxn) commit() error {
 			ops = append(ops, clientv3.OpPut(k, string(w.value)))
 		}
 	}
-	resp, err := t.e.c.Txn(t.ctx).If(cmps...).Then(ops...).Commit()
+	fences := make([]clientv3.Cmp, 0, len(t.fences))
+	for _, f := range t.fences {
+		fences = append(fences, f)
+	}
+	cmps = append(cmps, fences...)
+	resp, err := t.e.c.Txn(t.ctx).If(cmps...).Then(ops...).
+		Else(clientv3.OpTxn(fences, nil, nil)).
+		Commit()
 	if err != nil {
 		return fmt.Errorf("etcd commit: %w", err)
 	}
 	if !resp.Succeeded {
+		if len(fences) > 0 && !resp.Responses[0].GetResponseTxn().Succeeded {
+			return ErrNotOwner // another replica owns a target now
+		}
 		return errConflict
 	}
 	return nil

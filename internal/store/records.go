@@ -205,6 +205,9 @@ func decode[T any](raw []byte) (T, error) {
 // carries it today (boltTx).
 type txn interface {
 	bucket(name []byte) bucket
+	// fence makes the transaction's writes conditional on this replica
+	// owning target (etcd with replicas); the file has no owners.
+	fence(target string)
 }
 
 // bucket is one bucket of a transaction: keys in byte order.
@@ -228,6 +231,8 @@ var errStop = errors.New("stop")
 
 // boltTx is txn on a bbolt transaction.
 type boltTx struct{ tx *bolt.Tx }
+
+func (boltTx) fence(string) {}
 
 func (t boltTx) bucket(name []byte) bucket {
 	b := t.tx.Bucket(name)

@@ -43,6 +43,9 @@ func (s *Store) CreateRunners(rs []Runner) error {
 	err := s.batch(func(tx txn) error {
 		b := tx.bucket(bucketRunners)
 		exists = ""
+		for _, r := range rs {
+			tx.fence(r.TargetID)
+		}
 		for _, name := range names {
 			if b.Get(name) != nil {
 				exists = string(name) // write nothing; the rest of the batch commits
@@ -155,6 +158,7 @@ func (s *Store) updateRunner(name string, fn func(*Runner, time.Time) error) (Ru
 		if err != nil || !ok {
 			return err
 		}
+		tx.fence(r.TargetID)
 		if fnErr = fn(&r, now); fnErr != nil {
 			return nil // write nothing; the rest of the batch commits
 		}
@@ -275,6 +279,7 @@ func (s *Store) FinishRunnerIf(name, reason string, check func(Runner) error) (H
 		if err != nil || !ok {
 			return err
 		}
+		tx.fence(r.TargetID)
 		if check != nil {
 			if err := check(r); err != nil {
 				return err

@@ -14,6 +14,7 @@ func (s *Store) PutScaleSet(ss ScaleSet) error {
 	}
 	now := s.now()
 	err := s.update(func(tx txn) error {
+		tx.fence(ss.TargetID)
 		b := tx.bucket(bucketScaleSets)
 		key := []byte(ss.TargetID)
 		rec := ss
@@ -76,6 +77,7 @@ func (s *Store) ListScaleSets() ([]ScaleSet, error) {
 // DeleteScaleSet removes the scale set of a target, or returns ErrNotFound.
 func (s *Store) DeleteScaleSet(targetID string) error {
 	err := s.update(func(tx txn) error {
+		tx.fence(targetID)
 		b := tx.bucket(bucketScaleSets)
 		if b.Get([]byte(targetID)) == nil {
 			return ErrNotFound
@@ -94,6 +96,7 @@ func (s *Store) DeleteScaleSet(targetID string) error {
 func (s *Store) UpdateScaleSet(targetID string, fn func(*ScaleSet) error) error {
 	now := s.now()
 	err := s.update(func(tx txn) error {
+		tx.fence(targetID)
 		b := tx.bucket(bucketScaleSets)
 		ss, found, err := get[ScaleSet](b, []byte(targetID))
 		if err != nil {

@@ -16,6 +16,7 @@ func (s *Store) PutSession(sess Session) error {
 	}
 	now := s.now()
 	err := s.update(func(tx txn) error {
+		tx.fence(sess.TargetID)
 		b := tx.bucket(bucketSessions)
 		key := idKey(sess.ScaleSetID)
 		rec := sess
@@ -84,9 +85,14 @@ func (s *Store) ListSessions() ([]Session, error) {
 func (s *Store) DeleteSession(scaleSetID int) error {
 	err := s.update(func(tx txn) error {
 		b := tx.bucket(bucketSessions)
-		if b.Get(idKey(scaleSetID)) == nil {
+		sess, ok, err := get[Session](b, idKey(scaleSetID))
+		if err != nil {
+			return err
+		}
+		if !ok {
 			return ErrNotFound
 		}
+		tx.fence(sess.TargetID)
 		return b.Delete(idKey(scaleSetID))
 	})
 	if err != nil {
@@ -109,6 +115,7 @@ func (s *Store) RecordMessage(scaleSetID int, id int64, acquire []int64) error {
 		if err != nil || !found {
 			return err
 		}
+		tx.fence(sess.TargetID)
 		sess.LastMessageID = id
 		sess.PendingAcquire = addPending(sess.PendingAcquire, acquire, now)
 		sess.UpdatedAt = now
@@ -171,6 +178,7 @@ func (s *Store) editSession(scaleSetID int, fn func(*Session)) error {
 		if err != nil || !ok {
 			return err
 		}
+		tx.fence(sess.TargetID)
 		fn(&sess)
 		if sess.SessionID == "" && len(sess.PendingAcquire) == 0 {
 			return b.Delete(idKey(scaleSetID))
