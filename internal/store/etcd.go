@@ -51,19 +51,10 @@ var ErrNotOwner = errors.New("not the owner of the target")
 
 // Validate fills in defaults and reports the first invalid setting.
 func (o *EtcdOptions) Validate() error {
-	d := DefaultOptions()
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
 	}
-	if o.HistoryMaxAge == 0 {
-		o.HistoryMaxAge = d.HistoryMaxAge
-	}
-	if o.HistoryMaxCount == 0 {
-		o.HistoryMaxCount = d.HistoryMaxCount
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	commonDefaults(&o.HistoryMaxAge, &o.HistoryMaxCount, &o.Now)
 	switch {
 	case o.Client == nil:
 		return setting.Invalid("Client", "etcd client is required")

@@ -106,18 +106,24 @@ func DefaultOptions() Options {
 }
 
 func (o *Options) defaults() {
-	d := DefaultOptions()
 	if o.LockTimeout == 0 {
-		o.LockTimeout = d.LockTimeout
+		o.LockTimeout = DefaultOptions().LockTimeout
 	}
-	if o.HistoryMaxAge == 0 {
-		o.HistoryMaxAge = d.HistoryMaxAge
+	commonDefaults(&o.HistoryMaxAge, &o.HistoryMaxCount, &o.Now)
+}
+
+// commonDefaults fills in the settings both backends have: the history
+// bounds and the clock.
+func commonDefaults(maxAge *time.Duration, maxCount *int, now *func() time.Time) {
+	d := DefaultOptions()
+	if *maxAge == 0 {
+		*maxAge = d.HistoryMaxAge
 	}
-	if o.HistoryMaxCount == 0 {
-		o.HistoryMaxCount = d.HistoryMaxCount
+	if *maxCount == 0 {
+		*maxCount = d.HistoryMaxCount
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if *now == nil {
+		*now = time.Now
 	}
 }
 
