@@ -90,8 +90,9 @@ func ReadCallLogFrom(path string, offset int64) ([]Call, int64, error) {
 	return calls, offset + int64(len(b)), nil
 }
 
-// appendLine appends v as one JSON line with a single O_APPEND write, so
-// lines from concurrent processes do not interleave.
+// appendLine appends v as one JSON line with a single O_APPEND write under
+// an exclusive flock of the file, so that lines from concurrent processes
+// (and the instances' scripts, which take the same lock) do not interleave.
 func appendLine(path string, v any) error {
 	if path == "" {
 		return nil
@@ -105,8 +106,12 @@ func appendLine(path string, v any) error {
 	if err != nil {
 		return err
 	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		_ = f.Close()
+		return err
+	}
 	_, werr := f.Write(b)
-	cerr := f.Close()
+	cerr := f.Close() // releases the lock
 	return errors.Join(werr, cerr)
 }
 

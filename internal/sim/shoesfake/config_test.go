@@ -2,9 +2,12 @@ package shoesfake
 
 import (
 	"cmp"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -214,5 +217,51 @@ func TestParseCode(t *testing.T) {
 	}
 	if _, err := ParseCode("Nope"); err == nil {
 		t.Error("ParseCode(Nope) succeeded")
+	}
+}
+
+// TestScriptExitLinesDoNotInterleave: many instances' scripts ending at
+// once, each with a long stderr tail, and the plugin's own lines, leave a
+// call log of whole lines (CI once read two script_exit lines spliced).
+func TestScriptExitLinesDoNotInterleave(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "calls.jsonl")
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		idir := filepath.Join(dir, fmt.Sprint(i))
+		if err := os.MkdirAll(idir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(idir, "script.log"), []byte(strings.Repeat(fmt.Sprintf("l%d\n\"x\"\n", i), 600)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		script := "code=0\n" + render(recordExit, "CLOUD_ID", shq(fmt.Sprint("cloud-", i)), "CALL_LOG", shq(logPath)) + "\n"
+		wg.Go(func() {
+			cmd := exec.Command("bash", "-c", script)
+			cmd.Dir = idir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("script %d: %v\n%s", i, err, out)
+			}
+		})
+		wg.Go(func() {
+			if err := appendLine(logPath, Call{PID: i, Method: "AddInstance", CloudID: fmt.Sprint("cloud-", i)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	calls, err := ReadCallLog(logPath)
+	if err != nil {
+		t.Fatalf("the call log has a broken line: %v", err)
+	}
+	exits := 0
+	for _, c := range calls {
+		if c.Event == EventScriptExit && len(c.StderrTail) > 1000 {
+			exits++
+		}
+	}
+	if len(calls) != 2*n || exits != n {
+		t.Fatalf("%d lines, %d script exits with their tail; want %d and %d", len(calls), exits, 2*n, n)
 	}
 }

@@ -39,7 +39,12 @@ exit "$code"
 `
 
 // recordExit appends a script_exit event to the call log. Placeholders:
-// CLOUD_ID, CALL_LOG.
+// CLOUD_ID, CALL_LOG. The line is built in a file first, then appended by
+// cat in one write, under an exclusive flock of the log as appendLine
+// takes: printf may write a long line in several pieces, and a
+// DeleteInstance that kills the script between two of them left half a
+// line, which the next line then continued (CI: "invalid character after
+// object key:value pair").
 const recordExit = `tail=$(tail -c 2048 ./script.log | tr -d '\000-\010\013\014\016-\037')
 tail=${tail//\\/\\\\}
 tail=${tail//\"/\\\"}
@@ -47,8 +52,10 @@ tail=${tail//$'\t'/\\t}
 tail=${tail//$'\r'/\\r}
 tail=${tail//$'\n'/\\n}
 end=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
-printf '{"event":"script_exit","pid":%d,"cloud_id":"%s","exit_code":%d,"stderr_tail":"%s","end":"%s"}\n' \
-  "$$" @CLOUD_ID@ "$code" "$tail" "$end" >>@CALL_LOG@`
+line=$(printf '{"event":"script_exit","pid":%d,"cloud_id":"%s","exit_code":%d,"stderr_tail":"%s","end":"%s"}' \
+  "$$" @CLOUD_ID@ "$code" "$tail" "$end")
+printf '%s\n' "$line" >./script_exit.json
+{ flock 9 2>/dev/null; cat ./script_exit.json >&9; } 9>>@CALL_LOG@`
 
 // curlShim serves a fake actions-runner tarball for a concrete release URL
 // and fails like "curl -f" for anything else. Placeholders: DIR, PAYLOAD.
