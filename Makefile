@@ -3,9 +3,11 @@ GO        ?= go
 BIN       ?= bin/shoes-scaleset
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -s -w -X github.com/shoes-scaleset/shoes-scaleset/internal/buildinfo.version=$(VERSION)
-# Two cores: keep package-level parallelism low so timing-sensitive
-# end-to-end tests are not starved.
-TESTFLAGS ?= -race -p 2 -timeout 20m
+# Four test binaries at a time on two cores: the slow packages run
+# processes and mostly wait on timers (a run uses about 40 % of the CPU at
+# -p 2), so more of them overlap without starving the timing-sensitive
+# end-to-end tests. Measured: 107 s at -p 2, 61 s at -p 4 (docs/development.md).
+TESTFLAGS ?= -race -p 4 -timeout 20m
 
 .PHONY: build test lint generate bench clean
 

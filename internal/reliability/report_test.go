@@ -36,8 +36,12 @@ var (
 )
 
 // newResult registers a scenario for the report. Its status and duration
-// are set when the test ends.
+// are set when the test ends. It is each scenario's first call, so it also
+// marks the test parallel where parallelScenarios says so.
 func newResult(t *testing.T, order int, name, checks string) *Result {
+	if parallelScenarios {
+		t.Parallel()
+	}
 	r := &Result{Order: order, Name: name, Checks: checks, worlds: map[*world]scenario.Invariants{}}
 	resultsMu.Lock()
 	results = append(results, r)
