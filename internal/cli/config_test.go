@@ -22,6 +22,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/replica"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
@@ -435,6 +436,8 @@ func TestRunFlagDefaultsAreTheComponents(t *testing.T) {
 		"myshoes-url", // myshoes.Config.BaseURL, the only myshoes field a flag sets
 		"github-private-key-path", "github-private-key-base64", "github-ca-file",
 		"setup-script-template", "log-level", "log-format",
+		"store", "etcd-endpoints", "etcd-prefix", "etcd-ca-file", "etcd-cert-file", "etcd-key-file",
+		"etcd-username", "etcd-password", "etcd-dial-timeout", "replica-id", "replica-join-delay",
 	}
 	defaults := map[string]any{
 		componentController: controller.DefaultConfig(),
@@ -442,6 +445,7 @@ func TestRunFlagDefaultsAreTheComponents(t *testing.T) {
 		componentGitHub:     github.DefaultConfig(),
 		componentStore:      store.DefaultOptions(),
 		componentAPI:        httpapi.Config{},
+		componentReplica:    replica.DefaultConfig(),
 	}
 	flags := newRunCmd(streams{}, nil).Flags()
 	inTable := map[string]bool{}

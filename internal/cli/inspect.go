@@ -17,15 +17,19 @@ import (
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/replica"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
 // inspectOptions are shared by the commands that read the daemon's state:
 // from its local API while it runs, else from the state file, read-only.
+// With --store etcd they read etcd, which holds every replica's state (a
+// daemon's API shows only the targets it owns).
 type inspectOptions struct {
 	StateFile string
 	Listen    string
 	Output    string
+	backend   backendOptions
 	env       *envBinding
 }
 
@@ -34,8 +38,12 @@ func (o *inspectOptions) addFlags(cmd *cobra.Command, lookup lookupEnvFunc, outp
 	f.StringVar(&o.StateFile, "state-file", defaultStateFile, "bbolt state file, read when no daemon answers")
 	f.StringVar(&o.Listen, "listen", defaultListen, "address of the running daemon's HTTP API")
 	f.StringVarP(&o.Output, "output", "o", "table", "output format: "+outputs)
+	o.backend.addFlags(f)
 	o.env = newEnvBinding(f, nil, lookup)
 }
+
+// etcd reports whether the state is read from etcd (--store etcd).
+func (o *inspectOptions) etcd() bool { return o.backend.Store == backendEtcd }
 
 // daemonGet fetches path from the daemon's API into v. ok is false when no
 // daemon answers at the address.
@@ -64,16 +72,47 @@ func (o *inspectOptions) daemonGet(ctx context.Context, path string, v any) (ok 
 	return true, nil
 }
 
-// openStore opens the state file read-only, for when no daemon runs.
-func (o *inspectOptions) openStore() (*store.Store, error) {
-	st, err := store.Open(store.Options{Path: o.StateFile, ReadOnly: true, LockTimeout: 2 * time.Second})
-	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("%w; a daemon holds it but did not answer at --listen %s", err, o.Listen)
+// openStore opens the state file read-only, for when no daemon runs, or
+// the state in etcd. close releases what it opened.
+func (o *inspectOptions) openStore() (st *store.Store, close func(), err error) {
+	cfg, err := o.backend.validate(o.env)
+	if err != nil {
+		return nil, nil, err
 	}
+	if cfg != nil {
+		c, err := dialEtcd(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := etcdStore(c, o.backend.EtcdPrefix, "inspect", nil, store.DefaultOptions())
+		if err != nil {
+			_ = c.Close()
+			return nil, nil, err
+		}
+		return st, func() { _ = st.Close(); _ = c.Close() }, nil
+	}
+	st, err = store.Open(store.Options{Path: o.StateFile, ReadOnly: true, LockTimeout: 2 * time.Second})
+	if errors.Is(err, store.ErrLocked) {
+		return nil, nil, fmt.Errorf("%w; a daemon holds it but did not answer at --listen %s", err, o.Listen)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, func() { _ = st.Close() }, nil
+}
+
+// owners returns the replica owning each target (--store etcd), else nil.
+func (o *inspectOptions) owners(ctx context.Context) (map[string]string, error) {
+	cfg, err := o.backend.validate(o.env)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	c, err := dialEtcd(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return st, nil
+	defer c.Close()
+	return replica.Owners(ctx, c, o.backend.EtcdPrefix)
 }
 
 type runnersLsOptions struct {
@@ -162,9 +201,12 @@ func (o *runnersLsOptions) load(ctx context.Context) ([]store.Runner, []controll
 		q.Set("state", o.State)
 	}
 	var rr httpapi.RunnersResponse
-	ok, err := o.daemonGet(ctx, "/api/v1/runners?"+q.Encode(), &rr)
-	if err != nil {
-		return nil, nil, err
+	ok := false
+	var err error
+	if !o.etcd() {
+		if ok, err = o.daemonGet(ctx, "/api/v1/runners?"+q.Encode(), &rr); err != nil {
+			return nil, nil, err
+		}
 	}
 	if ok {
 		var sr httpapi.ScaleSetsResponse
@@ -173,11 +215,11 @@ func (o *runnersLsOptions) load(ctx context.Context) ([]store.Runner, []controll
 		}
 		return rr.Runners, sr.ScaleSets, nil
 	}
-	st, err := o.openStore()
+	st, closeStore, err := o.openStore()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer st.Close()
+	defer closeStore()
 	f := store.RunnerFilter{Scope: o.Scope}
 	if o.State != "" {
 		f.States = []store.RunnerState{store.RunnerState(o.State)}
@@ -224,27 +266,43 @@ func runScaleSetsLs(ctx context.Context, s streams, o *inspectOptions) error {
 		return o.env.flagError("output", "unknown output %q: want table or json", o.Output)
 	}
 	var sr httpapi.ScaleSetsResponse
-	live, err := o.daemonGet(ctx, "/api/v1/scalesets", &sr)
-	if err != nil {
-		return err
+	live := false
+	if !o.etcd() {
+		var err error
+		if live, err = o.daemonGet(ctx, "/api/v1/scalesets", &sr); err != nil {
+			return err
+		}
 	}
 	sets := sr.ScaleSets
 	if !live {
-		st, err := o.openStore()
+		st, closeStore, err := o.openStore()
 		if err != nil {
 			return err
 		}
 		sets, err = controller.ScaleSetsFromStore(st, nil)
-		st.Close()
+		closeStore()
 		if err != nil {
 			return err
 		}
+	}
+	owners, err := o.owners(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range sets {
+		sets[i].Owner = owners[sets[i].TargetID]
 	}
 	if o.Output == "json" {
 		return writeIndentedJSON(s.Out, sets)
 	}
 	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCOPE\tSCALE SET\tID\tLABELS\tSESSION\tDESIRED\tRUNNERS\tLAST POLL\tSTATUS")
+	owner := func(ss controller.ScaleSetStatus) string { return "" }
+	header := "SCOPE\tSCALE SET\tID\tLABELS\tSESSION\tDESIRED\tRUNNERS\tLAST POLL\tSTATUS"
+	if o.etcd() {
+		header += "\tOWNER"
+		owner = func(ss controller.ScaleSetStatus) string { return "\t" + dash(ss.Owner) }
+	}
+	fmt.Fprintln(tw, header)
 	now := time.Now()
 	for _, ss := range sets {
 		status := ss.TargetStatus
@@ -268,8 +326,8 @@ func runScaleSetsLs(ctx context.Context, s streams, o *inspectOptions) error {
 		if !ss.LastPoll.IsZero() {
 			lastPoll = age(now, ss.LastPoll) + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ss.Scope, dash(ss.ScaleSet), ss.ScaleSetID,
-			dash(labelsString(ss)), dash(ss.SessionID), desired, countsString(ss.Runners), lastPoll, dash(status))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s%s\n", ss.Scope, dash(ss.ScaleSet), ss.ScaleSetID,
+			dash(labelsString(ss)), dash(ss.SessionID), desired, countsString(ss.Runners), lastPoll, dash(status), owner(ss))
 	}
 	return tw.Flush()
 }

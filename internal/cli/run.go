@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/buildinfo"
@@ -99,6 +100,8 @@ type runOptions struct {
 	DeleteScaleSets      bool
 	PollHold             time.Duration
 	HistoryMaxCount      int
+	backend              backendOptions
+	replica              replicaOptions
 	pluginArgs           []string // set by demo, which re-executes itself
 	pluginEnv            []string // set by demo: the fake plugin's knobs
 	env                  *envBinding
@@ -185,6 +188,8 @@ func (opts *runOptions) addFlags(f *pflag.FlagSet, lookup lookupEnvFunc) {
 	f.IntVar(&opts.ReaperMaxRemovals, "reaper-max-removals", ctrl.ReaperMaxRemovals, "at most this many runners are removed per reaper pass")
 	f.BoolVar(&opts.DeleteScaleSets, "delete-scale-sets-on-target-removal", ctrl.DeleteScaleSetsOnTargetRemoval, "delete a removed target's scale set on GitHub once its runners are gone")
 	f.DurationVar(&opts.PollHold, "poll-hold", ctrl.PollHold, "how long GitHub holds an empty message long-poll; /readyz wants a poll within two holds")
+	opts.backend.addFlags(f)
+	opts.replica.addFlags(f)
 	opts.env = newEnvBinding(f, myshoesEnv(), lookup)
 }
 
@@ -197,6 +202,10 @@ type runConfig struct {
 	store    store.Options
 	template string
 	ctrl     controller.Config
+	// etcd is the etcd client's configuration with --store etcd, else nil.
+	etcd       *clientv3.Config
+	etcdPrefix string
+	replica    replicaOptions
 }
 
 // validate checks every option and builds the component configs. The
@@ -290,6 +299,15 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	if err := rc.store.Validate(); err != nil {
 		return rc, o.settingError(componentStore, err)
 	}
+	if rc.etcd, err = o.backend.validate(e); err != nil {
+		return rc, err
+	}
+	if rc.etcd != nil {
+		if err := o.replica.validate(e); err != nil {
+			return rc, err
+		}
+		rc.etcdPrefix, rc.replica = o.backend.EtcdPrefix, o.replica
+	}
 	// The API's token is made at start (newAPI); the address is checked now.
 	if err := (httpapi.Config{Listen: o.Listen}).Validate(); err != nil {
 		return rc, o.settingError(componentAPI, err)
@@ -341,10 +359,11 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 
 // pluginEnvDrop names our own secrets, which plugin processes must not
 // inherit (shoes.Config.DropEnv): the GitHub App key and webhook secret
-// myshoes's env file holds, a token, and every SHOES_SCALESET_GITHUB_*
-// variable. Everything else, the plugin's own settings included, is kept.
+// myshoes's env file holds, a token, every SHOES_SCALESET_GITHUB_*
+// variable and the etcd password. Everything else, the plugin's own
+// settings included, is kept.
 func pluginEnvDrop() []string {
-	return []string{"GITHUB_PRIVATE_KEY*", "GITHUB_APP_SECRET", "GITHUB_TOKEN", envPrefix + "GITHUB_*"}
+	return []string{"GITHUB_PRIVATE_KEY*", "GITHUB_APP_SECRET", "GITHUB_TOKEN", envPrefix + "GITHUB_*", envPrefix + "ETCD_PASSWORD"}
 }
 
 // pluginError turns an error of shoes.New into run's error: a plugin that
@@ -415,17 +434,34 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	if err != nil {
 		return o.pluginError(err)
 	}
+	// The directory also holds the API token, with --store etcd too.
 	if err := os.MkdirAll(filepath.Dir(o.StateFile), 0o750); err != nil {
 		host.Close()
 		return fmt.Errorf("create state directory: %w", err)
 	}
-	st, err := store.Open(rc.store)
+	rs, err := openRunState(ctx, rc, log)
 	if err != nil {
 		host.Close()
 		return fmt.Errorf("open state: %w", err)
 	}
-	defer st.Close()
-	defer host.Close() // runs before st.Close: the store closes last
+	st := rs.store
+	defer rs.close()
+	defer host.Close() // runs before rs.close: the store closes last
+	if rs.owners != nil {
+		rc.ctrl.Ownership = rs.owners
+	}
+	// The lease is renewed until the controller has stopped: its
+	// shutdown writes (sessions forgotten) are fenced on it.
+	replicaCtx, stopReplica := context.WithCancel(context.WithoutCancel(ctx))
+	replicaDone := make(chan struct{})
+	go func() {
+		defer close(replicaDone)
+		rs.run(replicaCtx)
+	}()
+	defer func() {
+		stopReplica()
+		<-replicaDone
+	}()
 	stopWatching := exitOnSecondSignal(ctx, st, log)
 	defer stopWatching()
 	reg.MustRegister(metrics.NewStoreCollector(st))
@@ -459,7 +495,12 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 			return fmt.Errorf("listen on %s: %w", o.Listen, err)
 		}
 	}
-	log.Info("shoes-scaleset starting", "version", buildinfo.Version(), "state_file", o.StateFile, "listen", o.Listen, "owner", st.OwnerID())
+	if rs.replica != nil {
+		log.Info("shoes-scaleset starting", "version", buildinfo.Version(), "store", backendEtcd, "etcd_endpoints", strings.Join(o.backend.EtcdEndpoints, ","),
+			"etcd_prefix", o.backend.EtcdPrefix, "replica", rs.replica.ID(), "replica_ttl", o.replica.TTL, "listen", o.Listen)
+	} else {
+		log.Info("shoes-scaleset starting", "version", buildinfo.Version(), "state_file", o.StateFile, "listen", o.Listen, "owner", st.OwnerID())
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
@@ -481,6 +522,8 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	})
 	g.Go(func() error { return pruneHistory(gctx, st, log) })
 	err = g.Wait()
+	// The sessions are closed: hand the targets over now.
+	rs.leave()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

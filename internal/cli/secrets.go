@@ -13,6 +13,7 @@ func secretFlags() map[string]string {
 	return map[string]string{
 		"github-private-key-base64": "github-private-key-path",
 		"github-token":              "",
+		"etcd-password":             "",
 	}
 }
 

@@ -20,6 +20,7 @@ const (
 	componentGitHub     = "github"
 	componentStore      = "store"
 	componentAPI        = "httpapi"
+	componentReplica    = "replica"
 )
 
 // flagField ties a run flag to the Config field it sets.
@@ -77,7 +78,14 @@ func runSettings() []flagField {
 		{flag: "reaper-max-removals", component: componentController, field: "ReaperMaxRemovals"},
 		{flag: "delete-scale-sets-on-target-removal", component: componentController, field: "DeleteScaleSetsOnTargetRemoval"},
 		{flag: "poll-hold", component: componentController, field: "PollHold"},
+		{flag: "replica-ttl", component: componentReplica, field: "TTL"},
 	}
+}
+
+// runOnlyZeroMeans names the flags that set no component's field and
+// whose zero value means something of their own.
+func runOnlyZeroMeans() map[string]string {
+	return map[string]string{"replica-join-delay": "no join delay"}
 }
 
 // settingError reports err, from the Validate of component's Config, as a
@@ -101,6 +109,9 @@ func (o *runOptions) settingError(component string, err error) error {
 // something of its own (--listen "": no HTTP server) is exempt.
 func (o *runOptions) checkZeroValues() error {
 	zeroMeans := map[string]bool{}
+	for flag := range runOnlyZeroMeans() {
+		zeroMeans[flag] = true
+	}
 	for _, s := range runSettings() {
 		if s.zeroMeans != "" {
 			zeroMeans[s.flag] = true

@@ -88,6 +88,11 @@ type Ownership interface {
 	// Mine returns the targets of listed this replica serves now. An
 	// error keeps what is served as it is.
 	Mine(ctx context.Context, listed []myshoes.Target) ([]myshoes.Target, error)
+	// Changed receives when Mine's answer may have changed (a replica
+	// came or went, this one's lease is in doubt): the controller then
+	// asks Mine again about the last list it read, without waiting for
+	// the next sync. Nil: it never changes by itself.
+	Changed() <-chan struct{}
 }
 
 // everyTarget is the ownership of a sole replica.
@@ -96,6 +101,8 @@ type everyTarget struct{}
 func (everyTarget) Mine(_ context.Context, listed []myshoes.Target) ([]myshoes.Target, error) {
 	return listed, nil
 }
+
+func (everyTarget) Changed() <-chan struct{} { return nil }
 
 // Store is the controller's state: runners, scale sets, sessions. Every
 // fact is written here before the side effect it announces. The bbolt

@@ -36,6 +36,9 @@ type ScaleSetStatus struct {
 	TargetStatusDescription string                    `json:"target_status_description,omitempty"`
 	Serving                 bool                      `json:"serving"`
 	Error                   string                    `json:"error,omitempty"`
+	// Owner is the replica that owns the target (--store etcd; set by
+	// the inspecting commands).
+	Owner string `json:"owner,omitempty"`
 }
 
 // SyncStatus is the state of the target list sync.

@@ -22,7 +22,11 @@ type syncStatus struct {
 // syncTargets reads the target list every SyncInterval and starts and
 // stops target workers to match it. A failed read keeps the workers that
 // run and retries with backoff: myshoes being down never stops a listener.
+// When the ownership changes (another replica came or went, this one's
+// lease is in doubt), the last list read is applied again at once, even
+// while myshoes is down: a replica past its safe deadline must stop.
 func (c *Controller) syncTargets(ctx context.Context) error {
+	var last []myshoes.Target // the last list read; nil before the first
 	for {
 		wait := c.cfg.SyncInterval
 		targets, err := c.listTargets(ctx)
@@ -46,16 +50,34 @@ func (c *Controller) syncTargets(ctx context.Context) error {
 			c.mu.Lock()
 			c.sync = syncStatus{LastSuccess: now}
 			c.mu.Unlock()
-			c.applyTargets(ctx, targets)
+			last = targets
+			c.applyTargets(ctx, slices.Clone(last))
 		}
-		t := time.NewTimer(wait)
+		if err := c.waitForSync(ctx, wait, func() {
+			if last != nil {
+				c.applyTargets(ctx, slices.Clone(last))
+			}
+		}); err != nil {
+			return err
+		}
+	}
+}
+
+// waitForSync waits until the next read of the target list is due, or
+// wanted now (wakeSync); each ownership change meanwhile calls reapply.
+func (c *Controller) waitForSync(ctx context.Context, wait time.Duration, reapply func()) error {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
 		case <-c.syncNow:
-			t.Stop()
+			return nil
 		case <-t.C:
+			return nil
+		case <-c.cfg.Ownership.Changed():
+			reapply()
 		}
 	}
 }

@@ -643,11 +643,15 @@ func TestRemovedTargetRetiresItsScaleSet(t *testing.T) {
 	}
 }
 
-// fakeOwnership serves the listed targets whose scope is in mine.
+// fakeOwnership serves the listed targets whose scope is in mine; set
+// announces the change on Changed.
 type fakeOwnership struct {
-	mu   sync.Mutex
-	mine map[string]bool
+	mu      sync.Mutex
+	mine    map[string]bool
+	changed chan struct{}
 }
+
+func (o *fakeOwnership) Changed() <-chan struct{} { return o.changed }
 
 func (o *fakeOwnership) Mine(_ context.Context, listed []myshoes.Target) ([]myshoes.Target, error) {
 	o.mu.Lock()
@@ -662,19 +666,25 @@ func (o *fakeOwnership) set(scopes ...string) {
 	for _, s := range scopes {
 		o.mine[s] = true
 	}
+	select {
+	case o.changed <- struct{}{}:
+	default:
+	}
 }
 
 // TestTargetsOwnedElsewhere: with replicas, a listed target another
 // replica serves is not served here, and is not "removed": its runners and
 // its scale set are left alone. A target handed over to another replica
 // stops here (its session closed) with its runners kept; one handed to
-// this replica starts.
+// this replica starts, as soon as the ownership announces the change (no
+// new read of the target list).
 func TestTargetsOwnedElsewhere(t *testing.T) {
-	own := &fakeOwnership{}
+	own := &fakeOwnership{changed: make(chan struct{}, 1)}
 	own.set("org-a")
 	u := newUnit(t, []string{"org-a", "org-b"}, func(c *Config) {
 		c.Ownership = own
 		c.BootstrapTimeout = time.Hour // org-b's runner is past it: only ownership keeps it
+		c.SyncInterval = time.Hour     // one read, at start: the hand-over comes through Changed
 	})
 	// org-b's runner and scale set record, as the replica serving it wrote them.
 	if err := u.st.PutScaleSet(store.ScaleSet{TargetID: target("org-b").ID, Scope: "org-b", Name: "myshoes-org-b", ScaleSetID: 77}); err != nil {
@@ -700,7 +710,6 @@ func TestTargetsOwnedElsewhere(t *testing.T) {
 
 	// org-a goes to another replica, org-b comes here.
 	own.set("org-b")
-	u.c.wakeSync()
 	u.wait("org-a's session closed", func() (bool, string) { return sessA.isClosed(), "" })
 	u.listening("org-b")
 	if err := u.c.reap(t.Context()); err != nil {

@@ -24,7 +24,13 @@ import (
 // Main is a TestMain body for a package whose tests start etcd servers:
 // it builds testetcd once, runs the tests and removes the binary.
 func Main(m *testing.M) int {
-	return testbin.Main(m, "./internal/etcdtest/cmd/testetcd", &binary)
+	return testbin.MainAll(m, Target())
+}
+
+// Target is testetcd for testbin.MainAll, for a package whose TestMain
+// builds other binaries too.
+func Target() testbin.Target {
+	return testbin.Target{Pkg: "./internal/etcdtest/cmd/testetcd", Bin: &binary}
 }
 
 // binary is the testetcd built by Main.

@@ -45,8 +45,11 @@ type world struct {
 	// cloudIDs is the fake plugin's kind: "opaque" (the default) or "name"
 	// (name-keyed, like shoes-lxd).
 	cloudIDs string
-	mu       sync.Mutex
-	daemons  []*daemon
+	// etcdEndpoint and etcdPrefix are set when the runs are replicas
+	// keeping the state in etcd (replicas_test.go).
+	etcdEndpoint, etcdPrefix string
+	mu                       sync.Mutex
+	daemons                  []*daemon
 }
 
 // daemon is one `shoes-scaleset run` process of a world.
@@ -80,7 +83,8 @@ func newScenario(t *testing.T, res *Result, o scenariotest.SimOptions) *world {
 
 // files are the world's files, as the harness reads them.
 func (s *world) files() scenariotest.Files {
-	return scenariotest.Files{StateFile: s.stateFile, CallLog: s.callLog, InstanceDir: s.pluginDir}
+	return scenariotest.Files{StateFile: s.stateFile, CallLog: s.callLog, InstanceDir: s.pluginDir,
+		EtcdEndpoint: s.etcdEndpoint, EtcdPrefix: s.etcdPrefix}
 }
 
 // dumpLogs copies the logs of a failed scenario where they survive the

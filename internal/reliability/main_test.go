@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
@@ -47,7 +48,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	moduleRoot = filepath.Dir(strings.TrimSpace(string(gomod)))
-	code := testbin.Main(m, "./cmd/shoes-scaleset", &binary)
+	code := testbin.MainAll(m, testbin.Target{Pkg: "./cmd/shoes-scaleset", Bin: &binary}, etcdtest.Target())
 	if os.Getenv(envReport) != "" {
 		path := filepath.Join(moduleRoot, "docs", "reliability.md")
 		if err := writeReport(path, time.Since(suiteStart)); err != nil {

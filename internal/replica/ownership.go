@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
 )
 
@@ -27,7 +29,8 @@ type Ownership struct {
 	joinDelay time.Duration
 
 	mu      sync.Mutex
-	release []string // targets given up at the last call, to release now
+	release []string  // targets given up at the last call, to release now
+	wakeAt  time.Time // when a member inside its join delay becomes eligible
 }
 
 // NewOwnership returns the ownership of r's targets; members that joined
@@ -94,16 +97,105 @@ func (o *Ownership) Mine(ctx context.Context, listed []myshoes.Target) ([]myshoe
 func (o *Ownership) eligible(members []Member) []string {
 	now := o.r.cfg.Now()
 	var old, all []string
+	var wakeAt time.Time
 	for _, m := range members {
 		all = append(all, m.ID)
-		if now.Sub(m.Joined) >= o.joinDelay {
+		if at := m.Joined.Add(o.joinDelay); !now.Before(at) {
 			old = append(old, m.ID)
+		} else if wakeAt.IsZero() || at.Before(wakeAt) {
+			wakeAt = at
 		}
 	}
 	if len(old) == 0 {
 		return all
 	}
+	o.mu.Lock()
+	o.wakeAt = wakeAt
+	o.mu.Unlock()
 	return old
+}
+
+// Changed receives when Mine's answer may have changed (Replica.Changed,
+// woken by Watch too).
+func (o *Ownership) Changed() <-chan struct{} { return o.r.Changed() }
+
+// Watch wakes Changed until ctx ends: on every change of the members and
+// the owners in etcd (a replica joined or left, a dead replica's lease
+// expired, an ownership was released), when the safe deadline passes, and
+// when a member's join delay ends. Run it next to Replica.Run, so that
+// targets move within seconds, not at the next periodic sync.
+func (o *Ownership) Watch(ctx context.Context) error {
+	r := o.r
+	events := make(chan struct{}, 1)
+	for _, prefix := range []string{r.memberKey(""), r.ownerKey("")} {
+		go o.watchPrefix(ctx, prefix, events)
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	safe := r.Safe()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-events:
+			r.notify()
+		case <-timer.C:
+		}
+		if now := r.Safe(); now != safe {
+			safe = now
+			r.notify()
+		}
+		o.mu.Lock()
+		wakeAt := o.wakeAt
+		if !wakeAt.IsZero() && !r.cfg.Now().Before(wakeAt) {
+			o.wakeAt = time.Time{}
+			r.notify()
+		}
+		o.mu.Unlock()
+		timer.Reset(o.nextCheck(wakeAt))
+	}
+}
+
+// nextCheck is how long Watch waits before it looks at the safe deadline
+// and the join delays again: until the nearer of the two, a little past
+// it, and at most a third of the TTL.
+func (o *Ownership) nextCheck(wakeAt time.Time) time.Duration {
+	r := o.r
+	now := r.cfg.Now()
+	wait := r.cfg.TTL / 3
+	for _, at := range []time.Time{r.SafeUntil(), wakeAt} {
+		if d := at.Sub(now) + time.Millisecond; d > 0 && d < wait {
+			wait = d
+		}
+	}
+	return wait
+}
+
+// watchPrefix sends to events on every change under prefix until ctx
+// ends. A watch that fails (etcd restarted or out of reach) is made again
+// after a pause, and counts as a change: something may have been missed.
+func (o *Ownership) watchPrefix(ctx context.Context, prefix string, events chan<- struct{}) {
+	send := func() {
+		select {
+		case events <- struct{}{}:
+		default:
+		}
+	}
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for resp := range o.r.cfg.Client.Watch(wctx, prefix, clientv3.WithPrefix()) {
+			send()
+			if resp.Err() != nil {
+				break
+			}
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+		case <-time.After(o.r.cfg.TTL / 3):
+			send()
+		}
+	}
 }
 
 // owns reports whether the replica holds target's ownership.

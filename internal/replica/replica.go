@@ -42,6 +42,8 @@ var (
 	ErrUnsafe = errors.New("past the lease's safe deadline")
 	// ErrLeaseLost: etcd no longer knows the lease.
 	ErrLeaseLost = errors.New("lease lost")
+	// ErrIDInUse: a live replica has joined with the same ID.
+	ErrIDInUse = errors.New("replica ID in use by a live replica")
 )
 
 // Config configures a replica.
@@ -64,6 +66,9 @@ type Config struct {
 // DefaultTTL is the lease TTL a zero Config gets.
 const DefaultTTL = 10 * time.Second
 
+// DefaultConfig returns the defaults Validate fills in.
+func DefaultConfig() Config { return Config{TTL: DefaultTTL} }
+
 // Validate fills in defaults and reports the first invalid setting.
 func (c *Config) Validate() error {
 	if c.TTL == 0 {
@@ -80,68 +85,149 @@ func (c *Config) Validate() error {
 		return setting.Invalid("Client", "etcd client is required")
 	case strings.TrimSpace(c.ID) == "":
 		return setting.Invalid("ID", "replica ID is required")
-	case c.TTL < time.Second || c.TTL%time.Second != 0:
-		return setting.Invalid("TTL", "lease TTL must be whole seconds, at least 1s, got %s", c.TTL)
+	}
+	return CheckTTL(c.TTL)
+}
+
+// CheckTTL reports whether ttl can be a lease's TTL: etcd counts whole
+// seconds.
+func CheckTTL(ttl time.Duration) error {
+	if ttl < time.Second || ttl%time.Second != 0 {
+		return setting.Invalid("TTL", "lease TTL must be whole seconds, at least 1s, got %s", ttl)
 	}
 	return nil
 }
 
 // Replica is a joined replica. Run renews its lease.
 type Replica struct {
-	cfg   Config
-	lease clientv3.LeaseID
+	cfg Config
+	// changed receives when what Ownership.Mine answers may have changed
+	// (see Changed).
+	changed chan struct{}
 
 	mu        sync.Mutex
+	lease     clientv3.LeaseID
 	safeUntil time.Time
-	gone      bool             // left, or the lease was lost: never safe again
+	gone      bool             // the lease is lost (until a rejoin) or the replica left
+	left      bool             // Leave was called: gone for good
 	owned     map[string]int64 // fencing token (create revision) by target
 }
 
-// Join grants the replica's lease and registers it as a member.
+// Join grants the replica's lease and registers it as a member. A live
+// member with the same ID is ErrIDInUse: two replicas with one ID would
+// each take the other's targets for their own.
 func Join(ctx context.Context, cfg Config) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("replica config: %w", err)
 	}
-	sent := cfg.Now()
-	lease, err := cfg.Client.Grant(ctx, int64(cfg.TTL/time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("grant lease: %w", err)
-	}
-	r := &Replica{cfg: cfg, lease: lease.ID, safeUntil: sent.Add(cfg.TTL), owned: map[string]int64{}}
-	me, err := json.Marshal(Member{ID: cfg.ID, Joined: sent.UTC()})
-	if err != nil {
-		return nil, fmt.Errorf("register member %s: %w", cfg.ID, err)
-	}
-	if _, err := cfg.Client.Put(ctx, r.memberKey(cfg.ID), string(me), clientv3.WithLease(lease.ID)); err != nil {
-		return nil, fmt.Errorf("register member %s: %w", cfg.ID, err)
+	r := &Replica{cfg: cfg, changed: make(chan struct{}, 1), owned: map[string]int64{}}
+	if err := r.join(ctx); err != nil {
+		return nil, err
 	}
 	return r, nil
+}
+
+// join grants a new lease and registers the membership on it.
+func (r *Replica) join(ctx context.Context) error {
+	sent := r.cfg.Now()
+	lease, err := r.cfg.Client.Grant(ctx, int64(r.cfg.TTL/time.Second))
+	if err != nil {
+		return fmt.Errorf("grant lease: %w", err)
+	}
+	me, err := json.Marshal(Member{ID: r.cfg.ID, Joined: sent.UTC()})
+	if err != nil {
+		return fmt.Errorf("register member %s: %w", r.cfg.ID, err)
+	}
+	key := r.memberKey(r.cfg.ID)
+	resp, err := r.cfg.Client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(me), clientv3.WithLease(lease.ID))).
+		Commit()
+	if err == nil && !resp.Succeeded {
+		err = ErrIDInUse
+	}
+	if err != nil {
+		// The lease would hold nothing: let it go now, not at its TTL.
+		_, _ = r.cfg.Client.Revoke(context.WithoutCancel(ctx), lease.ID)
+		return fmt.Errorf("register member %s: %w", r.cfg.ID, err)
+	}
+	r.mu.Lock()
+	r.lease, r.safeUntil, r.gone = lease.ID, sent.Add(r.cfg.TTL), false
+	r.mu.Unlock()
+	return nil
+}
+
+// leaseID returns the replica's current lease.
+func (r *Replica) leaseID() clientv3.LeaseID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lease
+}
+
+// Changed receives when the answer of Ownership.Mine may have changed: a
+// member came or went, an ownership was released or expired (Watch), the
+// safe deadline passed or was regained, the lease was lost or granted
+// again. One receive may stand for several changes.
+func (r *Replica) Changed() <-chan struct{} { return r.changed }
+
+func (r *Replica) notify() {
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
 }
 
 // ID is the replica's ID.
 func (r *Replica) ID() string { return r.cfg.ID }
 
-// Run renews the lease every third of the TTL until ctx ends or etcd no
-// longer knows the lease (ErrLeaseLost). A renewal that fails is retried
-// at the next tick: the safe deadline simply stops moving.
+// Run renews the lease every third of the TTL until ctx ends or the
+// replica leaves. A renewal that fails is retried at the next tick: the
+// safe deadline simply stops moving. When etcd no longer knows the lease
+// (it expired while etcd was out of reach, or this process was paused),
+// every ownership is forgotten and the replica joins again with a new
+// lease, at each tick until that works: it recovers without a restart.
 func (r *Replica) Run(ctx context.Context) error {
 	interval := r.cfg.TTL / 3
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	warned := false
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		if err := r.renew(ctx, interval); err != nil {
-			if errors.Is(err, ErrLeaseLost) {
-				r.end()
-				return err
+		r.mu.Lock()
+		gone, left := r.gone, r.left
+		r.mu.Unlock()
+		if left {
+			return nil
+		}
+		if gone {
+			if err := r.join(ctx); err != nil {
+				if ctx.Err() == nil && !warned {
+					r.cfg.Logger.Warn("join again after losing the lease; retrying", "replica", r.cfg.ID, "err", err)
+					warned = true
+				}
+				continue
 			}
-			if ctx.Err() == nil {
-				r.cfg.Logger.Warn("renew lease", "err", err, "safe_until", r.SafeUntil())
-			}
+			warned = false
+			r.cfg.Logger.Info("joined again with a new lease", "replica", r.cfg.ID)
+			r.notify()
+			continue
+		}
+		wasSafe := r.Safe()
+		err := r.renew(ctx, interval)
+		switch {
+		case errors.Is(err, ErrLeaseLost):
+			r.lose()
+			r.cfg.Logger.Warn("lease lost: every target is given up; joining again", "replica", r.cfg.ID)
+			r.notify()
+		case err != nil && ctx.Err() == nil:
+			r.cfg.Logger.Warn("renew lease", "err", err, "safe_until", r.SafeUntil())
+		}
+		if r.Safe() != wasSafe {
+			r.notify()
 		}
 	}
 }
@@ -151,27 +237,28 @@ func (r *Replica) renew(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	sent := r.cfg.Now()
-	resp, err := r.cfg.Client.KeepAliveOnce(ctx, r.lease)
+	lease := r.leaseID()
+	resp, err := r.cfg.Client.KeepAliveOnce(ctx, lease)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return fmt.Errorf("renew lease %x: %w", r.lease, ErrLeaseLost)
+			return fmt.Errorf("renew lease %x: %w", lease, ErrLeaseLost)
 		}
-		return fmt.Errorf("renew lease %x: %w", r.lease, err)
+		return fmt.Errorf("renew lease %x: %w", lease, err)
 	}
 	if resp.TTL <= 0 {
-		return fmt.Errorf("renew lease %x: %w", r.lease, ErrLeaseLost)
+		return fmt.Errorf("renew lease %x: %w", lease, ErrLeaseLost)
 	}
 	r.mu.Lock()
-	if until := sent.Add(r.cfg.TTL); until.After(r.safeUntil) && !r.gone {
+	if until := sent.Add(r.cfg.TTL); until.After(r.safeUntil) && !r.gone && r.lease == lease {
 		r.safeUntil = until
 	}
 	r.mu.Unlock()
 	return nil
 }
 
-// end makes the replica unsafe for good and forgets its ownerships: a
-// renewal still in flight cannot bring the deadline back.
-func (r *Replica) end() {
+// lose makes the replica unsafe and forgets its ownerships until it joins
+// again: a renewal still in flight cannot bring the deadline back.
+func (r *Replica) lose() {
 	r.mu.Lock()
 	r.gone, r.safeUntil, r.owned = true, time.Time{}, map[string]int64{}
 	r.mu.Unlock()
@@ -196,9 +283,10 @@ func (r *Replica) Claim(ctx context.Context, target string) (int64, error) {
 		return 0, fmt.Errorf("claim %s: %w", target, ErrUnsafe)
 	}
 	key := r.ownerKey(target)
+	lease := r.leaseID()
 	resp, err := r.cfg.Client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, r.cfg.ID, clientv3.WithLease(r.lease))).
+		Then(clientv3.OpPut(key, r.cfg.ID, clientv3.WithLease(lease))).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
@@ -213,14 +301,17 @@ func (r *Replica) Claim(ctx context.Context, target string) (int64, error) {
 			return 0, fmt.Errorf("claim %s: %w", target, ErrOwnedElsewhere)
 		}
 		kv := kvs[0]
-		if string(kv.Value) != r.cfg.ID || clientv3.LeaseID(kv.Lease) != r.lease {
+		if string(kv.Value) != r.cfg.ID || clientv3.LeaseID(kv.Lease) != lease {
 			return 0, fmt.Errorf("claim %s: %w (%s)", target, ErrOwnedElsewhere, kv.Value)
 		}
 		token = kv.CreateRevision
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gone || r.lease != lease { // the lease was lost meanwhile
+		return 0, fmt.Errorf("claim %s: %w", target, ErrUnsafe)
+	}
 	r.owned[target] = token
-	r.mu.Unlock()
 	return token, nil
 }
 
@@ -336,8 +427,12 @@ func (r *Replica) Members(ctx context.Context) ([]Member, error) {
 // Leave revokes the lease: every ownership and the membership go at once,
 // so the other replicas need not wait out the TTL.
 func (r *Replica) Leave(ctx context.Context) error {
-	r.end()
-	if _, err := r.cfg.Client.Revoke(ctx, r.lease); err != nil {
+	lease := r.leaseID()
+	r.lose()
+	r.mu.Lock()
+	r.left = true
+	r.mu.Unlock()
+	if _, err := r.cfg.Client.Revoke(ctx, lease); err != nil {
 		return fmt.Errorf("revoke lease: %w", err)
 	}
 	return nil
@@ -346,6 +441,20 @@ func (r *Replica) Leave(ctx context.Context) error {
 func (r *Replica) memberKey(id string) string { return r.cfg.Prefix + "members/" + id }
 func (r *Replica) ownerKey(target string) string {
 	return r.cfg.Prefix + "owners/" + target
+}
+
+// Owners returns the replica owning each owned target under prefix, for
+// a reader that is not a replica (scalesets ls).
+func Owners(ctx context.Context, c *clientv3.Client, prefix string) (map[string]string, error) {
+	resp, err := c.Get(ctx, prefix+"owners/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list target owners: %w", err)
+	}
+	out := make(map[string]string, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[strings.TrimPrefix(string(kv.Key), prefix+"owners/")] = string(kv.Value)
+	}
+	return out, nil
 }
 
 // Assign returns the member that should own target: rendezvous hashing, so

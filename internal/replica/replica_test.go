@@ -151,7 +151,7 @@ func TestLeaveHandsOverAtOnce(t *testing.T) {
 	// A renewal that succeeds after the replica ended (one in flight when
 	// Leave ran, before the revoke) cannot make it safe again.
 	c2 := join(t, c, "c", 30*time.Second)
-	c2.end()
+	c2.lose()
 	if err := c2.renew(ctx, time.Second); err != nil {
 		t.Fatalf("renew of a live lease: %v", err)
 	}
@@ -226,5 +226,104 @@ func TestConfigValidate(t *testing.T) {
 	c := Config{Client: &clientv3.Client{}, ID: "a"}
 	if err := c.Validate(); err != nil || c.TTL != DefaultTTL {
 		t.Errorf("defaults: TTL %s, %v", c.TTL, err)
+	}
+}
+
+// TestJoinRefusesALiveID: a second replica with a live replica's ID is
+// refused (ErrIDInUse); once the first leaves, the ID can join again.
+func TestJoinRefusesALiveID(t *testing.T) {
+	c := etcdtest.Start(t).Client()
+	a := join(t, c, "a", 30*time.Second)
+	if _, err := Join(t.Context(), Config{Client: c, Prefix: "/test/", ID: "a", TTL: 30 * time.Second}); !errors.Is(err, ErrIDInUse) {
+		t.Fatalf("second join as a: %v, want ErrIDInUse", err)
+	}
+	if err := a.Leave(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	join(t, c, "a", 30*time.Second)
+}
+
+// TestRunJoinsAgainAfterLosingTheLease: when etcd no longer knows the
+// lease, Run forgets every ownership, says so on Changed, joins again with
+// a new lease and can claim again, without a restart.
+func TestRunJoinsAgainAfterLosingTheLease(t *testing.T) {
+	c := etcdtest.Start(t).Client()
+	ctx := t.Context()
+	a := join(t, c, "a", 3*time.Second)
+	if _, err := a.Claim(ctx, "org-x"); err != nil {
+		t.Fatal(err)
+	}
+	old := a.leaseID()
+	go func() { _ = a.Run(ctx) }()
+	// The lease goes behind the replica's back, as when it expired
+	// during a partition.
+	if _, err := c.Revoke(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.Changed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change announced after the lease was lost")
+	}
+	testkit.WaitFor(t, "a joined again with a new lease", 10*time.Second, func() (bool, string) {
+		return a.leaseID() != old && a.Safe(), fmt.Sprintf("lease %x safe %v", a.leaseID(), a.Safe())
+	})
+	if a.owns("org-x") {
+		t.Fatal("a still holds org-x from its lost lease")
+	}
+	if _, err := a.Claim(ctx, "org-x"); err != nil {
+		t.Fatalf("claim after joining again: %v", err)
+	}
+	if members, err := a.Members(ctx); err != nil || len(members) != 1 {
+		t.Fatalf("members %v %v, want a alone", members, err)
+	}
+}
+
+// TestWatchAnnouncesChanges: Watch wakes Changed when another replica
+// joins or leaves.
+func TestWatchAnnouncesChanges(t *testing.T) {
+	c := etcdtest.Start(t).Client()
+	ctx := t.Context()
+	a := join(t, c, "a", 30*time.Second)
+	o := NewOwnership(a, 0)
+	go func() { _ = o.Watch(ctx) }()
+	drain := func() {
+		for {
+			select {
+			case <-o.Changed():
+			case <-time.After(300 * time.Millisecond):
+				return
+			}
+		}
+	}
+	drain()
+	b := join(t, c, "b", 30*time.Second)
+	expectChange(t, o, "b joined")
+	drain()
+	if err := b.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, o, "b left")
+}
+
+// TestWatchAnnouncesTheSafeDeadline: a replica whose lease is not renewed
+// hears of it on Changed once its safe deadline has passed, not before.
+func TestWatchAnnouncesTheSafeDeadline(t *testing.T) {
+	c := etcdtest.Start(t).Client()
+	a := join(t, c, "a", 2*time.Second) // not renewed: no Run
+	o := NewOwnership(a, 0)
+	go func() { _ = o.Watch(t.Context()) }()
+	expectChange(t, o, "the safe deadline passed")
+	if a.Safe() {
+		t.Fatal("announced before the safe deadline passed")
+	}
+}
+
+func expectChange(t *testing.T, o *Ownership, what string) {
+	t.Helper()
+	select {
+	case <-o.Changed():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no change announced: %s", what)
 	}
 }

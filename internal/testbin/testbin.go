@@ -35,15 +35,29 @@ func Build(dir, pkg string) (string, error) {
 // *bin to the binary, runs the tests and removes the directory. It
 // returns the exit code for os.Exit.
 func Main(m *testing.M, pkg string, bin *string) int {
+	return MainAll(m, Target{Pkg: pkg, Bin: bin})
+}
+
+// Target is a main package to build and where to put the binary's path.
+type Target struct {
+	Pkg string
+	Bin *string
+}
+
+// MainAll is Main for several binaries, such as shoes-scaleset and the
+// test etcd server (etcdtest.Target).
+func MainAll(m *testing.M, targets ...Target) int {
 	dir, err := os.MkdirTemp("", "testbin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if *bin, err = Build(dir, pkg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	for _, t := range targets {
+		if *t.Bin, err = Build(dir, t.Pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	return m.Run()
 }

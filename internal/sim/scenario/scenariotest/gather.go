@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
@@ -23,41 +26,70 @@ func Gather(t testing.TB, bin string, s scenario.Sim, f Files) scenario.Inputs {
 		t.Fatalf("sim state: %v", err)
 	}
 	in := scenario.Inputs{State: st, InstancesListed: true}
-	in.Runners = RunnersLs(t, bin, f.StateFile)
-	_ = ScaleSetsLs(t, bin, f.StateFile)
-	in.History = History(t, f.StateFile)
+	in.Runners = lsStore[[]store.Runner](t, bin, "runners", f.StoreFlags())
+	_ = lsStore[[]controller.ScaleSetStatus](t, bin, "scalesets", f.StoreFlags())
+	if f.EtcdEndpoint != "" {
+		in.History = etcdHistory(t, f.EtcdEndpoint, f.EtcdPrefix)
+	} else {
+		in.History = History(t, f.StateFile)
+	}
 	in.Calls = Calls(t, f.CallLog)
 	in.Instances = Instances(t, f.InstanceDir)
 	return in
 }
 
-// lsJSON runs `<what> ls -o json` on stateFile with no daemon answering,
-// as an operator would after a stop, and decodes its output into v.
-func lsJSON(t testing.TB, bin, what, stateFile string, v any) {
+// lsStore runs `<what> ls -o json` with storeFlags (Files.StoreFlags)
+// and no daemon answering, as an operator would after a stop, and
+// decodes its output.
+func lsStore[T any](t testing.TB, bin, what string, storeFlags []string) T {
 	t.Helper()
-	res := Exec(t, bin, 30*time.Second, testkit.ChildEnv(), what, "ls", "-o", "json", "--state-file", stateFile, "--listen", "127.0.0.1:1")
+	args := append([]string{what, "ls", "-o", "json", "--listen", "127.0.0.1:1"}, storeFlags...)
+	res := Exec(t, bin, 30*time.Second, testkit.ChildEnv(), args...)
 	if res.Code != 0 {
-		t.Fatalf("%s ls on the state file:\n%s", what, res)
+		t.Fatalf("%s ls on the state:\n%s", what, res)
 	}
-	if err := json.Unmarshal([]byte(res.Stdout), v); err != nil {
+	var v T
+	if err := json.Unmarshal([]byte(res.Stdout), &v); err != nil {
 		t.Fatalf("%s ls -o json: %v\n%s", what, err, res.Stdout)
 	}
+	return v
 }
 
 // RunnersLs is `runners ls -o json` on a state file no daemon holds.
 func RunnersLs(t testing.TB, bin, stateFile string) []store.Runner {
 	t.Helper()
-	var rs []store.Runner
-	lsJSON(t, bin, "runners", stateFile, &rs)
-	return rs
+	return lsStore[[]store.Runner](t, bin, "runners", []string{"--state-file", stateFile})
 }
 
 // ScaleSetsLs is `scalesets ls -o json` on a state file no daemon holds.
 func ScaleSetsLs(t testing.TB, bin, stateFile string) []controller.ScaleSetStatus {
 	t.Helper()
-	var out []controller.ScaleSetStatus
-	lsJSON(t, bin, "scalesets", stateFile, &out)
-	return out
+	return lsStore[[]controller.ScaleSetStatus](t, bin, "scalesets", []string{"--state-file", stateFile})
+}
+
+// ScaleSetsLsEtcd is `scalesets ls -o json` on the state in etcd.
+func ScaleSetsLsEtcd(t testing.TB, bin string, f Files) []controller.ScaleSetStatus {
+	t.Helper()
+	return lsStore[[]controller.ScaleSetStatus](t, bin, "scalesets", f.StoreFlags())
+}
+
+// etcdHistory reads the runner history from the state in etcd.
+func etcdHistory(t testing.TB, endpoint, prefix string) []store.HistoryRecord {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	defer c.Close()
+	st, err := store.OpenEtcd(store.EtcdOptions{Client: c, Prefix: prefix + "state/", OwnerID: "test"})
+	if err != nil {
+		t.Fatalf("open the state in etcd: %v", err)
+	}
+	h, err := st.ListHistory(store.HistoryFilter{})
+	if err != nil {
+		t.Fatalf("list history: %v", err)
+	}
+	return h
 }
 
 // History reads the runner history from a state file no daemon holds.

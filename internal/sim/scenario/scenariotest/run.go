@@ -26,6 +26,19 @@ type Files struct {
 	// CallLog and InstanceDir are the fake plugin's SIM_PLUGIN_CALL_LOG
 	// and SIM_PLUGIN_STATE_DIR.
 	CallLog, InstanceDir string
+	// EtcdEndpoint and EtcdPrefix, when set, say that the state is in
+	// etcd (--store etcd), shared by replicas: Gather reads it there.
+	EtcdEndpoint, EtcdPrefix string
+}
+
+// StoreFlags are the flags that point a command at the state: the state
+// file, and the etcd flags when the state is in etcd.
+func (f Files) StoreFlags() []string {
+	flags := []string{"--state-file", f.StateFile}
+	if f.EtcdEndpoint != "" {
+		flags = append(flags, "--store", "etcd", "--etcd-endpoints", f.EtcdEndpoint, "--etcd-prefix", f.EtcdPrefix)
+	}
+	return flags
 }
 
 // NewFiles lays the files out under dir: state/state.db, calls.jsonl and
