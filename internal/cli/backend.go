@@ -57,6 +57,19 @@ func (o *backendOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.EtcdDialTimeout, "etcd-dial-timeout", 5*time.Second, "how long connecting to etcd may take")
 }
 
+// addEtcdFlags adds the flags that reach etcd, all of addFlags's but
+// --store: for a command whose other flags say where etcd is used (state
+// migrate). It takes them from addFlags, so both stay the same flags.
+func (o *backendOptions) addEtcdFlags(f *pflag.FlagSet) {
+	all := pflag.NewFlagSet("backend", pflag.ContinueOnError)
+	o.addFlags(all)
+	all.VisitAll(func(fl *pflag.Flag) {
+		if fl.Name != "store" {
+			f.AddFlag(fl)
+		}
+	})
+}
+
 // etcdOnlyFlags are the flags that mean something only with --store etcd.
 func etcdOnlyFlags() []string {
 	return []string{"etcd-endpoints", "etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username", "etcd-password"}
@@ -305,6 +318,10 @@ func (rs *runState) run(ctx context.Context) {
 	_ = rs.replica.Run(ctx)
 	<-done
 }
+
+// leader reports whether this process does the chores of the whole
+// state (history pruning): always on bbolt, the leader with replicas.
+func (rs *runState) leader() bool { return rs.owners == nil || rs.owners.Leader() }
 
 // leave revokes the replica's lease, so the others take its targets over
 // at once rather than after the TTL. Called once the controller has

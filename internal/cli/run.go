@@ -464,7 +464,11 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	}()
 	stopWatching := exitOnSecondSignal(ctx, st, log)
 	defer stopWatching()
-	reg.MustRegister(metrics.NewStoreCollector(st))
+	if rs.replica != nil {
+		reg.MustRegister(metrics.NewStoreCollector(st, rs.replica.Owns), metrics.NewReplicaCollector(rs.replica, nil))
+	} else {
+		reg.MustRegister(metrics.NewStoreCollector(st, nil))
+	}
 
 	gh, err := github.New(rc.github)
 	if err != nil {
@@ -520,7 +524,7 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 		}()
 		return ctrl.Run(gctx)
 	})
-	g.Go(func() error { return pruneHistory(gctx, st, log) })
+	g.Go(func() error { return pruneHistory(gctx, st, rs.leader, log) })
 	err = g.Wait()
 	// The sessions are closed: hand the targets over now.
 	rs.leave()
@@ -531,12 +535,15 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	return nil
 }
 
-// pruneHistory trims the runner history hourly.
-func pruneHistory(ctx context.Context, st *store.Store, log *slog.Logger) error {
+// pruneHistory trims the runner history hourly; with replicas, only the
+// leader does.
+func pruneHistory(ctx context.Context, st *store.Store, leader func() bool, log *slog.Logger) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if n, err := st.PruneHistory(); err != nil {
+		if !leader() {
+			// Another replica prunes.
+		} else if n, err := st.PruneHistory(); err != nil {
 			log.Warn("prune runner history", "err", err)
 		} else if n > 0 {
 			log.Debug("pruned runner history", "removed", n)

@@ -50,7 +50,10 @@ type Controller struct {
 	// before the first sync); elsewhere those another replica serves:
 	// their runners and scale sets are not ours to reap or retire.
 	listed, elsewhere map[string]bool
-	sync              syncStatus
+	// leader: this replica does the chores of targets no longer listed
+	// (Ownership.Leader at the last sync).
+	leader bool
+	sync   syncStatus
 	// warnedDuplicate holds the pairs of targets of one scope already
 	// warned about ("kept=skipped"); only the sync loop uses it.
 	warnedDuplicate map[string]bool
@@ -105,8 +108,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	close(c.started)
 
 	c.loadCloudIDs()
-	if err := c.recover(ctx); err != nil {
-		return fmt.Errorf("recover state: %w", err)
+	// With replicas the records of a target are recovered by the replica
+	// that acquires it, through the janitor's sweep once the hand-over
+	// grace has passed: at start this replica owns nothing yet, and an
+	// unfinished record may be another replica's work in flight.
+	if c.cfg.Ownership.HandOverGrace() == 0 {
+		if err := c.recover(ctx); err != nil {
+			return fmt.Errorf("recover state: %w", err)
+		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -390,13 +390,14 @@ type unit struct {
 // Seed the store through u.st before u.start.
 func newUnit(t *testing.T, scopes []string, tune func(*Config)) *unit {
 	t.Helper()
-	st, err := store.Open(store.Options{Path: filepath.Join(t.TempDir(), "state.db")})
+	clock := &fakeClock{}
+	st, err := store.Open(store.Options{Path: filepath.Join(t.TempDir(), "state.db"), Now: clock.now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	u := &unit{t: t, st: st, gh: newFakeGitHub(), plugin: &fakePlugin{}, targets: &fakeTargets{},
-		clock: &fakeClock{}, logs: &testkit.SyncBuffer{}}
+		clock: clock, logs: &testkit.SyncBuffer{}}
 	var ts []myshoes.Target
 	for _, s := range scopes {
 		ts = append(ts, target(s))

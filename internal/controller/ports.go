@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
@@ -93,6 +94,16 @@ type Ownership interface {
 	// asks Mine again about the last list it read, without waiting for
 	// the next sync. Nil: it never changes by itself.
 	Changed() <-chan struct{}
+	// Leader reports whether this replica does the chores that no
+	// target's owner does: the runners and scale sets of targets no
+	// longer listed. Asked at each sync.
+	Leader() bool
+	// HandOverGrace is how long a replica that lost a target may still be
+	// acting on it; 0 with one replica. A pending or configured record
+	// no provisioning of this process owns may be another replica's
+	// in-flight work: it is undone only once AddTimeout plus this grace
+	// has passed since it last changed, and not by a recovery at start.
+	HandOverGrace() time.Duration
 }
 
 // everyTarget is the ownership of a sole replica.
@@ -102,7 +113,9 @@ func (everyTarget) Mine(_ context.Context, listed []myshoes.Target) ([]myshoes.T
 	return listed, nil
 }
 
-func (everyTarget) Changed() <-chan struct{} { return nil }
+func (everyTarget) Changed() <-chan struct{}     { return nil }
+func (everyTarget) Leader() bool                 { return true }
+func (everyTarget) HandOverGrace() time.Duration { return 0 }
 
 // Store is the controller's state: runners, scale sets, sessions. Every
 // fact is written here before the side effect it announces. The bbolt

@@ -300,7 +300,7 @@ func (c *Controller) retireScaleSets(ctx context.Context, served map[int]*scaleS
 		return
 	}
 	for _, ss := range sets {
-		if _, ok := served[ss.ScaleSetID]; ok || c.isListed(ss.TargetID) {
+		if _, ok := served[ss.ScaleSetID]; ok || c.isListed(ss.TargetID) || c.isServedElsewhere(ss.TargetID) {
 			continue
 		}
 		if ss.TargetStatus != targetRemoved {
@@ -385,11 +385,14 @@ func (c *Controller) isListed(targetID string) bool {
 	return c.listed[targetID]
 }
 
-// isServedElsewhere reports whether another replica serves a listed target.
+// isServedElsewhere reports whether another replica acts on a target's
+// records: the one that serves it (a listed target this replica does not
+// serve), or the leader (a target no longer listed, when this replica is
+// not the leader).
 func (c *Controller) isServedElsewhere(targetID string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.elsewhere[targetID]
+	return c.elsewhere[targetID] || (!c.listed[targetID] && !c.leader)
 }
 
 func (c *Controller) isServedTarget(targetID string) bool {

@@ -42,9 +42,12 @@ func (c *Controller) recover(ctx context.Context) error {
 
 // sweepUnowned undoes, while the process runs, the pending and configured
 // records that no provisioning owns any more: their provisioning could
-// not record its end (the state file failed: a full disk). They are
-// handled as at start, once the record is older than a janitor interval
-// (a record is created just before its provisioning starts).
+// not record its end (the state file failed: a full disk), or, with
+// replicas, they were left by a replica that died or lost the target.
+// They are handled as at start, once the record is older than a janitor
+// interval (a record is created just before its provisioning starts);
+// with replicas, older than AddTimeout plus the hand-over grace, as the
+// replica that wrote it may still be in AddInstance.
 func (c *Controller) sweepUnowned(ctx context.Context) {
 	runners, err := c.store.ListRunners(store.RunnerFilter{
 		States: []store.RunnerState{store.StatePending, store.StateConfigured},
@@ -54,8 +57,12 @@ func (c *Controller) sweepUnowned(ctx context.Context) {
 		return
 	}
 	now := c.cfg.Now()
+	wait := c.cfg.JanitorInterval
+	if grace := c.cfg.Ownership.HandOverGrace(); grace > 0 {
+		wait = max(wait, c.cfg.AddTimeout+grace)
+	}
 	for _, r := range runners {
-		if now.Sub(r.UpdatedAt) < c.cfg.JanitorInterval || c.isOwned(r.Name) || c.isServedElsewhere(r.TargetID) {
+		if now.Sub(r.UpdatedAt) < wait || c.isOwned(r.Name) || c.isServedElsewhere(r.TargetID) {
 			continue
 		}
 		if err := c.undoUnfinished(ctx, r, unknownUnowned); err != nil {

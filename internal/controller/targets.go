@@ -130,9 +130,10 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 	// First what the reaper judges by: a listed target's runners are
 	// never "removed", whether its worker runs yet or not, and another
 	// replica's are left to it from now on, before its worker here stops.
+	leader := c.cfg.Ownership.Leader()
 	c.mu.Lock()
 	first := c.listed == nil
-	c.listed, c.elsewhere = ids, elsewhere
+	c.listed, c.elsewhere, c.leader = ids, elsewhere, leader
 	c.mu.Unlock()
 
 	c.mu.Lock()
@@ -156,12 +157,14 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 		c.log.Info("stop target", "target", w.target.ID, "scope", w.target.Scope)
 		w.stop()
 		// A target another replica serves now is handed over, not
-		// removed: its runners are left to it.
+		// removed: its runners are left to it. Either way its series
+		// go from this replica's metrics, so sums over replicas count
+		// each scale set once.
 		if _, ok := listed[w.target.ID]; !ok {
 			c.retireTarget(ctx, w.target.ID)
-			if set := w.scaleSet(); set != nil {
-				c.rec.Forget(set.scope, set.name)
-			}
+		}
+		if set := w.scaleSet(); set != nil {
+			c.rec.Forget(set.scope, set.name)
 		}
 	}
 

@@ -644,12 +644,23 @@ func TestRemovedTargetRetiresItsScaleSet(t *testing.T) {
 }
 
 // fakeOwnership serves the listed targets whose scope is in mine; set
-// announces the change on Changed.
+// announces the change on Changed. It is the leader when leader is set,
+// with a hand-over grace of grace.
 type fakeOwnership struct {
 	mu      sync.Mutex
 	mine    map[string]bool
 	changed chan struct{}
+	leader  bool
+	grace   time.Duration
 }
+
+func (o *fakeOwnership) Leader() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.leader
+}
+
+func (o *fakeOwnership) HandOverGrace() time.Duration { return o.grace }
 
 func (o *fakeOwnership) Changed() <-chan struct{} { return o.changed }
 
@@ -721,4 +732,70 @@ func TestTargetsOwnedElsewhere(t *testing.T) {
 	if ss, _ := u.st.GetScaleSet(target("org-a").ID); ss.TargetStatus == targetRemoved {
 		t.Error("a target handed over was marked removed")
 	}
+}
+
+// TestReplicaRecoveryWaitsForTheHandOverGrace: with replicas (a hand-over
+// grace), nothing is recovered at start; a configured record that no
+// provisioning here owns, which another replica may still be adding, is
+// left alone until AddTimeout plus the grace has passed since it last
+// changed, and only then becomes unknown-instance.
+func TestReplicaRecoveryWaitsForTheHandOverGrace(t *testing.T) {
+	own := &fakeOwnership{changed: make(chan struct{}, 1), leader: true, grace: 10 * time.Second}
+	own.set("org-a")
+	u := newUnit(t, []string{"org-a"}, func(c *Config) {
+		c.Ownership = own
+		c.AddTimeout = time.Minute
+	})
+	// The store stamps records with the unit's clock: old last changed
+	// 75s ago, young 30s ago.
+	old := u.seed("myshoes-old", "org-a", 1, store.StateConfigured, 0, nil)
+	u.clock.advance(45 * time.Second)
+	young := u.seed("myshoes-young", "org-a", 1, store.StateConfigured, 0, nil)
+	u.clock.advance(30 * time.Second)
+	u.start()
+	u.listening("org-a")
+	u.wait("the record past the grace undone", func() (bool, string) {
+		r, _ := u.runner(old.Name)
+		return r.State == store.StateUnknownInstance, string(r.State)
+	})
+	if r, _ := u.runner(young.Name); r.State != store.StateConfigured {
+		t.Fatalf("a record inside AddTimeout + grace is %s, want it left configured (another replica may be adding it)", r.State)
+	}
+	u.clock.advance(45 * time.Second) // 75s: past 1m + 10s
+	u.wait("the young record undone past the grace", func() (bool, string) {
+		r, _ := u.runner(young.Name)
+		return r.State == store.StateUnknownInstance, string(r.State)
+	})
+}
+
+// TestRemovedTargetsAreTheLeaders: with replicas, the runners of a target
+// no longer listed are the leader's to remove; another replica leaves
+// them alone.
+func TestRemovedTargetsAreTheLeaders(t *testing.T) {
+	own := &fakeOwnership{changed: make(chan struct{}, 1)}
+	own.set("org-a")
+	u := newUnit(t, []string{"org-a"}, func(c *Config) { c.Ownership = own })
+	gone := myshoes.Target{ID: "removed-target", Scope: "org-gone"}
+	u.seed("myshoes-of-gone", "org-gone", 77, store.StateIdle, time.Hour, func(r *store.Runner) {
+		r.TargetID, r.CloudID = gone.ID, "cloud-gone"
+	})
+	u.start()
+	u.listening("org-a")
+	if err := u.c.reap(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := u.runner("myshoes-of-gone"); !ok || u.plugin.wasDeleted("cloud-gone") {
+		t.Fatal("a replica that is not the leader removed the runner of a removed target")
+	}
+	own.mu.Lock()
+	own.leader = true
+	own.mu.Unlock()
+	own.set("org-a") // announces the change: the leadership is read again
+	u.wait("the leader removed the removed target's runner", func() (bool, string) {
+		if err := u.c.reap(t.Context()); err != nil {
+			return false, err.Error()
+		}
+		_, ok := u.runner("myshoes-of-gone")
+		return !ok && u.plugin.wasDeleted("cloud-gone"), ""
+	})
 }

@@ -171,7 +171,7 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 		r.syncErrors, r.lastSync,
 	)
 	if src != nil {
-		reg.MustRegister(NewStoreCollector(src))
+		reg.MustRegister(NewStoreCollector(src, nil))
 	}
 	return r
 }

@@ -516,3 +516,60 @@ func TestRecorderIsSafeForConcurrentUse(t *testing.T) {
 		t.Errorf("session conflicts = %v, want 16", got)
 	}
 }
+
+// TestStoreCollectorReportsOnlyOwnedScaleSets: with replicas sharing the
+// state, each reports the scale sets of the targets it owns, so that a sum
+// over the replicas counts each once.
+func TestStoreCollectorReportsOnlyOwnedScaleSets(t *testing.T) {
+	src := &fakeSource{
+		sets: []store.ScaleSet{
+			{TargetID: "mine", Scope: "org/a", Name: "a", ScaleSetID: 1},
+			{TargetID: "theirs", Scope: "org/b", Name: "b", ScaleSetID: 2},
+		},
+		counts: map[int]map[store.RunnerState]int{1: {store.StateIdle: 1}, 2: {store.StateIdle: 5}},
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewStoreCollector(src, func(id string) bool { return id == "mine" }))
+	mfs := gather(t, reg)
+	if got := value(metric(mfs["shoes_scaleset_runners"], map[string]string{"scale_set": "a", "scope": "org/a", "state": "idle"})); got != 1 {
+		t.Errorf("runners{idle} of the owned scale set = %v, want 1", got)
+	}
+	for _, m := range mfs["shoes_scaleset_runners"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "scope" && l.GetValue() == "org/b" {
+				t.Fatalf("a scale set another replica owns is reported: %v", m)
+			}
+		}
+	}
+}
+
+type fakeReplica struct {
+	owned  []string
+	leader bool
+	safe   time.Time
+}
+
+func (r fakeReplica) Owned() []string      { return r.owned }
+func (r fakeReplica) Leader() bool         { return r.leader }
+func (r fakeReplica) SafeUntil() time.Time { return r.safe }
+
+// TestReplicaCollector: the ownership gauges of a replica.
+func TestReplicaCollector(t *testing.T) {
+	now := time.Unix(1000, 0)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewReplicaCollector(fakeReplica{owned: []string{"a", "b", "c"}, leader: true, safe: now.Add(7 * time.Second)}, func() time.Time { return now }))
+	want := `
+# HELP shoes_scaleset_replica_leader 1 while this replica is the leader, which does the chores of removed targets and the history, else 0.
+# TYPE shoes_scaleset_replica_leader gauge
+shoes_scaleset_replica_leader 1
+# HELP shoes_scaleset_replica_owned_targets Targets this replica owns (--store etcd); the sum over the replicas is the number of targets served.
+# TYPE shoes_scaleset_replica_owned_targets gauge
+shoes_scaleset_replica_owned_targets 3
+# HELP shoes_scaleset_replica_safe_seconds Seconds until this replica's safe deadline (its last acknowledged lease renewal plus the TTL); at 0 or below it has stopped acting on its targets.
+# TYPE shoes_scaleset_replica_safe_seconds gauge
+shoes_scaleset_replica_safe_seconds 7
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -32,6 +32,7 @@ var runnerStates = []store.RunnerState{
 // storeCollector counts the runners in the store at scrape time.
 type storeCollector struct {
 	src           StoreSource
+	owns          func(targetID string) bool
 	runners       *prometheus.Desc
 	unknown       *prometheus.Desc
 	writeFailures *prometheus.Desc
@@ -43,10 +44,17 @@ var _ prometheus.Collector = (*storeCollector)(nil)
 // NewStoreCollector returns the collector that reports the runners in src
 // by state at scrape time (shoes_scaleset_runners and
 // shoes_scaleset_unknown_instances). New registers it when given a source;
-// the daemon registers it itself once the state file is open.
-func NewStoreCollector(src StoreSource) prometheus.Collector {
+// the daemon registers it itself once the state file is open. With
+// replicas sharing the state, owns says which targets' scale sets this
+// replica reports, so that sums over the replicas count each once; nil
+// reports every scale set.
+func NewStoreCollector(src StoreSource, owns func(targetID string) bool) prometheus.Collector {
+	if owns == nil {
+		owns = func(string) bool { return true }
+	}
 	return &storeCollector{
-		src: src,
+		src:  src,
+		owns: owns,
 		runners: prometheus.NewDesc("shoes_scaleset_runners",
 			"Runner records in the state file, by scale set and state.",
 			[]string{labelScaleSet, labelScope, labelState}, nil),
@@ -95,6 +103,9 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	var order []scaleSetKey
 	counted := make(map[int]bool, len(sets))
 	for _, s := range sets {
+		if !c.owns(s.TargetID) {
+			continue
+		}
 		k := scaleSetKey{scope: s.Scope, name: s.Name}
 		sum, ok := byKey[k]
 		if !ok {

@@ -189,6 +189,9 @@ func TestMetrics(t *testing.T) {
 	elsewhere := map[string]string{
 		"shoes_scaleset_acquire_failures_total":      "GHES mode only: TestAcquireFailingForThirtySeconds",
 		"shoes_scaleset_plugin_start_failures_total": "a plugin that does not start: TestPluginStartAndDownloadGiveUp (make reliability)",
+		"shoes_scaleset_replica_owned_targets":       "--store etcd only: TestReplicasKill9Failover",
+		"shoes_scaleset_replica_leader":              "--store etcd only: TestReplicasKill9Failover",
+		"shoes_scaleset_replica_safe_seconds":        "--store etcd only: TestReplicasKill9Failover",
 	}
 	for _, n := range want {
 		if !names[n] && elsewhere[n] == "" {

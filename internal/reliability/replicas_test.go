@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/replica"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 )
@@ -99,6 +100,26 @@ func (c *cluster) waitServed(scopes, ids []string, timeout time.Duration) time.T
 	return last
 }
 
+// waitBalanced waits until every target is served by the replica of ids
+// that rendezvous hashing gives it: the hand-overs after the starts are
+// done.
+func (c *cluster) waitBalanced(ids []string, timeout time.Duration) {
+	c.t.Helper()
+	want := map[string]string{}
+	for _, tg := range c.sim.Targets() {
+		want[tg.Scope] = replica.Assign(tg.ID, ids)
+	}
+	scenariotest.WaitFor(c.t, fmt.Sprintf("every target on its replica among %v", ids), timeout, func() (bool, string) {
+		got := c.owners()
+		for sc, id := range want {
+			if got[sc] != id {
+				return false, fmt.Sprintf("owners %v, want %v", got, want)
+			}
+		}
+		return true, ""
+	})
+}
+
 // busyOn counts the busy runners of scopes, by the sim.
 func (c *cluster) busyOn(scopes []string) int {
 	n := 0
@@ -127,6 +148,47 @@ func (c *cluster) scopesOf(id string) []string {
 	return out
 }
 
+// checkReplicaMetrics checks the replicas' ownership gauges: the owned
+// targets sum to targets and each replica's matches the sessions it
+// holds, exactly one is the leader, and every one is inside its safe
+// deadline; and each reports the runner counts of its own scale sets only.
+func (c *cluster) checkReplicaMetrics(ids []string, targets int) {
+	c.t.Helper()
+	owned, leaders := 0.0, 0.0
+	for _, id := range ids {
+		code, body, err := c.replicas[id].d.Get("/metrics")
+		if err != nil || code != 200 {
+			c.t.Fatalf("GET /metrics of %s: %d %v", id, code, err)
+		}
+		sets := map[string]bool{}
+		for _, sm := range parseMetrics(c.t, string(body)) {
+			switch sm.name {
+			case "shoes_scaleset_replica_owned_targets":
+				owned += sm.value
+				if n := len(c.scopesOf(id)); int(sm.value) != n {
+					c.t.Errorf("%s reports %v owned targets, and holds the sessions of %d", id, sm.value, n)
+				}
+			case "shoes_scaleset_replica_leader":
+				leaders += sm.value
+			case "shoes_scaleset_replica_safe_seconds":
+				if sm.value <= 0 || sm.value > replicaTTL.Seconds() {
+					c.t.Errorf("%s: safe_seconds %v, want in (0, %v]", id, sm.value, replicaTTL.Seconds())
+				}
+			case "shoes_scaleset_runners":
+				sets[sm.labels["scope"]] = true
+			}
+		}
+		for sc := range sets {
+			if !slices.Contains(c.scopesOf(id), sc) {
+				c.t.Errorf("%s reports the runners of %s, which another replica owns", id, sc)
+			}
+		}
+	}
+	if int(owned) != targets || leaders != 1 {
+		c.t.Errorf("over the replicas: %v owned targets (want %d), %v leaders (want 1)", owned, targets, leaders)
+	}
+}
+
 // stopAll stops every live replica with SIGTERM (exit 0 required).
 func (c *cluster) stopAll() {
 	c.t.Helper()
@@ -151,9 +213,7 @@ func TestReplicasKill9Failover(t *testing.T) {
 		c.start(id).d.WaitUp()
 	}
 	c.waitServed(scopes, ids, time.Minute)
-	// Balanced: rendezvous gives every replica a share of 6 targets
-	// (checked, not assumed: a replica with none could not be killed
-	// "mid-burst" meaningfully).
+	c.waitBalanced(ids, 30*time.Second)
 	victim, most := "", 0
 	for _, id := range ids {
 		if n := len(c.scopesOf(id)); n > most {
@@ -161,6 +221,7 @@ func TestReplicasKill9Failover(t *testing.T) {
 		}
 	}
 	moved := c.scopesOf(victim)
+	c.checkReplicaMetrics(ids, len(scopes))
 	if err := scenario.QueueRoundRobin(c.sim.Client, scopes, 30, 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +257,7 @@ func TestReplicasSIGTERMHandOver(t *testing.T) {
 		c.start(id).d.WaitUp()
 	}
 	c.waitServed(scopes, ids, time.Minute)
+	c.waitBalanced(ids, 30*time.Second)
 	victim := ""
 	for _, id := range ids {
 		if len(c.scopesOf(id)) > 0 {

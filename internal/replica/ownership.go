@@ -59,6 +59,7 @@ func (o *Ownership) Mine(ctx context.Context, listed []myshoes.Target) ([]myshoe
 		return nil, err
 	}
 	eligible := o.eligible(members)
+	o.lead(ctx, eligible)
 
 	var mine []myshoes.Target
 	var giveUp []string
@@ -88,8 +89,43 @@ func (o *Ownership) Mine(ctx context.Context, listed []myshoes.Target) ([]myshoe
 	o.mu.Lock()
 	o.release = giveUp
 	o.mu.Unlock()
+	if len(giveUp) > 0 {
+		// Ask to be called again once the controller has stopped those
+		// targets' workers: the keys are released then, not at the next
+		// periodic sync.
+		o.r.notify()
+	}
 	return mine, nil
 }
+
+// leaderName stands for the leadership in Assign: no target has this ID.
+const leaderName = "\x00leader"
+
+// lead claims the leadership when rendezvous gives it to this replica,
+// and gives it up when it gives it to another. A failure is logged: the
+// chores wait for the next call, the targets must not.
+func (o *Ownership) lead(ctx context.Context, eligible []string) {
+	var err error
+	if Assign(leaderName, eligible) == o.r.ID() {
+		if err = o.r.ClaimLeader(ctx); errors.Is(err, ErrOwnedElsewhere) {
+			err = nil // the last leader has not let go yet
+		}
+	} else {
+		err = o.r.ReleaseLeader(ctx)
+	}
+	if err != nil {
+		o.r.cfg.Logger.Warn("leadership", "replica", o.r.ID(), "err", err)
+	}
+}
+
+// Leader reports whether this replica does the chores no target's owner
+// does (controller.Ownership).
+func (o *Ownership) Leader() bool { return o.r.Leader() }
+
+// HandOverGrace is how long a replica that lost a target may still be
+// acting on it: until its safe deadline, at most a TTL after this one
+// could claim the target (controller.Ownership).
+func (o *Ownership) HandOverGrace() time.Duration { return o.r.cfg.TTL }
 
 // eligible returns the IDs of the members that may be given targets: those
 // that joined at least joinDelay ago, or every member when none did (a
@@ -127,7 +163,7 @@ func (o *Ownership) Changed() <-chan struct{} { return o.r.Changed() }
 func (o *Ownership) Watch(ctx context.Context) error {
 	r := o.r
 	events := make(chan struct{}, 1)
-	for _, prefix := range []string{r.memberKey(""), r.ownerKey("")} {
+	for _, prefix := range []string{r.memberKey(""), r.ownerKey(""), r.leaderKey()} {
 		go o.watchPrefix(ctx, prefix, events)
 	}
 	timer := time.NewTimer(0)
@@ -197,6 +233,13 @@ func (o *Ownership) watchPrefix(ctx context.Context, prefix string, events chan<
 		}
 	}
 }
+
+// Owned returns the targets the replica holds (metrics.ReplicaSource).
+func (r *Replica) Owned() []string { return r.ownedTargets() }
+
+// Owns reports whether the replica holds target's ownership now: it owns
+// the key and its safe deadline is ahead.
+func (r *Replica) Owns(target string) bool { return r.owns(target) && r.Safe() }
 
 // owns reports whether the replica holds target's ownership.
 func (r *Replica) owns(target string) bool {

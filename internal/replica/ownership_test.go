@@ -131,3 +131,79 @@ func TestOwnershipPastTheSafeDeadline(t *testing.T) {
 		t.Fatalf("past its safe deadline a replica serves %v", got[0])
 	}
 }
+
+// TestOneLeader: among the replicas exactly one is the leader, the one
+// rendezvous picks; it may write the records of a target nobody owns,
+// the others may not; when it leaves, another becomes the leader at its
+// next sync.
+func TestOneLeader(t *testing.T) {
+	c := etcdtest.Start(t).Client()
+	list := listed(4)
+	a, b := join(t, c, "a", 30*time.Second), join(t, c, "b", 30*time.Second)
+	oa, ob := NewOwnership(a, 0), NewOwnership(b, 0)
+	rounds(t, 2, list, oa, ob)
+	leaders := func() []string {
+		var out []string
+		for _, r := range []*Replica{a, b} {
+			if r.Leader() {
+				out = append(out, r.ID())
+			}
+		}
+		return out
+	}
+	want := Assign(leaderName, []string{"a", "b"})
+	if got := leaders(); len(got) != 1 || got[0] != want {
+		t.Fatalf("leaders %v, want [%s]", got, want)
+	}
+	leader, other := a, b
+	if want == "b" {
+		leader, other = b, a
+	}
+	if cmps, ok := leader.Fence("removed-target"); !ok || len(cmps) != 2 {
+		t.Fatalf("the leader's fence for a target nobody owns: %v %v, want 2 conditions", cmps, ok)
+	}
+	if _, ok := other.Fence("removed-target"); ok {
+		t.Fatal("a replica that is not the leader may write a target nobody owns")
+	}
+	if _, ok := leader.Fence(list[0].ID); ok && !leader.owns(list[0].ID) {
+		t.Fatal("the leader may write a target another replica owns")
+	}
+	if err := leader.Leave(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rest := oa
+	if other == b {
+		rest = ob
+	}
+	rounds(t, 1, list, rest)
+	if !other.Leader() {
+		t.Fatalf("%s is not the leader after %s left", other.ID(), leader.ID())
+	}
+}
+
+// TestGivingUpAsksForTheNextCall: a Mine call that gives targets up says
+// so on Changed, so that the keys are released as soon as the controller
+// has stopped those targets, not at the next periodic sync.
+func TestGivingUpAsksForTheNextCall(t *testing.T) {
+	c := etcdtest.Start(t).Client()
+	list := listed(6)
+	a := join(t, c, "a", 30*time.Second)
+	oa := NewOwnership(a, 0)
+	rounds(t, 1, list, oa) // a alone: all six
+	for len(oa.Changed()) > 0 {
+		<-oa.Changed()
+	}
+	b := join(t, c, "b", 30*time.Second)
+	ob := NewOwnership(b, 0)
+	got := rounds(t, 1, list, oa)
+	if len(got[0]) == 6 {
+		t.Fatal("a kept every target with b a member")
+	}
+	select {
+	case <-oa.Changed():
+	default:
+		t.Fatal("giving targets up did not ask for the next call")
+	}
+	rounds(t, 1, list, oa) // releases
+	cover(t, list, rounds(t, 1, list, ob, oa))
+}

@@ -111,6 +111,7 @@ type Replica struct {
 	gone      bool             // the lease is lost (until a rejoin) or the replica left
 	left      bool             // Leave was called: gone for good
 	owned     map[string]int64 // fencing token (create revision) by target
+	leader    int64            // fencing token of the leadership; 0: not the leader
 }
 
 // Join grants the replica's lease and registers it as a member. A live
@@ -260,7 +261,7 @@ func (r *Replica) renew(ctx context.Context, timeout time.Duration) error {
 // again: a renewal still in flight cannot bring the deadline back.
 func (r *Replica) lose() {
 	r.mu.Lock()
-	r.gone, r.safeUntil, r.owned = true, time.Time{}, map[string]int64{}
+	r.gone, r.safeUntil, r.owned, r.leader = true, time.Time{}, map[string]int64{}, 0
 	r.mu.Unlock()
 }
 
@@ -279,10 +280,53 @@ func (r *Replica) Safe() bool { return r.cfg.Now().Before(r.SafeUntil()) }
 // its fencing token. Claiming a target this replica owns returns the same
 // token. Another replica's ownership is ErrOwnedElsewhere.
 func (r *Replica) Claim(ctx context.Context, target string) (int64, error) {
-	if !r.Safe() {
-		return 0, fmt.Errorf("claim %s: %w", target, ErrUnsafe)
+	token, err := r.claim(ctx, r.ownerKey(target), func(token int64) { r.owned[target] = token })
+	if err != nil {
+		return 0, fmt.Errorf("claim %s: %w", target, err)
 	}
-	key := r.ownerKey(target)
+	return token, nil
+}
+
+// ClaimLeader takes the leadership if no replica holds it: the leader
+// does the chores that no target's owner does (the records of targets no
+// longer listed, the history), fenced on its own token.
+func (r *Replica) ClaimLeader(ctx context.Context) error {
+	if _, err := r.claim(ctx, r.leaderKey(), func(token int64) { r.leader = token }); err != nil {
+		return fmt.Errorf("claim the leadership: %w", err)
+	}
+	return nil
+}
+
+// ReleaseLeader gives the leadership up, if it is this replica's.
+func (r *Replica) ReleaseLeader(ctx context.Context) error {
+	r.mu.Lock()
+	token := r.leader
+	r.leader = 0
+	r.mu.Unlock()
+	if token == 0 {
+		return nil
+	}
+	if err := r.releaseKey(ctx, r.leaderKey(), token); err != nil {
+		return fmt.Errorf("release the leadership: %w", err)
+	}
+	return nil
+}
+
+// Leader reports whether this replica holds the leadership and may act.
+func (r *Replica) Leader() bool {
+	r.mu.Lock()
+	token := r.leader
+	r.mu.Unlock()
+	return token != 0 && r.Safe()
+}
+
+// claim creates key on the replica's lease if it does not exist, and
+// returns its create revision, the fencing token; keep records the token
+// (under r.mu) unless the lease was lost meanwhile.
+func (r *Replica) claim(ctx context.Context, key string, keep func(token int64)) (int64, error) {
+	if !r.Safe() {
+		return 0, ErrUnsafe
+	}
 	lease := r.leaseID()
 	resp, err := r.cfg.Client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
@@ -290,7 +334,7 @@ func (r *Replica) Claim(ctx context.Context, target string) (int64, error) {
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
-		return 0, fmt.Errorf("claim %s: %w", target, err)
+		return 0, err
 	}
 	var token int64
 	if resp.Succeeded {
@@ -298,20 +342,20 @@ func (r *Replica) Claim(ctx context.Context, target string) (int64, error) {
 	} else {
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 { // deleted in between: try again later
-			return 0, fmt.Errorf("claim %s: %w", target, ErrOwnedElsewhere)
+			return 0, ErrOwnedElsewhere
 		}
 		kv := kvs[0]
 		if string(kv.Value) != r.cfg.ID || clientv3.LeaseID(kv.Lease) != lease {
-			return 0, fmt.Errorf("claim %s: %w (%s)", target, ErrOwnedElsewhere, kv.Value)
+			return 0, fmt.Errorf("%w (%s)", ErrOwnedElsewhere, kv.Value)
 		}
 		token = kv.CreateRevision
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gone || r.lease != lease { // the lease was lost meanwhile
-		return 0, fmt.Errorf("claim %s: %w", target, ErrUnsafe)
+		return 0, ErrUnsafe
 	}
-	r.owned[target] = token
+	keep(token)
 	return token, nil
 }
 
@@ -336,15 +380,19 @@ func (r *Replica) Release(ctx context.Context, target string) error {
 	if !ok {
 		return nil
 	}
-	key := r.ownerKey(target)
+	if err := r.releaseKey(ctx, r.ownerKey(target), token); err != nil {
+		return fmt.Errorf("release %s: %w", target, err)
+	}
+	return nil
+}
+
+// releaseKey deletes key if its create revision is still token.
+func (r *Replica) releaseKey(ctx context.Context, key string, token int64) error {
 	_, err := r.cfg.Client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", token)).
 		Then(clientv3.OpDelete(key)).
 		Commit()
-	if err != nil {
-		return fmt.Errorf("release %s: %w", target, err)
-	}
-	return nil
+	return err
 }
 
 // Write applies ops for target in one transaction fenced on the target's
@@ -392,18 +440,28 @@ type Member struct {
 	Joined time.Time `json:"joined"`
 }
 
-// Fence returns the condition under which this replica owns target (its
-// key's create revision is still its token); ok is false when it does not
-// own target, or its safe deadline has passed. It fences the store's
-// writes (store.Fencer).
-func (r *Replica) Fence(target string) (clientv3.Cmp, bool) {
+// Fence returns the conditions under which this replica may write
+// target's records: it owns target (the key's create revision is still
+// its token); or nobody owns target and this replica is still the leader
+// (the records of a target no longer listed). ok is false otherwise, and
+// past the safe deadline. It fences the store's writes (store.Fencer).
+func (r *Replica) Fence(target string) ([]clientv3.Cmp, bool) {
 	r.mu.Lock()
-	token, ok := r.owned[target]
+	token, owned := r.owned[target]
+	leader := r.leader
 	r.mu.Unlock()
-	if !ok || !r.Safe() {
-		return clientv3.Cmp{}, false
+	switch {
+	case !r.Safe():
+		return nil, false
+	case owned:
+		return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(r.ownerKey(target)), "=", token)}, true
+	case leader != 0:
+		return []clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(r.ownerKey(target)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(r.leaderKey()), "=", leader),
+		}, true
 	}
-	return clientv3.Compare(clientv3.CreateRevision(r.ownerKey(target)), "=", token), true
+	return nil, false
 }
 
 // Members returns the live replicas, sorted by ID.
@@ -439,6 +497,7 @@ func (r *Replica) Leave(ctx context.Context) error {
 }
 
 func (r *Replica) memberKey(id string) string { return r.cfg.Prefix + "members/" + id }
+func (r *Replica) leaderKey() string          { return r.cfg.Prefix + "leader" }
 func (r *Replica) ownerKey(target string) string {
 	return r.cfg.Prefix + "owners/" + target
 }

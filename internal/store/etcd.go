@@ -38,11 +38,12 @@ type EtcdOptions struct {
 }
 
 // Fencer fences a replica's writes on its ownership of targets: each
-// write for a target commits only while the condition holds.
+// write for a target commits only while the conditions hold.
 type Fencer interface {
-	// Fence returns the condition under which this replica owns target;
-	// ok is false when it does not (any more).
-	Fence(target string) (cmp clientv3.Cmp, ok bool)
+	// Fence returns the conditions under which this replica may write
+	// target's records (it owns the target; or, for a target nobody
+	// owns, it is the leader); ok is false when it may not (any more).
+	Fence(target string) (cmps []clientv3.Cmp, ok bool)
 }
 
 // ErrNotOwner: the write is for a target this replica does not own (any
@@ -145,8 +146,8 @@ type etcdTxn struct {
 	rev    int64            // the snapshot read; 0 before the first read
 	reads  map[string]int64 // mod revision seen, by key (0: absent); nil in a view
 	writes map[string]etcdWrite
-	order  []string                // written keys, in write order
-	fences map[string]clientv3.Cmp // by target
+	order  []string                  // written keys, in write order
+	fences map[string][]clientv3.Cmp // by target
 	// err is the first read that failed: bucket's Get and Len cannot
 	// return it, so the transaction does, in place of fn's result.
 	err error
@@ -156,15 +157,15 @@ func (t *etcdTxn) fence(target string) {
 	if _, done := t.fences[target]; t.e.fencer == nil || target == "" || done {
 		return
 	}
-	cmp, ok := t.e.fencer.Fence(target)
+	cmps, ok := t.e.fencer.Fence(target)
 	if !ok {
 		t.fail(fmt.Errorf("target %s: %w", target, ErrNotOwner))
 		return
 	}
 	if t.fences == nil {
-		t.fences = map[string]clientv3.Cmp{}
+		t.fences = map[string][]clientv3.Cmp{}
 	}
-	t.fences[target] = cmp
+	t.fences[target] = cmps
 }
 
 func (t *etcdTxn) bucket(name []byte) bucket {
@@ -204,7 +205,7 @@ func (t *etcdTxn) commit() error {
 	}
 	fences := make([]clientv3.Cmp, 0, len(t.fences))
 	for _, f := range t.fences {
-		fences = append(fences, f)
+		fences = append(fences, f...)
 	}
 	cmps = append(cmps, fences...)
 	resp, err := t.e.c.Txn(t.ctx).If(cmps...).Then(ops...).
