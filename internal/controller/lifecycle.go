@@ -60,7 +60,13 @@ var errNoChange = errors.New("no change")
 // not allow is a *TransitionError. Like the store's update, edit may run
 // more than once, each time on the stored record.
 func (c *Controller) transition(name string, to store.RunnerState, edit func(*store.Runner) error) (store.Runner, error) {
-	return c.store.UpdateRunner(name, func(r *store.Runner) error {
+	return c.store.UpdateRunner(name, c.move(name, to, edit))
+}
+
+// move is the change transition makes to a record: checked against the
+// lifecycle, with edit applied and the state's entry time set.
+func (c *Controller) move(name string, to store.RunnerState, edit func(*store.Runner) error) func(*store.Runner) error {
+	return func(r *store.Runner) error {
 		from := r.State
 		if from == to {
 			return errNoChange
@@ -83,6 +89,34 @@ func (c *Controller) transition(name string, to store.RunnerState, edit func(*st
 		r.State = to
 		r.StateSince[to] = now
 		r.UpdatedAt = now
+		return nil
+	}
+}
+
+// recordInstanceAfterHandOver records the instance of a runner whose
+// target this replica lost while its AddInstance ran (the answer came
+// after the hand-over, so the fenced write was refused): only this
+// replica knows the cloud ID. The write is not fenced on the ownership,
+// and commits only if the record is unchanged since read. A record still
+// waiting for its instance becomes idle, a runner of the new owner; one
+// the new owner already gave up on (unknown-instance) goes to deleting, so
+// that the new owner deletes the instance; in another state the cloud ID
+// is added. A record that has a cloud ID is left alone.
+func (c *Controller) recordInstanceAfterHandOver(name string, instance func(*store.Runner) error) (store.Runner, error) {
+	return c.store.UpdateRunnerAfterHandOver(name, func(r *store.Runner) error {
+		if r.CloudID != "" {
+			return errNoChange
+		}
+		switch r.State {
+		case store.StateConfigured:
+			return c.move(name, store.StateIdle, instance)(r)
+		case store.StateUnknownInstance:
+			return c.move(name, store.StateDeleting, instance)(r)
+		}
+		if err := instance(r); err != nil {
+			return err
+		}
+		r.UpdatedAt = c.cfg.Now()
 		return nil
 	})
 }

@@ -133,6 +133,9 @@ type Store interface {
 	// than once. The controller changes a runner's state only through
 	// its transition function (lifecycle.go), which uses it.
 	UpdateRunner(name string, fn func(*store.Runner) error) (store.Runner, error)
+	// UpdateRunnerAfterHandOver is UpdateRunner without the ownership
+	// fence, for what only a replica that lost the target knows.
+	UpdateRunnerAfterHandOver(name string, fn func(*store.Runner) error) (store.Runner, error)
 	// FinishRunnerIf moves a runner to history with reason if check (nil:
 	// always) accepts the record.
 	FinishRunnerIf(name, reason string, check func(store.Runner) error) (store.HistoryRecord, error)

@@ -167,6 +167,21 @@ func (c *Controller) provision(set *scaleSet, name string, p prepared, release f
 			// state kept.
 			r, err = c.editRunner(name, instance)
 		}
+		if errors.Is(err, store.ErrNotOwner) {
+			// Another replica owns the target now (this one was cut off
+			// past its lease during the call). Only this replica knows
+			// the instance: record it for the new owner, or give up.
+			switch r, err = c.recordInstanceAfterHandOver(name, instance); {
+			case errors.Is(err, errNoChange):
+				log.Info("the instance was recorded already", "cloud_id", inst.CloudID)
+			case err != nil:
+				log.Warn("record the instance after the target moved to another replica; it may be left for the operator", "cloud_id", inst.CloudID, "err", err)
+			default:
+				log.Info("recorded the instance for the replica that owns the target now", "cloud_id", inst.CloudID, "state", r.State)
+				c.learnCloudID(name, inst.CloudID)
+			}
+			return
+		}
 		if err == nil || errors.Is(err, store.ErrNotFound) {
 			break
 		}

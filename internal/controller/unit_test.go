@@ -799,3 +799,39 @@ func TestRemovedTargetsAreTheLeaders(t *testing.T) {
 		return !ok && u.plugin.wasDeleted("cloud-gone"), ""
 	})
 }
+
+// TestRecordInstanceAfterHandOver: the instance an old owner learned after
+// losing the target is recorded for the new owner: a record still waiting
+// for it becomes idle, one given up on (unknown-instance) goes to deleting
+// so that its instance is deleted, a busy one gets the cloud ID, and one
+// that has a cloud ID is left alone.
+func TestRecordInstanceAfterHandOver(t *testing.T) {
+	u := newUnit(t, []string{"org-a"}, nil)
+	cases := []struct {
+		state, want store.RunnerState
+		cloudID     string
+	}{
+		{store.StateConfigured, store.StateIdle, ""},
+		{store.StateUnknownInstance, store.StateDeleting, ""},
+		{store.StateBusy, store.StateBusy, ""},
+		{store.StateIdle, store.StateIdle, "cloud-known"},
+	}
+	for _, tc := range cases {
+		name := "myshoes-" + string(tc.state)
+		u.seed(name, "org-a", 1, tc.state, time.Minute, func(r *store.Runner) { r.CloudID = tc.cloudID })
+		_, err := u.c.recordInstanceAfterHandOver(name, func(r *store.Runner) error { r.CloudID = "cloud-late"; return nil })
+		r, _ := u.runner(name)
+		wantID := "cloud-late"
+		if tc.cloudID != "" {
+			wantID = tc.cloudID
+			if !errors.Is(err, errNoChange) {
+				t.Errorf("%s with a cloud ID: %v, want errNoChange", tc.state, err)
+			}
+		} else if err != nil {
+			t.Errorf("%s: %v", tc.state, err)
+		}
+		if r.State != tc.want || r.CloudID != wantID {
+			t.Errorf("%s: now %s with cloud ID %q, want %s with %q", tc.state, r.State, r.CloudID, tc.want, wantID)
+		}
+	}
+}

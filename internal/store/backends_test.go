@@ -262,6 +262,25 @@ func TestEtcdFencedWrites(t *testing.T) {
 	if r, err := sb.GetRunner("r1"); err != nil || r.CloudID != "b" {
 		t.Fatalf("r1 = %+v, %v: the old owner wrote after the new one", r, err)
 	}
+	// What only the old owner knows goes in unfenced, and only on the
+	// record as it read it: a change in between makes it read again.
+	if err := sb.CreateRunners([]Runner{runner("r2", 1, StateConfigured)}); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	r2, err := sa.UpdateRunnerAfterHandOver("r2", func(r *Runner) error {
+		calls++
+		if calls == 1 { // the new owner writes between the read and the commit
+			if _, err := sb.UpdateRunner("r2", func(r *Runner) error { r.LastError = "new owner"; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.CloudID = "learned-by-a"
+		return nil
+	})
+	if err != nil || r2.CloudID != "learned-by-a" || r2.LastError != "new owner" || calls != 2 {
+		t.Fatalf("unfenced update: %+v, %v after %d runs; want the cloud ID on the new owner's record, after a second run", r2, err, calls)
+	}
 	// Meta is no target's: any replica writes it.
 	if err := sa.SetCloudIDs(CloudIDs{Plugin: "p"}); err != nil {
 		t.Fatal(err)

@@ -108,9 +108,24 @@ func newRunnerRecord(r Runner, now time.Time) ([]byte, error) {
 // Concurrent updates share commits, so fn may be called more than once for
 // one UpdateRunner call: it must only modify the *Runner it is given.
 func (s *Store) UpdateRunner(name string, fn func(*Runner) error) (Runner, error) {
-	r, err := s.updateRunner(name, func(r *Runner, _ time.Time) error { return fn(r) })
+	r, err := s.updateRunner(name, true, func(r *Runner, _ time.Time) error { return fn(r) })
 	if err != nil {
 		return Runner{}, fmt.Errorf("update runner %q: %w", name, err)
+	}
+	return r, nil
+}
+
+// UpdateRunnerAfterHandOver is UpdateRunner without the ownership fence,
+// for a replica that lost the runner's target while it learned what only
+// it can know: the instance its AddInstance created, which answered after
+// the hand-over. It still commits only if the record did not change since
+// fn read it (with etcd, the transaction compares the record's own
+// revision, as every update does), so it cannot undo the new owner's
+// work; fn decides what may change.
+func (s *Store) UpdateRunnerAfterHandOver(name string, fn func(*Runner) error) (Runner, error) {
+	r, err := s.updateRunner(name, false, func(r *Runner, _ time.Time) error { return fn(r) })
+	if err != nil {
+		return Runner{}, fmt.Errorf("update runner %q after a hand-over: %w", name, err)
 	}
 	return r, nil
 }
@@ -122,7 +137,7 @@ func (s *Store) SetRunnerState(name string, state RunnerState, mutate func(*Runn
 	if !state.Valid() {
 		return Runner{}, fmt.Errorf("set runner %q state: unknown state %q", name, state)
 	}
-	r, err := s.updateRunner(name, func(r *Runner, now time.Time) error {
+	r, err := s.updateRunner(name, true, func(r *Runner, now time.Time) error {
 		if _, ok := r.StateSince[state]; !ok || r.State != state {
 			if r.StateSince == nil {
 				r.StateSince = make(map[RunnerState]time.Time, 1)
@@ -144,7 +159,8 @@ func (s *Store) SetRunnerState(name string, state RunnerState, mutate func(*Runn
 // updateRunner is the read-modify-write shared by UpdateRunner and
 // SetRunnerState. Its batch function decodes afresh on every run, so a
 // re-run applies fn to the stored record, not to a previous attempt.
-func (s *Store) updateRunner(name string, fn func(*Runner, time.Time) error) (Runner, error) {
+// fenced makes the write conditional on this replica owning the target.
+func (s *Store) updateRunner(name string, fenced bool, fn func(*Runner, time.Time) error) (Runner, error) {
 	now := s.now()
 	var (
 		out   Runner
@@ -158,7 +174,9 @@ func (s *Store) updateRunner(name string, fn func(*Runner, time.Time) error) (Ru
 		if err != nil || !ok {
 			return err
 		}
-		tx.fence(r.TargetID)
+		if fenced {
+			tx.fence(r.TargetID)
+		}
 		if fnErr = fn(&r, now); fnErr != nil {
 			return nil // write nothing; the rest of the batch commits
 		}
