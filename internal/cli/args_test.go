@@ -21,6 +21,8 @@ func TestArgumentErrorsExit2(t *testing.T) {
 		{[]string{"runners", "rm"}, "accepts 1 arg"},
 		{[]string{"runners", "rm", "a", "b"}, "accepts 1 arg"},
 		{[]string{"version", "x"}, `unknown command "x"`},
+		{[]string{"state", "bogus"}, `unknown command "bogus"`},
+		{[]string{"state", "migrate", "extra"}, `unknown command "extra"`},
 	} {
 		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
 			res := runCLIMain(t, 10*time.Second, tc.args...)

@@ -16,6 +16,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/replica"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
@@ -201,12 +203,16 @@ func dialEtcd(cfg *clientv3.Config) (*clientv3.Client, error) {
 	return c, nil
 }
 
+// etcdStatePrefix is where the state lives under a cluster's prefix; the
+// replicas' members, owners and leader are beside it.
+func etcdStatePrefix(prefix string) string { return prefix + "state/" }
+
 // etcdStore opens the state under the cluster's prefix. fencer is the
 // replica's ownership (run), or nil for a reader.
 func etcdStore(c *clientv3.Client, prefix, ownerID string, fencer store.Fencer, opts store.Options) (*store.Store, error) {
 	return store.OpenEtcd(store.EtcdOptions{
 		Client:          c,
-		Prefix:          prefix + "state/",
+		Prefix:          etcdStatePrefix(prefix),
 		OwnerID:         ownerID,
 		HistoryMaxAge:   opts.HistoryMaxAge,
 		HistoryMaxCount: opts.HistoryMaxCount,
@@ -350,4 +356,23 @@ func (rs *runState) close() {
 	if rs.client != nil {
 		_ = rs.client.Close()
 	}
+}
+
+// replicaReadiness is the controller's readiness, and with replicas also
+// the lease's: past its safe deadline a replica has stopped acting on its
+// targets (etcd is out of reach), which the controller alone cannot see
+// once its workers are stopped.
+type replicaReadiness struct {
+	ctrl    httpapi.Readiness
+	replica *replica.Replica // nil on bbolt
+}
+
+func (r replicaReadiness) Ready() (bool, []controller.NotReady) {
+	ok, why := r.ctrl.Ready()
+	if r.replica != nil && !r.replica.Safe() {
+		ok = false
+		why = append(why, controller.NotReady{Reason: "replica " + r.replica.ID() +
+			": past the lease's safe deadline (etcd out of reach?); its targets go to the other replicas"})
+	}
+	return ok, why
 }

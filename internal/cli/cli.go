@@ -78,6 +78,7 @@ shoes plugin myshoes uses.`,
 		newRunCmd(io, nil),
 		newRunnersCmd(io, nil),
 		newScaleSetsCmd(io, nil),
+		newStateCmd(io, nil),
 		newVersionCmd(io),
 		newDemoCmd(io),
 	)

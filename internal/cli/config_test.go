@@ -392,6 +392,8 @@ func TestHelpOfEveryCommand(t *testing.T) {
 		{[]string{"runners", "--help"}, "shoes-scaleset runners [command]"},
 		{[]string{"runners", "ls", "--help"}, "shoes-scaleset runners ls [flags]"},
 		{[]string{"scalesets", "ls", "--help"}, "shoes-scaleset scalesets ls [flags]"},
+		{[]string{"state", "--help"}, "shoes-scaleset state [command]"},
+		{[]string{"state", "migrate", "--help"}, "shoes-scaleset state migrate [flags]"},
 		{[]string{"sim", "serve", "--help"}, "shoes-scaleset sim serve [flags]"},
 		{[]string{"sim", "plugin", "--help"}, "shoes-scaleset sim plugin [flags]"},
 		{[]string{"sim", "runner", "--help"}, "shoes-scaleset sim runner [flags]"},

@@ -27,9 +27,9 @@ import (
 
 // docsEnvCommands are the commands whose flags are also read from
 // SHOES_SCALESET_<FLAG> (they build an envBinding); keep in step with
-// run.go, inspect.go and remove.go. Which of their flags the binding reads
-// is not listed here: docsEnvReads asks the binding itself.
-var docsEnvCommands = []string{"run", "runners ls", "runners rm", "scalesets ls"}
+// run.go, inspect.go, remove.go and migrate.go. Which of their flags the
+// binding reads is not listed here: docsEnvReads asks the binding itself.
+var docsEnvCommands = []string{"run", "runners ls", "runners rm", "scalesets ls", "state migrate"}
 
 // docsProbeFlag is a flag docsEnvReads adds to a command. It sorts after
 // every real flag, and the probe's lookup gives it a value that does not
@@ -55,7 +55,7 @@ func docsEnvReads(path []string) map[string]bool {
 	s := streams{Out: io.Discard, Err: io.Discard}
 	root := &cobra.Command{Use: "shoes-scaleset"}
 	// The constructors newRootCmd uses, with the recording lookup.
-	root.AddCommand(newRunCmd(s, lookup), newRunnersCmd(s, lookup), newScaleSetsCmd(s, lookup))
+	root.AddCommand(newRunCmd(s, lookup), newRunnersCmd(s, lookup), newScaleSetsCmd(s, lookup), newStateCmd(s, lookup))
 	cmd := root
 	for _, w := range path {
 		if cmd = docsChild(cmd, w); cmd == nil {
@@ -89,7 +89,7 @@ func docsEnvReads(path []string) map[string]bool {
 }
 
 // docsRequiredTables are the flag tables configuration.md must have.
-var docsRequiredTables = []string{"run", "runners ls", "runners rm", "scalesets ls"}
+var docsRequiredTables = []string{"run", "runners ls", "runners rm", "scalesets ls", "state migrate"}
 
 var (
 	docsMetricRE    = regexp.MustCompile(`shoes_scaleset_[a-z0-9_]*[a-z0-9]`)

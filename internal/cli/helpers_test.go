@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
@@ -16,11 +17,12 @@ import (
 // cliBinary is the shoes-scaleset binary built once for the package's
 // tests, by TestMain. Its `sim plugin` is the fake shoes plugin and its
 // `sim runner` the sim runner. Other test files of this package use it
-// too: the package has a single TestMain, here.
+// too: the package has a single TestMain, here. It builds the test etcd
+// server too (etcdtest.Start), for the commands that read or write etcd.
 var cliBinary string
 
 func TestMain(m *testing.M) {
-	os.Exit(testbin.Main(m, "./cmd/shoes-scaleset", &cliBinary))
+	os.Exit(testbin.MainAll(m, testbin.Target{Pkg: "./cmd/shoes-scaleset", Bin: &cliBinary}, etcdtest.Target()))
 }
 
 // cliResult is the outcome of one command line.

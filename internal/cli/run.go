@@ -487,7 +487,7 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 		return err
 	}
 
-	api, removeToken, err := newAPI(o, httpapi.Deps{Runners: st, ScaleSets: ctrl, Readiness: ctrl, Gatherer: reg, Remover: ctrl}, log)
+	api, removeToken, err := newAPI(o, httpapi.Deps{Runners: st, ScaleSets: ctrl, Readiness: replicaReadiness{ctrl, rs.replica}, Gatherer: reg, Remover: ctrl}, log)
 	if err != nil {
 		return err
 	}

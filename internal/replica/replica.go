@@ -502,6 +502,22 @@ func (r *Replica) ownerKey(target string) string {
 	return r.cfg.Prefix + "owners/" + target
 }
 
+// LiveMembers returns the IDs of the live replicas under prefix, for a
+// reader that is not a replica (state migrate): a member's key lives on
+// its lease, so a stopped replica's goes at once, a killed one's after
+// the TTL.
+func LiveMembers(ctx context.Context, c *clientv3.Client, prefix string) ([]string, error) {
+	resp, err := c.Get(ctx, prefix+"members/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list the replicas: %w", err)
+	}
+	ids := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		ids = append(ids, strings.TrimPrefix(string(kv.Key), prefix+"members/"))
+	}
+	return ids, nil
+}
+
 // Owners returns the replica owning each owned target under prefix, for
 // a reader that is not a replica (scalesets ls).
 func Owners(ctx context.Context, c *clientv3.Client, prefix string) (map[string]string, error) {
