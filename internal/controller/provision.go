@@ -161,7 +161,13 @@ func (c *Controller) provision(set *scaleSet, name string, p prepared, release f
 		}
 		r, err = c.transition(name, store.StateIdle, instance)
 		var moved *TransitionError
-		if errors.As(err, &moved) {
+		switch {
+		case errors.As(err, &moved) && moved.From == store.StateUnknownInstance:
+			// Given up on while this replica did not own the target
+			// (another replica marked it, and removed its runner from
+			// GitHub): now that the instance is known, it is deleted.
+			r, err = c.transition(name, store.StateDeleting, instance)
+		case errors.As(err, &moved):
 			// Its runner took a job (busy), or finished it (deleting),
 			// before the plugin answered: the instance is recorded, the
 			// state kept.
@@ -170,16 +176,8 @@ func (c *Controller) provision(set *scaleSet, name string, p prepared, release f
 		if errors.Is(err, store.ErrNotOwner) {
 			// Another replica owns the target now (this one was cut off
 			// past its lease during the call). Only this replica knows
-			// the instance: record it for the new owner, or give up.
-			switch r, err = c.recordInstanceAfterHandOver(name, instance); {
-			case errors.Is(err, errNoChange):
-				log.Info("the instance was recorded already", "cloud_id", inst.CloudID)
-			case err != nil:
-				log.Warn("record the instance after the target moved to another replica; it may be left for the operator", "cloud_id", inst.CloudID, "err", err)
-			default:
-				log.Info("recorded the instance for the replica that owns the target now", "cloud_id", inst.CloudID, "state", r.State)
-				c.learnCloudID(name, inst.CloudID)
-			}
+			// the instance: record it for the new owner.
+			c.recordForNewOwner(ctx, set, log, name, inst, instance)
 			return
 		}
 		if err == nil || errors.Is(err, store.ErrNotFound) {
@@ -208,6 +206,41 @@ func (c *Controller) provision(set *scaleSet, name string, p prepared, release f
 	if r.State == store.StateDeleting {
 		// Its job completed while the instance was being created.
 		c.startDelete(name)
+	}
+}
+
+// recordForNewOwner records the instance of a runner whose target moved to
+// another replica during its AddInstance (recordInstanceAfterHandOver),
+// retried with backoff while the store fails (etcd out of reach is why
+// the target moved), for as long as this process runs. If the new owner
+// has finished the record meanwhile, nobody will delete the instance but
+// this process: it deletes it.
+func (c *Controller) recordForNewOwner(ctx context.Context, set *scaleSet, log *slog.Logger, name string, inst shoes.Instance, instance func(*store.Runner) error) {
+	for attempt := 1; ; attempt++ {
+		r, err := c.recordInstanceAfterHandOver(name, instance)
+		switch {
+		case err == nil:
+			log.Info("recorded the instance for the replica that owns the target now", "cloud_id", inst.CloudID, "state", r.State)
+			c.learnCloudID(name, inst.CloudID)
+			return
+		case errors.Is(err, errNoChange):
+			log.Info("the instance was recorded already", "cloud_id", inst.CloudID)
+			return
+		case errors.Is(err, store.ErrNotFound):
+			log.Warn("the new owner finished the runner before its instance was known; deleting the instance", "cloud_id", inst.CloudID)
+			if err := c.plugin.DeleteInstance(ctx, inst.CloudID, set.labels); err != nil {
+				log.Error("delete the instance of a finished runner; it is left for the operator", "cloud_id", inst.CloudID, "err", err)
+			}
+			return
+		}
+		wait := min(c.backoff(attempt), maxStoreBackoff)
+		if attempt == 1 || attempt%10 == 0 {
+			log.Warn("record the instance for the replica that owns the target now; retrying", "cloud_id", inst.CloudID, "err", err, "attempt", attempt, "retry_in", wait)
+		}
+		if !sleep(ctx, wait) {
+			log.Error("instance of runner not recorded; it is left for the operator", "cloud_id", inst.CloudID, "err", err)
+			return
+		}
 	}
 }
 

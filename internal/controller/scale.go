@@ -38,6 +38,31 @@ func (set *scaleSet) reconcileLoop(ctx context.Context) {
 	}
 }
 
+// inheritedUnfinished counts, with replicas, the pending and configured
+// records of the scale set that no provisioning of this process owns: a
+// replica that died or lost the target left them, and they are undone
+// only after the hand-over grace (sweepUnowned). They do not stand for
+// runners to come, or the jobs of a dead replica's targets would wait for
+// that grace; if the old owner's AddInstance does answer, the runner it
+// records is one more idle runner, which a scale-down removes.
+func (set *scaleSet) inheritedUnfinished() (int, error) {
+	c := set.c
+	if c.cfg.Ownership.HandOverGrace() == 0 {
+		return 0, nil // one replica: every unfinished record is this process's
+	}
+	rs, err := c.store.ListRunners(store.RunnerFilter{States: []store.RunnerState{store.StatePending, store.StateConfigured}})
+	if err != nil {
+		return 0, fmt.Errorf("list unfinished runners: %w", err)
+	}
+	n := 0
+	for _, r := range rs {
+		if r.ScaleSetID == set.id && !c.isOwned(r.Name) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // scaleUp creates a pending record for every missing runner and starts
 // its provisioning in the background. It never waits for an instance.
 func (set *scaleSet) scaleUp(ctx context.Context) error {
@@ -59,6 +84,11 @@ func (set *scaleSet) scaleUp(ctx context.Context) error {
 			count += n
 		}
 	}
+	inherited, err := set.inheritedUnfinished()
+	if err != nil {
+		return err
+	}
+	count -= inherited
 	want := int(set.desired.Load())
 	if count >= want {
 		return nil

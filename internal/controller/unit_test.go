@@ -835,3 +835,24 @@ func TestRecordInstanceAfterHandOver(t *testing.T) {
 		}
 	}
 }
+
+// TestInheritedRecordsDoNotHoldJobs: with replicas, the pending and
+// configured records a dead replica left on a target this one took over
+// are not counted as runners to come: a job assigned meanwhile gets a new
+// runner at once, not after the hand-over grace.
+func TestInheritedRecordsDoNotHoldJobs(t *testing.T) {
+	own := &fakeOwnership{changed: make(chan struct{}, 1), leader: true, grace: time.Hour}
+	own.set("org-a")
+	u := newUnit(t, []string{"org-a"}, func(c *Config) { c.Ownership = own })
+	u.seed("myshoes-of-the-dead", "org-a", 1, store.StateConfigured, 0, nil)
+	u.start()
+	sess, id := u.listening("org-a")
+	sess.deliver(1, 1, nil)
+	u.wait("a new runner idle for the job", func() (bool, string) {
+		c := u.states(id)
+		return c[store.StateIdle] == 1, fmt.Sprint(c)
+	})
+	if r, _ := u.runner("myshoes-of-the-dead"); r.State != store.StateConfigured {
+		t.Errorf("the inherited record is %s, want it left configured inside the grace", r.State)
+	}
+}

@@ -67,11 +67,18 @@ func (s *Server) Endpoint() string { return s.url }
 // Client returns a client of the server, closed when the test ends.
 func (s *Server) Client() *clientv3.Client {
 	s.t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.url}, DialTimeout: 5 * time.Second, Logger: nopZap()})
+	return NewClient(s.t, s.url)
+}
+
+// NewClient returns a client of the etcd at endpoint (a URL), such as a
+// Proxy's "http://"+Addr(), closed when the test ends.
+func NewClient(t testing.TB, endpoint string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: nopZap()})
 	if err != nil {
-		s.t.Fatalf("etcd client: %v", err)
+		t.Fatalf("etcd client: %v", err)
 	}
-	s.t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -59,11 +58,7 @@ func TestProductDoesNotLinkTheServer(t *testing.T) {
 func TestProxyCutAndHeal(t *testing.T) {
 	s := Start(t)
 	p := NewProxy(t, strings.TrimPrefix(s.Endpoint(), "http://"))
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + p.Addr()}, DialTimeout: 2 * time.Second, Logger: nopZap()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := NewClient(t, "http://"+p.Addr())
 	put := func(timeout time.Duration) error {
 		ctx, cancel := context.WithTimeout(t.Context(), timeout)
 		defer cancel()

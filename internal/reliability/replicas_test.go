@@ -6,6 +6,7 @@ package reliability
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -42,20 +43,15 @@ func newCluster(t *testing.T, res *Result, scopes []string) *cluster {
 	w := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	c := &cluster{world: w, etcd: etcdtest.Start(t), replicas: map[string]*replicaProc{}}
 	w.etcdEndpoint, w.etcdPrefix = c.etcd.Endpoint(), "/cluster/"
+	// A dead replica's unfinished records are undone after the add
+	// timeout plus the TTL: short, so that a scenario sees them go (a
+	// scenario's own c.flags come after, and win).
+	w.flags = append(w.flags, "--plugin-add-timeout", "5s")
 	return c
 }
 
 // start starts replica id (again), through a new proxy to etcd.
-func (c *cluster) start(id string) *replicaProc {
-	c.t.Helper()
-	p := etcdtest.NewProxy(c.t, strings.TrimPrefix(c.etcd.Endpoint(), "http://"))
-	d := c.startRun("--store", "etcd", "--etcd-endpoints", "http://"+p.Addr(), "--etcd-prefix", c.etcdPrefix,
-		"--replica-id", id, "--replica-ttl", replicaTTL.String(), "--replica-join-delay", "0s",
-		"--state-file", filepath.Join(c.dir, id, "state.db"))
-	r := &replicaProc{id: id, d: d, proxy: p}
-	c.replicas[id] = r
-	return r
-}
+func (c *cluster) start(id string) *replicaProc { return c.startWith(id) }
 
 // owners returns the replica whose session is open on each scope's scale
 // set, by the sim (the session's owner name is the replica ID).
@@ -105,18 +101,43 @@ func (c *cluster) waitServed(scopes, ids []string, timeout time.Duration) time.T
 // done.
 func (c *cluster) waitBalanced(ids []string, timeout time.Duration) {
 	c.t.Helper()
-	want := map[string]string{}
+	c.waitOwners("every target on its replica among "+strings.Join(ids, ", "), c.assignment(ids), ids, timeout)
+}
+
+// startWith starts replica id (again) as start does, with extra run flags
+// after the harness's (a flag given again wins: --replica-join-delay).
+func (c *cluster) startWith(id string, extra ...string) *replicaProc {
+	c.t.Helper()
+	p := etcdtest.NewProxy(c.t, strings.TrimPrefix(c.etcd.Endpoint(), "http://"))
+	args := append([]string{"--store", "etcd", "--etcd-endpoints", "http://" + p.Addr(), "--etcd-prefix", c.etcdPrefix,
+		"--replica-id", id, "--replica-ttl", replicaTTL.String(), "--replica-join-delay", "0s",
+		"--state-file", filepath.Join(c.dir, id, "state.db")}, extra...)
+	r := &replicaProc{id: id, d: c.startRun(args...), proxy: p}
+	c.replicas[id] = r
+	return r
+}
+
+// assignment is the owner rendezvous hashing gives each scope among ids,
+// by the fake myshoes's target IDs: where the targets settle.
+func (c *cluster) assignment(ids []string) map[string]string {
+	c.t.Helper()
+	out := map[string]string{}
 	for _, tg := range c.sim.Targets() {
-		want[tg.Scope] = replica.Assign(tg.ID, ids)
+		out[tg.Scope] = replica.Assign(tg.ID, ids)
 	}
-	scenariotest.WaitFor(c.t, fmt.Sprintf("every target on its replica among %v", ids), timeout, func() (bool, string) {
-		got := c.owners()
-		for sc, id := range want {
-			if got[sc] != id {
-				return false, fmt.Sprintf("owners %v, want %v", got, want)
-			}
+	return out
+}
+
+// waitOwners waits until the sim's session owners are want, every
+// replica of ids alive.
+func (c *cluster) waitOwners(what string, want map[string]string, ids []string, timeout time.Duration) {
+	c.t.Helper()
+	scenariotest.WaitFor(c.t, what, timeout, func() (bool, string) {
+		for _, id := range ids {
+			c.replicas[id].d.Alive()
 		}
-		return true, ""
+		got := c.owners()
+		return maps.Equal(got, want), fmt.Sprintf("owners %v, want %v\n%s", got, want, scenario.SummarizeScaleSets(c.sim.State()))
 	})
 }
 

@@ -40,19 +40,35 @@ func NewOwnership(r *Replica, joinDelay time.Duration) *Ownership {
 }
 
 // Mine returns the listed targets this replica serves now. Past the safe
-// deadline it serves none.
+// deadline it serves none. Its etcd calls end by the safe deadline: with
+// etcd out of reach a call would wait for a connection, and the
+// controller, waiting for the answer, would go on acting on its targets
+// past the deadline. A call cut by the deadline answers "none".
 func (o *Ownership) Mine(ctx context.Context, listed []myshoes.Target) ([]myshoes.Target, error) {
+	if !o.r.Safe() {
+		return nil, nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, o.r.SafeUntil())
+	defer cancel()
+	mine, err := o.mine(ctx, listed)
+	if err != nil && !o.r.Safe() {
+		return nil, nil
+	}
+	return mine, err
+}
+
+func (o *Ownership) mine(ctx context.Context, listed []myshoes.Target) ([]myshoes.Target, error) {
 	o.mu.Lock()
 	release := o.release
 	o.release = nil
 	o.mu.Unlock()
-	for _, id := range release {
+	for i, id := range release {
 		if err := o.r.Release(ctx, id); err != nil {
+			o.mu.Lock()
+			o.release = append(release[i:], o.release...) // again at the next call
+			o.mu.Unlock()
 			return nil, err
 		}
-	}
-	if !o.r.Safe() {
-		return nil, nil
 	}
 	members, err := o.r.Members(ctx)
 	if err != nil {

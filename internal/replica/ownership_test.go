@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,4 +207,28 @@ func TestGivingUpAsksForTheNextCall(t *testing.T) {
 	}
 	rounds(t, 1, list, oa) // releases
 	cover(t, list, rounds(t, 1, list, ob, oa))
+}
+
+// TestMineEndsByTheSafeDeadline: with etcd out of reach, Mine does not wait
+// for a connection past the safe deadline: it answers "none" by then, so
+// the controller stops acting on the targets in time.
+func TestMineEndsByTheSafeDeadline(t *testing.T) {
+	srv := etcdtest.Start(t)
+	p := etcdtest.NewProxy(t, strings.TrimPrefix(srv.Endpoint(), "http://"))
+	a := join(t, etcdtest.NewClient(t, "http://"+p.Addr()), "a", 2*time.Second) // not renewed: no Run
+	o := NewOwnership(a, 0)
+	list := listed(3)
+	if got := rounds(t, 1, list, o); len(got[0]) != 3 {
+		t.Fatalf("a sole replica serves %v, want all 3", got[0])
+	}
+	p.Cut()
+	deadline := a.SafeUntil()
+	mine, err := o.Mine(t.Context(), list)
+	returned := time.Now()
+	if err != nil || len(mine) != 0 {
+		t.Fatalf("Mine with etcd cut off: %v, %v; want none and no error", mine, err)
+	}
+	if late := returned.Sub(deadline); late > time.Second {
+		t.Fatalf("Mine returned %v after the safe deadline, want by it", late)
+	}
 }

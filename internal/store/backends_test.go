@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/replica"
@@ -212,6 +215,36 @@ func TestEtcdUnreachable(t *testing.T) {
 		r, err := s.GetRunner("r1")
 		return err == nil && r.Attempts == 0, fmt.Sprint(r.Attempts, err)
 	})
+}
+
+// deadlineFencer lets every write through until its safe deadline.
+type deadlineFencer struct{ until time.Time }
+
+func (f deadlineFencer) Fence(string) ([]clientv3.Cmp, bool) { return nil, true }
+func (f deadlineFencer) SafeUntil() time.Time                { return f.until }
+
+// TestEtcdCallsEndByTheSafeDeadline: with etcd out of reach, a replica's
+// store call ends by its safe deadline, not at the store's timeout: the
+// worker making it must stop acting on its target by then.
+func TestEtcdCallsEndByTheSafeDeadline(t *testing.T) {
+	srv := etcdtest.Start(t)
+	p := etcdtest.NewProxy(t, strings.TrimPrefix(srv.Endpoint(), "http://"))
+	until := time.Now().Add(2 * time.Second)
+	s, err := OpenEtcd(EtcdOptions{Client: etcdtest.NewClient(t, "http://"+p.Addr()), Prefix: "/test/", OwnerID: "a",
+		Timeout: time.Minute, Fencer: deadlineFencer{until: until}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRunners([]Runner{runner("r1", 1, StateIdle)}); err != nil {
+		t.Fatal(err)
+	}
+	p.Cut()
+	if _, err := s.UpdateRunner("r1", func(r *Runner) error { r.Attempts++; return nil }); err == nil {
+		t.Fatal("an update went through a cut connection")
+	}
+	if late := time.Since(until); late > time.Second {
+		t.Fatalf("the update ended %v after the safe deadline, want by it (the store's timeout is 1m)", late)
+	}
 }
 
 // TestEtcdFencedWrites: with replicas, a write for a target commits only

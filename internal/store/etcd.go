@@ -44,6 +44,10 @@ type Fencer interface {
 	// target's records (it owns the target; or, for a target nobody
 	// owns, it is the leader); ok is false when it may not (any more).
 	Fence(target string) (cmps []clientv3.Cmp, ok bool)
+	// SafeUntil is the replica's safe deadline. A store call ends by it:
+	// one waiting for an etcd out of reach would otherwise hold the
+	// caller, a worker that must stop acting by then.
+	SafeUntil() time.Time
 }
 
 // ErrNotOwner: the write is for a target this replica does not own (any
@@ -103,8 +107,34 @@ const maxTxnAttempts = 32
 // errConflict: a key read by the transaction changed before its commit.
 var errConflict = errors.New("etcd transaction conflict")
 
+// minCallTime is the least time a store call gets past the replica's safe
+// deadline: enough for a read or a write of a replica that can reach
+// etcd (one joining again), too little to hold a stopping worker.
+const minCallTime = 200 * time.Millisecond
+
+// context bounds one store call: the timeout, and with replicas the safe
+// deadline (Fencer.SafeUntil), but at least minCallTime.
+func (e *etcdBackend) context() (context.Context, context.CancelFunc) {
+	now := time.Now()
+	deadline := now.Add(e.timeout)
+	if e.fencer != nil {
+		if safe := e.fencer.SafeUntil(); safe.Before(deadline) {
+			deadline = safe
+		}
+		deadline = later(deadline, now.Add(minCallTime))
+	}
+	return context.WithDeadline(context.Background(), deadline)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 func (e *etcdBackend) view(fn func(txn) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	ctx, cancel := e.context()
 	defer cancel()
 	t := &etcdTxn{e: e, ctx: ctx}
 	err := fn(t)
@@ -115,7 +145,7 @@ func (e *etcdBackend) view(fn func(txn) error) error {
 }
 
 func (e *etcdBackend) update(fn func(txn) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	ctx, cancel := e.context()
 	defer cancel()
 	for attempt := 1; ; attempt++ {
 		t := &etcdTxn{e: e, ctx: ctx, reads: map[string]int64{}, writes: map[string]etcdWrite{}}
