@@ -180,6 +180,17 @@ var findings = []string{
 	"**With a name-keyed plugin, instances of interrupted AddInstance calls leaked (issue 11).** They are deleted " +
 		"by the runner's name (`internal/controller/byname.go`). A race in that sweep, found by the soak, leaked " +
 		"an instance whose provisioning finished while it was listed; the record is now read again once owned.",
+	"**A replica cut off from etcd went on acting on its targets until etcd answered again (issue 13).** Its " +
+		"target sync waited in an etcd call with no deadline, and its workers in store calls with a 10 s timeout, so " +
+		"it stopped its workers only after the heal, 6 s past its safe deadline. Now those calls end by the safe " +
+		"deadline (`internal/replica/ownership.go`, `internal/store/etcd.go`).",
+	"**Jobs on a dead replica's targets waited minutes (issue 13).** The new owner counted the dead replica's " +
+		"`pending` and `configured` records as runners to come, and they are undone only after " +
+		"`--plugin-add-timeout` plus the TTL. They no longer count (`internal/controller/scale.go`).",
+	"**An instance created by a replica that lost its target during AddInstance was known to nobody (issue " +
+		"13).** Its fenced write was refused and retried for ever. The old owner now records the instance on the " +
+		"record as it read it, without the ownership fence (`UpdateRunnerAfterHandOver`), and the new owner deletes " +
+		"it if it had given the record up (`internal/controller/provision.go`).",
 }
 
 // limits are what the suite does not cover, and why.
