@@ -84,11 +84,13 @@ func (set *scaleSet) scaleUp(ctx context.Context) error {
 			count += n
 		}
 	}
-	inherited, err := set.inheritedUnfinished()
-	if err != nil {
-		return err
+	if count >= int(set.desired.Load()) && counts[set.id][store.StatePending]+counts[set.id][store.StateConfigured] > 0 {
+		inherited, err := set.inheritedUnfinished()
+		if err != nil {
+			return err
+		}
+		count -= inherited
 	}
-	count -= inherited
 	want := int(set.desired.Load())
 	if count >= want {
 		return nil

@@ -57,6 +57,9 @@ func (w *targetWorker) setTarget(t myshoes.Target) {
 	w.mu.Lock()
 	w.target = t
 	w.mu.Unlock()
+	if ss, err := w.c.store.GetScaleSet(t.ID); err == nil && ss.TargetStatus == t.Status && ss.TargetStatusDescription == t.StatusDescription {
+		return // stored already: a write per target per sync adds up on etcd
+	}
 	if set := w.scaleSet(); set != nil {
 		_ = w.c.store.UpdateScaleSet(t.ID, func(s *store.ScaleSet) error {
 			s.TargetStatus, s.TargetStatusDescription = t.Status, t.StatusDescription
