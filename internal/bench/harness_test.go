@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
 )
 
@@ -21,11 +22,12 @@ import (
 // processes. What is their own: the knobs, the statistics, the CPU and
 // memory accounting and the report.
 
-// binary is shoes-scaleset, built once by TestMain.
+// binary is shoes-scaleset, built once by TestMain, with the test etcd
+// server of the replica figures (etcdtest).
 var binary string
 
 func TestMain(m *testing.M) {
-	os.Exit(testbin.Main(m, "./cmd/shoes-scaleset", &binary))
+	os.Exit(testbin.MainAll(m, testbin.Target{Pkg: "./cmd/shoes-scaleset", Bin: &binary}, etcdtest.Target()))
 }
 
 // quick reports BENCH_QUICK: one configuration of each figure.
