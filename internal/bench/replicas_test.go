@@ -27,7 +27,6 @@ import (
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/demo"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/replica"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
@@ -111,49 +110,16 @@ func (c *cluster) startAll(ids []string, extra ...string) {
 	}
 }
 
-// owners returns the owner of the open session of each scope's scale
-// set, by the sim (with etcd, the owner is the replica ID).
-func (c *cluster) owners() map[string]string {
-	out := map[string]string{}
-	for _, ss := range c.sim.State().ScaleSets {
-		if ss.Session != nil {
-			out[ss.Scope] = ss.Session.Owner
-		}
-	}
-	return out
-}
-
 // waitServed waits until every scope has an open session owned by one of
 // ids (nil: by anyone), and returns when the last of those sessions was
-// created, by the sim's clock (this machine's). It fails the test if one
-// of ids exited.
+// created. It fails the test if one of ids exited.
 func (c *cluster) waitServed(scopes, ids []string, timeout time.Duration) time.Time {
 	c.t.Helper()
-	var last time.Time
-	testkit.WaitForEvery(c.t, fmt.Sprintf("a session on each of %d scopes, owned by %v", len(scopes), ids), timeout, 100*time.Millisecond, func() (bool, string) {
+	return c.sim.WaitServed(scopes, ids, timeout, func() {
 		for _, id := range ids {
 			c.runs[id].Alive()
 		}
-		st := c.sim.State()
-		open := map[string]time.Time{}
-		for _, ss := range st.ScaleSets {
-			if ss.Session != nil && (ids == nil || slices.Contains(ids, ss.Session.Owner)) {
-				open[ss.Scope] = ss.Session.CreatedAt
-			}
-		}
-		last = time.Time{}
-		for _, sc := range scopes {
-			at, ok := open[sc]
-			if !ok {
-				return false, fmt.Sprintf("%s not served; %d of %d are", sc, len(open), len(scopes))
-			}
-			if at.After(last) {
-				last = at
-			}
-		}
-		return true, ""
 	})
-	return last
 }
 
 // waitBalanced waits until every target is served by the replica of ids
@@ -161,12 +127,9 @@ func (c *cluster) waitServed(scopes, ids []string, timeout time.Duration) time.T
 // are over, and returns the scopes of each replica.
 func (c *cluster) waitBalanced(ids []string, timeout time.Duration) map[string][]string {
 	c.t.Helper()
-	want := map[string]string{}
-	for _, tg := range c.sim.Targets() {
-		want[tg.Scope] = replica.Assign(tg.ID, ids)
-	}
+	want := c.sim.Assignment(ids)
 	testkit.WaitForEvery(c.t, fmt.Sprintf("every target on its replica among %v", ids), timeout, 100*time.Millisecond, func() (bool, string) {
-		got, wrong := c.owners(), 0
+		got, wrong := c.sim.SessionOwners(), 0
 		for sc, id := range want {
 			if got[sc] != id {
 				wrong++
@@ -629,9 +592,9 @@ func runBurstProcs(t *testing.T, b burst, m storeMode) burstProcs {
 	}) {
 		t.Fatalf("jobs not final 10m after the burst: %v", scenario.JobCounts(c.sim.State()))
 	}
-	tail := callLogTail{path: c.files.CallLog}
+	tail := shoesfake.CallLogTail{Path: c.files.CallLog}
 	if !testkit.PollEvery(demo.DefaultSettleTimeout, 100*time.Millisecond, func() (bool, string) {
-		calls, err := tail.read()
+		calls, err := tail.Read()
 		if err != nil {
 			return false, ""
 		}
@@ -675,22 +638,6 @@ func runBurstProcs(t *testing.T, b burst, m storeMode) burstProcs {
 	out.etcdCPU = etcd1 - etcd0
 	out.others = max(0, busySeconds(m0, m1)-out.cpu)
 	return out
-}
-
-// callLogTail reads the fake plugin's call log as it grows.
-type callLogTail struct {
-	path   string
-	offset int64
-	calls  []shoesfake.Call
-}
-
-func (t *callLogTail) read() ([]shoesfake.Call, error) {
-	calls, offset, err := shoesfake.ReadCallLogFrom(t.path, t.offset)
-	if err != nil {
-		return nil, err
-	}
-	t.calls, t.offset = append(t.calls, calls...), offset
-	return t.calls, nil
 }
 
 // TestReplicaP1Burst (R2): P1's headline burst (500 jobs over 10 targets,

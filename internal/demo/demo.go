@@ -251,26 +251,7 @@ type run struct {
 	progress *ProgressWriter
 	http     *http.Client
 	started  time.Time // when the first job was queued
-	calls    callLogTail
-}
-
-// callLogTail reads the fake plugin's call log as it grows, each line
-// once: polling it whole every 100ms cost more CPU than the controller
-// in a burst of hundreds of instances, on the same cores.
-type callLogTail struct {
-	path   string
-	offset int64
-	calls  []shoesfake.Call
-}
-
-// read returns every call logged so far.
-func (t *callLogTail) read() ([]shoesfake.Call, error) {
-	calls, offset, err := shoesfake.ReadCallLogFrom(t.path, t.offset)
-	if err != nil {
-		return nil, err
-	}
-	t.calls, t.offset = append(t.calls, calls...), offset
-	return t.calls, nil
+	calls    shoesfake.CallLogTail
 }
 
 // waitOutcome is how a wait ended.
@@ -340,7 +321,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg: cfg, files: f, world: world, listen: listen,
 		progress: NewProgressWriter(out, cfg.TTY, interval),
 		http:     &http.Client{Timeout: 2 * time.Second},
-		calls:    callLogTail{path: f.callLog},
+		calls:    shoesfake.CallLogTail{Path: f.callLog},
 	}
 	fmt.Fprintf(out, "demo: %d jobs of %s over %d targets (%s), plugin latency %s, plugin mode %s\n",
 		cfg.Jobs, cfg.JobDuration, cfg.Targets, targetRange(targets), cfg.PluginLatency, cfg.PluginMode)
@@ -505,7 +486,7 @@ func (r *run) queueJobs(targets []string) error {
 
 // snapshot reads the current progress.
 func (r *run) snapshot() Progress {
-	calls, _ := r.calls.read() // a read error shows as no progress
+	calls, _ := r.calls.Read() // a read error shows as no progress
 	return Snapshot(r.cfg.Jobs, r.world.Actions.State(), calls, time.Since(r.started))
 }
 
@@ -526,7 +507,7 @@ func (r *run) waitSettled(ctx context.Context, deadline time.Time) waitOutcome {
 	keep := r.cfg.MinRunners * r.cfg.Targets
 	var p Progress
 	outcome := r.waitUntil(ctx, deadline, func() bool {
-		calls, err := r.calls.read()
+		calls, err := r.calls.Read()
 		if err != nil {
 			return false
 		}

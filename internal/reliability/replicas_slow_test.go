@@ -11,6 +11,7 @@ package reliability
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -233,6 +234,15 @@ func TestReplicasPartitionHeal(t *testing.T) {
 	tick.Stop()
 	if st := c.sim.State(); len(st.Violations) > 0 {
 		t.Errorf("protocol violations during the partition: %+v", st.Violations)
+	}
+	// /readyz is per replica: the cut one says why it serves nothing.
+	if code, body, err := c.replicas[victim].d.Get("/readyz"); err != nil || code != http.StatusServiceUnavailable || !strings.Contains(string(body), "safe deadline") {
+		t.Errorf("/readyz of the cut replica: %d %v %q, want 503 naming its safe deadline", code, err, body)
+	}
+	for _, id := range rest {
+		if code, body, err := c.replicas[id].d.Get("/readyz"); err != nil || code != http.StatusOK {
+			t.Errorf("/readyz of %s, which reaches etcd: %d %v %q, want 200", id, code, err, body)
+		}
 	}
 
 	// The heal: it joins again with a new lease, and gets its share back

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/replica"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 )
@@ -54,46 +53,19 @@ func newCluster(t *testing.T, res *Result, scopes []string) *cluster {
 func (c *cluster) start(id string) *replicaProc { return c.startWith(id) }
 
 // owners returns the replica whose session is open on each scope's scale
-// set, by the sim (the session's owner name is the replica ID).
-func (c *cluster) owners() map[string]string {
-	out := map[string]string{}
-	for _, ss := range c.sim.State().ScaleSets {
-		if ss.Session != nil {
-			out[ss.Scope] = ss.Session.Owner
-		}
-	}
-	return out
-}
+// set, by the sim.
+func (c *cluster) owners() map[string]string { return c.sim.SessionOwners() }
 
 // waitServed waits until every scope has a session owned by one of ids,
-// and returns when the last of those sessions was created (by the sim's
-// clock, on this machine).
+// every replica of ids alive, and returns when the last of those sessions
+// was created.
 func (c *cluster) waitServed(scopes, ids []string, timeout time.Duration) time.Time {
 	c.t.Helper()
-	var last time.Time
-	scenariotest.WaitFor(c.t, fmt.Sprintf("every scope served by %v", ids), timeout, func() (bool, string) {
+	return c.sim.WaitServed(scopes, ids, timeout, func() {
 		for _, id := range ids {
 			c.replicas[id].d.Alive()
 		}
-		st := c.sim.State()
-		last = time.Time{}
-		for _, sc := range scopes {
-			ok := false
-			for _, ss := range st.ScaleSets {
-				if ss.Scope == sc && ss.Session != nil && slices.Contains(ids, ss.Session.Owner) {
-					ok = true
-					if ss.Session.CreatedAt.After(last) {
-						last = ss.Session.CreatedAt
-					}
-				}
-			}
-			if !ok {
-				return false, fmt.Sprintf("owners %v\n%s", c.owners(), scenario.SummarizeScaleSets(st))
-			}
-		}
-		return true, ""
 	})
-	return last
 }
 
 // waitBalanced waits until every target is served by the replica of ids
@@ -117,16 +89,8 @@ func (c *cluster) startWith(id string, extra ...string) *replicaProc {
 	return r
 }
 
-// assignment is the owner rendezvous hashing gives each scope among ids,
-// by the fake myshoes's target IDs: where the targets settle.
-func (c *cluster) assignment(ids []string) map[string]string {
-	c.t.Helper()
-	out := map[string]string{}
-	for _, tg := range c.sim.Targets() {
-		out[tg.Scope] = replica.Assign(tg.ID, ids)
-	}
-	return out
-}
+// assignment is where rendezvous hashing puts each scope among ids.
+func (c *cluster) assignment(ids []string) map[string]string { return c.sim.Assignment(ids) }
 
 // waitOwners waits until the sim's session owners are want, every
 // replica of ids alive.
@@ -243,6 +207,13 @@ func TestReplicasKill9Failover(t *testing.T) {
 	}
 	moved := c.scopesOf(victim)
 	c.checkReplicaMetrics(ids, len(scopes))
+	// scalesets ls on etcd shows every replica's targets with their owner.
+	owners := c.owners()
+	for _, ss := range scenariotest.ScaleSetsLsEtcd(t, binary, c.files()) {
+		if ss.Owner != owners[ss.Scope] {
+			t.Errorf("scalesets ls --store etcd: %s owned by %q, the sim's session is %q's", ss.Scope, ss.Owner, owners[ss.Scope])
+		}
+	}
 	if err := scenario.QueueRoundRobin(c.sim.Client, scopes, 30, 3*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/replica"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/myshoesfake"
@@ -270,4 +272,57 @@ func (s *Sim) WaitJobsDone(run *Run, timeout time.Duration) {
 		st := s.State()
 		return scenario.JobsFinal(st), fmt.Sprintf("jobs %v\n%s", scenario.JobCounts(st), scenario.SummarizeScaleSets(st))
 	})
+}
+
+// SessionOwners returns the owner name of the open session of each
+// scope's scale set (with replicas on etcd, the replica ID).
+func (s *Sim) SessionOwners() map[string]string {
+	out := map[string]string{}
+	for _, ss := range s.State().ScaleSets {
+		if ss.Session != nil {
+			out[ss.Scope] = ss.Session.Owner
+		}
+	}
+	return out
+}
+
+// WaitServed waits until each of scopes has an open session whose owner
+// is one of owners (nil: anyone), calling alive first at each look (a
+// process that exited fails the test there), and returns when the last of
+// those sessions was created, by the sim's clock (this machine's).
+func (s *Sim) WaitServed(scopes, owners []string, timeout time.Duration, alive func()) time.Time {
+	s.t.Helper()
+	var last time.Time
+	WaitFor(s.t, fmt.Sprintf("a session on each of %d scopes, owned by %v", len(scopes), owners), timeout, func() (bool, string) {
+		alive()
+		st := s.State()
+		open := map[string]time.Time{}
+		for _, ss := range st.ScaleSets {
+			if ss.Session != nil && (owners == nil || slices.Contains(owners, ss.Session.Owner)) {
+				open[ss.Scope] = ss.Session.CreatedAt
+			}
+		}
+		last = time.Time{}
+		for _, sc := range scopes {
+			at, ok := open[sc]
+			if !ok {
+				return false, fmt.Sprintf("%s not served by %v\n%s", sc, owners, scenario.SummarizeScaleSets(st))
+			}
+			if at.After(last) {
+				last = at
+			}
+		}
+		return true, ""
+	})
+	return last
+}
+
+// Assignment is the owner rendezvous hashing gives each scope among the
+// replica IDs, by the fake myshoes's target IDs: where the targets settle.
+func (s *Sim) Assignment(ids []string) map[string]string {
+	out := map[string]string{}
+	for _, tg := range s.Targets() {
+		out[tg.Scope] = replica.Assign(tg.ID, ids)
+	}
+	return out
 }
