@@ -125,6 +125,13 @@ func (g *fakeGitHub) wasRemoved(runnerID int64) bool {
 	return slices.Contains(g.removed, runnerID)
 }
 
+// removals counts the RemoveRunner calls answered.
+func (g *fakeGitHub) removals() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.removed)
+}
+
 type fakeAPI struct {
 	g          *fakeGitHub
 	scaleSetID int

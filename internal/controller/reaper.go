@@ -35,6 +35,10 @@ var ErrRunnerBusy = errors.New("runner is busy with a job")
 // is asked to be removed: its provisioning owns it until it is idle.
 var ErrRunnerProvisioning = errors.New("runner is being provisioned; remove it once it is idle")
 
+// ErrServedElsewhere is returned when a runner whose target another
+// replica serves is asked to be removed here: that replica must do it.
+var ErrServedElsewhere = errors.New("its target is served by another replica (scalesets ls --store etcd names it); send the request to that replica")
+
 // reaper runs a reap pass every ReaperInterval, with up to 10% jitter.
 func (c *Controller) reaper(ctx context.Context) error {
 	for {
@@ -246,6 +250,10 @@ func (c *Controller) RemoveRunner(ctx context.Context, name string, force bool) 
 	r, err := c.store.GetRunner(name)
 	if err != nil {
 		return fmt.Errorf("runner %s: %w", name, err)
+	}
+	if c.isServedElsewhere(r.TargetID) {
+		// Before any GitHub call: the removal is the owner's to make.
+		return fmt.Errorf("runner %s: %w", name, ErrServedElsewhere)
 	}
 	if r.State == store.StateDeleting {
 		c.startDelete(name)

@@ -718,6 +718,14 @@ func TestTargetsOwnedElsewhere(t *testing.T) {
 	if ss, _ := u.st.GetScaleSet(target("org-b").ID); ss.TargetStatus == targetRemoved {
 		t.Fatal("the scale set of a target served elsewhere was marked removed")
 	}
+	// runners rm of another replica's runner is refused here, before any
+	// GitHub call: the owner removes it.
+	if err := u.c.RemoveRunner(t.Context(), "myshoes-of-b", false); !errors.Is(err, ErrServedElsewhere) {
+		t.Fatalf("remove a runner served elsewhere: %v, want ErrServedElsewhere", err)
+	}
+	if r, ok := u.runner("myshoes-of-b"); !ok || r.State != store.StateIdle || u.gh.removals() != 0 {
+		t.Fatalf("the refused removal changed something: %+v, %d GitHub removals", r, u.gh.removals())
+	}
 
 	// org-a goes to another replica, org-b comes here.
 	own.set("org-b")

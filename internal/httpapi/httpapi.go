@@ -182,6 +182,10 @@ func routes(deps Deps, log *slog.Logger) http.Handler {
 			case errors.Is(err, store.ErrNotFound):
 				writeError(w, http.StatusNotFound, err)
 				return
+			case errors.Is(err, controller.ErrServedElsewhere):
+				// With replicas: another daemon serves the runner's target.
+				writeError(w, http.StatusMisdirectedRequest, err)
+				return
 			case err != nil:
 				log.Error("api: remove runner", "runner", name, "force", force, "err", err)
 				writeError(w, http.StatusInternalServerError, err)
