@@ -152,13 +152,15 @@ func (c *Controller) provision(set *scaleSet, name string, p prepared, release f
 
 	// The instance exists: its cloud ID is stored, retried with backoff
 	// while the state file fails (a full disk), for as long as we run.
+	instance := func(r *store.Runner) error {
+		r.CloudID, r.ShoesType, r.IPAddress = inst.CloudID, inst.ShoesType, inst.IPAddress
+		r.ResourceType = inst.ResourceType.String()
+		return nil
+	}
 	var r store.Runner
-	for attempt := 1; ; attempt++ {
-		instance := func(r *store.Runner) error {
-			r.CloudID, r.ShoesType, r.IPAddress = inst.CloudID, inst.ShoesType, inst.IPAddress
-			r.ResourceType = inst.ResourceType.String()
-			return nil
-		}
+	handedOver := false
+	err = c.retryWrite(ctx, log, slog.LevelError, "store instance of runner", inst.CloudID, func() (bool, error) {
+		var err error
 		r, err = c.transition(name, store.StateIdle, instance)
 		var moved *TransitionError
 		switch {
@@ -173,29 +175,20 @@ func (c *Controller) provision(set *scaleSet, name string, p prepared, release f
 			// state kept.
 			r, err = c.editRunner(name, instance)
 		}
-		if errors.Is(err, store.ErrNotOwner) {
-			// Another replica owns the target now (this one was cut off
-			// past its lease during the call). Only this replica knows
-			// the instance: record it for the new owner.
-			c.recordForNewOwner(ctx, set, log, name, inst, instance)
-			return
-		}
-		if err == nil || errors.Is(err, store.ErrNotFound) {
-			break
-		}
-		wait := min(c.backoff(attempt), maxStoreBackoff)
-		if attempt == 1 || attempt%10 == 0 {
-			log.Error("store instance of runner; retrying", "cloud_id", inst.CloudID, "err", err, "attempt", attempt, "retry_in", wait)
-		}
-		if !sleep(ctx, wait) {
-			// Stopping: the record stays configured and becomes
-			// unknown-instance at the next start.
-			log.Error("instance of runner not stored", "cloud_id", inst.CloudID, "err", err)
-			return
-		}
-	}
-	if err != nil {
-		log.Error("store instance of runner", "cloud_id", inst.CloudID, "err", err)
+		// Another replica owns the target now (this one was cut off
+		// past its lease during the call): handled below.
+		handedOver = errors.Is(err, store.ErrNotOwner)
+		return handedOver || err == nil || errors.Is(err, store.ErrNotFound), err
+	})
+	switch {
+	case handedOver:
+		// Only this replica knows the instance: record it for the new owner.
+		c.recordForNewOwner(ctx, set, log, name, inst, instance)
+		return
+	case err != nil:
+		// Stopping, or the record is gone: if it stays configured, it
+		// becomes unknown-instance at the next start.
+		log.Error("instance of runner not stored", "cloud_id", inst.CloudID, "err", err)
 		return
 	}
 	c.setAdding(name, set.id, false)
@@ -216,30 +209,45 @@ func (c *Controller) provision(set *scaleSet, name string, p prepared, release f
 // has finished the record meanwhile, nobody will delete the instance but
 // this process: it deletes it.
 func (c *Controller) recordForNewOwner(ctx context.Context, set *scaleSet, log *slog.Logger, name string, inst shoes.Instance, instance func(*store.Runner) error) {
+	var r store.Runner
+	err := c.retryWrite(ctx, log, slog.LevelWarn, "record the instance for the replica that owns the target now", inst.CloudID, func() (bool, error) {
+		var err error
+		r, err = c.recordInstanceAfterHandOver(name, instance)
+		return err == nil || errors.Is(err, errNoChange) || errors.Is(err, store.ErrNotFound), err
+	})
+	switch {
+	case err == nil:
+		log.Info("recorded the instance for the replica that owns the target now", "cloud_id", inst.CloudID, "state", r.State)
+		c.learnCloudID(name, inst.CloudID)
+	case errors.Is(err, errNoChange):
+		log.Info("the instance was recorded already", "cloud_id", inst.CloudID)
+	case errors.Is(err, store.ErrNotFound):
+		log.Warn("the new owner finished the runner before its instance was known; deleting the instance", "cloud_id", inst.CloudID)
+		if err := c.plugin.DeleteInstance(ctx, inst.CloudID, set.labels); err != nil {
+			log.Error("delete the instance of a finished runner; it is left for the operator", "cloud_id", inst.CloudID, "err", err)
+		}
+	default:
+		log.Error("instance of runner not recorded; it is left for the operator", "cloud_id", inst.CloudID, "err", err)
+	}
+}
+
+// retryWrite runs write until it reports done, with a growing wait (at
+// most maxStoreBackoff) between attempts that fail, for as long as ctx
+// lives. A failed attempt is logged at level, the first and every tenth.
+// It returns the error of the last attempt: nil, or why write stopped, or
+// why it still failed when ctx ended.
+func (c *Controller) retryWrite(ctx context.Context, log *slog.Logger, level slog.Level, what, cloudID string, write func() (done bool, err error)) error {
 	for attempt := 1; ; attempt++ {
-		r, err := c.recordInstanceAfterHandOver(name, instance)
-		switch {
-		case err == nil:
-			log.Info("recorded the instance for the replica that owns the target now", "cloud_id", inst.CloudID, "state", r.State)
-			c.learnCloudID(name, inst.CloudID)
-			return
-		case errors.Is(err, errNoChange):
-			log.Info("the instance was recorded already", "cloud_id", inst.CloudID)
-			return
-		case errors.Is(err, store.ErrNotFound):
-			log.Warn("the new owner finished the runner before its instance was known; deleting the instance", "cloud_id", inst.CloudID)
-			if err := c.plugin.DeleteInstance(ctx, inst.CloudID, set.labels); err != nil {
-				log.Error("delete the instance of a finished runner; it is left for the operator", "cloud_id", inst.CloudID, "err", err)
-			}
-			return
+		done, err := write()
+		if done {
+			return err
 		}
 		wait := min(c.backoff(attempt), maxStoreBackoff)
 		if attempt == 1 || attempt%10 == 0 {
-			log.Warn("record the instance for the replica that owns the target now; retrying", "cloud_id", inst.CloudID, "err", err, "attempt", attempt, "retry_in", wait)
+			log.Log(ctx, level, what+"; retrying", "cloud_id", cloudID, "err", err, "attempt", attempt, "retry_in", wait)
 		}
 		if !sleep(ctx, wait) {
-			log.Error("instance of runner not recorded; it is left for the operator", "cloud_id", inst.CloudID, "err", err)
-			return
+			return err
 		}
 	}
 }

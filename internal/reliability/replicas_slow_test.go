@@ -186,12 +186,7 @@ func TestReplicasPartitionHeal(t *testing.T) {
 	want := c.assignment(ids)
 	c.waitOwners("the rendezvous assignment among "+strings.Join(ids, ", "), want, ids, time.Minute)
 
-	victim, most := "", 0
-	for _, id := range ids {
-		if n := len(c.scopesOf(id)); n > most {
-			victim, most = id, n
-		}
-	}
+	victim := c.busiest(ids)
 	moved := c.scopesOf(victim)
 	rest := others(ids, victim)
 	oldSessions := c.sessionIDs(victim)
@@ -348,10 +343,7 @@ func TestReplicasPartitionHeal(t *testing.T) {
 	if err := scenario.QueueRoundRobin(c.sim.Client, scopes, 6, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c.sim.WaitJobsDone(nil, 3*time.Minute)
-	c.replicas[victim].d.WaitDrained(time.Minute)
-	c.stopAll()
-	noUnknownInstance(t, c.checkInvariants(scenario.Options{}))
+	noUnknownInstance(t, c.settle(victim, 3*time.Minute))
 }
 
 // TestReplicasEtcdDown: etcd is killed with SIGKILL and started again,
@@ -362,14 +354,9 @@ func TestReplicasEtcdDown(t *testing.T) {
 	res := newResult(t, 43, "replicas: etcd killed (kill -9) for 1s and for 8s (issue 13)",
 		"3 replicas on etcd (TTL 3s), 6 targets, jobs longer than the outage; etcd killed with SIGKILL for ~1s, then for ~8s, and started again on its data: no replica exits, every target served again after each restart without restarting a replica, all jobs complete, 0 duplicates, 0 leaks")
 	scopes := []string{"org-a", "org-b", "org-c", "org-d", "org-e", "org-f"}
-	c := newCluster(t, res, scopes)
-	ids := []string{"r1", "r2", "r3"}
-	for _, id := range ids {
-		c.start(id).d.WaitUp()
-	}
 	// Settled first: no target moves between the replicas while jobs run,
 	// but for the outages.
-	c.waitOwners("the rendezvous assignment among "+strings.Join(ids, ", "), c.assignment(ids), ids, time.Minute)
+	c, ids := startThree(t, res, scopes)
 
 	for _, o := range []struct {
 		name            string
@@ -464,12 +451,7 @@ func TestReplicasStartRaceAndChurn(t *testing.T) {
 	res.figure("3 replicas started at once: every target on its rendezvous owner %.2fs after the start, %d sessions created for 6 targets, %d session conflicts (409)", settled.Seconds(), created, scenario.Conflicts(st))
 
 	// The replica to churn: the owner of the most targets.
-	victim, most := "", 0
-	for _, id := range ids {
-		if n := len(c.scopesOf(id)); n > most {
-			victim, most = id, n
-		}
-	}
+	victim := c.busiest(ids)
 	moved := c.scopesOf(victim)
 	rest := others(ids, victim)
 
@@ -555,12 +537,7 @@ func TestReplicasLeaseExpiryDuringAddInstance(t *testing.T) {
 		c.replicas[id].d.WaitUp()
 	}
 	c.waitOwners("the rendezvous assignment among "+strings.Join(ids, ", "), c.assignment(ids), ids, time.Minute)
-	victim, most := "", 0
-	for _, id := range ids {
-		if n := len(c.scopesOf(id)); n > most {
-			victim, most = id, n
-		}
-	}
+	victim := c.busiest(ids)
 	other := others(ids, victim)[0]
 	moved := c.scopesOf(victim)
 	scope := moved[0]

@@ -174,6 +174,43 @@ func (c *cluster) checkReplicaMetrics(ids []string, targets int) {
 	}
 }
 
+// busiest returns the replica of ids that owns the most targets.
+func (c *cluster) busiest(ids []string) string {
+	victim, most := "", 0
+	for _, id := range ids {
+		if n := len(c.scopesOf(id)); n > most {
+			victim, most = id, n
+		}
+	}
+	return victim
+}
+
+// startThree starts the usual cluster for scopes: replicas r1, r2 and r3,
+// one after the other, and waits until every target is served by the
+// replica rendezvous hashing gives it.
+func startThree(t *testing.T, res *Result, scopes []string) (*cluster, []string) {
+	t.Helper()
+	c := newCluster(t, res, scopes)
+	ids := []string{"r1", "r2", "r3"}
+	for _, id := range ids {
+		c.start(id).d.WaitUp()
+	}
+	c.waitServed(scopes, ids, time.Minute)
+	c.waitBalanced(ids, 30*time.Second)
+	return c, ids
+}
+
+// settle waits until every job completed and every runner finished (read
+// through replica via: the state is shared), stops every replica and
+// checks the invariants.
+func (c *cluster) settle(via string, timeout time.Duration) scenario.Invariants {
+	c.t.Helper()
+	c.sim.WaitJobsDone(nil, timeout)
+	c.replicas[via].d.WaitDrained(time.Minute)
+	c.stopAll()
+	return c.checkInvariants(scenario.Options{})
+}
+
 // stopAll stops every live replica with SIGTERM (exit 0 required).
 func (c *cluster) stopAll() {
 	c.t.Helper()
@@ -192,19 +229,8 @@ func TestReplicasKill9Failover(t *testing.T) {
 	res := newResult(t, 40, "replicas: kill -9 of an owner mid-burst (issue 13)",
 		"3 replicas on etcd (TTL 3s), 6 targets, 30 jobs; SIGKILL of the replica owning the most targets with busy runners: its targets polling again on the others within TTL + 2s, all jobs complete, 0 duplicates, 0 leaks")
 	scopes := []string{"org-a", "org-b", "org-c", "org-d", "org-e", "org-f"}
-	c := newCluster(t, res, scopes)
-	ids := []string{"r1", "r2", "r3"}
-	for _, id := range ids {
-		c.start(id).d.WaitUp()
-	}
-	c.waitServed(scopes, ids, time.Minute)
-	c.waitBalanced(ids, 30*time.Second)
-	victim, most := "", 0
-	for _, id := range ids {
-		if n := len(c.scopesOf(id)); n > most {
-			victim, most = id, n
-		}
-	}
+	c, ids := startThree(t, res, scopes)
+	victim := c.busiest(ids)
 	moved := c.scopesOf(victim)
 	c.checkReplicaMetrics(ids, len(scopes))
 	// scalesets ls on etcd shows every replica's targets with their owner.
@@ -230,10 +256,7 @@ func TestReplicasKill9Failover(t *testing.T) {
 	if took > replicaTTL+2*time.Second {
 		t.Errorf("the dead replica's targets were polling again %v after the kill, want within TTL + 2s = %v", took, replicaTTL+2*time.Second)
 	}
-	c.sim.WaitJobsDone(nil, 3*time.Minute)
-	c.replicas[rest[0]].d.WaitDrained(time.Minute) // every replica's runners: the state is shared
-	c.stopAll()
-	c.checkInvariants(scenario.Options{})
+	c.settle(rest[0], 3*time.Minute)
 }
 
 // TestReplicasSIGTERMHandOver: SIGTERM of an owner hands its targets over:
@@ -243,13 +266,7 @@ func TestReplicasSIGTERMHandOver(t *testing.T) {
 	res := newResult(t, 41, "replicas: SIGTERM of an owner (issue 13)",
 		"3 replicas on etcd, 6 targets; SIGTERM of one: exit 0, its targets polling on the others in under 1s after it exited, no 409, jobs complete")
 	scopes := []string{"org-a", "org-b", "org-c", "org-d", "org-e", "org-f"}
-	c := newCluster(t, res, scopes)
-	ids := []string{"r1", "r2", "r3"}
-	for _, id := range ids {
-		c.start(id).d.WaitUp()
-	}
-	c.waitServed(scopes, ids, time.Minute)
-	c.waitBalanced(ids, 30*time.Second)
+	c, ids := startThree(t, res, scopes)
 	victim := ""
 	for _, id := range ids {
 		if len(c.scopesOf(id)) > 0 {
@@ -279,8 +296,5 @@ func TestReplicasSIGTERMHandOver(t *testing.T) {
 	if err := scenario.QueueRoundRobin(c.sim.Client, scopes, 6, 500*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	c.sim.WaitJobsDone(nil, 2*time.Minute)
-	c.replicas[rest[0]].d.WaitDrained(time.Minute)
-	c.stopAll()
-	c.checkInvariants(scenario.Options{})
+	c.settle(rest[0], 2*time.Minute)
 }
