@@ -40,6 +40,11 @@ type fakeGitHub struct {
 	removed   []int64              // runner IDs removed
 	conflicts map[int]int          // OpenSession answers 409 this many more times
 	jobRunner map[int64]bool       // RemoveRunner answers "job running"
+	// openGate, when set, holds OpenSession until it is closed; the
+	// session is then created whatever the caller's context, as GitHub
+	// does once the request reached it, and a canceled caller gets only
+	// its context's error: the answer is dropped.
+	openGate chan struct{}
 }
 
 type fakeRunner struct {
@@ -181,10 +186,22 @@ func (a fakeAPI) RunnerStatus(_ context.Context, id int64) (github.RunnerStatus,
 	return github.RunnerStatus{ID: id, Name: r.name, Status: r.status}, true, nil
 }
 
-func (a fakeAPI) OpenSession(_ context.Context, owner string) (Session, error) {
+func (a fakeAPI) OpenSession(ctx context.Context, owner string) (Session, error) {
 	g := a.g
 	g.mu.Lock()
+	gate := g.openGate
+	g.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	g.mu.Lock()
 	defer g.mu.Unlock()
+	if gate != nil && ctx.Err() != nil {
+		g.opened[a.scaleSetID]++
+		g.sessions[a.scaleSetID] = &fakeSession{g: g, scaleSetID: a.scaleSetID, id: fmt.Sprintf("session-%d-%d", a.scaleSetID, g.opened[a.scaleSetID]),
+			queue: make(chan fakeDelivery, 64)}
+		return nil, ctx.Err()
+	}
 	if g.conflicts[a.scaleSetID] > 0 {
 		g.conflicts[a.scaleSetID]--
 		return nil, fmt.Errorf("create session: %w", github.ErrSessionConflict)

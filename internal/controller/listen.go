@@ -33,7 +33,22 @@ func (s *scaleSet) openSession(ctx context.Context) (Session, error) {
 		}
 	}
 
-	sess, err := s.c.gh.ScaleSet(s.scope, s.id).OpenSession(ctx, s.c.store.OwnerID())
+	// A stop does not cut the create short: GitHub may have created the
+	// session already, and with its answer dropped it would be known to
+	// nobody, refusing every other owner with 409 until GitHub expires it
+	// (a hand-over to another replica right after a start). The call gets
+	// SessionCloseTimeout past the stop; a session it made then is closed.
+	createCtx, cancel := graceAfter(ctx, s.c.cfg.SessionCloseTimeout)
+	sess, err := s.c.gh.ScaleSet(s.scope, s.id).OpenSession(createCtx, s.c.store.OwnerID())
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.c.cfg.SessionCloseTimeout)
+		defer cancel()
+		if err := sess.Close(closeCtx); err != nil {
+			s.log.Warn("delete a message session created during a stop", "session", sess.ID(), "err", err)
+		}
+		return nil, ctx.Err()
+	}
 	if err != nil {
 		if errors.Is(err, github.ErrSessionConflict) {
 			s.c.rec.SessionConflict(s.scope, s.name)
@@ -61,6 +76,17 @@ func (s *scaleSet) openSession(ctx context.Context) (Session, error) {
 	s.c.rec.Listener(s.scope, s.name, true)
 	s.log.Info("message session open", "session", sess.ID())
 	return sess, nil
+}
+
+// graceAfter returns a context that ends grace after ctx does: for a call
+// a stop must not cut short, but must not be held by for long either.
+func graceAfter(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return gctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // closeSession deletes the session on GitHub, then forgets it (keeping the

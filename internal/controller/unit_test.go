@@ -864,3 +864,28 @@ func TestInheritedRecordsDoNotHoldJobs(t *testing.T) {
 		t.Errorf("the inherited record is %s, want it left configured inside the grace", r.State)
 	}
 }
+
+// TestStopDuringSessionCreate: a target stopped while its session is being
+// created (a hand-over to another replica right after a start) does not
+// leave a session on GitHub that nobody knows, which would answer every
+// other owner 409 until GitHub expires it: the create is let finish, and
+// its session closed.
+func TestStopDuringSessionCreate(t *testing.T) {
+	u := newUnit(t, []string{"org-a"}, nil)
+	gate := make(chan struct{})
+	u.gh.mu.Lock()
+	u.gh.openGate = gate
+	u.gh.mu.Unlock()
+	u.start()
+	u.wait("the scale set created", func() (bool, string) { return u.gh.scaleSetID("myshoes-org-a") != 0, "" })
+	u.setTargets() // the target goes while OpenSession waits
+	u.wait("the worker stopping", func() (bool, string) { return strings.Contains(u.logs.String(), `msg="stop target"`), "" })
+	close(gate)
+	u.wait("the session created during the stop closed", func() (bool, string) {
+		id := u.gh.scaleSetID("myshoes-org-a")
+		u.gh.mu.Lock()
+		s := u.gh.sessions[id]
+		u.gh.mu.Unlock()
+		return s != nil && s.isClosed(), fmt.Sprint(s != nil)
+	})
+}

@@ -40,7 +40,9 @@ var binary string
 type Server struct {
 	t       testing.TB
 	dataDir string
-	url     string // the client URL; kept across restarts
+	url     string   // the client URL; kept across restarts
+	tls     *TLS     // nil: plain http
+	args    []string // testetcd's TLS flags
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -67,6 +69,9 @@ func (s *Server) Endpoint() string { return s.url }
 // Client returns a client of the server, closed when the test ends.
 func (s *Server) Client() *clientv3.Client {
 	s.t.Helper()
+	if s.tls != nil {
+		return newClient(s.t, clientv3.Config{Endpoints: []string{s.url}, TLS: s.tls.clientConfig(s.t)})
+	}
 	return NewClient(s.t, s.url)
 }
 
@@ -74,7 +79,13 @@ func (s *Server) Client() *clientv3.Client {
 // Proxy's "http://"+Addr(), closed when the test ends.
 func NewClient(t testing.TB, endpoint string) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: nopZap()})
+	return newClient(t, clientv3.Config{Endpoints: []string{endpoint}})
+}
+
+func newClient(t testing.TB, cfg clientv3.Config) *clientv3.Client {
+	t.Helper()
+	cfg.DialTimeout, cfg.Logger = 5*time.Second, nopZap()
+	c, err := clientv3.New(cfg)
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
 	}
@@ -108,7 +119,7 @@ func (s *Server) Restart() {
 
 func (s *Server) start() {
 	s.t.Helper()
-	cmd := exec.Command(binary, "--data-dir", s.dataDir, "--client-url", s.url)
+	cmd := exec.Command(binary, append([]string{"--data-dir", s.dataDir, "--client-url", s.url}, s.args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		s.t.Fatal(err)

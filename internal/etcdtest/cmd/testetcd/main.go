@@ -4,6 +4,10 @@
 // until SIGTERM or SIGINT. It is never part of the product binary.
 //
 //	testetcd --data-dir DIR [--client-url http://127.0.0.1:0] [--peer-url http://127.0.0.1:0]
+//	         [--cert-file F --key-file F [--trusted-ca-file F]]
+//
+// With --cert-file the clients are served over TLS (an https client URL);
+// with --trusted-ca-file too, a client must show a certificate it signed.
 package main
 
 import (
@@ -15,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -26,6 +31,9 @@ func run() int {
 	dataDir := flag.String("data-dir", "", "the member's data directory (required)")
 	clientURL := flag.String("client-url", "http://127.0.0.1:0", "client URL to listen on (port 0: any free port)")
 	peerURL := flag.String("peer-url", "http://127.0.0.1:0", "peer URL to listen on")
+	certFile := flag.String("cert-file", "", "server certificate (PEM): serve clients over TLS")
+	keyFile := flag.String("key-file", "", "key of --cert-file (PEM)")
+	trustedCA := flag.String("trusted-ca-file", "", "CA (PEM) that must sign the clients' certificates")
 	flag.Parse()
 	if *dataDir == "" {
 		fmt.Fprintln(os.Stderr, "testetcd: --data-dir is required")
@@ -48,6 +56,11 @@ func run() int {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	scheme := "http"
+	if *certFile != "" {
+		scheme = "https"
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: *certFile, KeyFile: *keyFile, TrustedCAFile: *trustedCA, ClientCertAuth: *trustedCA != ""}
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testetcd: start: %v\n", err)
@@ -60,7 +73,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "testetcd: not ready after 30s")
 		return 1
 	}
-	fmt.Printf("client-url=http://%s\n", e.Clients[0].Addr())
+	fmt.Printf("client-url=%s://%s\n", scheme, e.Clients[0].Addr())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
