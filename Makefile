@@ -6,7 +6,8 @@ LDFLAGS   := -s -w -X github.com/shoes-scaleset/shoes-scaleset/internal/buildinf
 # Four test binaries at a time on two cores: the slow packages run
 # processes and mostly wait on timers (a run uses about 40 % of the CPU at
 # -p 2), so more of them overlap without starving the timing-sensitive
-# end-to-end tests. Measured: 107 s at -p 2, 61 s at -p 4 (docs/development.md).
+# end-to-end tests. Measured on the same suite: 107 s at -p 2, 63 s at -p 4;
+# about 73 s at -p 4 since the etcd tests came (docs/development.md).
 TESTFLAGS ?= -race -p 4 -timeout 20m
 
 .PHONY: build test lint generate bench clean

@@ -53,8 +53,18 @@ func TestFullDisk(t *testing.T) {
 	d.WaitRunners("AddInstance calls in flight", time.Minute, func(c map[store.RunnerState]int) bool { return c[store.StateConfigured] > 0 })
 	filler := fillDisk(t, disk)
 	full := time.Now()
+	// bbolt writes into the free pages its file has before it must grow
+	// it: the first writes after the fill may succeed. A job per scope
+	// every 2s makes it grow, and fail.
+	nextJob := time.Now()
 	scenariotest.WaitFor(t, "/readyz and the metric reporting failing writes", time.Minute, func() (bool, string) {
 		d.Alive()
+		if time.Now().After(nextJob) {
+			for _, sc := range scopes {
+				s.sim.QueueJobs(sc, 1, time.Second)
+			}
+			nextJob = time.Now().Add(2 * time.Second)
+		}
 		code, body, err := d.Get("/readyz")
 		if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(string(body), "state file writes failing") {
 			return false, fmt.Sprint(code, err, string(body))
