@@ -58,6 +58,16 @@ func runDemoJSON(t *testing.T, tmp string, timeout time.Duration, want int, args
 	return res, rep
 }
 
+// runInProcessDemo runs a demo that must succeed with the sim runners in
+// the plugin processes (jobs of 200ms, a 60s timeout) and returns its
+// report.
+func runInProcessDemo(t *testing.T, tmp string, args ...string) demo.Report {
+	t.Helper()
+	_, rep := runDemoJSON(t, tmp, 90*time.Second, exitOK,
+		append(args, "--plugin-mode", "inprocess", "--job-duration", "200ms", "--timeout", "60s")...)
+	return rep
+}
+
 // demoWorkDir returns the one work directory the demo made under tmp and
 // the names of the files it left there.
 func demoWorkDir(t *testing.T, tmp string) (string, []string) {
@@ -221,9 +231,7 @@ func TestDemoPlainOutput(t *testing.T) {
 // setup script ran.
 func TestDemoInProcess(t *testing.T) {
 	tmp := t.TempDir()
-	_, rep := runDemoJSON(t, tmp, 90*time.Second, exitOK,
-		"--jobs", "12", "--targets", "2", "--plugin-latency", "50ms", "--job-duration", "200ms",
-		"--plugin-mode", "inprocess", "--timeout", "60s")
+	rep := runInProcessDemo(t, tmp, "--jobs", "12", "--targets", "2", "--plugin-latency", "50ms")
 	if rep.PluginMode != "inprocess" || rep.JobsCompleted != 12 || rep.InstancesDeleted != 12 || rep.LeakedInstances != 0 {
 		t.Errorf("report = %+v, want plugin_mode inprocess, 12 jobs completed, 12 instances deleted, none leaked", rep)
 	}
@@ -250,10 +258,8 @@ func TestDemoInProcess(t *testing.T) {
 // online: each job is paired with an idle runner when it is queued, so it
 // starts without waiting for any AddInstance.
 func TestDemoWarmPool(t *testing.T) {
-	tmp := t.TempDir()
-	_, rep := runDemoJSON(t, tmp, 90*time.Second, exitOK,
-		"--jobs", "4", "--targets", "2", "--min-runners", "2", "--max-runners", "4",
-		"--plugin-latency", "300ms", "--job-duration", "200ms", "--plugin-mode", "inprocess", "--timeout", "60s")
+	rep := runInProcessDemo(t, t.TempDir(), "--jobs", "4", "--targets", "2", "--min-runners", "2", "--max-runners", "4",
+		"--plugin-latency", "300ms")
 	if rep.JobsCompleted != 4 || rep.LeakedInstances != 0 {
 		t.Errorf("report = %+v, want 4 jobs completed, nothing leaked", rep)
 	}

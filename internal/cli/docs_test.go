@@ -14,6 +14,7 @@ import (
 	"testing"
 	"unicode"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -158,44 +159,15 @@ func docsReadSources(t *testing.T) docsSources {
 	t.Helper()
 	root := docsModuleRoot(t)
 	var s docsSources
-	s.metrics = docsGrepSource(t, filepath.Join(root, "internal", "metrics"), regexp.MustCompile(`"(shoes_scaleset_[a-z0-9_]+)"`))
-	s.routes = docsGrepSource(t, filepath.Join(root, "internal", "httpapi"), regexp.MustCompile(`"(?:GET|POST|PUT|PATCH|DELETE) (/[^" ]*)"`))
-	s.simEnv = docsGrepSource(t, filepath.Join(root, "internal", "sim", "shoesfake"), regexp.MustCompile(`"(SIM_PLUGIN_[A-Z0-9_]+)"`))
+	s.metrics = testkit.GrepSource(t, filepath.Join(root, "internal", "metrics"), regexp.MustCompile(`"(shoes_scaleset_[a-z0-9_]+)"`))
+	s.routes = testkit.GrepSource(t, filepath.Join(root, "internal", "httpapi"), regexp.MustCompile(`"(?:GET|POST|PUT|PATCH|DELETE) (/[^" ]*)"`))
+	s.simEnv = testkit.GrepSource(t, filepath.Join(root, "internal", "sim", "shoesfake"), regexp.MustCompile(`"(SIM_PLUGIN_[A-Z0-9_]+)"`))
 	for what, list := range map[string][]string{"metric names": s.metrics, "routes": s.routes, "SIM_PLUGIN_ variables": s.simEnv} {
 		if len(list) == 0 {
 			t.Fatalf("found no %s in the source: the pattern of this test is out of date", what)
 		}
 	}
 	return s
-}
-
-// docsGrepSource returns the distinct first submatches of re in the
-// non-test Go files of dir.
-func docsGrepSource(t *testing.T, dir string, re *regexp.Regexp) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, n := range names {
-		if strings.HasSuffix(n, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-			seen[m[1]] = true
-		}
-	}
-	out := make([]string, 0, len(seen))
-	for k := range seen {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // docsChecker checks markdown files against the command tree.

@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -251,10 +250,6 @@ func TestParsePrivateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ecDER, err := x509.MarshalECPrivateKey(ec)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		name    string
 		pem     []byte
@@ -265,7 +260,7 @@ func TestParsePrivateKey(t *testing.T) {
 		{"garbage", []byte("definitely not a key"), "not PEM"},
 		{"empty", nil, "not PEM"},
 		{"pkcs8 ec", pemPKCS8(t, ec), "not an RSA key"},
-		{"sec1 ec", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER}), "not an RSA key"},
+		{"sec1 ec", testkit.ECKeyPEM(t), "not an RSA key"},
 		{"corrupt pkcs1", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: []byte{1, 2, 3}}), "invalid PKCS#1"},
 	}
 	for _, tt := range tests {

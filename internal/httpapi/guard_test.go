@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // guardRequest is one request to the API and the answer it must get.
@@ -34,33 +34,13 @@ type guardRequest struct {
 // error, if the answer is one.
 func sendGuarded(t *testing.T, srv *httptest.Server, rq guardRequest) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(rq.method, srv.URL+rq.path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rq.host != "" {
-		req.Host = rq.host
-	}
-	if rq.origin != "" {
-		req.Header.Set("Origin", rq.origin)
-	}
-	if rq.auth != "" {
-		req.Header.Set("Authorization", rq.auth)
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp, body := testkit.Fetch(t, rq.method, srv.URL+rq.path, nil,
+		testkit.Headers("Host", rq.host, "Origin", rq.origin, "Authorization", rq.auth))
 	if resp.StatusCode < 400 {
 		return resp.StatusCode, ""
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("%s: refused with Content-Type %q, want application/json", rq.name, ct)
-	}
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
 	}
 	e := decode[httpapi.ErrorResponse](t, body)
 	if e.Error == "" {

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -40,25 +39,11 @@ type apiCall struct {
 // refused request (from its JSON body).
 func (c apiCall) send(t *testing.T, d *daemon) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(c.method, "http://"+d.Addr+c.path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.host != "" {
-		req.Host = c.host
-	}
-	if c.origin != "" {
-		req.Header.Set("Origin", c.origin)
-	}
+	h := testkit.Headers("Host", c.host, "Origin", c.origin)
 	if c.token != "" {
-		httpapi.SetToken(req.Header, c.token)
+		httpapi.SetToken(h, c.token)
 	}
-	resp, err := httpc.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", c.method, c.path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testkit.Fetch(t, c.method, "http://"+d.Addr+c.path, nil, h)
 	if resp.StatusCode < 400 {
 		return resp.StatusCode, ""
 	}

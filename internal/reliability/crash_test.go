@@ -58,9 +58,7 @@ func (s *world) waitFaultHit(d *daemon, match string, timeout time.Duration) {
 func TestKillBurst(t *testing.T) {
 	res := newResult(t, 6, "kill -9 at 6 points of a 100-job burst",
 		"3 targets, 100 jobs; SIGKILL right after queueing, during session creation, during JIT config generation, during AddInstance, with busy runners, during deletes; restart after each; once with opaque cloud IDs, once with a name-keyed plugin (0 unknown-instance left)")
-	for _, kind := range []string{"opaque", "name"} {
-		t.Run(kind, func(t *testing.T) { killBurst(t, res, kind) })
-	}
+	forEachPluginKind(t, res, killBurst)
 }
 
 func killBurst(t *testing.T, res *Result, cloudIDs string) {

@@ -113,6 +113,15 @@ func (s *world) dumpLogs() {
 	}
 }
 
+// forEachPluginKind runs run as a subtest once with each kind of
+// fake plugin: "opaque" cloud IDs, and "name" (name-keyed, like
+// shoes-lxd), which a scenario gives to usePlugin.
+func forEachPluginKind(t *testing.T, res *Result, run func(t *testing.T, res *Result, cloudIDs string)) {
+	for _, kind := range []string{"opaque", "name"} {
+		t.Run(kind, func(t *testing.T) { run(t, res, kind) })
+	}
+}
+
 // usePlugin makes the fake plugin of every run of the scenario "opaque"
 // (a new cloud ID per instance, like shoes-aws) or "name" (the instance
 // named after its runner, like shoes-lxd). A name-keyed plugin's

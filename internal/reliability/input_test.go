@@ -3,13 +3,9 @@
 package reliability
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -148,18 +144,10 @@ func TestBadConfig(t *testing.T) {
 		"17 bad inputs (flags and variables) → exit 2 naming the flag and its variable, no state file; a key of another app → runs, scalesets ls shows the auth error, no session")
 	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 	dir := t.TempDir()
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecDER, err := x509.MarshalECPrivateKey(ecKey)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ecPath := filepath.Join(dir, "ec.pem")
 	textPlugin := filepath.Join(dir, "plugin.txt")
 	for p, b := range map[string][]byte{
-		ecPath:     pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER}),
+		ecPath:     testkit.ECKeyPEM(t),
 		textPlugin: []byte("this is not a plugin\n"),
 	} {
 		if err := os.WriteFile(p, b, 0o644); err != nil {

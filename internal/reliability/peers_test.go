@@ -3,10 +3,8 @@ package reliability
 import (
 	"bufio"
 	"context"
-	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/actions/scaleset"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // otherOwner holds a message session on a scale set through the real API,
@@ -156,29 +155,7 @@ next:
 // package defines, read from its source.
 func metricNames(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(moduleRoot, "internal", "metrics", "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile(`"(shoes_scaleset_[a-z0-9_]+)"`)
-	seen := map[string]bool{}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-			seen[m[1]] = true
-		}
-	}
-	var out []string
-	for n := range seen {
-		out = append(out, n)
-	}
-	sort.Strings(out)
+	out := testkit.GrepSource(t, filepath.Join(moduleRoot, "internal", "metrics"), regexp.MustCompile(`"(shoes_scaleset_[a-z0-9_]+)"`))
 	if len(out) < 10 {
 		t.Fatalf("found only %d metric names in internal/metrics: the pattern is out of date", len(out))
 	}

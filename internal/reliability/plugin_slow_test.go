@@ -48,11 +48,7 @@ func TestPluginStartAndDownloadGiveUp(t *testing.T) {
 
 	t.Run("start timeout", func(t *testing.T) {
 		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
-		stuck := s.writeStuckPlugin()
-		s.flags = []string{"--plugin", stuck, "--shutdown-timeout", "3s", "--max-runners", "1"}
-		t.Cleanup(func() { killPids(s.scenarioProcs(isStuckProc)) })
-		d := s.startListening([]string{"org-a"})
-		s.sim.QueueJobs("org-a", 1, time.Second)
+		d, stuck := s.startStuck(1)
 		var line string
 		scenariotest.WaitFor(t, "the warning of a start that timed out", 2*time.Minute, func() (bool, string) {
 			d.Alive()

@@ -140,18 +140,25 @@ func TestKill9PluginProcesses(t *testing.T) {
 	figure(t, res, "%d plugin processes (3 in AddInstance) gone %.2fs after kill -9 of run", len(before), time.Since(start).Seconds())
 }
 
-// writeStuckPlugin writes a plugin that never completes its handshake:
-// a script whose background child holds its stdout open.
-func (s *world) writeStuckPlugin() string {
+// startStuck starts run on org-a with a plugin that never completes its
+// handshake (a script whose background child holds its stdout open),
+// --shutdown-timeout 3s and --max-runners jobs, and queues that many
+// jobs. It returns the daemon and the plugin's path. The script's
+// processes are killed when the test ends.
+func (s *world) startStuck(jobs int) (*daemon, string) {
 	s.t.Helper()
 	p := filepath.Join(s.dir, "stuck-plugin")
 	if err := os.WriteFile(p, []byte("#!/bin/sh\nsleep 1001 &\nexec sleep 1002\n"), 0o755); err != nil {
 		s.t.Fatal(err)
 	}
-	return p
+	s.flags = []string{"--plugin", p, "--shutdown-timeout", "3s", "--max-runners", strconv.Itoa(jobs)}
+	s.t.Cleanup(func() { killPids(s.scenarioProcs(isStuckProc)) })
+	d := s.startListening([]string{"org-a"})
+	s.sim.QueueJobs("org-a", jobs, time.Second)
+	return d, p
 }
 
-// isStuckProc matches the processes of writeStuckPlugin's script.
+// isStuckProc matches the processes of startStuck's plugin script.
 func isStuckProc(args []string) bool {
 	return len(args) == 2 && args[0] == "sleep" && (args[1] == "1001" || args[1] == "1002")
 }
@@ -165,11 +172,7 @@ func TestStuckPluginShutdown(t *testing.T) {
 	res := newResult(t, 27, "plugin that never completes its handshake: SIGTERM (issue 11)",
 		"wrapper script whose child holds stdout, 2 jobs, SIGTERM during the 1m start: exit 0 within --shutdown-timeout 3s + 5s; no pending record, no runner registered, no plugin process left")
 	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
-	stuck := s.writeStuckPlugin()
-	s.flags = []string{"--plugin", stuck, "--shutdown-timeout", "3s", "--max-runners", "2"}
-	t.Cleanup(func() { killPids(s.scenarioProcs(isStuckProc)) })
-	d := s.startListening([]string{"org-a"})
-	s.sim.QueueJobs("org-a", 2, time.Second)
+	d, _ := s.startStuck(2)
 	scenariotest.WaitFor(t, "2 plugin processes stuck in their start", time.Minute, func() (bool, string) {
 		d.Alive()
 		ps := s.scenarioProcs(isStuckProc)

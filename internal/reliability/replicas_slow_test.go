@@ -190,12 +190,7 @@ func TestReplicasPartitionHeal(t *testing.T) {
 	moved := c.scopesOf(victim)
 	rest := others(ids, victim)
 	oldSessions := c.sessionIDs(victim)
-	if err := scenario.QueueRoundRobin(c.sim.Client, scopes, 24, 4*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	scenariotest.WaitFor(t, "a busy runner on the victim's targets", time.Minute, func() (bool, string) {
-		return c.busyOn(moved) > 0, scenario.SummarizeScaleSets(c.sim.State())
-	})
+	c.queueUntilBusyOn(24, 4*time.Second, moved)
 
 	// The partition.
 	cutAt := time.Now()
@@ -462,9 +457,7 @@ func TestReplicasStartRaceAndChurn(t *testing.T) {
 			stop()
 		}
 	}()
-	scenariotest.WaitFor(t, "busy runners on the targets of "+victim, time.Minute, func() (bool, string) {
-		return c.busyOn(moved) >= 2, scenario.SummarizeScaleSets(c.sim.State())
-	})
+	c.waitBusyOn("busy runners on the targets of "+victim, moved, 2)
 
 	c.replicas[victim].d.Signal(syscall.SIGTERM)
 	<-c.replicas[victim].d.Done()

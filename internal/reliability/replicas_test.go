@@ -27,6 +27,7 @@ type cluster struct {
 	*world
 	etcd     *etcdtest.Server
 	replicas map[string]*replicaProc
+	scopes   []string // every target of the sim
 }
 
 // replicaProc is one replica: its run process and its etcd proxy.
@@ -40,7 +41,7 @@ type replicaProc struct {
 func newCluster(t *testing.T, res *Result, scopes []string) *cluster {
 	t.Helper()
 	w := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-	c := &cluster{world: w, etcd: etcdtest.Start(t), replicas: map[string]*replicaProc{}}
+	c := &cluster{world: w, etcd: etcdtest.Start(t), replicas: map[string]*replicaProc{}, scopes: scopes}
 	w.etcdEndpoint, w.etcdPrefix = c.etcd.Endpoint(), "/cluster/"
 	// A dead replica's unfinished records are undone after the add
 	// timeout plus the TTL: short, so that a scenario sees them go (a
@@ -114,6 +115,24 @@ func (c *cluster) busyOn(scopes []string) int {
 		}
 	}
 	return n
+}
+
+// waitBusyOn waits until at least n runners are busy on scopes.
+func (c *cluster) waitBusyOn(what string, scopes []string, n int) {
+	c.t.Helper()
+	scenariotest.WaitFor(c.t, what, time.Minute, func() (bool, string) {
+		return c.busyOn(scopes) >= n, scenario.SummarizeScaleSets(c.sim.State())
+	})
+}
+
+// queueUntilBusyOn queues jobs round robin over every scope, each lasting
+// d, and waits until a runner is busy on one of scopes.
+func (c *cluster) queueUntilBusyOn(jobs int, d time.Duration, scopes []string) {
+	c.t.Helper()
+	if err := scenario.QueueRoundRobin(c.sim.Client, c.scopes, jobs, d); err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitBusyOn("a busy runner on "+strings.Join(scopes, ", "), scopes, 1)
 }
 
 // others returns ids without id.
@@ -240,12 +259,7 @@ func TestReplicasKill9Failover(t *testing.T) {
 			t.Errorf("scalesets ls --store etcd: %s owned by %q, the sim's session is %q's", ss.Scope, ss.Owner, owners[ss.Scope])
 		}
 	}
-	if err := scenario.QueueRoundRobin(c.sim.Client, scopes, 30, 3*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	scenariotest.WaitFor(t, "a busy runner on the victim's targets", time.Minute, func() (bool, string) {
-		return c.busyOn(moved) > 0, scenario.SummarizeScaleSets(c.sim.State())
-	})
+	c.queueUntilBusyOn(30, 3*time.Second, moved)
 	killed := time.Now()
 	c.replicas[victim].d.Kill9()
 	rest := others(ids, victim)

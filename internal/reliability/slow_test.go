@@ -126,9 +126,7 @@ func TestFullDisk(t *testing.T) {
 func TestKillDuringAddInstance(t *testing.T) {
 	res := newResult(t, 4, "kill -9 during AddInstance",
 		"SIGKILL while AddInstance is in flight (plugin latency 2s), restart: all jobs complete, listening again with no 409; with opaque cloud IDs the cut record is unknown-instance or finished, with a name-keyed plugin (like shoes-lxd) it is resolved by name: 0 unknown-instance, 0 leaked")
-	for _, kind := range []string{"opaque", "name"} {
-		t.Run(kind, func(t *testing.T) { killDuringAddInstance(t, res, kind) })
-	}
+	forEachPluginKind(t, res, killDuringAddInstance)
 }
 
 // TestAcquireFailingForThirtySeconds: GHES, acquirejobs failing for 30 s.

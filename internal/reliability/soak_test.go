@@ -20,9 +20,7 @@ import (
 func TestSoak(t *testing.T) {
 	res := newResult(t, 17, "soak: 1,000 jobs, 10 targets, faults, 3 kills",
 		"1,000 jobs over 10 targets; a few % of generatejitconfig and broker calls answer 5xx, 2 % of plugin calls fail; 3 SIGKILLs at random points: all invariants; once with opaque cloud IDs, once with a name-keyed plugin (0 unknown-instance left)")
-	for _, kind := range []string{"opaque", "name"} {
-		t.Run(kind, func(t *testing.T) { soak(t, res, kind) })
-	}
+	forEachPluginKind(t, res, soak)
 }
 
 func soak(t *testing.T, res *Result, cloudIDs string) {

@@ -6,17 +6,21 @@ package testkit
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -153,8 +157,9 @@ func SharedKey(t testing.TB) (*rsa.PrivateKey, []byte) {
 }
 
 // Fetch sends one request with http.DefaultClient and returns the answer
-// and its whole body (already closed). header may be nil. A request that
-// cannot be made, sent or read fails the test.
+// and its whole body (already closed). header may be nil; a "Host" entry
+// in it becomes the request's Host. A request that cannot be made, sent
+// or read fails the test.
 func Fetch(t testing.TB, method, url string, body io.Reader, header http.Header) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, body)
@@ -163,6 +168,9 @@ func Fetch(t testing.TB, method, url string, body io.Reader, header http.Header)
 	}
 	for k, v := range header {
 		req.Header[k] = slices.Clone(v)
+	}
+	if h := header.Get("Host"); h != "" {
+		req.Host = h
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -174,6 +182,59 @@ func Fetch(t testing.TB, method, url string, body io.Reader, header http.Header)
 		t.Fatalf("%s %s: read: %v", method, url, err)
 	}
 	return resp, b
+}
+
+// Headers builds a header from name, value pairs, leaving out the pairs
+// whose value is empty: Headers("Origin", origin) sends no Origin when
+// origin is "".
+func Headers(pairs ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			h.Set(pairs[i], pairs[i+1])
+		}
+	}
+	return h
+}
+
+// GrepSource returns the distinct first submatches of re in the non-test
+// Go files of dir, sorted: the names a package defines (metrics, routes,
+// variables), for tests that check the docs or the output against them.
+func GrepSource(t testing.TB, dir string, re *regexp.Regexp) []string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if strings.HasSuffix(n, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			seen[m[1]] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// ECKeyPEM is a fresh P-256 key in SEC 1 PEM: a valid key that is not
+// the RSA key a GitHub App has.
+func ECKeyPEM(t testing.TB) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 }
 
 // Alive reports whether process pid runs; a zombie counts as dead.

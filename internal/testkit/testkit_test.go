@@ -10,7 +10,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -211,5 +214,47 @@ func TestFileSize(t *testing.T) {
 	}
 	if n := FileSize(t, p); n != 5 {
 		t.Errorf("FileSize = %d, want 5", n)
+	}
+}
+
+func TestFetchHostAndHeaders(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Seen", r.Host+" origin="+r.Header.Get("Origin"))
+	}))
+	t.Cleanup(srv.Close)
+	h := Headers("Host", "evil.example", "Origin", "", "Authorization", "Bearer x")
+	if _, ok := h["Origin"]; ok || h.Get("Authorization") != "Bearer x" {
+		t.Fatalf("Headers = %v, want no Origin and the Authorization", h)
+	}
+	resp, _ := Fetch(t, "GET", srv.URL, nil, h)
+	if got := resp.Header.Get("X-Seen"); got != "evil.example origin=" {
+		t.Fatalf("the server saw %q, want Host evil.example and no Origin", got)
+	}
+}
+
+func TestGrepSource(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"a.go":      `x := "name_b"; y := "name_a"; z := "name_b"`,
+		"a_test.go": `"name_test"`,
+		"b.txt":     `"name_txt"`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := GrepSource(t, dir, regexp.MustCompile(`"(name_[a-z]+)"`))
+	if !slices.Equal(got, []string{"name_a", "name_b"}) {
+		t.Fatalf("GrepSource = %v, want [name_a name_b]: distinct, sorted, no tests, Go only", got)
+	}
+}
+
+func TestECKeyPEM(t *testing.T) {
+	b, _ := pem.Decode(ECKeyPEM(t))
+	if b == nil || b.Type != "EC PRIVATE KEY" {
+		t.Fatalf("ECKeyPEM: no EC PEM block: %v", b)
+	}
+	if _, err := x509.ParseECPrivateKey(b.Bytes); err != nil {
+		t.Fatal(err)
 	}
 }
