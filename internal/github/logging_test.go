@@ -24,6 +24,32 @@ func requestIDs(entries []*scaleset.JobMessageBase) []int64 {
 	return out
 }
 
+// sessionRoundTrip opens a session on scale set id of acme and takes one
+// message through it: a poll whose first token is refused (so the session
+// is refreshed), the acquisition of its job, its acknowledgement. Any
+// failure fails the test.
+func sessionRoundTrip(t *testing.T, f *fakeGitHub, p *Provider, id int) *Session {
+	t.Helper()
+	ctx := testCtx(t)
+	sess, err := p.CreateSession(ctx, "acme", id, "host-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.queueJobs(t, 1)
+	f.fault(t, actionsfake.Fault{Match: "GET /_broker/", Status: http.StatusUnauthorized, Times: 1})
+	msg, err := sess.GetMessage(ctx, 0, 2)
+	if err != nil || msg == nil {
+		t.Fatalf("GetMessage = %v, %v", msg, err)
+	}
+	if _, err := sess.AcquireJobs(ctx, requestIDs(msg.Available)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.DeleteMessage(ctx, msg.ID); err != nil {
+		t.Fatal(err)
+	}
+	return sess
+}
+
 // TestNoSecretsInLogs drives every kind of call, including failures and the
 // library's own chain, with debug logging on, and checks that no credential
 // reaches a log line or an error.
@@ -43,21 +69,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	for i, p := range []*Provider{app, pat} {
 		_, err := p.InstallationID(ctx, "acme")
 		note(err)
-		sess, err := p.CreateSession(ctx, "acme", id, "host-1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.queueJobs(t, 1)
-		// The first poll's token is refused: the session is refreshed.
-		f.fault(t, actionsfake.Fault{Match: "GET /_broker/", Status: http.StatusUnauthorized, Times: 1})
-		msg, err := sess.GetMessage(ctx, 0, 2)
-		note(err)
-		if msg == nil {
-			t.Fatal("no message")
-		}
-		_, err = sess.AcquireJobs(ctx, requestIDs(msg.Available))
-		note(err)
-		note(sess.DeleteMessage(ctx, msg.ID))
+		sess := sessionRoundTrip(t, f, p, id)
 		_, err = p.RunnerVersion(ctx, "acme", "latest")
 		note(err)
 		_, _, err = p.GetOrCreateScaleSet(ctx, "acme", "", "shoes-acme", []string{"self-hosted", "shoes-acme"})

@@ -41,7 +41,7 @@ type Provider struct {
 	userAgent string
 
 	transport *http.Transport
-	gated     http.RoundTripper // transport behind the rate-limit gate, BOMs trimmed
+	gated     http.RoundTripper // transport behind the meter and the rate-limit gate, BOMs trimmed
 	gates     *rateGates
 	httpc     *http.Client // one request, cfg.Timeout, our retries on top
 	pollc     *http.Client // the long-poll: cfg.PollTimeout, never retried
@@ -88,7 +88,7 @@ func New(cfg Config) (*Provider, error) {
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
 
 	gates := newRateGates(cfg.Recorder, cfg.Logger, time.Now)
-	gated := &gateTransport{base: transport, gates: gates}
+	gated := &gateTransport{base: &meterTransport{base: transport, rec: cfg.Recorder}, gates: gates}
 	p := &Provider{
 		cfg:       cfg,
 		log:       cfg.Logger,

@@ -37,21 +37,58 @@ const defaultRateLimitWait = time.Minute
 // off or a garbled header cannot stop a scope for hours.
 const maxRateLimitWait = time.Hour
 
-// Recorder receives what the Provider observes of GitHub's rate limits.
-// The metrics package implements it.
+// Recorder receives what the Provider observes of its calls to GitHub:
+// every HTTP exchange, and the rate limits. The metrics package implements
+// it.
 type Recorder interface {
 	// RateLimited counts a rate-limited answer for scope ("app" for the
 	// app's own calls) and the wait it asked for.
 	RateLimited(scope string, wait time.Duration)
-	// RateLimitRemaining records the budget GitHub reported
-	// (X-RateLimit-Remaining) for scope.
-	RateLimitRemaining(scope string, remaining int)
+	// RateLimitRemaining records the budget an answer for scope reported.
+	RateLimitRemaining(scope string, b RateBudget)
+	// GitHubRequest observes one HTTP exchange (each retry is one more):
+	// operation is one of the Op* constants, code the HTTP status or
+	// CodeTransportError, d the time to the answer's headers.
+	GitHubRequest(operation, code string, d time.Duration)
+}
+
+// RateBudget is what an answer said of its rate limit: the X-RateLimit-*
+// headers.
+type RateBudget struct {
+	// Resource is X-RateLimit-Resource ("core", "graphql", ...); "" when
+	// the answer did not say.
+	Resource string
+	// Remaining is X-RateLimit-Remaining.
+	Remaining int
+	// Limit is X-RateLimit-Limit; 0 when the answer did not say.
+	Limit int
+	// Reset is X-RateLimit-Reset, when the budget is full again; zero
+	// when the answer did not say.
+	Reset time.Time
+}
+
+// rateBudget reads the budget an answer reported; false if it reported
+// none (the Actions service and the broker do not).
+func rateBudget(h http.Header) (RateBudget, bool) {
+	rem, err := strconv.Atoi(h.Get("X-RateLimit-Remaining"))
+	if err != nil {
+		return RateBudget{}, false
+	}
+	b := RateBudget{Resource: h.Get("X-RateLimit-Resource"), Remaining: rem}
+	if limit, err := strconv.Atoi(h.Get("X-RateLimit-Limit")); err == nil {
+		b.Limit = limit
+	}
+	if reset, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil && reset > 0 {
+		b.Reset = time.Unix(reset, 0)
+	}
+	return b, true
 }
 
 type nopRecorder struct{}
 
-func (nopRecorder) RateLimited(string, time.Duration) {}
-func (nopRecorder) RateLimitRemaining(string, int)    {}
+func (nopRecorder) RateLimited(string, time.Duration)           {}
+func (nopRecorder) RateLimitRemaining(string, RateBudget)       {}
+func (nopRecorder) GitHubRequest(string, string, time.Duration) {}
 
 var _ Recorder = nopRecorder{}
 
@@ -107,8 +144,8 @@ func (g *rateGates) wait(ctx context.Context, scope string) error {
 // the remaining budget and, for a rate-limited answer, closes the scope's
 // gate for as long as GitHub asked.
 func (g *rateGates) observe(scope string, status int, h http.Header) {
-	if rem, err := strconv.Atoi(h.Get("X-RateLimit-Remaining")); err == nil {
-		g.rec.RateLimitRemaining(scope, rem)
+	if b, ok := rateBudget(h); ok {
+		g.rec.RateLimitRemaining(scope, b)
 	}
 	if !isRateLimited(status, h) {
 		return
@@ -181,7 +218,8 @@ func (t *gateTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // libraryHooks make the scaleset library's retrying client pass the gate:
 // before each attempt it waits, after each answer it observes. The
 // library requires a bare *http.Transport in its client, so a wrapping
-// RoundTripper is not possible there; the library trims BOMs itself.
+// RoundTripper is not possible there (libraryTransport meters its calls
+// through RegisterProtocol); the library trims BOMs itself.
 func (g *rateGates) libraryHooks(rc *retryablehttp.Client) {
 	rc.RequestLogHook = func(_ retryablehttp.Logger, req *http.Request, _ int) {
 		_ = g.wait(req.Context(), scopeOf(req.Context())) // a cancelled ctx fails the request itself

@@ -1,6 +1,7 @@
 package github
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
@@ -10,15 +11,17 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 )
 
-// recordingRecorder records the rate-limit observations.
+// recordingRecorder records the rate-limit observations and the metered
+// exchanges.
 type recordingRecorder struct {
 	mu        sync.Mutex
 	limited   map[string]int
-	remaining map[string]int
+	remaining map[string]RateBudget
+	requests  map[string]int // "operation code" → count
 }
 
 func newRecordingRecorder() *recordingRecorder {
-	return &recordingRecorder{limited: map[string]int{}, remaining: map[string]int{}}
+	return &recordingRecorder{limited: map[string]int{}, remaining: map[string]RateBudget{}, requests: map[string]int{}}
 }
 
 func (r *recordingRecorder) RateLimited(scope string, _ time.Duration) {
@@ -27,16 +30,38 @@ func (r *recordingRecorder) RateLimited(scope string, _ time.Duration) {
 	r.limited[scope]++
 }
 
-func (r *recordingRecorder) RateLimitRemaining(scope string, n int) {
+func (r *recordingRecorder) RateLimitRemaining(scope string, b RateBudget) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.remaining[scope] = n
+	r.remaining[scope] = b
+}
+
+func (r *recordingRecorder) GitHubRequest(operation, code string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d < 0 {
+		code += " negative duration"
+	}
+	r.requests[operation+" "+code]++
 }
 
 func (r *recordingRecorder) get(scope string) (limited, remaining int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.limited[scope], r.remaining[scope]
+	return r.limited[scope], r.remaining[scope].Remaining
+}
+
+func (r *recordingRecorder) budget(scope string) RateBudget {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.remaining[scope]
+}
+
+// metered returns a copy of the exchanges counted so far.
+func (r *recordingRecorder) metered() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.requests)
 }
 
 // starts returns when each request of route (a pattern of the fake's

@@ -99,7 +99,7 @@ func (p *Provider) ScaleSetClient(ctx context.Context, scope string) (*scaleset.
 // without that lock) must not be used.
 func (p *Provider) libraryHTTPClient(logger retryablehttp.LeveledLogger) *retryablehttp.Client {
 	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Transport: p.transport.Clone(), Timeout: p.cfg.Timeout}
+	rc.HTTPClient = &http.Client{Transport: p.libraryTransport(), Timeout: p.cfg.Timeout}
 	rc.RetryMax = p.cfg.retries()
 	rc.RetryWaitMax = p.cfg.RetryWaitMax
 	rc.RetryWaitMin = min(rc.RetryWaitMin, p.cfg.RetryWaitMax)

@@ -190,7 +190,9 @@ func (s *Session) GetMessage(ctx context.Context, lastMessageID int64, maxCapaci
 			q.Set("lastMessageId", strconv.FormatInt(lastMessageID, 10))
 			u.RawQuery = q.Encode()
 		}
-		return s.p.send(ctx, s.p.pollc, request{
+		// Tagged here, not for the whole call: a refresh on the way is
+		// an operation of its own. The queue URL is GitHub's to choose.
+		return s.p.send(withOperation(ctx, OpGetMessage), s.p.pollc, request{
 			method: http.MethodGet,
 			url:    u.String(),
 			header: http.Header{
@@ -241,7 +243,7 @@ func (s *Session) DeleteMessage(ctx context.Context, messageID int64) error {
 			return nil, fmt.Errorf("parse message queue url: %w", err)
 		}
 		u = u.JoinPath(strconv.FormatInt(messageID, 10))
-		return s.p.send(ctx, s.p.httpc, request{
+		return s.p.send(withOperation(ctx, OpAcknowledge), s.p.httpc, request{
 			method: http.MethodDelete,
 			url:    u.String(),
 			header: http.Header{

@@ -10,21 +10,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/shoes-scaleset/shoes-scaleset/internal/buildinfo"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 )
 
 // Label names. Every per-scale-set metric carries exactly scale_set and
-// scope; a few carry one more, bounded, label.
+// scope; a few carry one more, bounded, label. The metrics that are not
+// per scale set carry no scope or scale set: their series stay a handful
+// whatever the number of targets.
 const (
-	labelScaleSet = "scale_set"
-	labelScope    = "scope"
-	labelState    = "state"
-	labelResult   = "result"
-	labelReason   = "reason"
-	labelMethod   = "method"
-	labelCode     = "code"
+	labelScaleSet  = "scale_set"
+	labelScope     = "scope"
+	labelState     = "state"
+	labelResult    = "result"
+	labelReason    = "reason"
+	labelMethod    = "method"
+	labelCode      = "code"
+	labelOperation = "operation"
+	labelResource  = "resource"
+)
+
+// Values of the result label of shoes_scaleset_policy_reloads_total.
+const (
+	resultOK    = "ok"
+	resultError = "error"
 )
 
 // scaleSetLabels are the labels of every per-scale-set series.
@@ -38,11 +49,21 @@ var DurationBuckets = []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 
 // histogram: jobs run from seconds to hours, so they extend to 6 hours.
 var ExecutionBuckets = []float64{1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 21600}
 
-// Recorder records metrics. It implements controller.Recorder and
-// shoes.Recorder, and its methods are safe for concurrent use.
+// GitHubBuckets are the buckets, in seconds, of the GitHub request
+// histogram: REST and Actions service calls take a fraction of a second,
+// the message long-poll is held about 50 seconds (at most
+// github.DefaultPollTimeout, 70 s).
+var GitHubBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 90}
+
+// Recorder records metrics. It implements controller.Recorder,
+// shoes.Recorder and github.Recorder, and records the policy reloads; its
+// methods are safe for concurrent use.
 type Recorder struct {
 	listeners  *prometheus.GaugeVec
+	lastPoll   *prometheus.GaugeVec
 	desired    *prometheus.GaugeVec
+	minRunners *prometheus.GaugeVec
+	maxRunners *prometheus.GaugeVec
 	assigned   *prometheus.GaugeVec
 	running    *prometheus.GaugeVec
 	registered *prometheus.GaugeVec
@@ -60,8 +81,10 @@ type Recorder struct {
 	provisionsStuck  *prometheus.GaugeVec
 	reaped           *prometheus.CounterVec
 
-	rateLimited   *prometheus.CounterVec
-	rateRemaining *prometheus.GaugeVec
+	rateLimited    *prometheus.CounterVec
+	rateRemaining  *rateBudgets
+	githubRequests *prometheus.CounterVec
+	githubDuration *prometheus.HistogramVec
 
 	pluginCalls         *prometheus.HistogramVec
 	pluginErrors        *prometheus.CounterVec
@@ -69,6 +92,10 @@ type Recorder struct {
 
 	syncErrors prometheus.Counter
 	lastSync   prometheus.Gauge
+
+	policyReloads    *prometheus.CounterVec
+	lastPolicyReload prometheus.Gauge
+	policyReloadOK   prometheus.Gauge
 
 	// perScaleSet are the vectors labelled by scale set, for Forget.
 	perScaleSet []interface {
@@ -83,9 +110,10 @@ var (
 )
 
 // New creates a Recorder and registers on reg the Go and process
-// collectors, the Recorder's metrics and, if src is not nil, a collector
-// that counts the runners in src at scrape time. It panics if any of them
-// is already registered on reg, which is a programming error.
+// collectors, shoes_scaleset_build_info, the Recorder's metrics and, if
+// src is not nil, a collector that counts the runners in src at scrape
+// time. It panics if any of them is already registered on reg, which is a
+// programming error.
 func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 	gauge := func(name, help string) *prometheus.GaugeVec {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, scaleSetLabels)
@@ -98,8 +126,12 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 	}
 
 	r := &Recorder{
-		listeners:  gauge("shoes_scaleset_listeners", "1 while the scale set's listener holds a message session, else 0."),
+		listeners: gauge("shoes_scaleset_listeners", "1 while the scale set's listener holds a message session, else 0."),
+		lastPoll: gauge("shoes_scaleset_listener_last_poll_timestamp_seconds",
+			"Unix time of the scale set listener's last successful poll of its message queue (an empty long-poll included)."),
 		desired:    gauge("shoes_scaleset_desired_runners", "Number of runners the scale set wants, from the latest statistics."),
+		minRunners: gauge("shoes_scaleset_min_runners", "The scale set's effective min runners (flags, or the matching rule of the policy file)."),
+		maxRunners: gauge("shoes_scaleset_max_runners", "The scale set's effective max runners (flags, or the matching rule of the policy file)."),
 		assigned:   gauge("shoes_scaleset_assigned_jobs", "Jobs assigned to the scale set, from the latest statistics."),
 		running:    gauge("shoes_scaleset_running_jobs", "Jobs running on the scale set, from the latest statistics."),
 		registered: gauge("shoes_scaleset_registered_runners", "Runners registered with the scale set, from the latest statistics."),
@@ -138,10 +170,18 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 			Name: "shoes_scaleset_github_rate_limited_total",
 			Help: "Rate-limited answers from GitHub (429, or 403 with no budget left), by scope (\"app\" for the app's own calls).",
 		}, []string{labelScope}),
-		rateRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "shoes_scaleset_github_rate_limit_remaining",
-			Help: "The request budget GitHub last reported (X-RateLimit-Remaining), by scope (\"app\" for the app's own calls).",
-		}, []string{labelScope}),
+		rateRemaining: newRateBudgets(time.Now),
+		// operation is one of github's fixed Op* names and code an HTTP
+		// status or "error": a few dozen series at most.
+		githubRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoes_scaleset_github_requests_total",
+			Help: "HTTP exchanges with GitHub (REST API, Actions service, broker), each retry included, by operation and HTTP status code (\"error\": no answer).",
+		}, []string{labelOperation, labelCode}),
+		githubDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shoes_scaleset_github_request_duration_seconds",
+			Help:    "Time from sending a request to GitHub to its answer's headers (or its failure), by operation; the message long-poll is held about 50 s.",
+			Buckets: GitHubBuckets,
+		}, []string{labelOperation}),
 
 		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoes_scaleset_target_sync_errors_total",
@@ -151,11 +191,32 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 			Name: "shoes_scaleset_last_target_sync_timestamp_seconds",
 			Help: "Unix time of the last successful read of the myshoes target list.",
 		}),
+
+		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoes_scaleset_policy_reloads_total",
+			Help: "Reads of the policy file, by result (ok, error: the previous policy stays in force).",
+		}, []string{labelResult}),
+		lastPolicyReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shoes_scaleset_policy_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful read of the policy file (0 before the first, and without a policy file).",
+		}),
+		policyReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shoes_scaleset_policy_last_reload_successful",
+			Help: "0 while the last read of the policy file failed (the previous policy stays in force), else 1.",
+		}),
 	}
+	// run does not start with a policy file that does not load: until a
+	// reload fails, the policy in force is the one read at start, or none.
+	r.policyReloadOK.Set(1)
+	// Both results exist from the start, at 0, so that an alert on the
+	// errors sees the first one.
+	r.policyReloads.WithLabelValues(resultOK)
+	r.policyReloads.WithLabelValues(resultError)
 	r.perScaleSet = []interface {
 		DeletePartialMatch(prometheus.Labels) int
 	}{
-		r.listeners, r.desired, r.assigned, r.running, r.registered, r.busy, r.idle,
+		r.listeners, r.lastPoll, r.desired, r.minRunners, r.maxRunners,
+		r.assigned, r.running, r.registered, r.busy, r.idle,
 		r.jobsStarted, r.jobsCompleted, r.jobStartup, r.jobExecution, r.provision,
 		r.sessionConflicts, r.acquireFailures, r.provisionsStuck, r.reaped,
 	}
@@ -163,12 +224,15 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.listeners, r.desired, r.assigned, r.running, r.registered, r.busy, r.idle,
+		newBuildInfo(buildinfo.Read()),
+		r.listeners, r.lastPoll, r.desired, r.minRunners, r.maxRunners,
+		r.assigned, r.running, r.registered, r.busy, r.idle,
 		r.jobsStarted, r.jobsCompleted, r.jobStartup, r.jobExecution, r.provision,
 		r.sessionConflicts, r.acquireFailures, r.provisionsStuck, r.reaped,
-		r.rateLimited, r.rateRemaining,
+		r.rateLimited, r.rateRemaining, r.githubRequests, r.githubDuration,
 		r.pluginCalls, r.pluginErrors, r.pluginStartFailures,
 		r.syncErrors, r.lastSync,
+		r.policyReloads, r.lastPolicyReload, r.policyReloadOK,
 	)
 	if src != nil {
 		reg.MustRegister(NewStoreCollector(src, nil))
@@ -184,6 +248,20 @@ func (r *Recorder) Listener(scope, scaleSet string, up bool) {
 	}
 	r.listeners.WithLabelValues(scaleSet, scope).Set(v)
 }
+
+// Limits records the scale set's effective min and max runners.
+func (r *Recorder) Limits(scope, scaleSet string, minRunners, maxRunners int) {
+	r.minRunners.WithLabelValues(scaleSet, scope).Set(float64(minRunners))
+	r.maxRunners.WithLabelValues(scaleSet, scope).Set(float64(maxRunners))
+}
+
+// Polled records the time of a successful poll.
+func (r *Recorder) Polled(scope, scaleSet string, at time.Time) {
+	r.lastPoll.WithLabelValues(scaleSet, scope).Set(unixSeconds(at))
+}
+
+// unixSeconds is t as Unix seconds, with the fraction.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // Statistics records the latest statistics and the desired runner count.
 func (r *Recorder) Statistics(scope, scaleSet string, st github.Statistics, desired int) {
@@ -258,9 +336,18 @@ func (r *Recorder) RateLimited(scope string, _ time.Duration) {
 	r.rateLimited.WithLabelValues(scope).Inc()
 }
 
-// RateLimitRemaining records the budget GitHub reported.
-func (r *Recorder) RateLimitRemaining(scope string, remaining int) {
-	r.rateRemaining.WithLabelValues(scope).Set(float64(remaining))
+// RateLimitRemaining records the budget an answer for scope reported;
+// shoes_scaleset_github_rate_limit_remaining reports the lowest budget of
+// the scopes, by resource.
+func (r *Recorder) RateLimitRemaining(scope string, b github.RateBudget) {
+	r.rateRemaining.record(scope, b)
+}
+
+// GitHubRequest counts one HTTP exchange with GitHub and observes its
+// duration.
+func (r *Recorder) GitHubRequest(operation, code string, d time.Duration) {
+	r.githubRequests.WithLabelValues(operation, code).Inc()
+	r.githubDuration.WithLabelValues(operation).Observe(d.Seconds())
 }
 
 // RunnerReaped counts a runner removed by the reaper, by reason.
@@ -275,7 +362,22 @@ func (r *Recorder) TargetSync(at time.Time, err error) {
 		r.syncErrors.Inc()
 		return
 	}
-	r.lastSync.Set(float64(at.UnixNano()) / 1e9)
+	r.lastSync.Set(unixSeconds(at))
+}
+
+// PolicyReload counts a reload of the policy file by result, and records
+// the time of a successful one. A failed reload keeps the previous policy,
+// so the time of the last success says how old the policy in force may
+// be.
+func (r *Recorder) PolicyReload(at time.Time, err error) {
+	if err != nil {
+		r.policyReloads.WithLabelValues(resultError).Inc()
+		r.policyReloadOK.Set(0)
+		return
+	}
+	r.policyReloads.WithLabelValues(resultOK).Inc()
+	r.lastPolicyReload.Set(unixSeconds(at))
+	r.policyReloadOK.Set(1)
 }
 
 // ObservePluginCall observes one plugin call, and counts it as an error
@@ -301,5 +403,21 @@ func (r *Recorder) Forget(scope, scaleSet string) {
 		v.DeletePartialMatch(match)
 	}
 	r.rateLimited.DeleteLabelValues(scope)
-	r.rateRemaining.DeleteLabelValues(scope)
+	r.rateRemaining.forget(scope)
+}
+
+// newBuildInfo returns shoes_scaleset_build_info: 1, with the version,
+// the Go version and the VCS revision of the binary as labels (one series).
+func newBuildInfo(bi buildinfo.Info) prometheus.Collector {
+	revision := bi.Revision
+	if revision == "" {
+		revision = "unknown"
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "shoes_scaleset_build_info",
+		Help:        "Always 1; the labels say which build of shoes-scaleset runs: its version, Go version and VCS revision.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "goversion": bi.GoVersion, "revision": revision},
+	})
+	g.Set(1)
+	return g
 }

@@ -62,33 +62,42 @@ type family struct {
 
 // wantFamilies is every shoes_scaleset_ metric and its labels.
 var wantFamilies = map[string]family{
-	"shoes_scaleset_listeners":                          {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
-	"shoes_scaleset_desired_runners":                    {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
-	"shoes_scaleset_assigned_jobs":                      {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
-	"shoes_scaleset_running_jobs":                       {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
-	"shoes_scaleset_registered_runners":                 {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
-	"shoes_scaleset_busy_runners":                       {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
-	"shoes_scaleset_idle_runners":                       {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
-	"shoes_scaleset_runners":                            {dto.MetricType_GAUGE, []string{"scale_set", "scope", "state"}},
-	"shoes_scaleset_unknown_instances":                  {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
-	"shoes_scaleset_jobs_started_total":                 {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
-	"shoes_scaleset_jobs_completed_total":               {dto.MetricType_COUNTER, []string{"result", "scale_set", "scope"}},
-	"shoes_scaleset_job_startup_duration_seconds":       {dto.MetricType_HISTOGRAM, []string{"scale_set", "scope"}},
-	"shoes_scaleset_job_execution_duration_seconds":     {dto.MetricType_HISTOGRAM, []string{"scale_set", "scope"}},
-	"shoes_scaleset_provision_duration_seconds":         {dto.MetricType_HISTOGRAM, []string{"scale_set", "scope"}},
-	"shoes_scaleset_plugin_call_duration_seconds":       {dto.MetricType_HISTOGRAM, []string{"code", "method"}},
-	"shoes_scaleset_plugin_errors_total":                {dto.MetricType_COUNTER, []string{"code", "method"}},
-	"shoes_scaleset_plugin_start_failures_total":        {dto.MetricType_COUNTER, []string{"reason"}},
-	"shoes_scaleset_session_conflicts_total":            {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
-	"shoes_scaleset_acquire_failures_total":             {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
-	"shoes_scaleset_provisions_stuck":                   {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
-	"shoes_scaleset_store_write_failures_total":         {dto.MetricType_COUNTER, nil},
-	"shoes_scaleset_store_writes_failing":               {dto.MetricType_GAUGE, nil},
-	"shoes_scaleset_github_rate_limited_total":          {dto.MetricType_COUNTER, []string{"scope"}},
-	"shoes_scaleset_github_rate_limit_remaining":        {dto.MetricType_GAUGE, []string{"scope"}},
-	"shoes_scaleset_reaped_runners_total":               {dto.MetricType_COUNTER, []string{"reason", "scale_set", "scope"}},
-	"shoes_scaleset_target_sync_errors_total":           {dto.MetricType_COUNTER, nil},
-	"shoes_scaleset_last_target_sync_timestamp_seconds": {dto.MetricType_GAUGE, nil},
+	"shoes_scaleset_listeners":                                    {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_desired_runners":                              {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_assigned_jobs":                                {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_running_jobs":                                 {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_registered_runners":                           {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_busy_runners":                                 {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_idle_runners":                                 {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_runners":                                      {dto.MetricType_GAUGE, []string{"scale_set", "scope", "state"}},
+	"shoes_scaleset_unknown_instances":                            {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_jobs_started_total":                           {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
+	"shoes_scaleset_jobs_completed_total":                         {dto.MetricType_COUNTER, []string{"result", "scale_set", "scope"}},
+	"shoes_scaleset_job_startup_duration_seconds":                 {dto.MetricType_HISTOGRAM, []string{"scale_set", "scope"}},
+	"shoes_scaleset_job_execution_duration_seconds":               {dto.MetricType_HISTOGRAM, []string{"scale_set", "scope"}},
+	"shoes_scaleset_provision_duration_seconds":                   {dto.MetricType_HISTOGRAM, []string{"scale_set", "scope"}},
+	"shoes_scaleset_plugin_call_duration_seconds":                 {dto.MetricType_HISTOGRAM, []string{"code", "method"}},
+	"shoes_scaleset_plugin_errors_total":                          {dto.MetricType_COUNTER, []string{"code", "method"}},
+	"shoes_scaleset_plugin_start_failures_total":                  {dto.MetricType_COUNTER, []string{"reason"}},
+	"shoes_scaleset_session_conflicts_total":                      {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
+	"shoes_scaleset_acquire_failures_total":                       {dto.MetricType_COUNTER, []string{"scale_set", "scope"}},
+	"shoes_scaleset_provisions_stuck":                             {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_store_write_failures_total":                   {dto.MetricType_COUNTER, nil},
+	"shoes_scaleset_store_writes_failing":                         {dto.MetricType_GAUGE, nil},
+	"shoes_scaleset_github_rate_limited_total":                    {dto.MetricType_COUNTER, []string{"scope"}},
+	"shoes_scaleset_github_rate_limit_remaining":                  {dto.MetricType_GAUGE, []string{"resource"}},
+	"shoes_scaleset_github_requests_total":                        {dto.MetricType_COUNTER, []string{"code", "operation"}},
+	"shoes_scaleset_github_request_duration_seconds":              {dto.MetricType_HISTOGRAM, []string{"operation"}},
+	"shoes_scaleset_listener_last_poll_timestamp_seconds":         {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_min_runners":                                  {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_max_runners":                                  {dto.MetricType_GAUGE, []string{"scale_set", "scope"}},
+	"shoes_scaleset_policy_reloads_total":                         {dto.MetricType_COUNTER, []string{"result"}},
+	"shoes_scaleset_policy_last_reload_success_timestamp_seconds": {dto.MetricType_GAUGE, nil},
+	"shoes_scaleset_policy_last_reload_successful":                {dto.MetricType_GAUGE, nil},
+	"shoes_scaleset_build_info":                                   {dto.MetricType_GAUGE, []string{"goversion", "revision", "version"}},
+	"shoes_scaleset_reaped_runners_total":                         {dto.MetricType_COUNTER, []string{"reason", "scale_set", "scope"}},
+	"shoes_scaleset_target_sync_errors_total":                     {dto.MetricType_COUNTER, nil},
+	"shoes_scaleset_last_target_sync_timestamp_seconds":           {dto.MetricType_GAUGE, nil},
 }
 
 // recordAll calls every Recorder method with sample data.
@@ -128,7 +137,18 @@ func recordAll(r *metrics.Recorder) {
 	r.ProvisionsStuck(scope, set, 2)
 	r.RateLimited(scope, 2*time.Second)
 	r.RateLimited("app", time.Minute)
-	r.RateLimitRemaining(scope, 4321)
+	r.RateLimitRemaining(scope, github.RateBudget{Resource: "core", Remaining: 4321, Limit: 5000, Reset: time.Now().Add(time.Hour)})
+	r.RateLimitRemaining("org/other", github.RateBudget{Resource: "core", Remaining: 4500, Reset: time.Now().Add(time.Hour)})
+	r.RateLimitRemaining(scope, github.RateBudget{Resource: "actions_runner_registration", Remaining: 9})
+	r.Limits(scope, set, 1, 10)
+	r.Polled(scope, set, t0)
+	r.GitHubRequest(github.OpGetMessage, "202", 50*time.Second)
+	r.GitHubRequest(github.OpGetMessage, "200", 10*time.Second)
+	r.GitHubRequest(github.OpGenerateJITConfig, "429", 100*time.Millisecond)
+	r.GitHubRequest(github.OpGenerateJITConfig, github.CodeTransportError, 5*time.Second)
+	r.PolicyReload(t0.Add(-time.Hour), nil)
+	r.PolicyReload(t0, nil)
+	r.PolicyReload(t0.Add(time.Minute), errors.New("bad rule")) // keeps the last success
 	r.RunnerReaped(scope, set, "idle-ttl")
 	r.TargetSync(t0.Add(-time.Minute), nil)
 	r.TargetSync(t0.Add(time.Minute), errors.New("myshoes down")) // keeps the last success
@@ -284,7 +304,18 @@ func TestRecorderRecordsEveryMetric(t *testing.T) {
 		{"shoes_scaleset_store_writes_failing", map[string]string{}, 2},
 		{"shoes_scaleset_github_rate_limited_total", map[string]string{"scope": scope}, 1},
 		{"shoes_scaleset_github_rate_limited_total", map[string]string{"scope": "app"}, 1},
-		{"shoes_scaleset_github_rate_limit_remaining", map[string]string{"scope": scope}, 4321},
+		{"shoes_scaleset_github_rate_limit_remaining", map[string]string{"resource": "core"}, 4321},
+		{"shoes_scaleset_github_rate_limit_remaining", map[string]string{"resource": "actions_runner_registration"}, 9},
+		{"shoes_scaleset_github_requests_total", map[string]string{"operation": "get_message", "code": "202"}, 1},
+		{"shoes_scaleset_github_requests_total", map[string]string{"operation": "generate_jit_config", "code": "429"}, 1},
+		{"shoes_scaleset_github_requests_total", map[string]string{"operation": "generate_jit_config", "code": "error"}, 1},
+		{"shoes_scaleset_listener_last_poll_timestamp_seconds", ss, float64(t0.Unix())},
+		{"shoes_scaleset_min_runners", ss, 1},
+		{"shoes_scaleset_max_runners", ss, 10},
+		{"shoes_scaleset_policy_reloads_total", map[string]string{"result": "ok"}, 2},
+		{"shoes_scaleset_policy_reloads_total", map[string]string{"result": "error"}, 1},
+		{"shoes_scaleset_policy_last_reload_success_timestamp_seconds", map[string]string{}, float64(t0.Unix())},
+		{"shoes_scaleset_policy_last_reload_successful", map[string]string{}, 0},
 		{"shoes_scaleset_reaped_runners_total", with("reason", "idle-ttl"), 1},
 		{"shoes_scaleset_plugin_errors_total", map[string]string{"method": "DeleteInstance", "code": "Unavailable"}, 1},
 		{"shoes_scaleset_plugin_start_failures_total", map[string]string{"reason": "timeout"}, 2},
@@ -311,6 +342,8 @@ func TestRecorderRecordsEveryMetric(t *testing.T) {
 		{"shoes_scaleset_provision_duration_seconds", ss, 1, 45},
 		{"shoes_scaleset_plugin_call_duration_seconds", map[string]string{"method": "AddInstance", "code": "OK"}, 2, 60},
 		{"shoes_scaleset_plugin_call_duration_seconds", map[string]string{"method": "DeleteInstance", "code": "Unavailable"}, 1, 2},
+		{"shoes_scaleset_github_request_duration_seconds", map[string]string{"operation": "get_message"}, 2, 60},
+		{"shoes_scaleset_github_request_duration_seconds", map[string]string{"operation": "generate_jit_config"}, 2, 5.1},
 	}
 	for _, tc := range histograms {
 		t.Run(fmt.Sprintf("%s%v", tc.name, tc.labels), func(t *testing.T) {
