@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/buildinfo"
 )
 
 // Exit codes.
@@ -57,6 +60,7 @@ func Main(ctx context.Context, stop context.CancelFunc, args []string, stdout, s
 }
 
 func newRootCmd(io streams, stop context.CancelFunc) *cobra.Command {
+	var showVersion bool
 	root := &cobra.Command{
 		Use:   "shoes-scaleset",
 		Short: "Run GitHub Actions runner scale sets on myshoes shoes plugins",
@@ -64,9 +68,27 @@ func newRootCmd(io streams, stop context.CancelFunc) *cobra.Command {
 myshoes's REST API, holds one runner scale set and one message session per
 target on GitHub, and starts ephemeral just-in-time runners through the
 shoes plugin myshoes uses.`,
+		Example: `  # Run next to myshoes, with myshoes's variables (GITHUB_*, PLUGIN, RUNNER_*)
+  # in the environment, e.g. from systemd's EnvironmentFile=/etc/myshoes/myshoes.env
+  shoes-scaleset run --myshoes-url http://127.0.0.1:8080
+
+  # What runs now, and what finished
+  shoes-scaleset runners ls
+  shoes-scaleset runners history
+
+  # Try the whole loop on simulated peers
+  shoes-scaleset demo`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if showVersion {
+				fmt.Fprintln(io.Out, versionLine(buildinfo.Read()))
+				return nil
+			}
+			return cmd.Help()
+		},
 	}
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version (as the version command does)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &usageError{err: err}
 	})
@@ -79,6 +101,7 @@ shoes plugin myshoes uses.`,
 		newRunnersCmd(io, nil),
 		newScaleSetsCmd(io, nil),
 		newStateCmd(io, nil),
+		newConfigCmd(io, nil),
 		newVersionCmd(io),
 		newDemoCmd(io),
 	)
@@ -88,9 +111,14 @@ shoes plugin myshoes uses.`,
 	sim := newSimCmd(io)
 	sim.GroupID = groupSim
 	root.AddCommand(sim)
-	usageArgs(root)
 	root.SetHelpCommandGroupID(groupMain)
 	root.SetCompletionCommandGroupID(groupMain)
+	// cobra adds help and completion when it executes; here, so that they
+	// get their examples and argument errors like every command.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	addExamples(root)
+	usageArgs(root)
 	return root
 }
 
@@ -100,20 +128,17 @@ const (
 )
 
 // usageArgs makes every argument error of c and its subcommands a usage
-// error (exit code 2), and an unknown subcommand one too.
+// error (exit code 2). A word that is not a subcommand of a command that
+// has some is an unknown command, with cobra's suggestions ("Did you
+// mean this?"), at every level.
 func usageArgs(c *cobra.Command) {
 	inner := c.Args
-	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
-		// Runnable, so that an unknown subcommand is an argument error.
-		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
-	}
-	if inner == nil && c.HasSubCommands() {
-		inner = func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
-			}
-			return nil
+	if c.HasSubCommands() {
+		if c.Run == nil && c.RunE == nil {
+			// Runnable, so that an unknown subcommand is an argument error.
+			c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 		}
+		inner = unknownCommand
 	}
 	if inner != nil {
 		c.Args = func(cmd *cobra.Command, args []string) error {
@@ -126,4 +151,20 @@ func usageArgs(c *cobra.Command) {
 	for _, sub := range c.Commands() {
 		usageArgs(sub)
 	}
+}
+
+// unknownCommand refuses any argument of a command that has subcommands,
+// suggesting those with a name close to it.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+	}
+	return errors.New(msg + "\n\nRun '" + cmd.CommandPath() + " --help' for usage.")
 }

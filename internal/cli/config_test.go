@@ -165,6 +165,13 @@ func TestRunConfigErrorsExit2(t *testing.T) {
 	}{
 		{name: "missing myshoes-url", drop: []string{"myshoes-url"},
 			wantFlag: "--myshoes-url", wantEnv: []string{"SHOES_SCALESET_MYSHOES_URL"}, wantIn: []string{"required"}},
+		// Several missing settings are reported at once, each with its
+		// variables, not one per try.
+		{name: "everything required missing", drop: []string{"myshoes-url", "github-app-id", "github-private-key-path", "plugin"},
+			wantFlag: "--myshoes-url", wantEnv: []string{"SHOES_SCALESET_MYSHOES_URL", "SHOES_SCALESET_GITHUB_APP_ID", "GITHUB_APP_ID", "SHOES_SCALESET_GITHUB_PRIVATE_KEY_PATH", "SHOES_SCALESET_PLUGIN", "PLUGIN"},
+			wantIn: []string{"missing required settings", "--github-app-id", "--github-private-key-path", "--plugin", "--github-token instead"}},
+		{name: "myshoes-url and plugin missing", drop: []string{"myshoes-url", "plugin"},
+			wantFlag: "--myshoes-url", wantIn: []string{"missing required settings: --myshoes-url", ", --plugin (env SHOES_SCALESET_PLUGIN or PLUGIN)"}, wantNotIn: []string{"github"}},
 		{name: "myshoes-url not a url", set: []string{"myshoes-url=not a url"},
 			wantFlag: "--myshoes-url", wantEnv: []string{"SHOES_SCALESET_MYSHOES_URL"}, wantIn: []string{"not a url"}},
 		{name: "myshoes-url ftp", set: []string{"myshoes-url=ftp://x"},
@@ -465,6 +472,7 @@ func TestRunFlagDefaultsAreTheComponents(t *testing.T) {
 		"setup-script-template", "log-level", "log-format",
 		"store", "etcd-endpoints", "etcd-prefix", "etcd-ca-file", "etcd-cert-file", "etcd-key-file",
 		"etcd-username", "etcd-password", "etcd-dial-timeout", "replica-id", "replica-join-delay",
+		"config", // the policy file: internal/policy over the controller's defaults
 	}
 	defaults := map[string]any{
 		componentController: controller.DefaultConfig(),

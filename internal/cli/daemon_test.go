@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/controller"
-	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/shoesfake"
@@ -48,11 +47,7 @@ var cliRunnerName = regexp.MustCompile(`^myshoes-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f
 // it stopped, that its logs hold no secret, and that a second daemon
 // cannot take its state file.
 func TestRunDaemonEndToEnd(t *testing.T) {
-	w, err := sim.Start(sim.Config{Targets: []string{"org-a"}, PollHold: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("start sim: %v", err)
-	}
-	t.Cleanup(func() { w.Close() })
+	w := startSim(t)
 
 	// The shared harness: the peers in this process, run as a process.
 	dir := t.TempDir()
@@ -213,7 +208,7 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 
 		res := ls(append([]string{"scalesets", "ls"}, live...)...)
 		header, rows := cliTable(t, res.stdout)
-		wantHeader := []string{"SCOPE", "SCALE SET", "ID", "LABELS", "SESSION", "DESIRED", "RUNNERS", "LAST POLL", "STATUS"}
+		wantHeader := []string{"SCOPE", "SCALE SET", "ID", "LABELS", "POLICY", "SESSION", "DESIRED", "RUNNERS", "LAST POLL", "STATUS"}
 		if res.code != 0 || !slices.Equal(header, wantHeader) {
 			t.Fatalf("scalesets ls header %q, want %q\n%s", header, wantHeader, res)
 		}
@@ -221,8 +216,8 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 			t.Fatalf("scalesets ls rows %q, want one row of %d columns", rows, len(wantHeader))
 		}
 		row := rows[0]
-		if row[0] != "org-a" || row[4] != sets[0].SessionID || row[5] != "2" || row[6] != "idle=2" {
-			t.Errorf("scalesets ls row %q: want org-a, session %s, desired 2, runners idle=2", row, sets[0].SessionID)
+		if row[0] != "org-a" || row[4] != "2-10 defaults" || row[5] != sets[0].SessionID || row[6] != "2" || row[7] != "idle=2" {
+			t.Errorf("scalesets ls row %q: want org-a, policy 2-10 defaults (the flags), session %s, desired 2, runners idle=2", row, sets[0].SessionID)
 		}
 	})
 	if !ok {
@@ -389,7 +384,7 @@ func checkCLIFilters(t *testing.T, lsJSON func(...string) []store.Runner, where 
 		{[]string{"--state", "idle"}, n},
 		{[]string{"--state", "busy"}, 0},
 		{[]string{"--scope", "org-a"}, n},
-		{[]string{"--scope", "org-b"}, 0},
+		// A scope the state does not have is refused: TestInspectRefusesUnknownValues.
 		{[]string{"--scope", "org-a", "--state", "idle"}, n},
 		{[]string{"--scope", "org-a", "--state", "pending"}, 0},
 	}

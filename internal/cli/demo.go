@@ -31,6 +31,7 @@ type demoOptions struct {
 	MaxRunners           int
 	Acquire              bool
 	StateFile            string
+	WorkDir              string
 	JSON                 bool
 	Timeout              time.Duration
 	PluginBinary         string
@@ -78,12 +79,16 @@ keys jobs, jobs_completed, instances_created, instances_deleted,
 leaked_instances, duplicate_runners, protocol_violations, wall_seconds,
 provision_p50_ms, provision_p99_ms, job_start_p50_ms, job_start_p99_ms,
 all_up_seconds, all_idle_seconds, bound_seconds, ratio_to_bound, plugin_mode,
-log_file, and state_file with --state-file.
+log_file with --work-dir, and state_file with --state-file.
 
-The demo works in a new temporary directory. The controller logs there at
-debug level (controller.log) and the fake plugin records its calls there
-(calls.jsonl); both are kept, everything else is deleted at exit, the state
-file too unless --state-file is given. The controller's API listens on a
+The demo works in a new temporary directory, under $TMPDIR (else /tmp). The
+controller logs there at debug level (controller.log) and the fake plugin
+records its calls there (calls.jsonl). The directory is deleted when the
+demo ends, whether it passed, failed or was interrupted (SIGINT or SIGTERM;
+a second signal exits at once and may leave it). With --work-dir DIR the
+demo works in DIR instead (created if need be; it must be empty) and keeps
+both logs there; everything else it made is deleted. The state file is
+deleted too unless --state-file is given. The controller's API listens on a
 free loopback port, printed at start, so "shoes-scaleset runners ls --listen
 ADDR" works while the demo runs.
 
@@ -121,6 +126,7 @@ also on --timeout or an interrupt; 2 on bad flags.`,
 	f.IntVar(&opts.MaxRunners, "max-runners", d.MaxRunners, "maximum runners per scale set")
 	f.BoolVar(&opts.Acquire, "acquire", false, "GHES mode: jobs are offered as JobAvailable and must be acquired")
 	f.StringVar(&opts.StateFile, "state-file", "", "keep the state in this new file, for runners ls after the demo (default: a temporary file, deleted)")
+	f.StringVar(&opts.WorkDir, "work-dir", "", "work in this empty directory and keep the controller log and the plugin call log there (default: a temporary directory, deleted)")
 	f.BoolVar(&opts.JSON, "json", false, "print only the final report, as one JSON object")
 	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "give up if the jobs have not all completed this long after the start")
 	f.StringVar(&opts.PluginBinary, "plugin-binary", "", "shoes-scaleset binary serving the fake plugin (default: this executable)")
@@ -161,7 +167,8 @@ func (o *demoOptions) validate(fs *pflag.FlagSet) error {
 	cfg := o.config()
 	if err := cfg.Validate(); err != nil {
 		return named(err, map[string]string{"Jobs": "jobs", "Targets": "targets", "PluginLatency": "plugin-latency",
-			"JobDuration": "job-duration", "PluginMode": "plugin-mode", "Timeout": "timeout", "StateFile": "state-file"})
+			"JobDuration": "job-duration", "PluginMode": "plugin-mode", "Timeout": "timeout", "StateFile": "state-file",
+			"WorkDir": "work-dir"})
 	}
 	return nil
 }
@@ -181,6 +188,7 @@ func (o *demoOptions) config() demo.Config {
 		PluginMode:           o.PluginMode,
 		PluginPath:           o.PluginBinary,
 		StateFile:            o.StateFile,
+		WorkDir:              o.WorkDir,
 		Timeout:              o.Timeout,
 		RunController:        runDemoController,
 	}

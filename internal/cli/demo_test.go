@@ -68,15 +68,11 @@ func runInProcessDemo(t *testing.T, tmp string, args ...string) demo.Report {
 	return rep
 }
 
-// demoWorkDir returns the one work directory the demo made under tmp and
-// the names of the files it left there.
-func demoWorkDir(t *testing.T, tmp string) (string, []string) {
+// demoWorkDir returns the names of the files the demo left in the work
+// directory dir (--work-dir).
+func demoWorkDir(t *testing.T, dir string) []string {
 	t.Helper()
-	dirs, _ := filepath.Glob(filepath.Join(tmp, "shoes-scaleset-demo-*"))
-	if len(dirs) != 1 {
-		t.Fatalf("demo work directories under %s: %v, want one", tmp, dirs)
-	}
-	entries, err := os.ReadDir(dirs[0])
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,13 +80,23 @@ func demoWorkDir(t *testing.T, tmp string) (string, []string) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	return dirs[0], names
+	return names
+}
+
+// noDemoTempDir fails the test if a demo left a work directory of its own
+// under tmp (its TMPDIR).
+func noDemoTempDir(t *testing.T, tmp string) {
+	t.Helper()
+	if dirs, _ := filepath.Glob(filepath.Join(tmp, "shoes-scaleset-demo-*")); len(dirs) != 0 {
+		t.Errorf("the demo left its temporary work directory: %v", dirs)
+	}
 }
 
 func TestDemoJSON(t *testing.T) {
 	tmp := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "work")
 	res, rep := runDemoJSON(t, tmp, 90*time.Second, exitOK,
-		"--jobs", "20", "--plugin-latency", "100ms", "--job-duration", "300ms", "--timeout", "60s")
+		"--jobs", "20", "--plugin-latency", "100ms", "--job-duration", "300ms", "--timeout", "60s", "--work-dir", dir)
 	if res.errOut != "" {
 		t.Errorf("stderr = %q, want nothing", res.errOut)
 	}
@@ -149,11 +155,12 @@ func TestDemoJSON(t *testing.T) {
 		}
 	}
 
-	// Only the logs outlive the demo; the controller logged to its file.
-	dir, names := demoWorkDir(t, tmp)
-	if !slices.Equal(names, []string{"calls.jsonl", "controller.log"}) {
+	// Only the logs outlive the demo, in --work-dir; the controller logged
+	// to its file, and its clean stop last.
+	if names := demoWorkDir(t, dir); !slices.Equal(names, []string{"calls.jsonl", "controller.log"}) {
 		t.Errorf("files left in %s: %v, want only calls.jsonl and controller.log", dir, names)
 	}
+	noDemoTempDir(t, tmp)
 	if rep.LogFile != filepath.Join(dir, "controller.log") {
 		t.Errorf("log_file = %q, want %q", rep.LogFile, filepath.Join(dir, "controller.log"))
 	}
@@ -191,7 +198,8 @@ func TestDemoPlainOutput(t *testing.T) {
 		"  bound                0.05s (ceil(jobs/provision concurrency) x plugin latency); ratio ",
 		"  plugin mode          script\n",
 		"  state file           " + stateFile + " (kept: shoes-scaleset runners ls --state-file " + stateFile + ")\n",
-		"  controller log       " + tmp,
+		"  controller log:  " + tmp, // while it runs
+		"  logs                 deleted with the temporary work directory (keep them with --work-dir DIR)\n",
 	} {
 		if !strings.Contains(res.out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, res.out)
@@ -200,6 +208,7 @@ func TestDemoPlainOutput(t *testing.T) {
 	if strings.Contains(res.out, "\r") || strings.Contains(res.out, "\x1b[") {
 		t.Errorf("plain output has terminal control characters:\n%q", res.out)
 	}
+	noDemoTempDir(t, tmp)
 
 	// The kept state file has the run's history and no runner left.
 	st, err := store.Open(store.Options{Path: stateFile, ReadOnly: true})
@@ -230,12 +239,11 @@ func TestDemoPlainOutput(t *testing.T) {
 // the whole loop still closes: every job completes, nothing leaks, and no
 // setup script ran.
 func TestDemoInProcess(t *testing.T) {
-	tmp := t.TempDir()
-	rep := runInProcessDemo(t, tmp, "--jobs", "12", "--targets", "2", "--plugin-latency", "50ms")
+	tmp, dir := t.TempDir(), t.TempDir()
+	rep := runInProcessDemo(t, tmp, "--jobs", "12", "--targets", "2", "--plugin-latency", "50ms", "--work-dir", dir)
 	if rep.PluginMode != "inprocess" || rep.JobsCompleted != 12 || rep.InstancesDeleted != 12 || rep.LeakedInstances != 0 {
 		t.Errorf("report = %+v, want plugin_mode inprocess, 12 jobs completed, 12 instances deleted, none leaked", rep)
 	}
-	dir, _ := demoWorkDir(t, tmp)
 	calls, err := shoesfake.ReadCallLog(filepath.Join(dir, "calls.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -287,6 +295,7 @@ func TestDemoFailureExits1(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, res.errOut)
 		}
 	}
+	noDemoTempDir(t, tmp)
 }
 
 func TestDemoUsageErrors(t *testing.T) {
@@ -311,6 +320,7 @@ func TestDemoUsageErrors(t *testing.T) {
 		{[]string{"--timeout", "-1s"}, "--timeout: timeout: must be positive"},
 		{[]string{"--plugin-mode", "vm"}, `--plugin-mode: plugin mode "vm": want script or inprocess`},
 		{[]string{"--state-file", existing}, "exists: the demo starts from an empty state"},
+		{[]string{"--work-dir", filepath.Dir(existing)}, "--work-dir: work directory " + filepath.Dir(existing) + " is not empty"},
 		{[]string{"--jobs", "x"}, "invalid argument"},
 		{[]string{"extra"}, "unknown command"},
 	} {

@@ -28,9 +28,10 @@ import (
 
 // docsEnvCommands are the commands whose flags are also read from
 // SHOES_SCALESET_<FLAG> (they build an envBinding); keep in step with
-// run.go, inspect.go, remove.go and migrate.go. Which of their flags the
-// binding reads is not listed here: docsEnvReads asks the binding itself.
-var docsEnvCommands = []string{"run", "runners ls", "runners rm", "scalesets ls", "state migrate"}
+// run.go, inspect.go, history.go, remove.go and migrate.go. Which of their
+// flags the binding reads is not listed here: docsEnvReads asks the binding
+// itself.
+var docsEnvCommands = []string{"run", "runners ls", "runners history", "runners rm", "scalesets ls", "state migrate"}
 
 // docsProbeFlag is a flag docsEnvReads adds to a command. It sorts after
 // every real flag, and the probe's lookup gives it a value that does not
@@ -90,7 +91,7 @@ func docsEnvReads(path []string) map[string]bool {
 }
 
 // docsRequiredTables are the flag tables configuration.md must have.
-var docsRequiredTables = []string{"run", "runners ls", "runners rm", "scalesets ls", "state migrate"}
+var docsRequiredTables = []string{"run", "runners ls", "runners history", "runners rm", "scalesets ls", "state migrate"}
 
 var (
 	docsMetricRE    = regexp.MustCompile(`shoes_scaleset_[a-z0-9_]*[a-z0-9]`)

@@ -9,10 +9,24 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/sim"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testbin"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
+
+// startSim starts the simulated GitHub, Actions service and myshoes in
+// this process with one target, org-a, and a short poll hold; it stops
+// when the test ends.
+func startSim(t *testing.T) *sim.World {
+	t.Helper()
+	w, err := sim.Start(sim.Config{Targets: []string{"org-a"}, PollHold: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("start sim: %v", err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
 
 // cliBinary is the shoes-scaleset binary built once for the package's
 // tests, by TestMain. Its `sim plugin` is the fake shoes plugin and its

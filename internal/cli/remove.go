@@ -35,7 +35,27 @@ alone unless --force is given, which removes it even while its job runs.
 The daemon accepts the request only with the API token it wrote at start
 next to its state file (<state file>.api-token, mode 0600): give the
 daemon's --state-file, and run this as a user who can read that file.`,
+		Example: `  # Remove an idle runner (its name from "runners ls")
+  sudo -u shoes-scaleset shoes-scaleset runners rm myshoes-0b5c3f9e-2d1a-4c4e-9f3b-7a6d5e4c3b2a
+
+  # A runner stuck in its job: remove it while the job runs
+  shoes-scaleset runners rm --force myshoes-0b5c3f9e-2d1a-4c4e-9f3b-7a6d5e4c3b2a
+
+  # A daemon with another state file
+  shoes-scaleset runners rm --state-file /srv/shoes/state.db --listen 127.0.0.1:9781 myshoes-0b5c3f9e-2d1a-4c4e-9f3b-7a6d5e4c3b2a`,
 		Args: cobra.ExactArgs(1),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			// The variables first, so that inspect copies them; the
+			// second apply, in completeState, finds nothing left to set.
+			if err := opts.env.apply(); err != nil {
+				cobra.CompErrorln(err.Error())
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return completeState(cmd, opts.inspect(), completeRunnerNames, toComplete)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := opts.env.apply(); err != nil {
 				return err
@@ -50,6 +70,18 @@ daemon's --state-file, and run this as a user who can read that file.`,
 	// Forcing is a decision per call, never a setting in the environment.
 	opts.env.skip = map[string]bool{"force": true}
 	return cmd
+}
+
+// inspect returns options that read the runners the way runners ls does,
+// from the daemon at --listen else the state file, for the completion of
+// runner names. rm has no --store: it asks the daemon, which knows the
+// runners it may remove.
+func (o *runnersRmOptions) inspect() *inspectOptions {
+	return &inspectOptions{
+		StateFile: o.StateFile, Listen: o.Listen, env: o.env,
+		backend:    backendOptions{Store: backendBolt},
+		apiTimeout: inspectAPITimeout, lockTimeout: inspectLockTimeout,
+	}
 }
 
 func runRunnersRm(ctx context.Context, s streams, o *runnersRmOptions, name string) error {

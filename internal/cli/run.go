@@ -100,6 +100,7 @@ type runOptions struct {
 	DeleteScaleSets      bool
 	PollHold             time.Duration
 	HistoryMaxCount      int
+	Config               string
 	backend              backendOptions
 	replica              replicaOptions
 	pluginArgs           []string // set by demo, which re-executes itself
@@ -188,6 +189,7 @@ func (opts *runOptions) addFlags(f *pflag.FlagSet, lookup lookupEnvFunc) {
 	f.IntVar(&opts.ReaperMaxRemovals, "reaper-max-removals", ctrl.ReaperMaxRemovals, "at most this many runners are removed per reaper pass")
 	f.BoolVar(&opts.DeleteScaleSets, "delete-scale-sets-on-target-removal", ctrl.DeleteScaleSetsOnTargetRemoval, "delete a removed target's scale set on GitHub once its runners are gone")
 	f.DurationVar(&opts.PollHold, "poll-hold", ctrl.PollHold, "how long GitHub holds an empty message long-poll; /readyz wants a poll within two holds")
+	f.StringVar(&opts.Config, "config", "", "policy file (YAML): per-target min and max runners, labels, runner group, scale set name, disabled; reloaded on SIGHUP and when it changes (docs/policy.md)")
 	opts.backend.addFlags(f)
 	opts.replica.addFlags(f)
 	opts.env = newEnvBinding(f, myshoesEnv(), lookup)
@@ -195,7 +197,13 @@ func (opts *runOptions) addFlags(f *pflag.FlagSet, lookup lookupEnvFunc) {
 
 // runConfig is what runOptions validate into.
 type runConfig struct {
-	logger   *slog.Logger
+	logger *slog.Logger
+	// level is the logger's level, which SIGHUP may change; flagLevel
+	// is --log-level's.
+	level     *slog.LevelVar
+	flagLevel slog.Level
+	// policy is --config's, nil without one.
+	policy   *loadedPolicy
 	github   github.Config
 	myshoes  myshoes.Config
 	shoes    shoes.Config
@@ -223,8 +231,17 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 		}
 		return rc, e.flagError(flag, "%v", err)
 	}
+	// Built to log everything, then filtered by a level SIGHUP can change.
+	_ = rc.flagLevel.UnmarshalText([]byte(o.LogLevel)) // newLogger checked it
+	if logger, err = newLogger(logOut, "debug", o.LogFormat); err != nil {
+		return rc, e.flagError("log-format", "%v", err)
+	}
+	logger, rc.level = withLevelVar(logger, rc.flagLevel)
 	rc.logger = logger
 	if err := o.checkZeroValues(); err != nil {
+		return rc, err
+	}
+	if err := o.missingRequired(); err != nil {
 		return rc, err
 	}
 
@@ -354,7 +371,51 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	if err := rc.ctrl.Validate(); err != nil {
 		return rc, o.settingError(componentController, err)
 	}
+	if rc.policy, err = o.loadPolicy(); err != nil {
+		return rc, err
+	}
+	if rc.policy != nil {
+		rc.ctrl.Policy = rc.policy.policy
+		if lv := rc.policy.policy.LogLevel; lv != "" {
+			var l slog.Level
+			_ = l.UnmarshalText([]byte(lv)) // Parse checked it
+			rc.level.Set(l)
+		}
+	}
 	return rc, nil
+}
+
+// missingRequired reports, in one error, every required setting left
+// unset when there are several, so that a first configuration is fixed
+// in one try rather than one per setting. A single one is left to its
+// own check, which says more about it.
+func (o *runOptions) missingRequired() error {
+	var missing []string
+	if o.MyshoesURL == "" {
+		missing = append(missing, "myshoes-url")
+	}
+	app := o.GitHubToken == ""
+	if app && o.GitHubAppID == 0 {
+		missing = append(missing, "github-app-id")
+	}
+	if app && o.GitHubPrivateKeyPath == "" && o.GitHubPrivateKeyB64 == "" {
+		missing = append(missing, "github-private-key-path")
+	}
+	if o.Plugin == "" {
+		missing = append(missing, "plugin")
+	}
+	if len(missing) < 2 {
+		return nil
+	}
+	parts := make([]string, len(missing))
+	for i, flag := range missing {
+		parts[i] = fmt.Sprintf("--%s (env %s)", flag, strings.Join(o.env.envNames(flag), " or "))
+	}
+	msg := "missing required settings: " + strings.Join(parts, ", ")
+	if app && (o.GitHubAppID == 0 || o.GitHubPrivateKeyPath == "" && o.GitHubPrivateKeyB64 == "") {
+		msg += "; a GitHub App needs --github-app-id and a key (--github-private-key-path or --github-private-key-base64), or give --github-token instead"
+	}
+	return usageErrorf("%s", msg)
 }
 
 // pluginEnvDrop names our own secrets, which plugin processes must not
@@ -421,7 +482,19 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the policy and the log level; it never stops run.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := rc.logger
+	// "stopped" is the last line: logged once everything has stopped,
+	// the deferred steps below included (plugin processes, state file).
+	stopped := false
+	defer func() {
+		if stopped {
+			log.Info("shoes-scaleset stopped")
+		}
+	}()
 	warnSecretFlags(log, o.env)
 	reg := prometheus.NewRegistry()
 	rec := metrics.New(reg, nil)
@@ -432,6 +505,13 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	// --plugin is a configuration error (exit 2) whatever the state file.
 	host, err := shoes.New(ctx, rc.shoes)
 	if err != nil {
+		return o.pluginError(err)
+	}
+	reg.MustRegister(metrics.NewPoolCollector(host))
+	// One plugin process must start and complete its handshake: a plugin
+	// that cannot is a configuration error too (ErrConfig: exit 2).
+	if err := host.Check(ctx); err != nil {
+		host.Close()
 		return o.pluginError(err)
 	}
 	// The directory also holds the API token, with --store etcd too.
@@ -501,9 +581,9 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 	}
 	if rs.replica != nil {
 		log.Info("shoes-scaleset starting", "version", buildinfo.Version(), "store", backendEtcd, "etcd_endpoints", strings.Join(o.backend.EtcdEndpoints, ","),
-			"etcd_prefix", o.backend.EtcdPrefix, "replica", rs.replica.ID(), "replica_ttl", o.replica.TTL, "listen", o.Listen)
+			"etcd_prefix", o.backend.EtcdPrefix, "replica", rs.replica.ID(), "replica_ttl", o.replica.TTL, "listen", o.Listen, o.settingsAttr(), o.settingsFromAttr())
 	} else {
-		log.Info("shoes-scaleset starting", "version", buildinfo.Version(), "state_file", o.StateFile, "listen", o.Listen, "owner", st.OwnerID())
+		log.Info("shoes-scaleset starting", "version", buildinfo.Version(), "state_file", o.StateFile, "listen", o.Listen, "owner", st.OwnerID(), o.settingsAttr(), o.settingsFromAttr())
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -525,13 +605,22 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 		return ctrl.Run(gctx)
 	})
 	g.Go(func() error { return pruneHistory(gctx, st, rs.leader, log) })
+	reloader := &policyReloader{path: o.Config, base: o.policyFlagBase(), ctrl: ctrl, rec: rec, level: rc.level, flagLevel: rc.flagLevel,
+		log: log.With("component", "policy"), now: time.Now, interval: policyWatchInterval}
+	if rc.policy != nil {
+		reloader.running, reloader.stamp = rc.policy.text, rc.policy.stamp
+	}
+	g.Go(func() error {
+		reloader.run(gctx, hup)
+		return nil
+	})
 	err = g.Wait()
 	// The sessions are closed: hand the targets over now.
 	rs.leave()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	log.Info("shoes-scaleset stopped")
+	stopped = true
 	return nil
 }
 

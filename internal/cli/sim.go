@@ -70,7 +70,9 @@ fake myshoes (at /myshoes) on one address, with the control API at /_sim:
   PUT    /myshoes/_sim/targets [{"scope","resource_type","status"}]  replace the targets
 The GitHub App is installed for the targets' owners, also for targets added
 later. It prints the --github-url and --myshoes-url to give shoes-scaleset
-run, and the key file to give it as --github-private-key-path.`,
+run, and the key file to give it as --github-private-key-path. Without
+--app-key-file that file is in a new temporary directory, deleted when sim
+serve stops (SIGINT or SIGTERM).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSimServe(cmd.Context(), s, opts)
@@ -139,6 +141,8 @@ func runSimServe(ctx context.Context, s streams, o *simServeOptions) error {
 		if err != nil {
 			return fmt.Errorf("key directory: %w", err)
 		}
+		// Ours: it goes when sim serve stops (a signal ends ctx).
+		defer os.RemoveAll(dir)
 		keyFile = filepath.Join(dir, "app-key.pem")
 		if err := os.WriteFile(keyFile, w.AppKeyPEM(), 0o600); err != nil {
 			return fmt.Errorf("write app key: %w", err)
@@ -163,7 +167,8 @@ SIM_PLUGIN_FAIL_RATE, SIM_PLUGIN_FAIL_METHOD, SIM_PLUGIN_FAIL_TIMES,
 SIM_PLUGIN_CRASH_ON_CALL, SIM_PLUGIN_HANG, SIM_PLUGIN_HANG_RESOURCE_TYPE, SIM_PLUGIN_CALL_LOG,
 SIM_PLUGIN_STATE_DIR, SIM_PLUGIN_NO_RUNNER, SIM_PLUGIN_EMPTY_CLOUD_ID,
 SIM_PLUGIN_HUGE_IP, SIM_PLUGIN_UNKNOWN_RESOURCE_TYPE,
-SIM_PLUGIN_RUNNER_MODE (script, the default, or inprocess) and
+SIM_PLUGIN_FAIL_START_IF (a file: while it exists, the plugin exits before
+its handshake), SIM_PLUGIN_RUNNER_MODE (script, the default, or inprocess) and
 SIM_PLUGIN_CLOUD_IDS (opaque, the default: a new fake-<uuid> per
 AddInstance, as shoes-aws and shoes-openstack; or name: the instance is
 named after the runner and its cloud ID is the runner name, as shoes-lxd,
@@ -197,7 +202,7 @@ ephemeral runner does.`,
 			if jit == "" {
 				return usageErrorf("--jitconfig is required")
 			}
-			logger := slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: redactAttr}))
+			logger := slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: replaceAttr}))
 			err := shoesfake.RunRunner(cmd.Context(), jit, logger)
 			if errors.Is(err, context.Canceled) {
 				return nil

@@ -60,6 +60,11 @@ type Config struct {
 	// PollHold is how long the broker holds an empty long-poll (50s on
 	// GitHub); a listener that has not polled for two holds is not ready.
 	PollHold time.Duration
+	// Policy gives each target its min and max runners, labels, runner
+	// group, scale set name, or disables it; nil: every target gets
+	// RunnerGroup, Labels, MinRunners and MaxRunners. Controller.SetPolicy
+	// replaces it while running.
+	Policy Policy
 	// Ownership says which listed targets this replica serves; nil: all
 	// of them (one replica).
 	Ownership Ownership

@@ -33,6 +33,7 @@ type Controller struct {
 
 	reapNow        chan struct{} // wakes the reaper for a pass now
 	syncNow        chan struct{} // wakes the target sync for a read now
+	policyNow      chan struct{} // a new policy: apply the targets again now
 	prepareSlots   *fairSlots    // runners getting or holding a JIT config before AddInstance
 	provisionSlots *fairSlots    // runners in AddInstance
 	deleteSlots    chan struct{} // DeleteInstance calls
@@ -54,6 +55,11 @@ type Controller struct {
 	// (Ownership.Leader at the last sync).
 	leader bool
 	sync   syncStatus
+	// pol is the policy in force (SetPolicy replaces it).
+	pol Policy
+	// disabled holds the targets the policy disabled at the last apply,
+	// with the rule; only the sync loop uses it.
+	disabled map[string]string
 	// warnedDuplicate holds the pairs of targets of one scope already
 	// warned about ("kept=skipped"); only the sync loop uses it.
 	warnedDuplicate map[string]bool
@@ -75,7 +81,13 @@ func New(st Store, targets TargetSource, gh GitHub, plugin Plugin, script *runne
 	if st == nil || targets == nil || gh == nil || plugin == nil || script == nil {
 		return nil, errors.New("controller: missing dependency")
 	}
+	pol := cfg.Policy
+	if pol == nil {
+		pol = cfg.basePolicy()
+	}
 	return &Controller{
+		pol:            pol,
+		policyNow:      make(chan struct{}, 1),
 		cfg:            cfg,
 		store:          st,
 		targets:        targets,

@@ -120,14 +120,20 @@ func (s *scaleSet) poll(ctx context.Context, sess Session, acq *acquirer) (bool,
 	// pollFailures counts failed polls in a row, storeFailures failed
 	// writes of a message's effects: a good poll does not reset the latter.
 	pollFailures, storeFailures := 0, 0
+	// No poll is in flight once the loop ends; why the last one failed
+	// stays until one answers, on this session or the next.
+	defer s.pollSent(time.Time{})
 	for {
-		msg, err := sess.GetMessage(ctx, lastID, s.c.cfg.MaxRunners)
+		_, capacity := s.limits()
+		s.pollSent(s.c.cfg.Now())
+		msg, err := sess.GetMessage(ctx, lastID, capacity)
 		if err != nil {
 			if isCanceled(ctx, err) {
 				return healthy, nil
 			}
 			var unsupported *github.UnsupportedMessageError
 			if errors.As(err, &unsupported) {
+				s.pollEnded(nil) // the queue answered
 				// Not ours to handle; acknowledge it so it is not
 				// delivered again and again.
 				s.log.Warn("skipping a message of an unsupported type", "message_id", unsupported.MessageID, "type", unsupported.MessageType)
@@ -145,6 +151,7 @@ func (s *scaleSet) poll(ctx context.Context, sess Session, acq *acquirer) (bool,
 			if !github.IsRateLimited(err) {
 				pollFailures++
 			}
+			s.pollEnded(err)
 			if !github.IsTransient(err) || pollFailures > maxPollRetries {
 				return healthy, err // it names the operation
 			}
@@ -157,7 +164,10 @@ func (s *scaleSet) poll(ctx context.Context, sess Session, acq *acquirer) (bool,
 		}
 		pollFailures = 0
 		healthy = true
-		s.markPolled(s.c.cfg.Now())
+		s.pollEnded(nil)
+		polledAt := s.c.cfg.Now()
+		s.markPolled(polledAt)
+		s.c.rec.Polled(s.scope, s.name, polledAt)
 		if msg == nil {
 			s.setStatistics(nil, s.c.cfg)
 			continue
@@ -188,6 +198,29 @@ func (s *scaleSet) poll(ctx context.Context, sess Session, acq *acquirer) (bool,
 		}
 		storeFailures = 0
 		lastID = msg.ID
+	}
+}
+
+// pollSent records that a poll was sent at t and is in flight (the zero
+// time: none is), for readiness: a long poll answers only after the poll
+// hold, and a listener waiting on one is listening.
+func (s *scaleSet) pollSent(t time.Time) {
+	s.mu.Lock()
+	s.pollSince = t
+	s.mu.Unlock()
+}
+
+// pollEnded records the end of the poll in flight: err is why it failed,
+// nil if the queue answered. A failed poll is not "in flight" while it is
+// retried: readiness then rests on the last poll that answered.
+func (s *scaleSet) pollEnded(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pollSince = time.Time{}
+	if err != nil {
+		s.pollErr = err.Error()
+	} else {
+		s.pollErr = ""
 	}
 }
 

@@ -15,6 +15,11 @@ type Recorder interface {
 	Listener(scope, scaleSet string, up bool)
 	// Statistics records the latest statistics and the desired count.
 	Statistics(scope, scaleSet string, st github.Statistics, desired int)
+	// Limits records the scale set's effective min and max runners (its
+	// policy: flags, or the rule of the policy file that matched).
+	Limits(scope, scaleSet string, minRunners, maxRunners int)
+	// Polled records a successful poll of the message queue.
+	Polled(scope, scaleSet string, at time.Time)
 	// JobStarted and JobCompleted record a job's messages.
 	JobStarted(scope, scaleSet string, m *scaleset.JobStarted)
 	JobCompleted(scope, scaleSet string, m *scaleset.JobCompleted)
@@ -41,6 +46,8 @@ type nopRecorder struct{}
 
 func (nopRecorder) Listener(string, string, bool)                       {}
 func (nopRecorder) Statistics(string, string, github.Statistics, int)   {}
+func (nopRecorder) Limits(string, string, int, int)                     {}
+func (nopRecorder) Polled(string, string, time.Time)                    {}
 func (nopRecorder) JobStarted(string, string, *scaleset.JobStarted)     {}
 func (nopRecorder) JobCompleted(string, string, *scaleset.JobCompleted) {}
 func (nopRecorder) RunnerProvisioned(string, string, time.Duration)     {}

@@ -35,8 +35,12 @@ type scaleSet struct {
 	kick    chan struct{}
 
 	mu          sync.Mutex
+	minRunners  int // the policy's bounds (setLimits)
+	maxRunners  int
 	sessionID   string
 	lastPoll    time.Time
+	pollSince   time.Time // when the poll in flight was sent; zero if none (listen.go)
+	pollErr     string    // why the last poll failed; "" once one answers
 	stats       github.Statistics
 	statsKnown  bool      // statistics have come from GitHub since this start
 	failures    int       // consecutive provisioning failures
@@ -67,9 +71,9 @@ func (s *scaleSet) setStatistics(st *github.Statistics, cfg Config) {
 		s.stats = *st
 		s.statsKnown = true
 	}
-	stats := s.stats
+	stats, minRunners, maxRunners := s.stats, s.minRunners, s.maxRunners
 	s.mu.Unlock()
-	desired := desiredRunners(cfg.MinRunners, cfg.MaxRunners, stats.TotalAssignedJobs)
+	desired := desiredRunners(minRunners, maxRunners, stats.TotalAssignedJobs)
 	s.desired.Store(int64(desired))
 	cfg.Recorder.Statistics(s.scope, s.name, stats, desired)
 	s.wake()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -27,7 +28,12 @@ type ScaleSetStatus struct {
 	AcquireError        string `json:"acquire_error,omitempty"`
 	// StuckProvisions counts AddInstance calls running for longer than
 	// ProvisionStuckAfter.
-	StuckProvisions         int                       `json:"stuck_provisions,omitempty"`
+	StuckProvisions int `json:"stuck_provisions,omitempty"`
+	// MinRunners and MaxRunners are the target's policy, and PolicyRule
+	// the rule of the policy file that gave it ("defaults": none matched).
+	MinRunners              int                       `json:"min_runners"`
+	MaxRunners              int                       `json:"max_runners"`
+	PolicyRule              string                    `json:"policy_rule,omitempty"`
 	Desired                 int                       `json:"desired"`
 	Runners                 map[store.RunnerState]int `json:"runners"`
 	Statistics              *github.Statistics        `json:"statistics,omitempty"`
@@ -39,6 +45,11 @@ type ScaleSetStatus struct {
 	// Owner is the replica that owns the target (--store etcd; set by
 	// the inspecting commands).
 	Owner string `json:"owner,omitempty"`
+
+	// pollSince is when the poll in flight was sent (zero: none), and
+	// pollErr why the last poll failed: for readiness, live only.
+	pollSince time.Time
+	pollErr   string
 }
 
 // SyncStatus is the state of the target list sync.
@@ -80,6 +91,9 @@ func (c *Controller) live() map[string]ScaleSetStatus {
 			TargetStatusDescription: w.target.StatusDescription,
 			Serving:                 true,
 			Error:                   w.err,
+			MinRunners:              w.pol.MinRunners,
+			MaxRunners:              w.pol.MaxRunners,
+			PolicyRule:              w.pol.Rule,
 		}
 		set := w.set
 		w.mu.Unlock()
@@ -88,6 +102,7 @@ func (c *Controller) live() map[string]ScaleSetStatus {
 			st.Desired = int(set.desired.Load())
 			set.mu.Lock()
 			st.SessionID, st.LastPoll, st.AcquireError = set.sessionID, set.lastPoll, set.acquireErr
+			st.pollSince, st.pollErr = set.pollSince, set.pollErr
 			stats := set.stats
 			set.mu.Unlock()
 			st.Statistics = &stats
@@ -133,6 +148,9 @@ func ScaleSetsFromStore(st Store, live map[string]ScaleSetStatus) ([]ScaleSetSta
 			TargetStatus:            r.TargetStatus,
 			TargetStatusDescription: r.TargetStatusDescription,
 			Error:                   r.LastError,
+			MinRunners:              r.MinRunners,
+			MaxRunners:              r.MaxRunners,
+			PolicyRule:              r.PolicyRule,
 		}
 	}
 	for id, l := range live {
@@ -165,11 +183,11 @@ type NotReady struct {
 
 // Ready reports whether the controller is ready: the last target sync
 // succeeded within 3 sync intervals, writes to the state file succeed,
-// and every served target's listener
-// holds a session that polled within 2 poll holds, is not failing to
-// acquire jobs, and has no AddInstance running for longer than
-// ProvisionStuckAfter. Otherwise it says what
-// is not ready and why.
+// plugin processes start (when the plugin can say: pluginStarts), and
+// every served target's listener holds a session and is polling it (see
+// listening), is not failing to acquire jobs, and has no AddInstance
+// running for longer than ProvisionStuckAfter. Otherwise it says what is
+// not ready and why.
 func (c *Controller) Ready() (bool, []NotReady) {
 	now := c.cfg.Now()
 	var out []NotReady
@@ -184,12 +202,21 @@ func (c *Controller) Ready() (bool, []NotReady) {
 		out = append(out, NotReady{Reason: fmt.Sprintf("state file writes failing: %d in a row for %s: %s",
 			h.Failing, now.Sub(h.FailingSince).Round(time.Second), h.LastError)})
 	}
+	if ps, ok := c.plugin.(pluginStarts); ok {
+		if why := ps.StartFailure(); why != "" {
+			out = append(out, NotReady{Reason: "plugin: " + why})
+		}
+	}
 	for _, st := range c.live() {
 		switch {
 		case st.SessionID == "":
 			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: "no message session" + lastErr(st.Error)})
-		case st.LastPoll.IsZero() || now.Sub(st.LastPoll) > 2*c.cfg.PollHold:
-			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: "the listener has not polled within 2 poll holds" + lastErr(st.Error)})
+		case !listening(st, now, 2*c.cfg.PollHold):
+			why := st.pollErr
+			if why == "" {
+				why = st.Error
+			}
+			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: "the listener has not polled within 2 poll holds" + lastErr(why)})
 		case st.AcquireError != "":
 			// Jobs wait on GHES until they are acquired.
 			out = append(out, NotReady{Target: st.TargetID, Scope: st.Scope, Reason: st.AcquireError})
@@ -203,6 +230,27 @@ func (c *Controller) Ready() (bool, []NotReady) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Scope < out[j].Scope })
 	return len(out) == 0, out
 }
+
+// listening reports whether a target's listener keeps its long poll
+// going: a poll answered within window, or one is in flight, sent within
+// window, and the poll before it did not fail. A long poll answers only
+// after the poll hold, so a listener is ready as soon as its first poll
+// is sent, not a hold later; a poll in flight for longer than window
+// (a hung connection) or polls that keep failing are not listening.
+func listening(st ScaleSetStatus, now time.Time, window time.Duration) bool {
+	if !st.LastPoll.IsZero() && now.Sub(st.LastPoll) <= window {
+		return true
+	}
+	return !st.pollSince.IsZero() && now.Sub(st.pollSince) <= window && st.pollErr == ""
+}
+
+// pluginStarts is a plugin that can say why its processes fail to start
+// (the shoes host): a reason while they do, "" once one starts again.
+type pluginStarts interface {
+	StartFailure() string
+}
+
+var _ pluginStarts = (*shoes.Host)(nil)
 
 func lastErr(s string) string {
 	if s == "" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/policy"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -78,6 +79,8 @@ func (c *Controller) waitForSync(ctx context.Context, wait time.Duration, reappl
 			return nil
 		case <-c.cfg.Ownership.Changed():
 			reapply()
+		case <-c.policyNow:
+			reapply()
 		}
 	}
 }
@@ -97,10 +100,13 @@ func (c *Controller) listTargets(ctx context.Context) ([]myshoes.Target, error) 
 }
 
 // applyTargets starts workers for the new targets this replica serves
-// (Ownership), stops the workers of targets that left the list or went to
-// another replica (a hand-over: their runners stay), and restarts those
-// whose scope or resource type changed.
+// (Ownership), stops the workers of targets that left the list, went to
+// another replica (a hand-over: their runners stay) or were disabled by
+// the policy, restarts those whose scope, resource type or scale set
+// (the policy's name, labels, runner group) changed, and gives the others
+// the policy's min and max runners.
 func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target) {
+	targets, effs := c.applyPolicy(targets)
 	var valid []myshoes.Target
 	for _, t := range targets {
 		if err := myshoes.ValidScope(t.Scope); err != nil {
@@ -145,12 +151,19 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 			delete(c.workers, id)
 			continue
 		}
+		if old := w.policy(); !policy.SameScaleSet(old.Settings, effs[id].Settings) {
+			c.log.Info("the policy changes the scale set; restarting the target", "target", id, "scope", t.Scope, "rule", effs[id].Rule)
+			stop = append(stop, w)
+			delete(c.workers, id)
+			continue
+		}
 		keep = append(keep, w)
 	}
 	c.mu.Unlock()
-	// Outside c.mu: setTarget writes the state file.
+	// Outside c.mu: setTarget and setPolicy write the state file.
 	for _, w := range keep {
 		w.setTarget(want[w.target.ID])
+		w.setPolicy(effs[w.target.ID])
 	}
 
 	for _, w := range stop {
@@ -174,7 +187,7 @@ func (c *Controller) applyTargets(ctx context.Context, targets []myshoes.Target)
 			continue
 		}
 		c.log.Info("start target", "target", id, "scope", t.Scope, "resource_type", t.ResourceType)
-		w := c.newTargetWorker(ctx, t)
+		w := c.newTargetWorker(ctx, t, effs[id])
 		c.workers[id] = w
 		w.start()
 	}

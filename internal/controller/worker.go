@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/github"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/myshoes"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/policy"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/shoes"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
@@ -25,6 +26,7 @@ type targetWorker struct {
 
 	mu     sync.Mutex
 	target myshoes.Target
+	pol    policy.Effective // what the policy gives target
 	set    *scaleSet
 	// stopReconcile stops the reconcile loop of set.
 	stopReconcile context.CancelFunc
@@ -33,7 +35,7 @@ type targetWorker struct {
 	warnedDropped bool
 }
 
-func (c *Controller) newTargetWorker(parent context.Context, t myshoes.Target) *targetWorker {
+func (c *Controller) newTargetWorker(parent context.Context, t myshoes.Target, eff policy.Effective) *targetWorker {
 	ctx, cancel := context.WithCancel(parent)
 	return &targetWorker{
 		c:      c,
@@ -42,6 +44,7 @@ func (c *Controller) newTargetWorker(parent context.Context, t myshoes.Target) *
 		cancel: cancel,
 		done:   make(chan struct{}),
 		target: t,
+		pol:    eff,
 	}
 }
 
@@ -194,12 +197,12 @@ func (w *targetWorker) adopt(set *scaleSet, reconcile *sync.WaitGroup) {
 // ensureScaleSet gets or creates the target's scale set and stores it.
 func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSet, error) {
 	w.mu.Lock()
-	t := w.target
+	t, eff := w.target, w.pol
 	w.mu.Unlock()
 	cfg := w.c.cfg
-	name := github.ScaleSetName(cfg.ScaleSetPrefix, t.Scope)
-	labels := github.ScaleSetLabels(name, cfg.Labels)
-	spec := github.ScaleSetSpec{Scope: t.Scope, RunnerGroup: cfg.RunnerGroup, Name: name, Labels: labels}
+	name := w.c.policyScaleSetName(t.Scope, eff)
+	labels := github.ScaleSetLabels(name, eff.Labels)
+	spec := github.ScaleSetSpec{Scope: t.Scope, RunnerGroup: eff.RunnerGroup, Name: name, Labels: labels}
 	old, err := w.c.store.GetScaleSet(t.ID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("read stored scale set: %w", err)
@@ -231,6 +234,9 @@ func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSet, error) {
 		ResourceType:            t.ResourceType,
 		TargetStatus:            t.Status,
 		TargetStatusDescription: t.StatusDescription,
+		MinRunners:              eff.MinRunners,
+		MaxRunners:              eff.MaxRunners,
+		PolicyRule:              eff.Rule,
 		CreatedAt:               old.CreatedAt,
 		UpdatedAt:               now,
 	}
@@ -245,7 +251,9 @@ func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSet, error) {
 	} else {
 		w.log.Debug("runner version", "requested", cfg.RunnerVersion, "version", v)
 	}
-	return w.c.registerScaleSet(rec, shoes.ParseResourceType(t.ResourceType), w.log), nil
+	set := w.c.registerScaleSet(rec, shoes.ParseResourceType(t.ResourceType), w.log)
+	set.setLimits(eff)
+	return set, nil
 }
 
 // warnDroppedLabels logs, once per process, that GitHub does not hold

@@ -94,6 +94,12 @@ type Config struct {
 	// StateFile is kept after the run; empty means a temporary file,
 	// deleted at the end. An existing file is refused.
 	StateFile string
+	// WorkDir is where the demo works, created if it does not exist; it
+	// must be empty. The controller log and the plugin call log are kept
+	// there after the run, everything else the demo made is deleted.
+	// Empty means a new directory under os.TempDir(), deleted whole at
+	// the end (a normal end, an error or an interrupt).
+	WorkDir string
 	// Timeout bounds the run from start until every job completed.
 	Timeout time.Duration
 	// SettleTimeout bounds the wait for every instance to be deleted after
@@ -156,6 +162,15 @@ func (c *Config) Validate() error {
 	case c.RunController == nil:
 		return errors.New("RunController: required")
 	}
+	if c.WorkDir != "" {
+		switch entries, err := os.ReadDir(c.WorkDir); {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return &setting.FieldError{Field: "WorkDir", Err: fmt.Errorf("work directory: %w", err)}
+		case len(entries) > 0:
+			return bad("WorkDir", "work directory %s is not empty: the demo reads its logs back; remove it or choose another", c.WorkDir)
+		}
+	}
 	if c.StateFile != "" {
 		if _, err := os.Stat(c.StateFile); err == nil {
 			return bad("StateFile", "state file %s exists: the demo starts from an empty state; remove it or choose another path", c.StateFile)
@@ -173,6 +188,9 @@ func Targets(n int) []string { return scenario.Scopes(TargetPrefix, n) }
 type files struct {
 	dir, log, callLog, key, state, instances, runners string
 	tempState                                         bool
+	// tempDir: dir is ours, under os.TempDir(), and goes whole at the
+	// end; else it is the user's and the two logs stay in it.
+	tempDir bool
 }
 
 func newFiles(dir, stateFile string) files {
@@ -189,6 +207,48 @@ func newFiles(dir, stateFile string) files {
 		f.state, f.tempState = filepath.Join(dir, "state.db"), true
 	}
 	return f
+}
+
+// workDir returns the demo's work directory, absolute: the one the user
+// named, created if need be, or a new temporary one (temp true), which
+// the caller removes.
+func workDir(named string) (dir string, temp bool, err error) {
+	if named == "" {
+		if dir, err = os.MkdirTemp("", "shoes-scaleset-demo-"); err != nil {
+			return "", false, fmt.Errorf("work directory: %w", err)
+		}
+		temp = true
+	} else if err = os.MkdirAll(named, 0o755); err != nil {
+		return "", false, fmt.Errorf("work directory: %w", err)
+	} else {
+		dir = named
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		if temp {
+			_ = os.RemoveAll(dir)
+		}
+		return "", false, err
+	}
+	return abs, temp, nil
+}
+
+// deletedNote says, after a path in the work directory, that it goes
+// with a temporary work directory.
+func (f files) deletedNote() string {
+	if !f.tempDir {
+		return ""
+	}
+	return " (deleted at exit; keep it with --work-dir DIR)"
+}
+
+// logHint points at the controller log, for an error: the path while it
+// outlives the run, else how to keep it.
+func (f files) logHint() string {
+	if f.tempDir {
+		return "run again with --work-dir DIR to keep the controller log"
+	}
+	return "see " + f.log
 }
 
 // cleanup stops what the fake plugin left running and removes everything
@@ -282,14 +342,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		interval = 250 * time.Millisecond
 	}
 
-	dir, err := os.MkdirTemp("", "shoes-scaleset-demo-")
+	dir, tempDir, err := workDir(cfg.WorkDir)
 	if err != nil {
-		return Report{}, fmt.Errorf("work directory: %w", err)
-	}
-	if dir, err = filepath.Abs(dir); err != nil {
 		return Report{}, err
 	}
+	if tempDir {
+		// Last: after the plugin's instances are stopped and the log
+		// closed.
+		defer os.RemoveAll(dir)
+	}
 	f := newFiles(dir, cfg.StateFile)
+	f.tempDir = tempDir
 	defer f.cleanup()
 	logFile, err := os.OpenFile(f.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -327,7 +390,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg.Jobs, cfg.JobDuration, cfg.Targets, targetRange(targets), cfg.PluginLatency, cfg.PluginMode)
 	fmt.Fprintf(out, "  fake GitHub:     %s   fake myshoes: %s\n", world.GitHubURL(), world.MyshoesURL())
 	fmt.Fprintf(out, "  controller API:  %s   (shoes-scaleset runners ls --listen %s)\n", listen, listen)
-	fmt.Fprintf(out, "  controller log:  %s\n", f.log)
+	fmt.Fprintf(out, "  controller log:  %s%s\n", f.log, f.deletedNote())
 
 	r.ctrl = startController(ctx, cfg.RunController, ControllerSetup{
 		MyshoesURL:           world.MyshoesURL(),
@@ -468,13 +531,13 @@ func (r *run) waitReady(ctx context.Context, start, deadline time.Time) error {
 		return nil
 	case waitTimeout:
 		if n == r.cfg.Targets {
-			return fmt.Errorf("the %d idle runners of --min-runners were not online after %s (%d were); see %s", keep, r.cfg.Timeout, idle, r.files.log)
+			return fmt.Errorf("the %d idle runners of --min-runners were not online after %s (%d were); %s", keep, r.cfg.Timeout, idle, r.files.logHint())
 		}
-		return fmt.Errorf("the controller was not listening on all %d scale sets after %s (%d were); see %s", r.cfg.Targets, r.cfg.Timeout, n, r.files.log)
+		return fmt.Errorf("the controller was not listening on all %d scale sets after %s (%d were); %s", r.cfg.Targets, r.cfg.Timeout, n, r.files.logHint())
 	case waitInterrupted:
 		return fmt.Errorf("interrupted while the controller started: %w", ctx.Err())
 	default:
-		return fmt.Errorf("the controller stopped before it was ready; see %s", r.files.log)
+		return fmt.Errorf("the controller stopped before it was ready; %s", r.files.logHint())
 	}
 }
 
@@ -591,7 +654,9 @@ func (r *run) summarize() (Report, error) {
 		PluginLatency:        r.cfg.PluginLatency,
 		PluginMode:           r.cfg.PluginMode,
 	})
-	rep.LogFile, rep.CallLog = r.files.log, r.files.callLog
+	if !r.files.tempDir {
+		rep.LogFile, rep.CallLog = r.files.log, r.files.callLog
+	}
 	if !r.files.tempState {
 		rep.StateFile = r.files.state
 	}

@@ -49,7 +49,9 @@ type Report struct {
 	PluginMode string `json:"plugin_mode"`
 	// StateFile is set when the state file outlives the demo (--state-file).
 	StateFile string `json:"state_file,omitempty"`
-	LogFile   string `json:"log_file,omitempty"`
+	// LogFile is set when the controller log outlives the demo
+	// (--work-dir); a temporary work directory is deleted with it.
+	LogFile string `json:"log_file,omitempty"`
 
 	// Details for the human summary.
 	Leaked          []string `json:"-"` // cloud IDs
@@ -291,8 +293,12 @@ func (r Report) WriteText(w io.Writer) error {
 	} else {
 		row("state file", "a temporary file, deleted (keep it with --state-file)")
 	}
-	row("controller log", "%s", r.LogFile)
-	row("plugin call log", "%s", r.CallLog)
+	if r.LogFile == "" {
+		row("logs", "deleted with the temporary work directory (keep them with --work-dir DIR)")
+	} else {
+		row("controller log", "%s", r.LogFile)
+		row("plugin call log", "%s", r.CallLog)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

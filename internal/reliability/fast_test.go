@@ -3,7 +3,6 @@ package reliability
 // The fast subset: it runs without build tags, so `make test` runs it.
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -257,16 +256,8 @@ func TestReadiness(t *testing.T) {
 	scopes := []string{"org-a", "org-b"}
 	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
 	d := s.startListening(scopes)
-	ready := func() (int, httpapi.ReadyResponse) {
-		code, body, err := d.Get("/readyz")
-		var r httpapi.ReadyResponse
-		if err == nil {
-			_ = json.Unmarshal(body, &r)
-		}
-		return code, r
-	}
 	scenariotest.WaitFor(t, "/readyz 200", 30*time.Second, func() (bool, string) {
-		code, r := ready()
+		code, r := d.Ready()
 		return code == http.StatusOK && r.Status == "ready", fmt.Sprintf("%d %+v", code, r)
 	})
 
@@ -274,7 +265,7 @@ func TestReadiness(t *testing.T) {
 	start := time.Now()
 	var notReady httpapi.ReadyResponse
 	scenariotest.WaitFor(t, "/readyz 503 naming both targets", 30*time.Second, func() (bool, string) {
-		code, r := ready()
+		code, r := d.Ready()
 		notReady = r
 		named := map[string]bool{}
 		for _, n := range r.NotReady {
@@ -288,7 +279,7 @@ func TestReadiness(t *testing.T) {
 	s.sim.ClearFaults()
 	start = time.Now()
 	scenariotest.WaitFor(t, "/readyz 200 again", time.Minute, func() (bool, string) {
-		code, r := ready()
+		code, r := d.Ready()
 		return code == http.StatusOK, fmt.Sprintf("%d %+v", code, r)
 	})
 	toReady := time.Since(start)

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -316,4 +318,17 @@ func countCalls(calls []shoesfake.Call, method string) int {
 func runBinary(t *testing.T, timeout time.Duration, env []string, args ...string) scenariotest.Result {
 	t.Helper()
 	return scenariotest.Exec(t, binary, timeout, env, args...)
+}
+
+var tmpPath = regexp.MustCompile(`/tmp/[^\s:]+`)
+
+// firstLine returns the first line of a message for the report, with
+// temporary paths elided.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	s = tmpPath.ReplaceAllString(s, "…")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return strings.ReplaceAll(s, "|", "\\|")
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -120,19 +119,6 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-var tmpPath = regexp.MustCompile(`/tmp/[^\s:]+`)
-
-// firstLine returns the first line of a message for the report, with
-// temporary paths elided.
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	s = tmpPath.ReplaceAllString(s, "…")
-	if len(s) > 160 {
-		s = s[:160] + "…"
-	}
-	return strings.ReplaceAll(s, "|", "\\|")
 }
 
 // TestBadConfig: bad inputs exit 2 with a message naming the flag and its

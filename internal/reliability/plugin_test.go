@@ -144,11 +144,15 @@ func TestKill9PluginProcesses(t *testing.T) {
 // handshake (a script whose background child holds its stdout open),
 // --shutdown-timeout 3s and --max-runners jobs, and queues that many
 // jobs. It returns the daemon and the plugin's path. The script's
-// processes are killed when the test ends.
+// processes are killed when the test ends. Only the first start, run's
+// check of the plugin at start (which does not keep its process), gets
+// the real fake plugin: the plugin got stuck since.
 func (s *world) startStuck(jobs int) (*daemon, string) {
 	s.t.Helper()
 	p := filepath.Join(s.dir, "stuck-plugin")
-	if err := os.WriteFile(p, []byte("#!/bin/sh\nsleep 1001 &\nexec sleep 1002\n"), 0o755); err != nil {
+	script := fmt.Sprintf("#!/bin/sh\nif mkdir '%s' 2>/dev/null; then exec '%s'; fi\nsleep 1001 &\nexec sleep 1002\n",
+		filepath.Join(s.dir, "stuck-plugin.checked"), s.plugin)
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
 		s.t.Fatal(err)
 	}
 	s.flags = []string{"--plugin", p, "--shutdown-timeout", "3s", "--max-runners", strconv.Itoa(jobs)}

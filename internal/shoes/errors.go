@@ -27,7 +27,8 @@ var (
 	ErrNotSent = errors.New("plugin call not sent")
 	// ErrConfig marks an error of New that retrying cannot fix: an invalid
 	// Config, a plugin path that is not an executable, a URL answered 404
-	// or with something that is not an executable, a checksum mismatch.
+	// or with something that is not an executable, a checksum mismatch;
+	// and an error of Check: a plugin process that did not start.
 	// Any other error of New (a download that kept failing for a reason
 	// that may pass) is a runtime failure.
 	ErrConfig = errors.New("plugin configuration error")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -63,6 +64,9 @@ type Host struct {
 	idle   []*proc
 	live   map[*proc]struct{} // idle and busy
 	calls  sync.WaitGroup
+	// starts follows the outcome of process starts, for readiness
+	// (StartFailure, check.go).
+	starts startHealth
 }
 
 // New validates cfg and prepares the plugin executable, downloading it
@@ -89,8 +93,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 			args:         cfg.Args,
 			env:          slices.Concat(filterEnv(os.Environ(), cfg.DropEnv), cfg.Env),
 			startTimeout: cfg.StartTimeout,
-			logger:       newHCLogAdapter(cfg.Logger.With("scope", "go-plugin")),
+			logger:       newHCLogAdapter(cfg.Logger.With("scope", "go-plugin")).quietFor(path),
 			log:          log,
+			stderrLog:    cfg.Logger.With("scope", "go-plugin", "logger", filepath.Base(path)),
 		},
 		slots:       make(chan struct{}, cfg.PoolSize),
 		done:        make(chan struct{}),
@@ -102,6 +107,27 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 
 // PluginPath is the local executable the host runs.
 func (h *Host) PluginPath() string { return h.launch.path }
+
+// PoolStats is a snapshot of the pool of plugin processes.
+type PoolStats struct {
+	// Size is the most processes the pool runs (Config.PoolSize).
+	Size int
+	// Processes are the processes started and not yet discarded, idle or
+	// in a call. One that died while idle counts until a call finds it
+	// dead; one still starting does not count yet.
+	Processes int
+	// Busy are the processes in a call.
+	Busy int
+}
+
+// PoolStats returns a snapshot of the pool. It only holds the pool's
+// lock for a moment (never held across a plugin call), for a scrape.
+func (h *Host) PoolStats() PoolStats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// idle is a subset of live: a process checked out is in live only.
+	return PoolStats{Size: h.cfg.PoolSize, Processes: len(h.live), Busy: len(h.live) - len(h.idle)}
+}
 
 // AddInstance asks the plugin for an instance. An InvalidArgument answer
 // wraps ErrPermanent; every other failure wraps ErrRetryable. The RPC is
@@ -355,12 +381,18 @@ func (h *Host) checkout(ctx context.Context) (*proc, error) {
 		return p, nil
 	}
 	h.mu.Unlock()
+	return h.startProc(ctx)
+}
 
+// startProc starts a process and adds it to the live ones. The start ends
+// early when ctx ends or the host closes.
+func (h *Host) startProc(ctx context.Context) (*proc, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(h.closing, cancel)
 	defer stop()
 	p, err := h.launch.start(sctx)
+	h.starts.note(err, time.Now())
 	if err != nil {
 		return nil, err
 	}

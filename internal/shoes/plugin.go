@@ -53,6 +53,9 @@ type launcher struct {
 	startTimeout time.Duration
 	logger       hclog.Logger // go-plugin's
 	log          *slog.Logger
+	// stderrLog logs what plugin processes write to their stderr
+	// (pluginStderr).
+	stderrLog *slog.Logger
 }
 
 // proc is one running plugin process, the leader of a process group of its
@@ -111,12 +114,14 @@ func (l *launcher) startOnce(ctx context.Context) (*proc, error) {
 	cmd.Env = l.env
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error { return signalGroup(cmd.Process.Pid) }
+	stderr := newPluginStderr(l.stderrLog)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  handshake(),
 		Plugins:          plugin.PluginSet{pluginKey: grpcPlugin{}},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           l.logger,
+		Stderr:           stderr,
 		// Our own deadline below ends the start first.
 		StartTimeout: l.startTimeout + time.Second,
 		// cmd.Env already holds our environment; go-plugin would append
@@ -140,8 +145,9 @@ func (l *launcher) startOnce(ctx context.Context) (*proc, error) {
 		p.pid = cmd.Process.Pid
 	}
 	if err != nil {
-		p.kill(true)
-		return nil, l.startFailed(ctx, sctx, p.pid, time.Since(began), err)
+		took := time.Since(began)
+		p.kill(true) // and so waits for the rest of its stderr
+		return nil, l.startFailed(ctx, sctx, p.pid, took, stderr.lastLines(), err)
 	}
 	raw, err := rpc.Dispense(pluginKey)
 	if err != nil {
@@ -158,8 +164,9 @@ func (l *launcher) startOnce(ctx context.Context) (*proc, error) {
 }
 
 // startFailed explains why a start failed: ctx is the caller's, sctx the
-// start's own, bounded by startTimeout.
-func (l *launcher) startFailed(ctx, sctx context.Context, pid int, took time.Duration, err error) *startError {
+// start's own, bounded by startTimeout; stderr is the last lines the
+// process wrote there, which say why more often than go-plugin does.
+func (l *launcher) startFailed(ctx, sctx context.Context, pid int, took time.Duration, stderr string, err error) *startError {
 	reason := StartFailureHandshake
 	// When we killed the process, go-plugin's own error only describes
 	// the kill: it is left out.
@@ -173,7 +180,11 @@ func (l *launcher) startFailed(ctx, sctx context.Context, pid int, took time.Dur
 	case pid == 0:
 		reason = StartFailureExec
 	}
-	return &startError{reason: reason, pid: pid, took: took, err: fmt.Errorf("start plugin %s: %w", l.path, err)}
+	what := "start plugin " + l.path
+	if stderr != "" && reason != StartFailureCanceled {
+		what += " (its stderr ended with: " + stderr + ")"
+	}
+	return &startError{reason: reason, pid: pid, took: took, err: fmt.Errorf("%s: %w", what, err)}
 }
 
 // signalGroup kills the process group pgid with SIGKILL.

@@ -25,14 +25,20 @@ type ScaleSet struct {
 	// after it was created or updated. DroppedLabels are those of Labels
 	// it did not keep (GHES 3.18–3.20 without custom labels keep only the
 	// name): a workflow asking for one never reaches the scale set.
-	GitHubLabels            []string  `json:"github_labels,omitempty"`
-	DroppedLabels           []string  `json:"dropped_labels,omitempty"`
-	ResourceType            string    `json:"resource_type"`
-	TargetStatus            string    `json:"target_status"`
-	TargetStatusDescription string    `json:"target_status_description,omitzero"`
-	LastError               string    `json:"last_error,omitzero"`
-	CreatedAt               time.Time `json:"created_at"`
-	UpdatedAt               time.Time `json:"updated_at"`
+	GitHubLabels            []string `json:"github_labels,omitempty"`
+	DroppedLabels           []string `json:"dropped_labels,omitempty"`
+	ResourceType            string   `json:"resource_type"`
+	TargetStatus            string   `json:"target_status"`
+	TargetStatusDescription string   `json:"target_status_description,omitzero"`
+	LastError               string   `json:"last_error,omitzero"`
+	// MinRunners and MaxRunners are the target's effective policy, and
+	// PolicyRule the rule of the policy file that gave it ("defaults"
+	// when none matched); records written before policies have none.
+	MinRunners int       `json:"min_runners,omitzero"`
+	MaxRunners int       `json:"max_runners,omitzero"`
+	PolicyRule string    `json:"policy_rule,omitzero"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // Session is the message session held on a scale set, and the jobs still

@@ -50,6 +50,11 @@ const (
 	// EnvCloudIDs selects what AddInstance answers as the cloud ID:
 	// CloudIDsOpaque or CloudIDsName.
 	EnvCloudIDs = "SIM_PLUGIN_CLOUD_IDS"
+	// EnvFailStartIf names a file: while it exists, the plugin exits
+	// before the go-plugin handshake, as a plugin whose settings or
+	// backend are gone does. A test makes later starts fail by creating
+	// it.
+	EnvFailStartIf = "SIM_PLUGIN_FAIL_START_IF"
 )
 
 // Cloud-ID modes: what AddInstance answers as the cloud ID, and so what
@@ -122,6 +127,9 @@ type Config struct {
 	RunnerMode string
 	// CloudIDs is CloudIDsOpaque (default) or CloudIDsName.
 	CloudIDs string
+	// FailStartIf names a file: while it exists, Serve returns
+	// ErrStartRefused before the handshake.
+	FailStartIf string
 	// RunnerCommand is what the fake runner tarball's run.sh execs, with
 	// run.sh's arguments appended (e.g. [fakeshoes runner]).
 	RunnerCommand []string
@@ -214,6 +222,7 @@ func ConfigFromEnv() (Config, error) {
 	c.StateDir = get(EnvStateDir)
 	c.RunnerMode = strings.ToLower(strings.TrimSpace(get(EnvRunnerMode)))
 	c.CloudIDs = strings.ToLower(strings.TrimSpace(get(EnvCloudIDs)))
+	c.FailStartIf = get(EnvFailStartIf)
 	for _, b := range []struct {
 		name string
 		dst  *bool

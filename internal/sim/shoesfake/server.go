@@ -35,6 +35,10 @@ const (
 // ErrBadKnob: a SIM_PLUGIN_* variable is invalid.
 var ErrBadKnob = errors.New("invalid fake plugin setting")
 
+// ErrStartRefused: the file of SIM_PLUGIN_FAIL_START_IF exists, so the
+// plugin exits before its handshake.
+var ErrStartRefused = errors.New("refusing to start")
+
 // ServeFromEnv serves the fake plugin with its knobs from the SIM_PLUGIN_*
 // variables; the fake runner tarball's run.sh execs runner, the command of
 // the sim runner. Both entry points (shoes-scaleset sim plugin, and the
@@ -50,11 +54,16 @@ func ServeFromEnv(runner []string) error {
 
 // Serve runs the fake plugin until the host stops it. It must be started by
 // a go-plugin host (the handshake cookie is checked). It returns an error
-// only for an invalid cfg.
+// for an invalid cfg, and ErrStartRefused while cfg.FailStartIf exists.
 func Serve(cfg Config) error {
 	cfg.defaults()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("shoesfake config: %w", err)
+	}
+	if cfg.FailStartIf != "" {
+		if _, err := os.Stat(cfg.FailStartIf); err == nil {
+			return fmt.Errorf("%w: %s exists (%s)", ErrStartRefused, cfg.FailStartIf, EnvFailStartIf)
+		}
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("shoesfake state dir: %w", err)

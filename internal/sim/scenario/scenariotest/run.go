@@ -123,6 +123,17 @@ func (r *Run) Get(path string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
+// Ready fetches /readyz: its status, and its answer decoded (zero when
+// it could not be fetched or decoded).
+func (r *Run) Ready() (int, httpapi.ReadyResponse) {
+	var rr httpapi.ReadyResponse
+	code, b, err := r.Get("/readyz")
+	if err == nil {
+		_ = json.Unmarshal(b, &rr)
+	}
+	return code, rr
+}
+
 // GetJSON fetches a path of the run's API into v; an answer other than
 // 200 is an error.
 func (r *Run) GetJSON(path string, v any) error {

@@ -1,0 +1,174 @@
+package controller
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/policy"
+)
+
+// testPolicy parses a policy file over the unit tests' flags (max 10).
+func testPolicy(t *testing.T, text string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse("policy.yaml", []byte(text), policy.Settings{MaxRunners: 10, RunnerGroup: "Default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const threeTargets = `
+defaults:
+  max_runners: 5
+rules:
+  - name: small-a
+    match: {scope: org-a}
+    max_runners: 2
+  - name: warm-b
+    match: {scope: org-b}
+    min_runners: 1
+`
+
+// waitStoredPolicy waits until the scale set record of scope shows the
+// policy, as scalesets ls reads it.
+func (u *unit) waitStoredPolicy(scope string, minRunners, maxRunners int, rule string) {
+	u.t.Helper()
+	u.wait(scope+"'s policy stored", func() (bool, string) {
+		ss, err := u.st.GetScaleSet(target(scope).ID)
+		return err == nil && ss.MinRunners == minRunners && ss.MaxRunners == maxRunners && ss.PolicyRule == rule,
+			fmt.Sprintf("%d..%d %q %v", ss.MinRunners, ss.MaxRunners, ss.PolicyRule, err)
+	})
+}
+
+// TestPolicyPerTarget: two rules and the defaults give three targets
+// their own bounds: org-a is capped at 2, org-b keeps 1 warm runner, and
+// org-c gets the file's defaults.
+func TestPolicyPerTarget(t *testing.T) {
+	u := newUnit(t, []string{"org-a", "org-b", "org-c"}, func(c *Config) { c.Policy = testPolicy(t, threeTargets) })
+	u.start()
+	sessA, idA := u.listening("org-a")
+	_, idB := u.listening("org-b")
+	sessC, idC := u.listening("org-c")
+	u.waitStoredPolicy("org-a", 0, 2, "small-a")
+	u.waitStoredPolicy("org-b", 1, 5, "warm-b")
+	u.waitStoredPolicy("org-c", 0, 5, policy.DefaultsRule)
+
+	u.wait("org-b's warm runner", func() (bool, string) { return len(u.runners(idB)) == 1, fmt.Sprint(u.states(idB)) })
+	sessA.deliver(1, 9, nil)
+	sessC.deliver(1, 9, nil)
+	u.wait("org-a at its max of 2, org-c at 5", func() (bool, string) {
+		return len(u.runners(idA)) == 2 && len(u.runners(idC)) == 5, fmt.Sprint(u.states(idA), u.states(idC))
+	})
+	if n := len(u.runners(idA)); n != 2 {
+		t.Errorf("org-a has %d runners, want its rule's max of 2", n)
+	}
+}
+
+// TestSetPolicyChangesBoundsInPlace: a new policy that changes org-a's max
+// scales it on the same session; org-b's session is untouched.
+func TestSetPolicyChangesBoundsInPlace(t *testing.T) {
+	u := newUnit(t, []string{"org-a", "org-b"}, func(c *Config) { c.Policy = testPolicy(t, threeTargets) })
+	u.start()
+	sessA, idA := u.listening("org-a")
+	sessB, _ := u.listening("org-b")
+	sessA.deliver(1, 9, nil)
+	u.wait("org-a at 2", func() (bool, string) { return len(u.runners(idA)) == 2, fmt.Sprint(u.states(idA)) })
+
+	u.c.SetPolicy(testPolicy(t, `
+defaults:
+  max_runners: 5
+rules:
+  - name: bigger-a
+    match: {scope: org-a}
+    max_runners: 4
+  - name: warm-b
+    match: {scope: org-b}
+    min_runners: 1
+`))
+	u.waitStoredPolicy("org-a", 0, 4, "bigger-a")
+	u.wait("org-a at its new max of 4", func() (bool, string) { return len(u.runners(idA)) == 4, fmt.Sprint(u.states(idA)) })
+	if sessA.isClosed() || sessB.isClosed() {
+		t.Errorf("a change of max runners closed a session: org-a closed %v, org-b closed %v", sessA.isClosed(), sessB.isClosed())
+	}
+	if n := u.gh.sessionsOpened(idA); n != 1 {
+		t.Errorf("org-a's scale set had %d sessions opened, want 1", n)
+	}
+}
+
+// TestSetPolicyLabelsRestartTheTarget: new labels change the scale set,
+// so its target restarts with them (a new session); the other target
+// keeps its session.
+func TestSetPolicyLabelsRestartTheTarget(t *testing.T) {
+	u := newUnit(t, []string{"org-a", "org-b"}, func(c *Config) { c.Policy = testPolicy(t, threeTargets) })
+	u.start()
+	sessA, idA := u.listening("org-a")
+	sessB, _ := u.listening("org-b")
+	u.c.SetPolicy(testPolicy(t, `
+defaults:
+  max_runners: 5
+rules:
+  - name: gpu-a
+    match: {scope: org-a}
+    labels: [gpu]
+  - name: warm-b
+    match: {scope: org-b}
+    min_runners: 1
+`))
+	u.wait("org-a's first session closed", func() (bool, string) { return sessA.isClosed(), "" })
+	u.listening("org-a")
+	u.wait("org-a's scale set stored with the gpu label", func() (bool, string) {
+		ss, err := u.st.GetScaleSet(target("org-a").ID)
+		return err == nil && slices.Contains(ss.Labels, "gpu") && ss.PolicyRule == "gpu-a", fmt.Sprint(ss.Labels, ss.PolicyRule, err)
+	})
+	if sessB.isClosed() {
+		t.Error("org-b's session closed when org-a's labels changed")
+	}
+	if n := u.gh.sessionsOpened(idA); n != 2 {
+		t.Errorf("org-a had %d sessions opened, want 2 (one restart)", n)
+	}
+}
+
+// TestPolicyDisablesAndEnablesATarget: disabled, a target's session
+// closes and its runners go as for a removed target; enabled again, it is
+// served again. The other target is untouched throughout.
+func TestPolicyDisablesAndEnablesATarget(t *testing.T) {
+	u := newUnit(t, []string{"org-a", "org-b"}, func(c *Config) { c.Policy = testPolicy(t, threeTargets) })
+	u.start()
+	sessA, _ := u.listening("org-a")
+	sessB, idB := u.listening("org-b")
+	u.wait("org-b's warm runner", func() (bool, string) { return len(u.runners(idB)) == 1, fmt.Sprint(u.states(idB)) })
+
+	u.c.SetPolicy(testPolicy(t, `
+rules:
+  - name: off-b
+    match: {scope: org-b}
+    disabled: true
+`))
+	u.wait("org-b's session closed", func() (bool, string) { return sessB.isClosed(), "" })
+	u.wait("org-b's runner removed", func() (bool, string) {
+		u.c.wakeReaper()
+		return len(u.runners(idB)) == 0, fmt.Sprint(u.states(idB))
+	})
+	if u.c.isServedTarget(target("org-b").ID) {
+		t.Error("the disabled org-b is still served")
+	}
+	if sessA.isClosed() {
+		t.Error("org-a's session closed when org-b was disabled")
+	}
+	if logs := u.logs.String(); !strings.Contains(logs, `msg="target disabled by the policy; not serving it"`) || !strings.Contains(logs, "rule=off-b") {
+		t.Errorf("no log line says org-b was disabled by off-b:\n%s", u.logs.String())
+	}
+
+	u.c.SetPolicy(testPolicy(t, threeTargets))
+	u.listening("org-b")
+	u.wait("org-b's warm runner again", func() (bool, string) { return len(u.runners(idB)) == 1, fmt.Sprint(u.states(idB)) })
+}
+
+// sessionsOpened returns how many sessions were opened on scale set id.
+func (g *fakeGitHub) sessionsOpened(id int) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.opened[id]
+}
