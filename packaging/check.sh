@@ -14,9 +14,8 @@
 # package is purged on the way out whatever happens. The deb and rpm stay in
 # dist/.
 #
-#   GORELEASER  the goreleaser command (default: go run of v2.15.1, the
-#               version .ci/run checks the configuration with, so its compiled
-#               binary is already in the Go build cache)
+#   GORELEASER  the goreleaser command (default: go run of v2.15.1; .ci/run
+#               passes the binary it built once and keeps in its cache)
 #   MAX_EXPOSURE  highest `systemd-analyze security` exposure accepted (2.0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
