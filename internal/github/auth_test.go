@@ -180,11 +180,11 @@ func TestAdminConnChainAndCache(t *testing.T) {
 	}
 	for _, call := range chain {
 		if got := f.count(call[0], call[1]); got != 1 {
-			t.Errorf("%s %s called %d times, want 1 (cached until exp-60s)", call[0], call[1], got)
+			t.Errorf("%s %s called %d times, want 1 (cached until exp - adminTokenLeeway)", call[0], call[1], got)
 		}
 	}
 
-	// A token expiring within the 60 s leeway is never cached.
+	// A token expiring within the leeway is never cached.
 	f.shortAdminToken(fakeJWT(time.Now().Add(30*time.Second), "admin-short"))
 	p.Forget("acme")
 	for i := 0; i < 2; i++ {

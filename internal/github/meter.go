@@ -165,12 +165,15 @@ func (t *meterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // RootCAs are the same, and it is given no proxy and no insecure TLS.
 // The returned transport never connects itself; it speaks HTTP/1 only so
 // that it does not claim "https" for an HTTP/2 transport of its own.
-func (p *Provider) libraryTransport() *http.Transport {
+// In front of the meter, libraryAuth answers the library's authentication
+// chain for sc from the provider's caches.
+func (p *Provider) libraryTransport(sc scopeRef) *http.Transport {
 	meter := &meterTransport{base: p.transport.Clone(), rec: p.cfg.Recorder}
+	auth := newLibraryAuth(p, sc, meter)
 	var http1 http.Protocols
 	http1.SetHTTP1(true)
 	outer := &http.Transport{Protocols: &http1}
-	outer.RegisterProtocol("https", meter)
-	outer.RegisterProtocol("http", meter)
+	outer.RegisterProtocol("https", auth)
+	outer.RegisterProtocol("http", auth)
 	return outer
 }

@@ -23,9 +23,11 @@ import (
 const (
 	installationTTL  = time.Hour
 	runnerVersionTTL = 24 * time.Hour
-	// adminTokenLeeway: the admin token is renewed this long before its exp,
-	// as the scaleset library does.
-	adminTokenLeeway = 60 * time.Second
+	// adminTokenLeeway: the admin token is renewed this long before its
+	// exp. More than the scaleset library's 60 s: the library is handed
+	// this connection (libraryAuth), which must not be due for renewal
+	// in its eyes already.
+	adminTokenLeeway = 2 * time.Minute
 )
 
 // Provider is the GitHub side of shoes-scaleset. It is safe for concurrent

@@ -47,7 +47,7 @@ func (p *Provider) ScaleSetClient(ctx context.Context, scope string) (*scaleset.
 
 	logger := p.libLog.With("scope", sc.raw)
 	opts := []scaleset.HTTPOption{
-		scaleset.WithRetryableHTTPClint(p.libraryHTTPClient(logger)),
+		scaleset.WithRetryableHTTPClint(p.libraryHTTPClient(sc, logger)),
 		scaleset.WithRetryMax(p.cfg.retries()),
 		scaleset.WithRetryWaitMax(p.cfg.RetryWaitMax),
 		scaleset.WithTimeout(p.cfg.Timeout),
@@ -97,9 +97,9 @@ func (p *Provider) ScaleSetClient(ctx context.Context, scope string) (*scaleset.
 // under its own lock whenever it renews its admin token, which is why each
 // library client gets its own, and why its MessageSessionClient (which polls
 // without that lock) must not be used.
-func (p *Provider) libraryHTTPClient(logger retryablehttp.LeveledLogger) *retryablehttp.Client {
+func (p *Provider) libraryHTTPClient(sc scopeRef, logger retryablehttp.LeveledLogger) *retryablehttp.Client {
 	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Transport: p.libraryTransport(), Timeout: p.cfg.Timeout}
+	rc.HTTPClient = &http.Client{Transport: p.libraryTransport(sc), Timeout: p.cfg.Timeout}
 	rc.RetryMax = p.cfg.retries()
 	rc.RetryWaitMax = p.cfg.RetryWaitMax
 	rc.RetryWaitMin = min(rc.RetryWaitMin, p.cfg.RetryWaitMax)
