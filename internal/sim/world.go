@@ -198,13 +198,20 @@ func (w *World) AppKeyPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(w.key)})
 }
 
+// shutdownGrace bounds how long Close waits for requests in flight.
+const shutdownGrace = 250 * time.Millisecond
+
 // Close stops serving and the fakes' timers.
 func (w *World) Close() error {
 	// Release the fake's long polls (broker polls, runner waits) first:
 	// Shutdown waits for active requests, and those are held for up to
 	// PollHold or the runner's holdMs.
 	w.Actions.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A short grace for the requests in flight: a simulator has nothing
+	// worth waiting for, and a request held by a handler that ignores the
+	// release (a runner's long wait at C=128) would make every demo end
+	// with seconds of silence. What is left is cut by Close.
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err := w.srv.Shutdown(ctx)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,35 +32,150 @@ const maxMainScript = 1 << 20
 // `base64 --decode <<'MARKER' | gzip -dc >"$main_script"`.
 var heredocRE = regexp.MustCompile(`(?m)^[^\n#]*base64[^\n]*<<-?'([A-Za-z_][A-Za-z0-9_]*)'[^\n]*$`)
 
-// ExtractJITConfig finds the encoded JIT config in a setup script, as the
-// default template (internal/runnerscript/default.sh.tmpl) puts it there:
-// the wrapper carries the main script gzip+base64 in a here-document, and
-// the main script assigns it as RUNNER_JIT_CONFIG='...'. A script without
-// the wrapper is searched as is; `--jitconfig '...'` is accepted too. The
-// result is checked with DecodeJITConfig. Errors never quote the config.
+// ExtractJITConfig finds the JIT config a setup script hands to the
+// runner, however the script writes it: after `--jitconfig` (or
+// `--jitconfig=`) single-quoted, double-quoted or unquoted, or as a
+// variable ("$JIT", ${JIT}) that the script assigns a literal elsewhere
+// (JIT=..., export JIT=...), or assigned to RUNNER_JIT_CONFIG or
+// ACTIONS_RUNNER_INPUT_JITCONFIG, the runner's own variable. A script that
+// carries its main script gzip+base64 in a here-document
+// (internal/runnerscript's wrapper) is searched in that main script. Each
+// candidate is checked with DecodeJITConfig, so that a word that is not a
+// JIT config is passed over. Errors never quote the config.
 func ExtractJITConfig(setupScript string) (string, error) {
 	main, err := mainScript(setupScript)
 	if err != nil {
 		return "", err
 	}
-	for _, prefix := range []string{"RUNNER_JIT_CONFIG=", "--jitconfig "} {
-		for line := range strings.Lines(main) {
-			line = strings.TrimSpace(line)
-			_, rest, ok := strings.Cut(line, prefix)
-			if !ok || strings.HasPrefix(line, "#") {
-				continue
+	assigned := shellAssignments(main)
+	valid := func(v string) bool {
+		_, err := DecodeJITConfig(v)
+		return v != "" && err == nil
+	}
+	for _, m := range jitconfigFlagRE.FindAllStringIndex(main, -1) {
+		w, ok := parseShellWord(main[m[1]:])
+		switch {
+		case !ok:
+		case w.ref == "" && valid(w.literal):
+			return w.literal, nil
+		case w.ref != "":
+			for _, v := range slices.Backward(assigned[w.ref]) {
+				if valid(v) {
+					return v, nil
+				}
 			}
-			value, ok := shellSingleQuoted(rest)
-			if !ok || value == "" {
-				continue
-			}
-			if _, err := DecodeJITConfig(value); err != nil {
-				continue // e.g. `--jitconfig "$RUNNER_JIT_CONFIG"`, or not a JIT config
-			}
-			return value, nil
 		}
 	}
-	return "", errors.New("setup script: no JIT config found (want RUNNER_JIT_CONFIG='...' or --jitconfig '...' as the default template writes it)")
+	for _, name := range []string{"RUNNER_JIT_CONFIG", "ACTIONS_RUNNER_INPUT_JITCONFIG"} {
+		for _, v := range slices.Backward(assigned[name]) {
+			if valid(v) {
+				return v, nil
+			}
+		}
+	}
+	return "", errors.New("setup script: no JIT config found (want run.sh --jitconfig with a literal value or a variable the script assigns one)")
+}
+
+// jitconfigFlagRE finds the runner's --jitconfig flag, up to its value.
+var jitconfigFlagRE = regexp.MustCompile(`--jitconfig(?:=|[ \t]+)`)
+
+// assignmentRE finds a shell variable assignment, up to its value:
+// NAME=..., also after export, readonly, local or declare.
+var assignmentRE = regexp.MustCompile(`(?m)(?:^|[;&|(\s])(?:(?:export|readonly|local|declare(?:[ \t]+-[A-Za-z]+)?)[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=`)
+
+// shellAssignments returns the literal values the script assigns to each
+// variable, in order.
+func shellAssignments(script string) map[string][]string {
+	out := map[string][]string{}
+	for _, m := range assignmentRE.FindAllStringSubmatchIndex(script, -1) {
+		w, ok := parseShellWord(script[m[1]:])
+		if ok && w.ref == "" {
+			name := script[m[2]:m[3]]
+			out[name] = append(out[name], w.literal)
+		}
+	}
+	return out
+}
+
+// shellWord is one bash word: a literal, or a lone variable reference.
+type shellWord struct {
+	literal string
+	ref     string // the variable of a word that is only "$NAME" or ${NAME}, quoted or not
+}
+
+// varRefRE matches a word that is only a variable reference.
+var varRefRE = regexp.MustCompile(`^\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})$`)
+
+// parseShellWord parses the bash word at the start of s: single-quoted,
+// double-quoted and unquoted parts, with backslash escapes, up to an
+// unquoted blank or operator. A word with an expansion ($, `) in it is a
+// literal only if it is a lone variable reference, which it reports as
+// ref; any other expansion, or an unterminated quote, reports false.
+func parseShellWord(s string) (shellWord, bool) {
+	var lit, raw strings.Builder // raw keeps $ and the quotes' insides, to spot a lone reference
+	expands := false
+	i := 0
+loop:
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == '\'':
+			end := strings.IndexByte(s[i+1:], '\'')
+			if end < 0 {
+				return shellWord{}, false
+			}
+			lit.WriteString(s[i+1 : i+1+end])
+			raw.WriteString(s[i+1 : i+1+end])
+			i += end + 2
+		case c == '"':
+			i++
+			for {
+				if i >= len(s) {
+					return shellWord{}, false
+				}
+				d := s[i]
+				if d == '"' {
+					i++
+					break
+				}
+				if d == '\\' && i+1 < len(s) && strings.IndexByte("$`\"\\\n", s[i+1]) >= 0 {
+					lit.WriteByte(s[i+1])
+					raw.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				if d == '$' || d == '`' {
+					expands = true
+				}
+				lit.WriteByte(d)
+				raw.WriteByte(d)
+				i++
+			}
+		case c == '\\' && i+1 < len(s):
+			lit.WriteByte(s[i+1])
+			raw.WriteByte(s[i+1])
+			i += 2
+		case strings.IndexByte(" \t\n;&|<>()", c) >= 0:
+			break loop
+		default:
+			if c == '$' || c == '`' {
+				expands = true
+			}
+			lit.WriteByte(c)
+			raw.WriteByte(c)
+			i++
+		}
+	}
+	if i == 0 {
+		return shellWord{}, false
+	}
+	if !expands {
+		return shellWord{literal: lit.String()}, true
+	}
+	if m := varRefRE.FindStringSubmatch(raw.String()); m != nil {
+		return shellWord{ref: m[1] + m[2]}, true
+	}
+	return shellWord{}, false
 }
 
 // mainScript returns the main script a setup script carries gzip+base64 in
@@ -106,35 +222,6 @@ func decodeMainScript(payload string) (string, error) {
 		return "", fmt.Errorf("decode main script: larger than %d bytes", maxMainScript)
 	}
 	return string(b), nil
-}
-
-// shellSingleQuoted parses the bash word at the start of s made of
-// single-quoted parts and backslash-escaped single quotes, as
-// runnerscript's shellQuote writes it. It reports false for anything else,
-// such as a double-quoted or unquoted word.
-func shellSingleQuoted(s string) (string, bool) {
-	var b strings.Builder
-	parts := 0
-	for len(s) > 0 {
-		switch {
-		case s[0] == '\'':
-			end := strings.IndexByte(s[1:], '\'')
-			if end < 0 {
-				return "", false
-			}
-			b.WriteString(s[1 : 1+end])
-			s = s[end+2:]
-		case strings.HasPrefix(s, `\'`):
-			b.WriteByte('\'')
-			s = s[2:]
-		case s[0] == ' ' || s[0] == '\t' || s[0] == ';':
-			return b.String(), parts > 0
-		default:
-			return "", false
-		}
-		parts++
-	}
-	return b.String(), parts > 0
 }
 
 // inprocRunner is a sim runner running as a goroutine of this process.

@@ -523,11 +523,11 @@ func runnerDirOf(setupScript, runnerName, instanceDir string) string {
 	if err != nil {
 		return ""
 	}
-	base, ok := singleQuotedAssignment(main, "RUNNER_BASE_DIRECTORY")
+	base, ok := firstAssignment(main, "RUNNER_BASE_DIRECTORY")
 	if !ok || base == "" {
 		return ""
 	}
-	if name, ok := singleQuotedAssignment(main, "RUNNER_NAME"); !ok || name != runnerName {
+	if name, ok := firstAssignment(main, "RUNNER_NAME"); !ok || name != runnerName {
 		return ""
 	}
 	if !filepath.IsAbs(base) {
@@ -540,15 +540,12 @@ func runnerDirOf(setupScript, runnerName, instanceDir string) string {
 	return filepath.Join(base, runnerName)
 }
 
-// singleQuotedAssignment finds the first line NAME='...' of a script, as
-// runnerscript's shellQuote writes it.
-func singleQuotedAssignment(script, name string) (string, bool) {
-	for line := range strings.Lines(script) {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), name+"="); ok {
-			if v, ok := shellSingleQuoted(rest); ok {
-				return v, true
-			}
-		}
+// firstAssignment finds the first literal the script assigns to
+// name (NAME='...', as runnerscript's shellQuote writes it, or any other
+// quoting).
+func firstAssignment(script, name string) (string, bool) {
+	if vs := shellAssignments(script)[name]; len(vs) > 0 {
+		return vs[0], true
 	}
 	return "", false
 }
