@@ -67,6 +67,8 @@ type runOptions struct {
 	GitHubCAFile         string
 	Plugin               string
 	PluginPoolSize       int
+	PluginWarmProcesses  int
+	PluginIdleTimeout    time.Duration
 	PluginAddTimeout     time.Duration
 	PluginDeleteTimeout  time.Duration
 	PluginSHA256         string
@@ -156,6 +158,8 @@ func (opts *runOptions) addFlags(f *pflag.FlagSet, lookup lookupEnvFunc) {
 	f.StringVar(&opts.GitHubCAFile, "github-ca-file", "", "PEM file of extra CA certificates for GitHub")
 	f.StringVar(&opts.Plugin, "plugin", "", "shoes plugin: a path to the binary, or an http(s) URL to download it from")
 	f.IntVar(&opts.PluginPoolSize, "plugin-pool-size", 0, "maximum number of plugin processes; each serves one call at a time (0: twice --provision-concurrency, room for as many deletes as provisions)")
+	f.IntVar(&opts.PluginWarmProcesses, "plugin-warm-processes", 0, "plugin processes kept started ahead of demand, so that a burst does not wait for process starts (0: as many as --provision-concurrency, at most the pool size)")
+	f.DurationVar(&opts.PluginIdleTimeout, "plugin-idle-timeout", host.IdleTimeout, "a plugin process idle this long, beyond the warm ones, is stopped")
 	f.DurationVar(&opts.PluginAddTimeout, "plugin-add-timeout", host.AddTimeout, "deadline of one AddInstance call; past it the outcome is unknown")
 	f.DurationVar(&opts.PluginDeleteTimeout, "plugin-delete-timeout", host.DeleteTimeout, "deadline of one DeleteInstance call; past it the delete is retried")
 	f.StringVar(&opts.PluginSHA256, "plugin-sha256", "", "expected sha256 of the plugin executable (hex), checked against the file, the download or the cached copy")
@@ -306,7 +310,12 @@ func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	if o.PluginPoolSize < 0 {
 		return rc, e.flagError("plugin-pool-size", "must not be negative (0: twice --provision-concurrency)")
 	}
-	rc.shoes = shoes.Config{Path: o.Plugin, Args: o.pluginArgs, Env: o.pluginEnv, PoolSize: pluginPoolSize(o.PluginPoolSize, o.ProvisionConcurrency),
+	if o.PluginWarmProcesses < 0 {
+		return rc, e.flagError("plugin-warm-processes", "must not be negative (0: as many as --provision-concurrency)")
+	}
+	poolSize := pluginPoolSize(o.PluginPoolSize, o.ProvisionConcurrency)
+	rc.shoes = shoes.Config{Path: o.Plugin, Args: o.pluginArgs, Env: o.pluginEnv, PoolSize: poolSize,
+		WarmProcesses: pluginWarmProcesses(o.PluginWarmProcesses, o.ProvisionConcurrency, poolSize), IdleTimeout: o.PluginIdleTimeout,
 		AddTimeout: o.PluginAddTimeout, DeleteTimeout: o.PluginDeleteTimeout, Logger: logger.With("component", "plugin"),
 		SHA256: o.PluginSHA256, DropEnv: pluginEnvDrop()}
 	if err := rc.shoes.Validate(); err != nil {
@@ -451,6 +460,16 @@ func pluginPoolSize(flag, provisionConcurrency int) int {
 	return flag
 }
 
+// pluginWarmProcesses is --plugin-warm-processes, where 0 means as many
+// as the provisioning concurrency: a burst's first AddInstance calls all
+// find a process started. It is at most the pool size.
+func pluginWarmProcesses(flag, provisionConcurrency, poolSize int) int {
+	if flag == 0 {
+		flag = max(provisionConcurrency, 1)
+	}
+	return min(flag, poolSize)
+}
+
 // privateKey returns the app key PEM and the flag it came from.
 func (o *runOptions) privateKey() ([]byte, string, error) {
 	switch {
@@ -514,6 +533,7 @@ func runRun(ctx context.Context, s streams, o *runOptions) error {
 		host.Close()
 		return o.pluginError(err)
 	}
+	host.Warm()
 	// The directory also holds the API token, with --store etcd too.
 	if err := os.MkdirAll(filepath.Dir(o.StateFile), 0o750); err != nil {
 		host.Close()

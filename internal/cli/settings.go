@@ -49,6 +49,8 @@ func runSettings() []flagField {
 		{flag: "plugin", component: componentShoes, field: "Path"},
 		{flag: "plugin", component: componentController, field: "PluginID"},
 		{flag: "plugin-pool-size", component: componentShoes, field: "PoolSize", own: true},
+		{flag: "plugin-warm-processes", component: componentShoes, field: "WarmProcesses", own: true},
+		{flag: "plugin-idle-timeout", component: componentShoes, field: "IdleTimeout"},
 		{flag: "plugin-add-timeout", component: componentShoes, field: "AddTimeout"},
 		{flag: "plugin-add-timeout", component: componentController, field: "AddTimeout"},
 		{flag: "plugin-delete-timeout", component: componentShoes, field: "DeleteTimeout"},

@@ -11,6 +11,7 @@
 package demo
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
@@ -501,10 +504,44 @@ func (r *run) waitUntil(ctx context.Context, deadline time.Time, cond func() boo
 	}
 }
 
+// pluginProcesses reads the plugin processes the controller runs from its
+// /metrics (shoes_scaleset_plugin_processes); 0 while it does not answer.
+func (r *run) pluginProcesses() int {
+	const name = "shoes_scaleset_plugin_processes "
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.listen+"/metrics", nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int(f)
+			}
+		}
+	}
+	return 0
+}
+
 // waitReady waits until the controller holds a session on every target's
-// scale set.
+// scale set and has started its warm plugin processes.
 func (r *run) waitReady(ctx context.Context, start, deadline time.Time) error {
 	n, idle, keep := 0, 0, r.cfg.MinRunners*r.cfg.Targets
+	// run's default --plugin-warm-processes: the provisioning concurrency,
+	// at most the pool (by default twice that).
+	warmProcs := max(r.cfg.ProvisionConcurrency, 1)
+	if r.cfg.PluginPoolSize > 0 {
+		warmProcs = min(warmProcs, r.cfg.PluginPoolSize)
+	}
 	outcome := r.waitUntil(ctx, deadline, func() bool {
 		st := r.world.Actions.State()
 		n, idle = scenario.Sessions(st), 0
@@ -513,13 +550,16 @@ func (r *run) waitReady(ctx context.Context, start, deadline time.Time) error {
 				idle++
 			}
 		}
-		status := fmt.Sprintf("starting the controller: %d/%d scale sets listening", n, r.cfg.Targets)
+		procs := r.pluginProcesses()
+		status := fmt.Sprintf("starting the controller: %d/%d scale sets listening, %d/%d plugin processes warm", n, r.cfg.Targets, procs, warmProcs)
 		if keep > 0 {
 			status += fmt.Sprintf(", %d/%d idle runners online", idle, keep)
 		}
 		r.progress.Status(fmt.Sprintf("%s | %.1fs", status, time.Since(start).Seconds()))
 		// With --min-runners, the jobs go to a warm pool: wait for it.
-		return n == r.cfg.Targets && idle >= keep
+		// The burst also finds the plugin's warm processes started, as
+		// it would on a daemon that has run for a while.
+		return n == r.cfg.Targets && idle >= keep && procs >= warmProcs
 	})
 	switch outcome {
 	case waitDone:
@@ -527,7 +567,7 @@ func (r *run) waitReady(ctx context.Context, start, deadline time.Time) error {
 		if keep > 0 {
 			warm = fmt.Sprintf(" and %d idle runners online (--min-runners)", idle)
 		}
-		r.progress.Println(fmt.Sprintf("controller ready: %d scale sets listening%s after %.1fs; queuing %d jobs", n, warm, time.Since(start).Seconds(), r.cfg.Jobs))
+		r.progress.Println(fmt.Sprintf("controller ready: %d scale sets listening, %d plugin processes warm%s after %.1fs; queuing %d jobs", n, warmProcs, warm, time.Since(start).Seconds(), r.cfg.Jobs))
 		return nil
 	case waitTimeout:
 		if n == r.cfg.Targets {

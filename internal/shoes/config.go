@@ -23,6 +23,13 @@ type Config struct {
 	Args []string
 	// PoolSize is the maximum number of plugin processes (default 4).
 	PoolSize int
+	// WarmProcesses are kept started ahead of demand once Warm is called,
+	// so that a burst of calls does not wait for process starts (at most
+	// PoolSize; default 0: processes start on demand).
+	WarmProcesses int
+	// IdleTimeout stops a process idle for longer, beyond WarmProcesses
+	// (default 5m): the pool shrinks back after a burst.
+	IdleTimeout time.Duration
 	// AddTimeout bounds one AddInstance RPC (default 5m).
 	AddTimeout time.Duration
 	// DeleteTimeout bounds one DeleteInstance RPC (default 3m).
@@ -99,6 +106,7 @@ func DefaultConfig() Config {
 		AddTimeout:       5 * time.Minute,
 		DeleteTimeout:    3 * time.Minute,
 		StartTimeout:     time.Minute,
+		IdleTimeout:      5 * time.Minute,
 		DownloadAttempts: 5,
 		DownloadBackoff:  2 * time.Second,
 	}
@@ -117,6 +125,9 @@ func (c *Config) defaults() {
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = d.StartTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
 	}
 	if c.CacheDir == "" {
 		base, err := os.UserCacheDir()
@@ -163,6 +174,10 @@ func (c Config) Validate() error {
 		return bad("DeleteTimeout", "plugin delete timeout %s: must be positive", c.DeleteTimeout)
 	case c.StartTimeout <= 0:
 		return bad("StartTimeout", "plugin start timeout %s: must be positive", c.StartTimeout)
+	case c.WarmProcesses < 0 || c.WarmProcesses > c.PoolSize:
+		return bad("WarmProcesses", "warm plugin processes %d: must be from 0 to the pool size, %d", c.WarmProcesses, c.PoolSize)
+	case c.IdleTimeout <= 0:
+		return bad("IdleTimeout", "plugin idle timeout %s: must be positive", c.IdleTimeout)
 	case c.DownloadAttempts < 1:
 		return bad("DownloadAttempts", "plugin download attempts %d: must be at least 1", c.DownloadAttempts)
 	case c.DownloadBackoff < 0:

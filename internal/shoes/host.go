@@ -67,6 +67,9 @@ type Host struct {
 	// starts follows the outcome of process starts, for readiness
 	// (StartFailure, check.go).
 	starts startHealth
+	// warming counts the warmer's starts in progress (warm.go).
+	warming   int
+	warmerRun sync.Once
 }
 
 // New validates cfg and prepares the plugin executable, downloading it
@@ -416,6 +419,7 @@ func (h *Host) checkin(p *proc) {
 		p.kill(false)
 		return
 	}
+	p.idleSince = time.Now()
 	h.idle = append(h.idle, p)
 	h.mu.Unlock()
 }

@@ -70,6 +70,8 @@ type proc struct {
 	killGroup context.CancelFunc
 	log       *slog.Logger
 	killOnce  sync.Once
+	// idleSince is when the process last went idle (Host.mu).
+	idleSince time.Time
 }
 
 // startError is a plugin process that did not complete its start.

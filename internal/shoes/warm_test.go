@@ -1,0 +1,64 @@
+package shoes
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
+)
+
+// TestWarmStartsProcessesAheadOfDemand: Warm starts the warm floor before
+// any call, the calls then use those processes (no start of their own),
+// and after a burst beyond the floor the pool shrinks back to it once the
+// extra processes have been idle for IdleTimeout. The pool never runs more
+// than PoolSize processes.
+func TestWarmStartsProcessesAheadOfDemand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil, func(c *Config) { c.PoolSize, c.WarmProcesses, c.IdleTimeout = 4, 2, 300*time.Millisecond })
+	f.host.Warm()
+	f.host.Warm() // a second call does nothing
+	testkit.Eventually(t, 20*time.Second, "2 warm processes", func() bool {
+		return f.host.PoolStats() == PoolStats{Size: 4, Processes: 2}
+	})
+
+	// A burst of 4: 2 warm processes and 2 started for it.
+	ctx := context.Background()
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		req := addReq()
+		req.BeforeSend = func() error { <-release; return nil }
+		wg.Go(func() {
+			if _, err := f.host.AddInstance(ctx, req); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	testkit.Eventually(t, 20*time.Second, "4 busy processes", func() bool {
+		return f.host.PoolStats() == PoolStats{Size: 4, Processes: 4, Busy: 4}
+	})
+	close(release)
+	wg.Wait()
+	// Back to the floor once the extra two have been idle long enough.
+	testkit.Eventually(t, 20*time.Second, "the pool back at 2", func() bool {
+		st := f.host.PoolStats()
+		if st.Processes > st.Size {
+			t.Errorf("the pool runs %d processes, more than its size %d", st.Processes, st.Size)
+		}
+		return st == PoolStats{Size: 4, Processes: 2}
+	})
+	closeWithin(t, f.host, 20*time.Second)
+	if got := f.host.PoolStats(); got.Processes != 0 {
+		t.Fatalf("after Close: %+v, want no process", got)
+	}
+}
+
+func TestWarmProcessesValidate(t *testing.T) {
+	for _, c := range []Config{{Path: "/x", PoolSize: 2, WarmProcesses: 3}, {Path: "/x", WarmProcesses: -1}} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil, want an error about WarmProcesses", c)
+		}
+	}
+}
