@@ -144,8 +144,11 @@ func openBolt(path string, readOnly bool, timeout time.Duration) (*bolt.DB, erro
 
 // openInspected opens an existing, non-empty file read-only and checks it
 // thoroughly before anything may write to it. On success the read-only
-// handle is returned open.
-func openInspected(path string, timeout time.Duration) (*bolt.DB, metaInfo, error) {
+// handle is returned open. For a reader (reuseCheck: runners ls and the
+// other inspecting commands) the thorough check is done once per change
+// of the file: a file that has not changed since it last passed (checked.go)
+// gets only the cheap checks. A writer always checks it all.
+func openInspected(path string, timeout time.Duration, reuseCheck bool) (*bolt.DB, metaInfo, error) {
 	db, err := openBolt(path, true, timeout)
 	if err != nil {
 		return nil, metaInfo{}, err
@@ -154,7 +157,14 @@ func openInspected(path string, timeout time.Duration) (*bolt.DB, metaInfo, erro
 	err = guard(func() error {
 		return db.View(func(tx *bolt.Tx) error {
 			var err error
-			m, err = inspect(tx, path)
+			stamp, stampErr := stampOf(path, tx)
+			if reuseCheck && stampErr == nil && checkedBefore(path, stamp) {
+				m, err = inspectCheap(tx, path)
+				return err
+			}
+			if m, err = inspect(tx, path); err == nil && stampErr == nil {
+				recordChecked(path, stamp)
+			}
 			return err
 		})
 	})
@@ -170,14 +180,7 @@ func openInspected(path string, timeout time.Duration) (*bolt.DB, metaInfo, erro
 // newer file is reported as such, not as corrupt), then every record, then
 // bbolt's own consistency check.
 func inspect(tx *bolt.Tx, path string) (metaInfo, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return metaInfo{}, err
-	}
-	if need := tx.Size(); fi.Size() < need {
-		return metaInfo{}, corruptf("file is truncated: %d bytes, its pages need %d", fi.Size(), need)
-	}
-	m, err := readMeta(tx)
+	m, err := inspectCheap(tx, path)
 	if err != nil {
 		return metaInfo{}, err
 	}
@@ -200,6 +203,19 @@ func inspect(tx *bolt.Tx, path string) (metaInfo, error) {
 		return metaInfo{}, corruptf("consistency check found %d problem(s), the first: %v", n, first)
 	}
 	return m, nil
+}
+
+// inspectCheap is what every open checks, changed file or not: the size
+// before any data page is read, then the schema.
+func inspectCheap(tx *bolt.Tx, path string) (metaInfo, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return metaInfo{}, err
+	}
+	if need := tx.Size(); fi.Size() < need {
+		return metaInfo{}, corruptf("file is truncated: %d bytes, its pages need %d", fi.Size(), need)
+	}
+	return readMeta(tx)
 }
 
 // walkBucket reads every key and value in b and its sub-buckets. Every value

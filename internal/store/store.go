@@ -242,7 +242,7 @@ func Open(opts Options) (*Store, error) {
 	}
 
 	if !fresh {
-		db, m, err := openInspected(path, opts.LockTimeout)
+		db, m, err := openInspected(path, opts.LockTimeout, opts.ReadOnly)
 		if err != nil {
 			return nil, err
 		}
