@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
@@ -27,18 +29,27 @@ func (c *Controller) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list runners: %w", err)
 	}
+	// The unfinished records are undone concurrently: marking a configured
+	// one unknown-instance is a commit, and the store's batched commits
+	// take concurrent ones together. After a kill during a burst there are
+	// as many as ProvisionConcurrency; one after the other they cost a
+	// commit each (docs/performance.md, P3), and no listener starts before
+	// they are done.
+	var g errgroup.Group
+	g.SetLimit(recoverAtOnce)
 	for _, r := range runners {
 		switch r.State {
 		case store.StateDeleting:
 			c.startDelete(r.Name)
 		case store.StatePending, store.StateConfigured:
-			if err := c.undoUnfinished(ctx, r, unknownAtStart); err != nil {
-				return err
-			}
+			g.Go(func() error { return c.undoUnfinished(ctx, r, unknownAtStart) })
 		}
 	}
-	return nil
+	return g.Wait()
 }
+
+// recoverAtOnce bounds the records startup recovery undoes at once.
+const recoverAtOnce = 64
 
 // sweepUnowned undoes, while the process runs, the pending and configured
 // records that no provisioning owns any more: their provisioning could
