@@ -12,6 +12,9 @@ import (
 // again only the records whose bytes changed: JSON decoding was most of
 // the daemon's CPU in a burst, where every reconcile lists the runners.
 //
+// A read-only store caches too: one command may scan twice (runners ls
+// lists the runners, then counts them per scale set for the names).
+//
 // A cached record is used only if its bytes equal the stored ones, so the
 // cache can never serve a stale record; which entries it holds only
 // affects speed. Each scan builds a new map of what it saw and publishes
@@ -28,16 +31,6 @@ type cachedRunner struct {
 // scanRunners walks every record of the runners bucket, calling fn with each
 // decoded runner (fn must not keep it: see Runner.clone).
 func (s *Store) scanRunners(forEach func(func(k, v []byte) error) error, fn func(r *Runner) error) error {
-	if s.readOnly {
-		// A read-only store serves one command; caching would only cost.
-		return forEach(func(k, v []byte) error {
-			r, err := decode[Runner](v)
-			if err != nil {
-				return runnerError(k, err)
-			}
-			return fn(&r)
-		})
-	}
 	var old map[string]cachedRunner
 	if p := s.cache.m.Load(); p != nil {
 		old = *p
