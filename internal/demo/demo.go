@@ -260,7 +260,7 @@ func (f files) cleanup() {
 	killInstances(f.instances)
 	remove := []string{f.instances, f.runners, f.key, f.callLog + ".counter"}
 	if f.tempState {
-		remove = append(remove, f.state)
+		remove = append(remove, f.state, store.CheckedPath(f.state))
 	}
 	for _, p := range remove {
 		_ = os.RemoveAll(p)

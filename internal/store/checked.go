@@ -23,6 +23,11 @@ import (
 // checkedSuffix names the record, next to the state file.
 const checkedSuffix = ".checked"
 
+// CheckedPath is the file next to the state file at path in which readers
+// record that it passed the thorough check: a state file deleted on
+// purpose takes it along.
+func CheckedPath(path string) string { return path + checkedSuffix }
+
 // fileStamp is what a state file looked like.
 type fileStamp struct {
 	TxID    int    `json:"txid"`
