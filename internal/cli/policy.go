@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"os"
 	"syscall"
@@ -52,9 +51,9 @@ type loadedPolicy struct {
 // so that a change made while it is read shows as a new stamp later.
 func readPolicy(path string, base policy.Settings) (*loadedPolicy, error) {
 	stamp, _ := stampOf(path)
-	text, err := os.ReadFile(path)
+	text, err := policy.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read policy file: %w", err)
+		return nil, err
 	}
 	p, err := policy.Parse(path, text, base)
 	if err != nil {
@@ -129,7 +128,7 @@ func (r *policyReloader) run(ctx context.Context, hup <-chan os.Signal) {
 				r.log.Info("SIGHUP: no --config policy file to reload; log level from --log-level", "log_level", r.flagLevel.String())
 				continue
 			}
-			r.reload("SIGHUP", true)
+			r.reload("SIGHUP", true, nil)
 		case <-tick.C:
 			if r.path == "" {
 				continue
@@ -150,15 +149,23 @@ func (r *policyReloader) run(ctx context.Context, hup <-chan os.Signal) {
 				continue
 			}
 			r.pending = fileStamp{}
-			r.reload("the file changed", false)
+			r.reload("the file changed", false, &st)
 		}
 	}
 }
 
 // reload loads the file and applies it. force applies it even if its
-// text did not change (a SIGHUP asks for it).
-func (r *policyReloader) reload(why string, force bool) {
+// text did not change (a SIGHUP asks for it). confirmed, on a change seen
+// by looking, is what the file looked like at the two looks: a file that
+// changed again since is left for the next looks, not read half written.
+func (r *policyReloader) reload(why string, force bool, confirmed *fileStamp) {
 	lp, err := readPolicy(r.path, r.base)
+	if confirmed != nil && (lp == nil || lp.stamp != *confirmed) {
+		if st, statErr := stampOf(r.path); statErr == nil && st != *confirmed {
+			r.pending = st
+			return
+		}
+	}
 	if lp != nil {
 		r.stamp = lp.stamp
 		if !force && bytes.Equal(lp.text, r.running) {

@@ -74,10 +74,14 @@ func TestRunLogsAndPluginReadiness(t *testing.T) {
 		}
 		return code == 503 && reason != "", fmt.Sprintf("%d %+v", code, r)
 	})
-	for _, want := range []string{"plugin process starts failed", "start plugin", "refusing to start"} {
+	for _, want := range []string{"plugin process starts failed", "start plugin", "stderr is in the log"} {
 		if !strings.Contains(reason, want) {
 			t.Errorf("readiness reason %q lacks %q", reason, want)
 		}
+	}
+	// The plugin's own words are in the log, not in /readyz.
+	if strings.Contains(reason, "refusing to start") || !strings.Contains(d.Log(), "refusing to start") {
+		t.Errorf("readiness reason %q repeats the plugin's stderr, or the log lacks it", reason)
 	}
 	if err := os.Remove(noStart); err != nil {
 		t.Fatal(err)

@@ -45,6 +45,9 @@ type fakeGitHub struct {
 	// does once the request reached it, and a canceled caller gets only
 	// its context's error: the answer is dropped.
 	openGate chan struct{}
+	// ensureGate, if set, holds each EnsureScaleSet: the call sends on it
+	// when it starts and goes on once it receives.
+	ensureGate chan struct{}
 }
 
 type fakeRunner struct {
@@ -59,6 +62,10 @@ func newFakeGitHub() *fakeGitHub {
 }
 
 func (g *fakeGitHub) EnsureScaleSet(_ context.Context, spec github.ScaleSetSpec) (github.ScaleSetResult, error) {
+	if g.ensureGate != nil {
+		g.ensureGate <- struct{}{} // a test holds the call here
+		<-g.ensureGate
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	id, ok := g.sets[spec.Name]

@@ -93,23 +93,37 @@ func (w *targetWorker) setPolicy(eff policy.Effective) {
 	old := w.pol
 	w.pol = eff
 	set := w.set
-	t := w.target
 	w.mu.Unlock()
 	if old.MinRunners == eff.MinRunners && old.MaxRunners == eff.MaxRunners && old.Rule == eff.Rule {
 		return
 	}
 	w.log.Info("policy changed", "rule", eff.Rule, "min_runners", eff.MinRunners, "max_runners", eff.MaxRunners)
 	if set == nil {
-		return // ensureScaleSet applies it
+		return // adopt applies it, with the scale set
 	}
+	w.syncPolicy(set)
+}
+
+// syncPolicy applies the worker's policy in force to set, and to its
+// stored record if that says otherwise. It reads the policy under w.mu
+// after set became the worker's (adopt), so a reload that came while the
+// scale set was being ensured is not lost to the bounds read before it.
+func (w *targetWorker) syncPolicy(set *scaleSet) {
+	w.mu.Lock()
+	eff, t := w.pol, w.target
+	w.mu.Unlock()
 	set.setLimits(eff)
+	rec, err := w.c.store.GetScaleSet(t.ID)
+	if err == nil && rec.MinRunners == eff.MinRunners && rec.MaxRunners == eff.MaxRunners && rec.PolicyRule == eff.Rule {
+		return
+	}
 	if err := w.c.store.UpdateScaleSet(t.ID, func(s *store.ScaleSet) error {
 		s.MinRunners, s.MaxRunners, s.PolicyRule = eff.MinRunners, eff.MaxRunners, eff.Rule
 		return nil
 	}); err != nil {
 		// The record is what scalesets ls shows; the bounds themselves
 		// apply already.
-		w.log.Warn("store the scale set's new policy", "err", err)
+		w.log.Warn("store the scale set's policy", "err", err)
 	}
 }
 

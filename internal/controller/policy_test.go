@@ -172,3 +172,42 @@ func (g *fakeGitHub) sessionsOpened(id int) int {
 	defer g.mu.Unlock()
 	return g.opened[id]
 }
+
+// TestPolicyChangedWhileEnsuringTheScaleSet: a reload that comes while the
+// target's scale set is being ensured on GitHub is not lost to the bounds
+// read before it.
+func TestPolicyChangedWhileEnsuringTheScaleSet(t *testing.T) {
+	u := newUnit(t, []string{"org-a"}, func(c *Config) { c.Policy = testPolicy(t, threeTargets) })
+	u.gh.ensureGate = make(chan struct{})
+	u.start()
+	<-u.gh.ensureGate // EnsureScaleSet of org-a, with max 2, in flight
+	u.c.SetPolicy(testPolicy(t, `
+rules:
+  - name: bigger-a
+    match: {scope: org-a}
+    max_runners: 4
+`))
+	u.wait("the new policy taken", func() (bool, string) {
+		u.c.mu.Lock()
+		w := u.c.workers[target("org-a").ID]
+		u.c.mu.Unlock()
+		return w != nil && w.policy().MaxRunners == 4, ""
+	})
+	u.gh.ensureGate <- struct{}{} // let it finish
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // later calls (a new session's) pass
+		for {
+			select {
+			case <-u.gh.ensureGate:
+				u.gh.ensureGate <- struct{}{}
+			case <-done:
+				return
+			}
+		}
+	}()
+	sess, id := u.listening("org-a")
+	u.waitStoredPolicy("org-a", 0, 4, "bigger-a")
+	sess.deliver(1, 9, nil)
+	u.wait("org-a at its new max of 4", func() (bool, string) { return len(u.runners(id)) == 4, fmt.Sprint(u.states(id)) })
+}

@@ -173,11 +173,15 @@ func (w *targetWorker) adopt(set *scaleSet, reconcile *sync.WaitGroup) {
 	old, stopOld := w.set, w.stopReconcile
 	if old == set {
 		w.mu.Unlock()
+		w.syncPolicy(set)
 		return
 	}
 	rctx, cancel := context.WithCancel(w.ctx)
 	w.set, w.stopReconcile = set, cancel
 	w.mu.Unlock()
+	// The policy in force now, not the one ensureScaleSet read: a reload
+	// may have come meanwhile, and setPolicy left it to this.
+	w.syncPolicy(set)
 	if old != nil {
 		stopOld()
 		w.log.Warn("the scale set is gone from GitHub; serving the new one", "old_scale_set_id", old.id, "scale_set_id", set.id)
@@ -251,9 +255,7 @@ func (w *targetWorker) ensureScaleSet(ctx context.Context) (*scaleSet, error) {
 	} else {
 		w.log.Debug("runner version", "requested", cfg.RunnerVersion, "version", v)
 	}
-	set := w.c.registerScaleSet(rec, shoes.ParseResourceType(t.ResourceType), w.log)
-	set.setLimits(eff)
-	return set, nil
+	return w.c.registerScaleSet(rec, shoes.ParseResourceType(t.ResourceType), w.log), nil
 }
 
 // warnDroppedLabels logs, once per process, that GitHub does not hold

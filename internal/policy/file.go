@@ -63,6 +63,16 @@ func (e *Error) Error() string {
 // Load reads and validates the policy file at name over base, the
 // settings of the run flags.
 func Load(name string, base Settings) (*Policy, error) {
+	data, err := ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(name, data, base)
+}
+
+// ReadFile reads the policy file at name, refusing one larger than a
+// policy can reasonably be (1 MiB).
+func ReadFile(name string) ([]byte, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("read policy file: %w", err)
@@ -75,7 +85,7 @@ func Load(name string, base Settings) (*Policy, error) {
 	if len(data) > maxFileSize {
 		return nil, &Error{File: name, Msg: fmt.Sprintf("larger than %d bytes", maxFileSize)}
 	}
-	return Parse(name, data, base)
+	return data, nil
 }
 
 // Parse validates data, the text of the policy file name, over base.

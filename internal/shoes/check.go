@@ -79,6 +79,17 @@ func (s *startHealth) note(err error, now time.Time) {
 	}
 	s.failing++
 	s.last = err.Error()
+	if se, ok := errors.AsType[*startError](err); ok && se.brief != nil && se.brief.Error() != se.err.Error() {
+		s.last = se.brief.Error() + " (what the plugin wrote to stderr is in the log)"
+	}
+}
+
+// failures returns how many starts in a row failed, and the time of the
+// last note.
+func (s *startHealth) failures() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failing
 }
 
 func (s *startHealth) failure(now time.Time) string {

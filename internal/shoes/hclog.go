@@ -306,9 +306,33 @@ func parsePluginJSON(line string) (level slog.Level, msg string, attrs []slog.At
 		if name == "" || reservedKeys[name] {
 			name = "plugin_" + name
 		}
-		attrs = append(attrs, slog.Any(name, obj[k]))
+		attrs = append(attrs, pluginAttr(name, obj[k], 0))
 	}
 	return level, msg, attrs, true
+}
+
+// pluginAttr is one field of a plugin's JSON log line. A nested object
+// becomes a group, key by key, so that the logger's redaction of secret
+// keys (a "token" or "setup_script" inside {"req": {...}}) sees every key;
+// deeper than a few levels it is left out.
+func pluginAttr(name string, v any, depth int) slog.Attr {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return slog.Any(name, v)
+	}
+	if depth >= 4 {
+		return slog.String(name, "(nested too deep; left out)")
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	attrs := make([]any, 0, len(keys))
+	for _, k := range keys {
+		attrs = append(attrs, pluginAttr(k, obj[k], depth+1))
+	}
+	return slog.Group(name, attrs...)
 }
 
 // pluginLevel maps a plugin's level name to slog's; known is false for a

@@ -67,7 +67,9 @@ type Host struct {
 	// starts follows the outcome of process starts, for readiness
 	// (StartFailure, check.go).
 	starts startHealth
-	// warming counts the warmer's starts in progress (warm.go).
+	// starting counts the process starts in progress, the calls' and the
+	// warmer's; warming the warmer's alone (warm.go).
+	starting  int
 	warming   int
 	warmerRun sync.Once
 }
@@ -383,8 +385,15 @@ func (h *Host) checkout(ctx context.Context) (*proc, error) {
 		h.mu.Unlock()
 		return p, nil
 	}
+	// Counted in the same critical section that found no idle process,
+	// so that the warmer sees this start (warm.go: grow).
+	h.starting++
 	h.mu.Unlock()
-	return h.startProc(ctx)
+	p, err := h.startProc(ctx)
+	h.mu.Lock()
+	h.starting--
+	h.mu.Unlock()
+	return p, err
 }
 
 // startProc starts a process and adds it to the live ones. The start ends

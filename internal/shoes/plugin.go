@@ -80,6 +80,9 @@ type startError struct {
 	pid    int    // 0 if the executable never ran
 	took   time.Duration
 	err    error
+	// brief is err without what the plugin wrote to stderr: the reason
+	// /readyz serves, which must not repeat whatever a plugin printed.
+	brief error
 }
 
 func (e *startError) Error() string { return e.err.Error() }
@@ -183,10 +186,11 @@ func (l *launcher) startFailed(ctx, sctx context.Context, pid int, took time.Dur
 		reason = StartFailureExec
 	}
 	what := "start plugin " + l.path
+	brief := fmt.Errorf("%s: %w", what, err)
 	if stderr != "" && reason != StartFailureCanceled {
 		what += " (its stderr ended with: " + stderr + ")"
 	}
-	return &startError{reason: reason, pid: pid, took: took, err: fmt.Errorf("%s: %w", what, err)}
+	return &startError{reason: reason, pid: pid, took: took, err: fmt.Errorf("%s: %w", what, err), brief: brief}
 }
 
 // signalGroup kills the process group pgid with SIGKILL.

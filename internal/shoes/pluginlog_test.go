@@ -119,3 +119,24 @@ func TestQuietStderrLogger(t *testing.T) {
 		t.Errorf("want go-plugin's own lines only:\n%s", out)
 	}
 }
+
+// TestPluginStderrNestedKeysReachRedaction: a nested object of a plugin's
+// JSON line becomes a group, so the logger's redaction of secret keys
+// sees its keys too.
+func TestPluginStderrNestedKeysReachRedaction(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	redact := func(_ []string, a slog.Attr) slog.Attr {
+		if strings.Contains(a.Key, "token") || a.Key == "setup_script" {
+			return slog.String(a.Key, "<redacted>")
+		}
+		return a
+	}
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: redact}))
+	w := newPluginStderr(log)
+	fmt.Fprint(w, `{"@level":"info","@message":"add","req":{"runner":"r1","setup_script":"#!/bin/bash s3cret","auth":{"token":"s3cret"}}}`+"\n")
+	out := buf.String()
+	if strings.Contains(out, "s3cret") || !strings.Contains(out, `"runner":"r1"`) {
+		t.Fatalf("nested secret keys not redacted, or the other fields lost:\n%s", out)
+	}
+}

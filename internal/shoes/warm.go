@@ -33,9 +33,19 @@ func (h *Host) Warm() {
 func (h *Host) warm() {
 	tick := time.NewTicker(warmInterval)
 	defer tick.Stop()
+	var next time.Time // no warm start before, while starts keep failing
 	for {
-		h.shrink(time.Now())
-		h.grow()
+		now := time.Now()
+		h.shrink(now)
+		if now.After(next) {
+			h.grow()
+			// A plugin that does not start is not started again every
+			// second: the warmer backs off, up to a minute, and its next
+			// good start clears the failure that readiness reports.
+			if n := h.starts.failures(); n > 0 {
+				next = now.Add(min(time.Duration(n)*5*time.Second, time.Minute))
+			}
+		}
 		select {
 		case <-h.done:
 			return
@@ -54,8 +64,11 @@ func warmStartsAtOnce() int { return max(2, runtime.GOMAXPROCS(0)) }
 func (h *Host) grow() {
 	for {
 		h.mu.Lock()
-		need := h.cfg.WarmProcesses - len(h.live) - h.warming
-		if h.closed || need <= 0 || h.warming >= warmStartsAtOnce() {
+		// Every start in progress counts, the calls' too, and the pool
+		// never runs more than PoolSize processes: idle ones hold no slot.
+		running := len(h.live) + h.starting
+		need := h.cfg.WarmProcesses - running
+		if h.closed || need <= 0 || running >= h.cfg.PoolSize || h.warming >= warmStartsAtOnce() {
 			h.mu.Unlock()
 			return
 		}
@@ -66,6 +79,7 @@ func (h *Host) grow() {
 			return // the pool is busy: its processes are started
 		}
 		h.warming++
+		h.starting++
 		h.mu.Unlock()
 		h.calls.Add(1)
 		go func() {
@@ -74,6 +88,7 @@ func (h *Host) grow() {
 			p, err := h.startProc(h.closing)
 			h.mu.Lock()
 			h.warming--
+			h.starting--
 			h.mu.Unlock()
 			if err != nil {
 				h.log.Debug("warm plugin process did not start", "err", err)
