@@ -3,7 +3,9 @@
 package bench
 
 import (
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,10 +14,14 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
-// P4: 200 targets, idle, their long-polls held open by the sim (50s, as
-// GitHub does): the RSS and CPU of the run process, per target.
+// P4: 200 targets (BENCH_P4_TARGETS), idle, their long-polls held open by
+// the sim (50s, as GitHub does): the RSS and CPU of the run process, per
+// target, and the RSS of its warm plugin processes.
 func TestP4Footprint(t *testing.T) {
-	const targets = 200
+	targets := 200
+	if n, err := strconv.Atoi(os.Getenv("BENCH_P4_TARGETS")); err == nil && n > 0 {
+		targets = n
+	}
 	window, sampleEvery := 2*time.Minute, 5*time.Second
 	if quick() {
 		window = 30 * time.Second
@@ -65,6 +71,7 @@ func TestP4Footprint(t *testing.T) {
 	cpu := cpu1 - cpu0
 	last := rss[len(rss)-1]
 	polls := sim.State().Calls["GET /_broker/{id}/{sid}/messages"]
+	pluginRSS, plugins := childrenRSS(run.Pid())
 	run.Terminate(60 * time.Second)
 
 	report(t, "\n### P4 footprint: %d idle targets, long-polls held 50s by the sim (sim serve + run, no jobs)\n\n"+
@@ -75,9 +82,10 @@ func TestP4Footprint(t *testing.T) {
 		"| RSS per target | %.0f KiB |\n"+
 		"| CPU of run in the window (utime+stime) | %.2f s = %.2f%% of one core |\n"+
 		"| CPU per target | %.2f ms/s |\n"+
-		"| message polls received by the sim (whole run) | %d |\n",
-		targets, ready.Seconds(), startupCPU, elapsed, sampleEvery, last, maxOf(rss), last*1024/targets,
-		cpu, 100*cpu/elapsed, 1000*cpu/elapsed/targets, polls)
+		"| message polls received by the sim (whole run) | %d |\n"+
+		"| warm plugin processes (children of run), RSS in all | %d, %.1f MiB |\n",
+		targets, ready.Seconds(), startupCPU, elapsed, sampleEvery, last, maxOf(rss), last*1024/float64(targets),
+		cpu, 100*cpu/elapsed, 1000*cpu/elapsed/float64(targets), polls, plugins, float64(pluginRSS)/(1<<20))
 }
 
 func maxOf(xs []float64) float64 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -177,6 +178,36 @@ func processCPU(pid int) (float64, error) {
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (u + st) / clockTick, nil
+}
+
+// childrenRSS is the resident set size, in bytes, of the processes whose
+// parent is pid (run's plugin processes), and how many there are.
+func childrenRSS(pid int) (int64, int) {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var total int64
+	n := 0
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		// After the command: state(0) ppid(1).
+		if len(f) < 2 || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		child, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		if rss, err := processRSS(child); err == nil {
+			total += rss
+			n++
+		}
+	}
+	return total, n
 }
 
 // processRSS is a process's resident set size in bytes, from

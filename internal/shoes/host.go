@@ -72,6 +72,9 @@ type Host struct {
 	starting  int
 	warming   int
 	warmerRun sync.Once
+	// lastUse is when the last call took a slot, or Warm was called: the
+	// warm floor holds while the pool is in use (warm.go: floor).
+	lastUse time.Time
 }
 
 // New validates cfg and prepares the plugin executable, downloading it
@@ -260,6 +263,9 @@ func (h *Host) do(ctx context.Context, method string, timeout time.Duration, rpc
 	}
 	defer h.calls.Done()
 
+	h.mu.Lock()
+	h.lastUse = time.Now()
+	h.mu.Unlock()
 	select {
 	case h.slots <- struct{}{}:
 	case <-h.done:

@@ -9,7 +9,10 @@ import (
 const warmInterval = time.Second
 
 // Warm starts keeping Config.WarmProcesses processes started ahead of
-// demand, until Close. Starting a plugin process (exec, the Go runtime,
+// demand while the pool is in use, until Close. In use means a call in
+// the last IdleTimeout (Warm itself counts as one, so a daemon starts
+// warm): an idle daemon keeps one process, not WarmProcesses of them,
+// each of which holds a plugin's memory (20 MiB for the sim's). Starting a plugin process (exec, the Go runtime,
 // the go-plugin handshake) costs tens of milliseconds of CPU; at a burst
 // of 128 calls on two cores, starting them on demand spread the first
 // AddInstance calls over most of a second. The warmer starts the missing
@@ -23,6 +26,9 @@ func (h *Host) Warm() {
 		if err := h.enter(); err != nil {
 			return // closed
 		}
+		h.mu.Lock()
+		h.lastUse = time.Now()
+		h.mu.Unlock()
 		go func() {
 			defer h.calls.Done()
 			h.warm()
@@ -67,7 +73,7 @@ func (h *Host) grow() {
 		// Every start in progress counts, the calls' too, and the pool
 		// never runs more than PoolSize processes: idle ones hold no slot.
 		running := len(h.live) + h.starting
-		need := h.cfg.WarmProcesses - running
+		need := h.floor(time.Now()) - running
 		if h.closed || need <= 0 || running >= h.cfg.PoolSize || h.warming >= warmStartsAtOnce() {
 			h.mu.Unlock()
 			return
@@ -100,12 +106,21 @@ func (h *Host) grow() {
 	}
 }
 
+// floor is how many processes the warmer keeps (h.mu held): WarmProcesses
+// while the pool is in use, else at most one.
+func (h *Host) floor(now time.Time) int {
+	if now.Sub(h.lastUse) <= h.cfg.IdleTimeout {
+		return h.cfg.WarmProcesses
+	}
+	return min(1, h.cfg.WarmProcesses)
+}
+
 // shrink stops the processes idle for longer than IdleTimeout, oldest
 // first, down to the warm floor.
 func (h *Host) shrink(now time.Time) {
 	h.mu.Lock()
 	var stale []*proc
-	excess := len(h.live) - h.cfg.WarmProcesses
+	excess := len(h.live) - h.floor(now)
 	keep := h.idle[:0]
 	// idle is a stack: the oldest idle processes are at the bottom.
 	for _, p := range h.idle {

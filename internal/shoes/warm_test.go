@@ -10,10 +10,9 @@ import (
 )
 
 // TestWarmStartsProcessesAheadOfDemand: Warm starts the warm floor before
-// any call, the calls then use those processes (no start of their own),
-// and after a burst beyond the floor the pool shrinks back to it once the
-// extra processes have been idle for IdleTimeout. The pool never runs more
-// than PoolSize processes.
+// any call, the calls then use those processes, and after a burst beyond
+// the floor the pool shrinks once the processes have been idle for
+// IdleTimeout. The pool never runs more than PoolSize processes.
 func TestWarmStartsProcessesAheadOfDemand(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil, func(c *Config) { c.PoolSize, c.WarmProcesses, c.IdleTimeout = 4, 2, 300*time.Millisecond })
@@ -41,13 +40,14 @@ func TestWarmStartsProcessesAheadOfDemand(t *testing.T) {
 	})
 	close(release)
 	wg.Wait()
-	// Back to the floor once the extra two have been idle long enough.
-	testkit.Eventually(t, 20*time.Second, "the pool back at 2", func() bool {
+	// The extra two stop once idle long enough, and with no call for
+	// IdleTimeout the pool keeps one process (TestWarmPoolShrinksWhenIdle).
+	testkit.Eventually(t, 20*time.Second, "the pool back at 1", func() bool {
 		st := f.host.PoolStats()
 		if st.Processes > st.Size {
 			t.Errorf("the pool runs %d processes, more than its size %d", st.Processes, st.Size)
 		}
-		return st == PoolStats{Size: 4, Processes: 2}
+		return st == PoolStats{Size: 4, Processes: 1}
 	})
 	closeWithin(t, f.host, 20*time.Second)
 	if got := f.host.PoolStats(); got.Processes != 0 {
@@ -61,4 +61,19 @@ func TestWarmProcessesValidate(t *testing.T) {
 			t.Errorf("Validate(%+v) = nil, want an error about WarmProcesses", c)
 		}
 	}
+}
+
+// TestWarmPoolShrinksWhenIdle: with no call for IdleTimeout, the pool
+// keeps one process, not the warm floor; a call makes it warm again.
+func TestWarmPoolShrinksWhenIdle(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil, func(c *Config) { c.PoolSize, c.WarmProcesses, c.IdleTimeout = 4, 3, 1500*time.Millisecond })
+	f.host.Warm()
+	testkit.Eventually(t, 20*time.Second, "3 warm processes", func() bool { return f.host.PoolStats().Processes == 3 })
+	testkit.Eventually(t, 20*time.Second, "1 process once idle", func() bool { return f.host.PoolStats().Processes == 1 })
+	if _, err := f.host.AddInstance(context.Background(), addReq()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "3 warm processes again after a call", func() bool { return f.host.PoolStats().Processes == 3 })
+	closeWithin(t, f.host, 20*time.Second)
 }
