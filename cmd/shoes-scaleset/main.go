@@ -7,6 +7,10 @@ import (
 	"os/signal"
 	"syscall"
 
+	// CA roots for a system that has none, such as the container image
+	// built FROM scratch; the system's own roots are used where they exist.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"github.com/shoes-scaleset/shoes-scaleset/internal/cli"
 )
 
