@@ -88,6 +88,18 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 	scopes := []string{"org-a", "org-b"}
 	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, SessionTTL: 2 * time.Second})
 	d := s.startListening(scopes)
+	// The sim sees a session as soon as it is created; run stores it just
+	// after. A target has polled once its session is stored and open.
+	scenariotest.WaitFor(t, "every target polling on a stored session", time.Minute, func() (bool, string) {
+		sets, err := d.ScaleSets()
+		polled := 0
+		for _, ss := range sets {
+			if !ss.LastPoll.IsZero() {
+				polled++
+			}
+		}
+		return err == nil && polled == len(scopes), fmt.Sprintf("%d of %d polled (%v)", polled, len(scopes), err)
+	})
 	d.Kill9()
 	scenariotest.WaitFor(t, "GitHub expiring the sessions left behind", time.Minute, func() (bool, string) {
 		st := s.sim.State()
