@@ -227,17 +227,12 @@ type runConfig struct {
 func (o *runOptions) validate(logOut io.Writer) (runConfig, error) {
 	var rc runConfig
 	e := o.env
-	logger, err := newLogger(logOut, o.LogLevel, o.LogFormat)
-	if err != nil {
-		flag := "log-level"
-		if strings.Contains(err.Error(), "format") {
-			flag = "log-format"
-		}
-		return rc, e.flagError(flag, "%v", err)
+	if err := rc.flagLevel.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return rc, e.flagError("log-level", "unknown log level %q: want debug, info, warn or error", o.LogLevel)
 	}
 	// Built to log everything, then filtered by a level SIGHUP can change.
-	_ = rc.flagLevel.UnmarshalText([]byte(o.LogLevel)) // newLogger checked it
-	if logger, err = newLogger(logOut, "debug", o.LogFormat); err != nil {
+	logger, err := newLogger(logOut, "debug", o.LogFormat)
+	if err != nil {
 		return rc, e.flagError("log-format", "%v", err)
 	}
 	logger, rc.level = withLevelVar(logger, rc.flagLevel)
