@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -116,7 +117,10 @@ func (l *launcher) startOnce(ctx context.Context) (*proc, error) {
 	// ID cannot be another's yet.
 	life, killGroup := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(life, l.path, l.args...)
-	cmd.Env = l.env
+	// A copy per process: go-plugin appends to cmd.Env, and starts run
+	// concurrently (the warm pool), so a shared slice with spare capacity
+	// would be written by two of them at once.
+	cmd.Env = slices.Clip(slices.Clone(l.env))
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error { return signalGroup(cmd.Process.Pid) }
 	stderr := newPluginStderr(l.stderrLog)

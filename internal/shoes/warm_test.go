@@ -2,6 +2,7 @@ package shoes
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -75,5 +76,20 @@ func TestWarmPoolShrinksWhenIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 20*time.Second, "3 warm processes again after a call", func() bool { return f.host.PoolStats().Processes == 3 })
+	closeWithin(t, f.host, 20*time.Second)
+}
+
+// TestWarmStartsShareNoEnvironment: processes started at once each get
+// their own copy of the environment. go-plugin appends to the command's
+// Env, so a shared slice with spare capacity was written by concurrent
+// starts (the race detector caught it in the warm pool's first burst).
+func TestWarmStartsShareNoEnvironment(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil, func(c *Config) { c.PoolSize, c.WarmProcesses = 4, 4 })
+	f.host.launch.env = slices.Grow(f.host.launch.env, 64) // spare capacity, as slices.Concat may leave
+	f.host.Warm()
+	testkit.Eventually(t, 20*time.Second, "4 warm processes", func() bool {
+		return f.host.PoolStats() == PoolStats{Size: 4, Processes: 4}
+	})
 	closeWithin(t, f.host, 20*time.Second)
 }
