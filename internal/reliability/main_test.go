@@ -10,10 +10,12 @@
 package reliability
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +50,9 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	moduleRoot = filepath.Dir(strings.TrimSpace(string(gomod)))
+	if parallelScenarios {
+		defaultParallel(fastParallel)
+	}
 	code := testbin.MainAll(m, testbin.Target{Pkg: "./cmd/shoes-scaleset", Bin: &binary}, etcdtest.Target())
 	if os.Getenv(envReport) != "" {
 		path := filepath.Join(moduleRoot, "docs", "reliability.md")
@@ -61,6 +66,21 @@ func runSuite(m *testing.M) int {
 		}
 	}
 	return code
+}
+
+// fastParallel is how many fast scenarios `make test` runs side by side
+// when -parallel is not given: more than the two cores, because a
+// scenario mostly waits on its processes' timers (poll holds, latencies).
+const fastParallel = 3
+
+// defaultParallel sets -test.parallel to n unless the command line set it.
+func defaultParallel(n int) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", strconv.Itoa(n))
+	}
 }
 
 // appKey is the GitHub App key every `sim serve` of the suite accepts.
