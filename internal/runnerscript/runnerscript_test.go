@@ -7,12 +7,14 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -753,24 +755,7 @@ func TestWrapper(t *testing.T) {
 	}
 
 	// The payload decodes to the main script, which holds the quoted values.
-	_, rest, ok := strings.Cut(script, "<<'"+heredocMarker+"'")
-	if !ok {
-		t.Fatal("no here-document in the wrapper")
-	}
-	_, rest, _ = strings.Cut(rest, "\n")
-	payload, _, ok := strings.Cut(rest, "\n"+heredocMarker+"\n")
-	if !ok {
-		t.Fatal("here-document is not terminated")
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(payload, "\n", ""))
-	if err != nil {
-		t.Fatalf("payload is not base64: %v", err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("payload is not gzip: %v", err)
-	}
-	main, err := io.ReadAll(zr)
+	main, err := mainScriptOf(script)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -789,6 +774,61 @@ func TestWrapper(t *testing.T) {
 			t.Errorf("main script lacks %q", want)
 		}
 	}
+}
+
+// mainScriptOf decodes the main script out of a wrapper script.
+func mainScriptOf(script string) ([]byte, error) {
+	_, rest, ok := strings.Cut(script, "<<'"+heredocMarker+"'")
+	if !ok {
+		return nil, errors.New("no here-document in the wrapper")
+	}
+	_, rest, _ = strings.Cut(rest, "\n")
+	payload, _, ok := strings.Cut(rest, "\n"+heredocMarker+"\n")
+	if !ok {
+		return nil, errors.New("here-document is not terminated")
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(payload, "\n", ""))
+	if err != nil {
+		return nil, fmt.Errorf("payload is not base64: %w", err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("payload is not gzip: %w", err)
+	}
+	return io.ReadAll(zr)
+}
+
+// TestRenderConcurrently: scripts rendered at once (a burst; the gzip
+// writers are pooled) each carry their own runner's name and JIT config.
+func TestRenderConcurrently(t *testing.T) {
+	r, err := New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 25 {
+				v := baseValues()
+				v.RunnerName = fmt.Sprintf("runner-%d-%d", g, i)
+				v.JITConfig = base64.StdEncoding.EncodeToString([]byte("jit of " + v.RunnerName))
+				script, err := r.Render(v)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				main, err := mainScriptOf(script)
+				if err != nil {
+					t.Errorf("%s: %v", v.RunnerName, err)
+					return
+				}
+				if !bytes.Contains(main, []byte("RUNNER_JIT_CONFIG='"+v.JITConfig+"'")) || !bytes.Contains(main, []byte("RUNNER_NAME='"+v.RunnerName+"'")) {
+					t.Errorf("the script rendered for %s does not carry its name and JIT config", v.RunnerName)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestUserTemplate(t *testing.T) {
