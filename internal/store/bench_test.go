@@ -65,3 +65,52 @@ func BenchmarkListRunners10k(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCountRunners500: what the daemon's reconcile pays per scale set
+// in a burst of 500 runners, with none changed since the last scan
+// ("unchanged") and with one written between scans ("one_changed").
+func BenchmarkCountRunners500(b *testing.B) {
+	const n = 500
+	s := openStore(b, Options{})
+	seedRunners(b, s, n, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	rs, err := s.ListRunners(RunnerFilter{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bm := range []struct {
+		name  string
+		write bool
+	}{{"unchanged", false}, {"one_changed", true}} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if bm.write {
+					b.StopTimer()
+					if _, err := s.UpdateRunner(rs[i%n].Name, func(r *Runner) error { r.Attempts++; return nil }); err != nil {
+						b.Fatal(err)
+					}
+					i++
+					b.StartTimer()
+				}
+				counts, err := s.CountRunners()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if total := countAll(counts); total != n {
+					b.Fatalf("counted %d runners, want %d", total, n)
+				}
+			}
+		})
+	}
+}
+
+func countAll(counts map[int]map[RunnerState]int) int {
+	total := 0
+	for _, byState := range counts {
+		for _, c := range byState {
+			total += c
+		}
+	}
+	return total
+}

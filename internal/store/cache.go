@@ -20,22 +20,27 @@ import (
 // affects speed. Each scan builds a new map of what it saw and publishes
 // it; published maps are never written again, so readers need no lock.
 type runnerCache struct {
-	m atomic.Pointer[map[string]cachedRunner]
+	m atomic.Pointer[map[string]*cachedRunner]
 }
 
+// cachedRunner is immutable once published.
 type cachedRunner struct {
+	key string
 	raw []byte
 	r   Runner
 }
 
 // scanRunners walks every record of the runners bucket, calling fn with each
-// decoded runner (fn must not keep it: see Runner.clone).
+// decoded runner (fn must neither keep nor change it: see Runner.clone).
+// A new map is built only when a record changed: in a burst the daemon
+// scans after nearly every write, and between bursts nothing changes.
 func (s *Store) scanRunners(forEach func(func(k, v []byte) error) error, fn func(r *Runner) error) error {
-	var old map[string]cachedRunner
+	var old map[string]*cachedRunner
 	if p := s.cache.m.Load(); p != nil {
 		old = *p
 	}
-	fresh := make(map[string]cachedRunner, len(old))
+	seen := make([]*cachedRunner, 0, len(old))
+	changed := false
 	err := forEach(func(k, v []byte) error {
 		e, ok := old[string(k)]
 		if !ok || !bytes.Equal(e.raw, v) {
@@ -43,12 +48,16 @@ func (s *Store) scanRunners(forEach func(func(k, v []byte) error) error, fn func
 			if err != nil {
 				return runnerError(k, err)
 			}
-			e = cachedRunner{raw: bytes.Clone(v), r: r}
+			e, changed = &cachedRunner{key: string(k), raw: bytes.Clone(v), r: r}, true
 		}
-		fresh[string(k)] = e
+		seen = append(seen, e)
 		return fn(&e.r)
 	})
-	if err == nil {
+	if err == nil && (changed || len(seen) != len(old)) {
+		fresh := make(map[string]*cachedRunner, len(seen))
+		for _, e := range seen {
+			fresh[e.key] = e
+		}
 		s.cache.m.Store(&fresh)
 	}
 	return err
