@@ -108,7 +108,8 @@ type Config struct {
 	// type (the proto enum name, e.g. "Large").
 	HangResourceType string
 	// CallLog is a JSONL file every call appends one line to ("" = none).
-	// The cross-process call counter lives next to it (CallLog+".counter").
+	// The cross-process call counter lives next to it (CallLog+".counter"),
+	// kept only when FailCode or CrashOnCall needs it.
 	CallLog string
 	// StateDir holds one directory per instance (default
 	// os.TempDir()/shoesfake). All processes of a pool must share it.

@@ -268,14 +268,22 @@ func (s *server) begin(ctx context.Context, c *Call, work func() error) error {
 		return status.Error(codes.FailedPrecondition, "shoesfake: concurrent RPCs on one plugin process")
 	}
 	matches := s.cfg.FailCode != codes.OK && (s.cfg.FailMethod == "" || s.cfg.FailMethod == c.Method)
-	n, fail, err := s.counter.next(func(st counts) bool {
-		if !matches || (s.cfg.FailTimes > 0 && st.Failed >= s.cfg.FailTimes) {
-			return false
+	// The cross-process counter (a locked file) is kept only when a fault
+	// needs the call's number: it is the fake's costliest step, and in a
+	// benchmark it would take CPU from the controller under test.
+	var n int
+	var fail bool
+	if matches || s.cfg.CrashOnCall > 0 {
+		var err error
+		n, fail, err = s.counter.next(func(st counts) bool {
+			if !matches || (s.cfg.FailTimes > 0 && st.Failed >= s.cfg.FailTimes) {
+				return false
+			}
+			return s.cfg.FailRate >= 1 || rand.Float64() < s.cfg.FailRate
+		})
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
 		}
-		return s.cfg.FailRate >= 1 || rand.Float64() < s.cfg.FailRate
-	})
-	if err != nil {
-		return status.Error(codes.Internal, err.Error())
 	}
 	crash := s.cfg.CrashOnCall > 0 && n == s.cfg.CrashOnCall
 	hang := s.cfg.Hang == c.Method && (s.cfg.HangResourceType == "" || strings.EqualFold(s.cfg.HangResourceType, c.ResourceType))
