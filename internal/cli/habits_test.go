@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/httpapi"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // The habits of gh and kubectl, each through the built binary: refusing
@@ -33,24 +33,6 @@ import (
 // habitsT0 is when the fixture's first runner was created.
 var habitsT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// habitsClock is a settable clock for the store of the fixture.
-type habitsClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *habitsClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *habitsClock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 // writeHabitsState writes a stopped daemon's state file: scale sets of
 // "org" (ID 1) and "owner/repo" (ID 2), runners r-idle and r-busy of
 // "org", and three finished runners, newest first: r-c of "gone-org"
@@ -58,8 +40,8 @@ func (c *habitsClock) set(t time.Time) {
 // (failed) and r-a of "org" (completed, job j-a).
 func writeHabitsState(t *testing.T, path string) {
 	t.Helper()
-	clock := &habitsClock{t: habitsT0}
-	st, err := store.Open(store.Options{Path: path, Now: clock.now})
+	clock := testkit.NewClock(habitsT0)
+	st, err := store.Open(store.Options{Path: path, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +56,12 @@ func writeHabitsState(t *testing.T, path string) {
 	must(st.PutScaleSet(store.ScaleSet{TargetID: "t-2", Scope: "owner/repo", Name: "myshoes-owner-repo", ScaleSetID: 2}))
 	create := func(at time.Duration, rs ...store.Runner) {
 		t.Helper()
-		clock.set(habitsT0.Add(at))
+		clock.Set(habitsT0.Add(at))
 		must(st.CreateRunners(rs))
 	}
 	finish := func(at time.Duration, name, reason string) {
 		t.Helper()
-		clock.set(habitsT0.Add(at))
+		clock.Set(habitsT0.Add(at))
 		_, err := st.FinishRunner(name, reason)
 		must(err)
 	}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -174,12 +173,10 @@ type logRecord map[string]any
 func jsonRecords(t *testing.T, log string) []logRecord {
 	t.Helper()
 	var out []logRecord
-	sc := bufio.NewScanner(strings.NewReader(log))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
+	for line := range strings.Lines(log) {
 		var r logRecord
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Errorf("a log line is not JSON: %q", testkit.Tail(sc.Text(), 1))
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Errorf("a log line is not JSON: %q", testkit.Tail(line, 1))
 			continue
 		}
 		out = append(out, r)

@@ -19,8 +19,7 @@ func TestRESTCallsAtStart(t *testing.T) {
 	res := newResult(t, 48, "REST calls at start (issue 15)",
 		"4 targets (org-b, and 3 repositories of org-a): 2 access_tokens (one per installation), one registration-token and one runner-registration per scope, one installation lookup per scope")
 	scopes := []string{"org-a/app", "org-a/web", "org-a/api", "org-b"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes})
 	calls := s.sim.State().Calls
 	sum := func(match func(route string) bool) int {
 		n := 0

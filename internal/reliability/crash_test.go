@@ -63,11 +63,8 @@ func TestKillBurst(t *testing.T) {
 
 func killBurst(t *testing.T, res *Result, cloudIDs string) {
 	scopes := []string{"org-a", "org-b", "owner-c/repo-c"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-	s.usePlugin(cloudIDs)
-	s.pluginEnv = append(s.pluginEnv, "SIM_PLUGIN_LATENCY=500ms")
-	s.flags = append(s.flags, "--max-runners", "10", "--plugin-pool-size", "8")
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes},
+		pluginKind(cloudIDs), pluginKnobs("SIM_PLUGIN_LATENCY=500ms"), runFlags("--max-runners", "10", "--plugin-pool-size", "8"))
 
 	queue := func(n int) {
 		for i := range n {
@@ -130,10 +127,9 @@ func TestPluginCrash(t *testing.T) {
 	res := newResult(t, 7, "plugin crash",
 		"the plugin process exits during AddInstance (call 1) and during DeleteInstance (call 2): the runner becomes unknown-instance or the delete is retried; every job completes")
 	t.Run("AddInstance", func(t *testing.T) {
-		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 		// Call 1 is the first AddInstance.
-		s.pluginEnv = []string{"SIM_PLUGIN_CRASH_ON_CALL=1", "SIM_PLUGIN_LATENCY=300ms"}
-		d := s.startListening([]string{"org-a"})
+		s, d := listening(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}},
+			pluginKnobs("SIM_PLUGIN_CRASH_ON_CALL=1", "SIM_PLUGIN_LATENCY=300ms"))
 		s.sim.QueueJobs("org-a", 3, time.Second)
 		iv := s.settle(d, 3*time.Minute, scenario.Options{})
 		crashes := 0
@@ -148,10 +144,9 @@ func TestPluginCrash(t *testing.T) {
 		res.figure("AddInstance crash: %d unknown-instance record, %d of 3 jobs completed", iv.UnknownRecords, iv.Completed)
 	})
 	t.Run("DeleteInstance", func(t *testing.T) {
-		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 		// One job: call 1 is its AddInstance, call 2 its DeleteInstance.
-		s.pluginEnv = []string{"SIM_PLUGIN_CRASH_ON_CALL=2", "SIM_PLUGIN_LATENCY=300ms"}
-		d := s.startListening([]string{"org-a"})
+		s, d := listening(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}},
+			pluginKnobs("SIM_PLUGIN_CRASH_ON_CALL=2", "SIM_PLUGIN_LATENCY=300ms"))
 		s.sim.QueueJobs("org-a", 1, time.Second)
 		s.waitJobsDone(d, 2*time.Minute)
 		s.sim.QueueJobs("org-a", 2, time.Second)
@@ -175,10 +170,8 @@ func TestPluginHang(t *testing.T) {
 	res := newResult(t, 8, "plugin hang",
 		"AddInstance hangs past --plugin-add-timeout 2s: unknown-instance, provisioning backs off; DeleteInstance hangs past --plugin-delete-timeout 2s: retried; then the plugin recovers and every job completes")
 	t.Run("AddInstance", func(t *testing.T) {
-		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
-		s.flags = []string{"--plugin-add-timeout", "2s"}
-		s.pluginEnv = []string{"SIM_PLUGIN_HANG=AddInstance"}
-		d := s.startListening([]string{"org-a"})
+		s, d := listening(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}},
+			runFlags("--plugin-add-timeout", "2s"), pluginKnobs("SIM_PLUGIN_HANG=AddInstance"))
 		s.sim.QueueJobs("org-a", 3, time.Second)
 		window := 20 * time.Second
 		time.Sleep(window) // a fixed window, to count the calls the hang drew
@@ -209,10 +202,8 @@ func TestPluginHang(t *testing.T) {
 		s.settle(d, 3*time.Minute, scenario.Options{})
 	})
 	t.Run("DeleteInstance", func(t *testing.T) {
-		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
-		s.flags = []string{"--plugin-delete-timeout", "2s"}
-		s.pluginEnv = []string{"SIM_PLUGIN_HANG=DeleteInstance"}
-		d := s.startListening([]string{"org-a"})
+		s, d := listening(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}},
+			runFlags("--plugin-delete-timeout", "2s"), pluginKnobs("SIM_PLUGIN_HANG=DeleteInstance"))
 		s.sim.QueueJobs("org-a", 2, time.Second)
 		s.waitJobsDone(d, 2*time.Minute)
 		scenariotest.WaitFor(t, "2 hung DeleteInstance calls", time.Minute, func() (bool, string) {
@@ -253,9 +244,7 @@ func TestPluginHang(t *testing.T) {
 func TestKillAfterAddInstanceAnswered(t *testing.T) {
 	res := newResult(t, 5, "kill -9 after the plugin answered AddInstance, restart 5s later",
 		"run frozen (SIGSTOP) while AddInstance is in flight, the plugin creates the instance and answers, its runner takes a job; SIGKILL, restart 5s later: the record is unknown-instance and its instance reported, not leaked")
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
-	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=2s"}
-	d := s.startListening([]string{"org-a"})
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}}, pluginKnobs("SIM_PLUGIN_LATENCY=2s"))
 	s.sim.QueueJobs("org-a", 2, 12*time.Second) // still running when run is back
 	cut := namesIn(d.WaitRecords("2 AddInstance calls in flight", time.Minute, func(rs []store.Runner) bool {
 		return len(namesIn(rs, store.StateConfigured)) == 2

@@ -27,10 +27,7 @@ func TestShutdown(t *testing.T) {
 	res := newResult(t, 1, "shutdown (issue 5)",
 		"SIGTERM with busy and idle runners: exit 0 within --shutdown-timeout, 0 sessions, records and instances kept; a second SIGTERM exits at once (non-zero) and the state file opens")
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-	s.flags = []string{"--min-runners", "1", "--max-runners", "5"}
-
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes}, runFlags("--min-runners", "1", "--max-runners", "5"))
 	s.sim.QueueJobs("org-a", 2, 12*time.Second) // busy through the first shutdown
 	before := d.WaitRecords("2 busy and 2 idle runners", 90*time.Second, func(rs []store.Runner) bool {
 		c := scenario.CountStates(rs)
@@ -254,8 +251,7 @@ func TestReadiness(t *testing.T) {
 	res := newResult(t, 3, "readiness (issue 5)",
 		"/readyz 200; broker answering 503 → /readyz 503 naming each target; faults cleared → 200 again")
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes})
 	scenariotest.WaitFor(t, "/readyz 200", 30*time.Second, func() (bool, string) {
 		code, r := d.Ready()
 		return code == http.StatusOK && r.Status == "ready", fmt.Sprintf("%d %+v", code, r)
@@ -294,10 +290,7 @@ func TestReadiness(t *testing.T) {
 
 func killDuringAddInstance(t *testing.T, res *Result, cloudIDs string) {
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-	s.usePlugin(cloudIDs)
-	s.pluginEnv = append(s.pluginEnv, "SIM_PLUGIN_LATENCY=2s")
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes}, pluginKind(cloudIDs), pluginKnobs("SIM_PLUGIN_LATENCY=2s"))
 	s.sim.QueueJobs("org-a", 3, time.Second)
 	s.sim.QueueJobs("org-b", 3, time.Second)
 

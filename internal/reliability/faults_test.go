@@ -23,9 +23,7 @@ func TestGitHubFaults(t *testing.T) {
 		"bursts of 503 on generatejitconfig, session creation and the broker; queue tokens living 2s (--token-ttl 2s): every job completes, no violation")
 	t.Run("5xx bursts", func(t *testing.T) {
 		scopes := []string{"org-a", "org-b"}
-		s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-		s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=200ms"}
-		d := s.startListening(scopes)
+		s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes}, pluginKnobs("SIM_PLUGIN_LATENCY=200ms"))
 		bursts := []actionsfake.Fault{
 			{Match: "POST .*/generatejitconfig$", Status: 503, Times: 12},
 			{Match: "GET /_broker/", Status: 502, Times: 8},
@@ -70,9 +68,7 @@ func TestGitHubFaults(t *testing.T) {
 	})
 	t.Run("401 storm", func(t *testing.T) {
 		scopes := []string{"org-a", "org-b"}
-		s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, TokenTTL: 2 * time.Second})
-		s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=200ms"}
-		d := s.startListening(scopes)
+		s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes, TokenTTL: 2 * time.Second}, pluginKnobs("SIM_PLUGIN_LATENCY=200ms"))
 		for range 5 {
 			for _, sc := range scopes {
 				s.sim.QueueJobs(sc, 3, 2*time.Second)
@@ -127,8 +123,7 @@ func TestAcquireJobsFailing(t *testing.T) {
 	res := newResult(t, 11, "GHES: acquirejobs failing",
 		"--acquire (GHES mode), POST acquirejobs answering 503 (10 times): jobs acquired once it recovers, all complete, no violation")
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, Acquire: true})
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes, Acquire: true})
 	s.sim.AddFault(actionsfake.Fault{Match: "POST .*/acquirejobs$", Status: 503, Times: 10})
 	for _, sc := range scopes {
 		s.sim.QueueJobs(sc, 5, time.Second)
@@ -152,9 +147,7 @@ func TestMyshoesFaults(t *testing.T) {
 	res := newResult(t, 12, "myshoes down, 500, truncated, null",
 		"myshoes down 2 min, then 500, a truncated body: listeners keep working and jobs complete; null (no targets): listeners stop, and come back with the list")
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-	s.pluginEnv = []string{"SIM_PLUGIN_LATENCY=200ms"}
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes}, pluginKnobs("SIM_PLUGIN_LATENCY=200ms"))
 	sessionsOf := func() map[string]string {
 		out := map[string]string{}
 		for _, ss := range s.sim.State().ScaleSets {

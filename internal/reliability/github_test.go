@@ -39,9 +39,7 @@ func TestSessionEvictionAtRuntime(t *testing.T) {
 		"3 targets, 18 jobs; every session evicted mid-burst (poll 401, refresh 404, delete 400): new sessions within 2 poll holds, all jobs complete, 0 duplicates, 0 leaks")
 	scopes := []string{"org-a", "org-b", "owner-c/repo-c"}
 	hold := 2 * time.Second
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, PollHold: hold})
-	s.flags = []string{"--poll-hold", hold.String(), "--max-runners", "10"}
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes, PollHold: hold}, runFlags("--poll-hold", hold.String(), "--max-runners", "10"))
 	for _, sc := range scopes {
 		s.sim.QueueJobs(sc, 6, 3*time.Second)
 	}
@@ -86,8 +84,7 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 	res := newResult(t, 19, "sessions expired across a restart (issue 10)",
 		"kill -9, the stored sessions expire (session TTL 2s), start again: the stale deletes answer 400 and count as gone; every target served within 5s, jobs complete; again with every stale delete answering 500: served within 5s")
 	scopes := []string{"org-a", "org-b"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, SessionTTL: 2 * time.Second})
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes, SessionTTL: 2 * time.Second})
 	// The sim sees a session as soon as it is created; run stores it just
 	// after. A target has polled once its session is stored and open.
 	scenariotest.WaitFor(t, "every target polling on a stored session", time.Minute, func() (bool, string) {
@@ -213,8 +210,7 @@ func (s *world) requireBOM() {
 func TestRateLimits(t *testing.T) {
 	res := newResult(t, 21, "rate limits (issue 10)",
 		"429 Retry-After: 2 on the poll and on generatejitconfig: next call ≥ 2s later, counted, jobs complete; 403 X-RateLimit-Remaining: 0 with X-RateLimit-Reset on the poll: next poll after the reset")
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
-	d := s.startListening([]string{"org-a"})
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 
 	retryAfter := map[string]string{"Retry-After": "2"}
 	s.sim.AddFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusTooManyRequests, Times: 1, Headers: retryAfter})
@@ -288,9 +284,7 @@ func TestGHESLabelsDropped(t *testing.T) {
 	res := newResult(t, 22, "GHES drops custom labels (issue 10)",
 		"--drop-custom-labels, --labels gpu: one warning per process, 0 label PATCHes over 2 evictions and a restart, scalesets ls shows kept and dropped labels, jobs on the name complete")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, DropLabels: true})
-	s.flags = []string{"--labels", "gpu"}
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes, DropLabels: true}, runFlags("--labels", "gpu"))
 	for range 2 { // each new session ensures the scale set again
 		since := time.Now()
 		s.sim.Evict()
@@ -342,9 +336,7 @@ func TestCapacity(t *testing.T) {
 	res := newResult(t, 24, "capacity (issue 10)",
 		"--max-runners 5, 50 jobs: X-ScaleSetMaxCapacity 5, never more than 5 jobs assigned at once, all complete")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-	s.flags = []string{"--max-runners", "5"}
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes}, runFlags("--max-runners", "5"))
 	scenariotest.WaitFor(t, "the capacity reported", time.Minute, func() (bool, string) {
 		st := s.sim.State()
 		return len(st.ScaleSets) == 1 && st.ScaleSets[0].MaxCapacity == 5, scenario.SummarizeScaleSets(st)
@@ -366,8 +358,7 @@ func TestLostAckNoAckThrough(t *testing.T) {
 	res := newResult(t, 25, "lost acknowledgements without ack-through (issue 10)",
 		"--no-ack-through, 2 acknowledgements answered 400, 3 polls answered 200 with no body: the messages come again and are acknowledged, none handled twice, empty polls are no message, jobs complete")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, NoAckThrough: true})
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes, NoAckThrough: true})
 	s.sim.AddFault(actionsfake.Fault{Match: "DELETE .*/messages/[0-9]+$", Status: http.StatusBadRequest, Times: 2})
 	// And polls answered 200 with no body, as GitHub sometimes does: no message.
 	s.sim.AddFault(actionsfake.Fault{Match: "GET .*/messages$", Status: http.StatusOK, EmptyBody: true, Times: 3})

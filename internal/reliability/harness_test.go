@@ -83,6 +83,37 @@ func newScenario(t *testing.T, res *Result, o scenariotest.SimOptions) *world {
 	return s
 }
 
+// listening is how most scenarios start: a world for o (newScenario),
+// changed by each setting, and a run listening on every target of o
+// (startListening).
+func listening(t *testing.T, res *Result, o scenariotest.SimOptions, settings ...setting) (*world, *daemon) {
+	t.Helper()
+	s := newScenario(t, res, o)
+	for _, set := range settings {
+		set(s)
+	}
+	return s, s.startListening(o.Targets)
+}
+
+// setting changes a world before its first run starts.
+type setting func(*world)
+
+// runFlags adds flags to every run of the world.
+func runFlags(flags ...string) setting {
+	return func(s *world) { s.flags = append(s.flags, flags...) }
+}
+
+// pluginKnobs adds the fake plugin's knobs (SIM_PLUGIN_*) to every run of
+// the world.
+func pluginKnobs(env ...string) setting {
+	return func(s *world) { s.pluginEnv = append(s.pluginEnv, env...) }
+}
+
+// pluginKind is usePlugin as a setting.
+func pluginKind(cloudIDs string) setting {
+	return func(s *world) { s.usePlugin(cloudIDs) }
+}
+
 // files are the world's files, as the harness reads them.
 func (s *world) files() scenariotest.Files {
 	return scenariotest.Files{StateFile: s.stateFile, CallLog: s.callLog, InstanceDir: s.pluginDir,

@@ -40,8 +40,7 @@ func fileSum(t *testing.T, path string) string {
 func TestBadStateFile(t *testing.T) {
 	res := newResult(t, 14, "bad state file",
 		"locked by another run → exit 1 fast, naming the lock; garbage, truncated, newer schema → exit 1, file unchanged (sha256)")
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
-	d := s.startListening([]string{"org-a"})
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
 	s.sim.QueueJobs("org-a", 2, 500*time.Millisecond)
 	s.waitJobsDone(d, time.Minute)
 	d.WaitDrained(time.Minute)
@@ -232,9 +231,7 @@ func TestBadPluginOutput(t *testing.T) {
 		{"InvalidArgument", []string{"SIM_PLUGIN_FAIL_CODE=InvalidArgument", "SIM_PLUGIN_FAIL_METHOD=AddInstance"}, "InvalidArgument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
-			s.pluginEnv = tc.env
-			d := s.startListening([]string{"org-a"})
+			s, d := listening(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}}, pluginKnobs(tc.env...))
 			s.sim.QueueJobs("org-a", 3, time.Second)
 			start := time.Now()
 			scenariotest.WaitFor(t, "a first AddInstance", 30*time.Second, func() (bool, string) {
@@ -271,9 +268,7 @@ func TestBadPluginOutput(t *testing.T) {
 		})
 	}
 	t.Run("huge IP", func(t *testing.T) {
-		s := newScenario(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}})
-		s.pluginEnv = []string{"SIM_PLUGIN_HUGE_IP=true"}
-		d := s.startListening([]string{"org-a"})
+		s, d := listening(t, res, scenariotest.SimOptions{Targets: []string{"org-a"}}, pluginKnobs("SIM_PLUGIN_HUGE_IP=true"))
 		s.sim.QueueJobs("org-a", 3, 2*time.Second)
 		waitRunnersIPs := func() (bool, string) {
 			d.Alive()

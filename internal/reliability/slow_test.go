@@ -137,8 +137,7 @@ func TestAcquireFailingForThirtySeconds(t *testing.T) {
 	res := newResult(t, 23, "GHES: acquirejobs failing for 30s (issue 10)",
 		"--acquire, POST acquirejobs answering 500 for 30s: ≤ 2 sessions created, /readyz not ready and acquire_failures_total counting meanwhile, the job runs afterwards")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes, Acquire: true})
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes, Acquire: true})
 	s.sim.AddFault(actionsfake.Fault{Match: "POST .*/acquirejobs$", Status: http.StatusInternalServerError})
 	start := time.Now()
 	s.sim.QueueJobs("org-a", 1, time.Second)

@@ -24,9 +24,7 @@ func TestScaleSetDeletedOnGitHub(t *testing.T) {
 	res := newResult(t, 36, "scale set deleted on GitHub (issue 11)",
 		"the served scale set is deleted on GitHub with an idle runner on it: a new one is created and served, 3 jobs complete within 30s, the old runner's instance deleted (scale-set-deleted), readiness and scalesets ls show the new ID")
 	scopes := []string{"org-a"}
-	s := newScenario(t, res, scenariotest.SimOptions{Targets: scopes})
-	s.flags = []string{"--min-runners", "1"}
-	d := s.startListening(scopes)
+	s, d := listening(t, res, scenariotest.SimOptions{Targets: scopes}, runFlags("--min-runners", "1"))
 	idle := d.WaitRecords("the min runner idle", time.Minute, func(rs []store.Runner) bool {
 		return len(rs) == 1 && rs[0].State == store.StateIdle
 	})[0]

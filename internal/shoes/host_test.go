@@ -699,27 +699,15 @@ func TestBeforeSend(t *testing.T) {
 func TestPoolStats(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil, func(c *Config) { c.PoolSize = 3 })
-	ctx := context.Background()
 	if got, want := f.host.PoolStats(), (PoolStats{Size: 3}); got != want {
 		t.Fatalf("before any call: %+v, want %+v", got, want)
 	}
 	// Two calls held in BeforeSend, on a process each.
-	release := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 2 {
-		req := addReq()
-		req.BeforeSend = func() error { <-release; return nil }
-		wg.Go(func() {
-			if _, err := f.host.AddInstance(ctx, req); err != nil {
-				t.Error(err)
-			}
-		})
-	}
+	release := f.holdCalls(t, 2)
 	testkit.Eventually(t, 20*time.Second, "two busy processes", func() bool {
 		return f.host.PoolStats() == PoolStats{Size: 3, Processes: 2, Busy: 2}
 	})
-	close(release)
-	wg.Wait()
+	release()
 	if got, want := f.host.PoolStats(), (PoolStats{Size: 3, Processes: 2}); got != want {
 		t.Fatalf("after the calls: %+v, want %+v", got, want)
 	}

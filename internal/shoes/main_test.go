@@ -68,6 +68,27 @@ func newFixture(t testing.TB, env map[string]string, mutate func(*Config)) *fixt
 	return f
 }
 
+// holdCalls starts n AddInstance calls, each held in BeforeSend on the
+// process it got; release lets them finish and waits for them.
+func (f *fixture) holdCalls(t testing.TB, n int) (release func()) {
+	t.Helper()
+	held := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		req := addReq()
+		req.BeforeSend = func() error { <-held; return nil }
+		wg.Go(func() {
+			if _, err := f.host.AddInstance(context.Background(), req); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	return func() {
+		close(held)
+		wg.Wait()
+	}
+}
+
 // closeWithin closes h, and fails the test (instead of hanging with it)
 // if Close has not returned after d.
 func closeWithin(t testing.TB, h *Host, d time.Duration) {

@@ -3,7 +3,6 @@ package shoes
 import (
 	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,23 +23,11 @@ func TestWarmStartsProcessesAheadOfDemand(t *testing.T) {
 	})
 
 	// A burst of 4: 2 warm processes and 2 started for it.
-	ctx := context.Background()
-	release := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		req := addReq()
-		req.BeforeSend = func() error { <-release; return nil }
-		wg.Go(func() {
-			if _, err := f.host.AddInstance(ctx, req); err != nil {
-				t.Error(err)
-			}
-		})
-	}
+	release := f.holdCalls(t, 4)
 	testkit.Eventually(t, 20*time.Second, "4 busy processes", func() bool {
 		return f.host.PoolStats() == PoolStats{Size: 4, Processes: 4, Busy: 4}
 	})
-	close(release)
-	wg.Wait()
+	release()
 	// The extra two stop once idle long enough, and with no call for
 	// IdleTimeout the pool keeps one process (TestWarmPoolShrinksWhenIdle).
 	testkit.Eventually(t, 20*time.Second, "the pool back at 1", func() bool {

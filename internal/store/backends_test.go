@@ -23,7 +23,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m)) }
 
 // backends returns a fresh store of each backend.
-func backends(t *testing.T, clock *fakeClock) map[string]*Store {
+func backends(t *testing.T, clock *testkit.Clock) map[string]*Store {
 	t.Helper()
 	file := openStore(t, Options{Now: clock.Now, HistoryMaxCount: 3})
 	e, err := OpenEtcd(EtcdOptions{Client: etcdtest.Start(t).Client(), Prefix: "/test/", OwnerID: "replica-a", Now: clock.Now, HistoryMaxCount: 3})
@@ -49,7 +49,7 @@ func runner(name string, scaleSet int, state RunnerState) Runner {
 	return Runner{Name: name, TargetID: fmt.Sprint("t-", scaleSet), Scope: "org", ScaleSetID: scaleSet, State: state}
 }
 
-func backendRunners(t *testing.T, s *Store, clock *fakeClock) {
+func backendRunners(t *testing.T, s *Store, clock *testkit.Clock) {
 	if err := s.CreateRunners([]Runner{runner("r1", 1, StatePending), runner("r2", 1, StateIdle), runner("r3", 2, StateIdle)}); err != nil {
 		t.Fatal(err)
 	}

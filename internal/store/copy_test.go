@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // copyRunners and copyHistory are more than copyBatch, so that the copy
@@ -35,7 +36,7 @@ func openEtcdStore(t *testing.T, c *clientv3.Client, prefix string) *Store {
 // sets, sessions (held, and with only pending acquisitions), runners in
 // every state, history and the learned cloud IDs. It returns the counts a
 // copy must report.
-func populateForCopy(t *testing.T, s *Store, clock *fakeClock) CopyCounts {
+func populateForCopy(t *testing.T, s *Store, clock *testkit.Clock) CopyCounts {
 	t.Helper()
 	must := func(err error) {
 		t.Helper()
@@ -144,10 +145,7 @@ func TestCopyRoundTrip(t *testing.T) {
 		t.Fatalf("verify etcd against the file: %v", err)
 	}
 	wantSameRecords(t, src, mid)
-	runners, err := mid.ListRunners(RunnerFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	runners := list(t, mid.ListRunners, RunnerFilter{})
 	states := map[RunnerState]bool{}
 	for _, r := range runners {
 		states[r.State] = true

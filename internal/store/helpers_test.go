@@ -7,36 +7,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
+	"reflect"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
 
 // testLockTimeout keeps the lock tests short.
 const testLockTimeout = 300 * time.Millisecond
 
-// fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newFakeClock returns a settable clock at 2026-03-01 12:00 UTC.
+func newFakeClock() *testkit.Clock {
+	return testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // testPath returns a state file path in a fresh temporary directory.
@@ -64,7 +49,7 @@ func openStore(t testing.TB, opts Options) *Store {
 }
 
 // newTestStore opens a fresh store on a fake clock.
-func newTestStore(t testing.TB) (*Store, *fakeClock) {
+func newTestStore(t testing.TB) (*Store, *testkit.Clock) {
 	t.Helper()
 	clock := newFakeClock()
 	return openStore(t, Options{Now: clock.Now}), clock
@@ -140,5 +125,29 @@ func wantNotFound(t *testing.T, what string, errs map[string]error) {
 		if !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s of a %s = %v, want ErrNotFound", name, what, err)
 		}
+	}
+}
+
+// list returns fn(f), a Store's ListRunners or ListHistory, or fails the
+// test.
+func list[F, T any](t testing.TB, fn func(F) ([]T, error), f F) []T {
+	t.Helper()
+	out, err := fn(f)
+	if err != nil {
+		t.Fatalf("list %T %+v: %v", f, f, err)
+	}
+	return out
+}
+
+// wantRecord fails the test unless get(key), the getter named name, reads
+// want.
+func wantRecord[K, T any](t testing.TB, name string, get func(K) (T, error), key K, want T) {
+	t.Helper()
+	got, err := get(key)
+	if err != nil {
+		t.Fatalf("%s(%v): %v", name, key, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s = %+v, want %+v", name, got, want)
 	}
 }

@@ -25,13 +25,7 @@ func TestScaleSets(t *testing.T) {
 	}
 	want := ss
 	want.CreatedAt, want.UpdatedAt = t0, t0
-	got, err := s.GetScaleSet("t-b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("GetScaleSet = %+v, want %+v", got, want)
-	}
+	wantRecord(t, "GetScaleSet", s.GetScaleSet, "t-b", want)
 
 	// Put again: CreatedAt is kept, UpdatedAt moves.
 	clock.Advance(time.Minute)
@@ -39,7 +33,7 @@ func TestScaleSets(t *testing.T) {
 	if err := s.PutScaleSet(ss); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = s.GetScaleSet("t-b")
+	got, _ := s.GetScaleSet("t-b")
 	if !got.CreatedAt.Equal(t0) || !got.UpdatedAt.Equal(t0.Add(time.Minute)) || got.TargetStatus != "paused" {
 		t.Errorf("after second put: %+v", got)
 	}
@@ -123,15 +117,8 @@ func TestSessions(t *testing.T) {
 	if err := s.RecordMessage(10, 99, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.GetSession(10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Session{ScaleSetID: 10, TargetID: "t10", SessionID: "sess", OwnerName: s.OwnerID(),
-		LastMessageID: 99, CreatedAt: t0, UpdatedAt: t0.Add(time.Second)}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("GetSession = %+v, want %+v", got, want)
-	}
+	wantRecord(t, "GetSession", s.GetSession, 10, Session{ScaleSetID: 10, TargetID: "t10", SessionID: "sess", OwnerName: s.OwnerID(),
+		LastMessageID: 99, CreatedAt: t0, UpdatedAt: t0.Add(time.Second)})
 
 	if err := s.DeleteSession(10); err != nil {
 		t.Fatal(err)
@@ -230,13 +217,7 @@ func TestRunnerCRUD(t *testing.T) {
 	want.State = StatePending
 	want.StateSince = map[RunnerState]time.Time{StatePending: t0}
 	want.CreatedAt, want.UpdatedAt = t0, t0
-	got, err := s.GetRunner("myshoes-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("GetRunner = %+v, want %+v", got, want)
-	}
+	wantRecord(t, "GetRunner", s.GetRunner, "myshoes-1", want)
 	if err := s.CreateRunner(in); !errors.Is(err, ErrExists) {
 		t.Errorf("second CreateRunner = %v, want ErrExists", err)
 	}
@@ -349,10 +330,7 @@ func TestListRunners(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := s.ListRunners(tt.filter)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := list(t, s.ListRunners, tt.filter)
 			var idx []int
 			for _, r := range got {
 				var i int
@@ -406,10 +384,7 @@ func TestFinishRunner(t *testing.T) {
 	if _, err := s.GetRunner("r1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetRunner after finish = %v, want ErrNotFound", err)
 	}
-	hist, err := s.ListHistory(HistoryFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	hist := list(t, s.ListHistory, HistoryFilter{})
 	if len(hist) != 1 || !reflect.DeepEqual(hist[0], rec) {
 		t.Errorf("ListHistory = %+v, want [%+v]", hist, rec)
 	}
@@ -530,10 +505,7 @@ func TestListHistory(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hist, err := s.ListHistory(tt.filter)
-			if err != nil {
-				t.Fatal(err)
-			}
+			hist := list(t, s.ListHistory, tt.filter)
 			var got []string
 			for _, h := range hist {
 				got = append(got, h.Runner.Name)
@@ -592,10 +564,7 @@ func TestPruneHistory(t *testing.T) {
 			if pruned != tt.wantPruned {
 				t.Errorf("PruneHistory() = %d, want %d", pruned, tt.wantPruned)
 			}
-			hist, err := s.ListHistory(HistoryFilter{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			hist := list(t, s.ListHistory, HistoryFilter{})
 			var kept []time.Duration
 			for _, h := range hist {
 				kept = append(kept, pruneAt.Sub(h.FinishedAt))
@@ -623,10 +592,7 @@ func TestConcurrentUpdateRunner(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, clock := newTestStore(t)
 			seedRunners(t, s, tt.runners, clock.Now())
-			rs, err := s.ListRunners(RunnerFilter{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			rs := list(t, s.ListRunners, RunnerFilter{})
 
 			var wg sync.WaitGroup
 			for g := range goroutines {
@@ -798,10 +764,7 @@ func TestRunnerDecodeCache(t *testing.T) {
 	}
 	list := func() map[string]Runner {
 		t.Helper()
-		rs, err := s.ListRunners(RunnerFilter{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rs := list(t, s.ListRunners, RunnerFilter{})
 		out := map[string]Runner{}
 		for _, r := range rs {
 			out[r.Name] = r

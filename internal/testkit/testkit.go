@@ -1,7 +1,8 @@
 // Package testkit holds the small helpers every test package of this
 // module needs: waiting for a condition with a deadline, a free loopback
 // address, a GitHub App key, a clean child environment, the tail of a log,
-// and a buffer safe for concurrent writers. It is imported only by tests.
+// a buffer safe for concurrent writers and a settable clock. It is
+// imported only by tests.
 package testkit
 
 import (
@@ -321,4 +322,35 @@ func FileSize(t testing.TB, path string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// Clock is a settable clock, safe for concurrent use: a component's Now
+// in a test.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock that reads t until it is set or advanced.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }

@@ -258,3 +258,19 @@ func TestECKeyPEM(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestClock(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	c := NewClock(t0)
+	if got := c.Now(); !got.Equal(t0) {
+		t.Fatalf("Now = %v, want %v", got, t0)
+	}
+	c.Advance(time.Minute)
+	if got := c.Now(); !got.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("after Advance(1m): %v, want %v", got, t0.Add(time.Minute))
+	}
+	c.Set(t0)
+	if got := c.Now(); !got.Equal(t0) {
+		t.Fatalf("after Set: %v, want %v", got, t0)
+	}
+}
