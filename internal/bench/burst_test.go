@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/demo"
+	"github.com/shoes-scaleset/shoes-scaleset/internal/etcdtest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/scenario/scenariotest"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/testkit"
 )
@@ -21,6 +22,9 @@ type burst struct {
 	jobs, targets, concurrency, maxRunners, minRunners int
 	latency, jobDuration                               time.Duration
 	mode                                               string
+	// etcd is the etcd server the demo keeps its state in
+	// (--etcd-endpoints, a new prefix per run); nil: a bbolt file.
+	etcd *etcdtest.Server
 }
 
 func (b burst) args() []string {
@@ -33,42 +37,75 @@ func (b burst) args() []string {
 	}
 }
 
+// argv is the demo's command line: args, and with etcd its endpoint.
+func (b burst) argv() []string {
+	if b.etcd == nil {
+		return b.args()
+	}
+	return append(b.args(), "--etcd-endpoints", b.etcd.Endpoint())
+}
+
 // demoRun is the outcome of one demo process.
 type demoRun struct {
 	rep demo.Report
 	// cpu is the CPU time of the demo process and its plugin processes;
-	// others is what the rest of the machine used meanwhile (noise).
-	cpu, others float64
+	// etcd is the etcd server's, with etcd; others is what the rest of
+	// the machine used meanwhile (noise).
+	cpu, etcd, others float64
 }
 
 // runDemo runs the demo binary with b and returns its report. A demo that
 // fails (a job not completed, an instance leaked) fails the test.
 func runDemo(t *testing.T, b burst) demoRun {
 	t.Helper()
-	before := sampleCPU()
-	res := scenariotest.Exec(t, binary, 20*time.Minute, testkit.ChildEnv("TMPDIR="+t.TempDir()), b.args()...)
-	after := sampleCPU()
+	etcdCPU := func() float64 { return 0 }
+	if b.etcd != nil {
+		pid := (&cluster{t: t, etcd: b.etcd}).etcdPid()
+		etcdCPU = func() float64 { return treeCPU(pid) }
+	}
+	before, etcdBefore := sampleCPU(), etcdCPU()
+	res := scenariotest.Exec(t, binary, 20*time.Minute, testkit.ChildEnv("TMPDIR="+t.TempDir()), b.argv()...)
+	after, etcdAfter := sampleCPU(), etcdCPU()
 	var r demoRun
 	if err := json.Unmarshal([]byte(res.Stdout), &r.rep); err != nil {
-		t.Fatalf("demo %v: %v (exit %d)\nstderr:\n%s", b.args(), err, res.Code, res.Stderr)
+		t.Fatalf("demo %v: %v (exit %d)\nstderr:\n%s", b.argv(), err, res.Code, res.Stderr)
 	}
 	if res.Code != 0 {
-		t.Errorf("demo %v failed: exit %d\n%s", b.args(), res.Code, res.Stderr)
+		t.Errorf("demo %v failed: exit %d\n%s", b.argv(), res.Code, res.Stderr)
 	}
-	r.cpu = res.CPU.Seconds()
-	r.others = max(0, busySeconds(before, after)-r.cpu)
+	r.cpu, r.etcd = res.CPU.Seconds(), etcdAfter-etcdBefore
+	r.others = max(0, busySeconds(before, after)-r.cpu-r.etcd)
 	return r
 }
 
 // burstRow runs b runs() times and formats a table row of medians.
 func burstRow(t *testing.T, label string, b burst, n int) string {
 	t.Helper()
-	var allUp, ratio, provP50, provP99, startP50, startP99, wall, cpu, others []float64
+	var rs []demoRun
 	for i := range n {
-		r := runDemo(t, b)
-		t.Logf("%s run %d/%d: all up %.2fs (ratio %.3f), provision p50/p99 %d/%d ms, job start p50/p99 %d/%d ms, wall %.2fs, cpu %.1fs, others %.1fs",
-			label, i+1, n, r.rep.AllUpSeconds, r.rep.RatioToBound, r.rep.ProvisionP50MS, r.rep.ProvisionP99MS,
-			r.rep.JobStartP50MS, r.rep.JobStartP99MS, r.rep.WallSeconds, r.cpu, r.others)
+		rs = append(rs, runLogged(t, label, b, i, n))
+	}
+	return formatBurstRow(label, b, rs)
+}
+
+// runLogged runs the demo once, as run i of n of label, and logs it.
+func runLogged(t *testing.T, label string, b burst, i, n int) demoRun {
+	t.Helper()
+	r := runDemo(t, b)
+	etcd := ""
+	if b.etcd != nil {
+		etcd = fmt.Sprintf(", etcd cpu %.1fs", r.etcd)
+	}
+	t.Logf("%s run %d/%d: all up %.2fs (ratio %.3f), provision p50/p99 %d/%d ms, job start p50/p99 %d/%d ms, wall %.2fs, instances created %d, cpu %.1fs%s, others %.1fs",
+		label, i+1, n, r.rep.AllUpSeconds, r.rep.RatioToBound, r.rep.ProvisionP50MS, r.rep.ProvisionP99MS,
+		r.rep.JobStartP50MS, r.rep.JobStartP99MS, r.rep.WallSeconds, r.rep.InstancesCreated, r.cpu, etcd, r.others)
+	return r
+}
+
+// formatBurstRow formats the medians of b's runs rs as a table row.
+func formatBurstRow(label string, b burst, rs []demoRun) string {
+	var allUp, ratio, provP50, provP99, startP50, startP99, wall, cpu, others []float64
+	for _, r := range rs {
 		allUp = append(allUp, r.rep.AllUpSeconds)
 		ratio = append(ratio, r.rep.RatioToBound)
 		provP50 = append(provP50, float64(r.rep.ProvisionP50MS)/1000)
@@ -85,7 +122,7 @@ func burstRow(t *testing.T, label string, b burst, n int) string {
 		up, r = "— (up before the jobs)", "—"
 	}
 	return fmt.Sprintf("| %s | %s | %d | %s | %.1f | %s | %.2f / %.2f | %.2f / %.2f | %.1f | %.1f | %.1f |\n",
-		label, b.mode, n, up, bound, r,
+		label, b.mode, len(rs), up, bound, r,
 		median(provP50), median(provP99), median(startP50), median(startP99), median(wall), median(cpu), median(others))
 }
 
@@ -129,6 +166,32 @@ func TestP1Burst(t *testing.T) {
 	}
 	report(t, "\n### P1 burst: %d jobs over %d targets, jobs of %s, --max-runners %d, --plugin-pool-size default (2 x C)\n\n%s%s",
 		base.jobs, base.targets, base.jobDuration, base.maxRunners, burstHeader, rows.String())
+}
+
+// P1 on etcd (issue 15): the headline point, C=64 L=1s, with the demo's
+// state in one real etcd server process on loopback (internal/etcdtest;
+// each demo makes up a prefix of its own and deletes it after), next to
+// the same point on a bbolt file. The runs alternate, bbolt then etcd, so
+// that both rows see the same load on a shared machine. The etcd server's
+// CPU is counted apart from ours and from the others'.
+func TestP1BurstEtcd(t *testing.T) {
+	bolt := burst{jobs: 500, targets: 10, concurrency: 64, maxRunners: 100,
+		latency: time.Second, jobDuration: 2 * time.Second, mode: demo.PluginModeInProcess}
+	onEtcd := bolt
+	onEtcd.etcd = etcdtest.Start(t)
+	n := runs()
+	var rb, re []demoRun
+	for i := range n {
+		rb = append(rb, runLogged(t, "bbolt", bolt, i, n))
+		re = append(re, runLogged(t, "etcd", onEtcd, i, n))
+	}
+	etcdCPU := make([]float64, len(re))
+	for i, r := range re {
+		etcdCPU[i] = r.etcd
+	}
+	report(t, "\n### P1 on etcd: %d jobs over %d targets, C=%d L=%s, jobs of %s, --max-runners %d; the state in a bbolt file or in etcd (one server on loopback)\n\n%s%s%s\nCPU of the etcd server during the etcd runs (s), median (range): %s\n",
+		bolt.jobs, bolt.targets, bolt.concurrency, bolt.latency, bolt.jobDuration, bolt.maxRunners, burstHeader,
+		formatBurstRow("C=64 L=1s, bbolt", bolt, rb), formatBurstRow("C=64 L=1s, etcd", onEtcd, re), spread(etcdCPU, "%.1f"))
 }
 
 // P2: a warm pool (--min-runners at least the burst per target): jobs

@@ -59,7 +59,12 @@ type ControllerSetup struct {
 	PluginArgs     []string
 	PluginEnv      []string
 	PluginPoolSize int
-	StateFile      string
+	// StateFile is run's --state-file: the state with bbolt; with Etcd
+	// only its directory is used (the API token file).
+	StateFile string
+	// Etcd, when set, is where the state is kept instead (run's
+	// --store etcd and --etcd-* settings).
+	Etcd *Etcd
 	// Listen is a free loopback address for the controller's HTTP API.
 	Listen string
 	// PollHold is how long the fake broker holds an empty long-poll.
@@ -97,6 +102,15 @@ type Config struct {
 	// StateFile is kept after the run; empty means a temporary file,
 	// deleted at the end. An existing file is refused.
 	StateFile string
+	// Etcd keeps the state in etcd instead of a bbolt file (StateFile
+	// must be empty): the controller gets it as ControllerSetup.Etcd, and
+	// the demo reads the state back with OpenState, which is then
+	// required. The caller has checked that its prefix holds no key.
+	Etcd *Etcd
+	// OpenState opens the state the stopped controller kept, read-only,
+	// for the report: required with Etcd (the demo holds no etcd client);
+	// nil opens the bbolt state file.
+	OpenState StateOpener
 	// WorkDir is where the demo works, created if it does not exist; it
 	// must be empty. The controller log and the plugin call log are kept
 	// there after the run, everything else the demo made is deleted.
@@ -172,6 +186,17 @@ func (c *Config) Validate() error {
 			return &setting.FieldError{Field: "WorkDir", Err: fmt.Errorf("work directory: %w", err)}
 		case len(entries) > 0:
 			return bad("WorkDir", "work directory %s is not empty: the demo reads its logs back; remove it or choose another", c.WorkDir)
+		}
+	}
+	if c.Etcd != nil {
+		switch {
+		case c.StateFile != "":
+			return bad("StateFile", "state file %s and etcd: the state is kept in one of them; give either", c.StateFile)
+		case c.OpenState == nil:
+			return errors.New("OpenState: required with Etcd")
+		}
+		if err := c.Etcd.validate(); err != nil {
+			return err
 		}
 	}
 	if c.StateFile != "" {
@@ -394,6 +419,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	fmt.Fprintf(out, "  fake GitHub:     %s   fake myshoes: %s\n", world.GitHubURL(), world.MyshoesURL())
 	fmt.Fprintf(out, "  controller API:  %s   (shoes-scaleset runners ls --listen %s)\n", listen, listen)
 	fmt.Fprintf(out, "  controller log:  %s%s\n", f.log, f.deletedNote())
+	if cfg.Etcd != nil {
+		fmt.Fprintf(out, "  state:           %s\n", cfg.Etcd.describe())
+	}
 
 	r.ctrl = startController(ctx, cfg.RunController, ControllerSetup{
 		MyshoesURL:           world.MyshoesURL(),
@@ -405,6 +433,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		PluginEnv:            pluginEnv(cfg.PluginLatency, cfg.PluginMode, f),
 		PluginPoolSize:       cfg.PluginPoolSize,
 		StateFile:            f.state,
+		Etcd:                 cfg.Etcd,
 		Listen:               listen,
 		PollHold:             PollHold,
 		RunnerBaseDirectory:  f.runners,
@@ -664,17 +693,22 @@ func Settled(calls []shoesfake.Call, runners []store.Runner, keep int) bool {
 }
 
 // summarize reads the final state: the fake's, the call log, and the
-// state file, which the stopped controller no longer holds.
+// store (the state file, which the stopped controller no longer holds, or
+// etcd).
 func (r *run) summarize() (Report, error) {
 	calls, err := shoesfake.ReadCallLog(r.files.callLog)
 	if err != nil {
 		return Report{}, err
 	}
-	st, err := store.Open(store.Options{Path: r.files.state, ReadOnly: true})
-	if err != nil {
-		return Report{}, fmt.Errorf("read the state file: %w", err)
+	open, what := r.cfg.OpenState, "the state in etcd"
+	if open == nil {
+		open, what = openStateFile(r.files.state), "the state file"
 	}
-	defer st.Close()
+	st, closeState, err := open()
+	if err != nil {
+		return Report{}, fmt.Errorf("read %s: %w", what, err)
+	}
+	defer closeState()
 	history, err := st.ListHistory(store.HistoryFilter{})
 	if err != nil {
 		return Report{}, err
@@ -697,7 +731,10 @@ func (r *run) summarize() (Report, error) {
 	if !r.files.tempDir {
 		rep.LogFile, rep.CallLog = r.files.log, r.files.callLog
 	}
-	if !r.files.tempState {
+	switch {
+	case r.cfg.Etcd != nil:
+		rep.StateIn = r.cfg.Etcd.describe()
+	case !r.files.tempState:
 		rep.StateFile = r.files.state
 	}
 	return rep, nil

@@ -49,6 +49,8 @@ type Report struct {
 	PluginMode string `json:"plugin_mode"`
 	// StateFile is set when the state file outlives the demo (--state-file).
 	StateFile string `json:"state_file,omitempty"`
+	// StateIn says where the state was kept when it was not a file (etcd).
+	StateIn string `json:"-"`
 	// LogFile is set when the controller log outlives the demo
 	// (--work-dir); a temporary work directory is deleted with it.
 	LogFile string `json:"log_file,omitempty"`
@@ -288,9 +290,12 @@ func (r Report) WriteText(w io.Writer) error {
 		row("bound", "%.2fs (ceil(jobs/provision concurrency) x plugin latency); ratio %.2f", r.BoundSeconds, r.RatioToBound)
 	}
 	row("plugin mode", "%s", r.PluginMode)
-	if r.StateFile != "" {
+	switch {
+	case r.StateIn != "":
+		row("state", "%s", r.StateIn)
+	case r.StateFile != "":
 		row("state file", "%s (kept: shoes-scaleset runners ls --state-file %s)", r.StateFile, r.StateFile)
-	} else {
+	default:
 		row("state file", "a temporary file, deleted (keep it with --state-file)")
 	}
 	if r.LogFile == "" {

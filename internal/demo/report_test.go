@@ -300,6 +300,7 @@ func TestWriteText(t *testing.T) {
 		name string
 		r    Report
 		want []string
+		deny []string // must not appear
 	}{
 		{
 			name: "pass with a temporary state file",
@@ -329,6 +330,12 @@ func TestWriteText(t *testing.T) {
 			r:    Report{Jobs: 4, JobsCompleted: 3, StateFile: "/s/state.db"},
 			want: []string{"demo FAILED: 3 of 4 jobs completed", "runners ls --state-file /s/state.db"},
 		},
+		{
+			name: "state in etcd",
+			r:    Report{Jobs: 1, JobsCompleted: 1, StateIn: "etcd http://127.0.0.1:2379, prefix /p/ (deleted at exit)"},
+			want: []string{"state                etcd http://127.0.0.1:2379, prefix /p/ (deleted at exit)"},
+			deny: []string{"state file"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b strings.Builder
@@ -338,6 +345,11 @@ func TestWriteText(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(b.String(), w) {
 					t.Errorf("summary lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, d := range tc.deny {
+				if strings.Contains(b.String(), d) {
+					t.Errorf("summary has %q:\n%s", d, b.String())
 				}
 			}
 		})
