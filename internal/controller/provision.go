@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -431,6 +432,13 @@ func (c *Controller) disown(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.owned, name)
+}
+
+// ownedNames returns a copy of the names owned now.
+func (c *Controller) ownedNames() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.owned)
 }
 
 func (c *Controller) isOwned(name string) bool {

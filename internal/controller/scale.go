@@ -50,13 +50,18 @@ func (set *scaleSet) inheritedUnfinished() (int, error) {
 	if c.cfg.Ownership.HandOverGrace() == 0 {
 		return 0, nil // one replica: every unfinished record is this process's
 	}
+	// What this process owns is read before the records: a provisioning
+	// that ends between the two reads is still this process's, not one a
+	// dead replica left (read after, it looked inherited, and one runner
+	// too many was started).
+	owned := c.ownedNames()
 	rs, err := c.store.ListRunners(store.RunnerFilter{States: []store.RunnerState{store.StatePending, store.StateConfigured}})
 	if err != nil {
 		return 0, fmt.Errorf("list unfinished runners: %w", err)
 	}
 	n := 0
 	for _, r := range rs {
-		if r.ScaleSetID == set.id && !c.isOwned(r.Name) {
+		if r.ScaleSetID == set.id && !owned[r.Name] {
 			n++
 		}
 	}
