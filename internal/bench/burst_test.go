@@ -132,7 +132,8 @@ const burstHeader = `| configuration | plugin mode | runs | all up (s), median (
 
 // P1: a burst of 500 jobs over 10 targets; all instances up against the
 // bound ceil(N/C)·L, swept over the provisioning concurrency C and the
-// plugin latency L.
+// plugin latency L. BENCH_P1_SWEEP=full runs every pair of the grid
+// instead of the usual rows.
 func TestP1Burst(t *testing.T) {
 	base := burst{jobs: 500, targets: 10, concurrency: 64, maxRunners: 100,
 		latency: time.Second, jobDuration: 2 * time.Second, mode: demo.PluginModeInProcess}
@@ -149,7 +150,17 @@ func TestP1Burst(t *testing.T) {
 		headline, sweep = 5, 2
 	}
 	cfgs := []cfg{{"C=64 L=1s", base, headline}}
-	if !quick() {
+	switch {
+	case os.Getenv("BENCH_P1_SWEEP") == "full":
+		// Issue 15's whole grid: C in {8, 32, 64, 128} x L in {200ms, 1s,
+		// 3s}, BENCH_RUNS each (3 by default); about 25 minutes here.
+		cfgs = cfgs[:0]
+		for _, l := range []time.Duration{200 * time.Millisecond, time.Second, 3 * time.Second} {
+			for _, c := range []int{8, 32, 64, 128} {
+				cfgs = append(cfgs, cfg{fmt.Sprintf("C=%d L=%s", c, l), with(func(b *burst) { b.concurrency, b.latency = c, l }), runs()})
+			}
+		}
+	case !quick():
 		for _, c := range []int{8, 32, 128} {
 			cfgs = append(cfgs, cfg{fmt.Sprintf("C=%d L=1s", c), with(func(b *burst) { b.concurrency = c }), sweep})
 		}
