@@ -47,7 +47,6 @@ func ExtractJITConfig(setupScript string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	assigned := shellAssignments(main)
 	valid := func(v string) bool {
 		_, err := DecodeJITConfig(v)
 		return v != "" && err == nil
@@ -59,7 +58,7 @@ func ExtractJITConfig(setupScript string) (string, error) {
 		case w.ref == "" && valid(w.literal):
 			return w.literal, nil
 		case w.ref != "":
-			for _, v := range slices.Backward(assigned[w.ref]) {
+			for _, v := range slices.Backward(assignmentsTo(main, w.ref)) {
 				if valid(v) {
 					return v, nil
 				}
@@ -67,7 +66,7 @@ func ExtractJITConfig(setupScript string) (string, error) {
 		}
 	}
 	for _, name := range []string{"RUNNER_JIT_CONFIG", "ACTIONS_RUNNER_INPUT_JITCONFIG"} {
-		for _, v := range slices.Backward(assigned[name]) {
+		for _, v := range slices.Backward(assignmentsTo(main, name)) {
 			if valid(v) {
 				return v, nil
 			}
@@ -79,22 +78,29 @@ func ExtractJITConfig(setupScript string) (string, error) {
 // jitconfigFlagRE finds the runner's --jitconfig flag, up to its value.
 var jitconfigFlagRE = regexp.MustCompile(`--jitconfig(?:=|[ \t]+)`)
 
-// assignmentRE finds a shell variable assignment, up to its value:
-// NAME=..., also after export, readonly, local or declare.
-var assignmentRE = regexp.MustCompile(`(?m)(?:^|[;&|(\s])(?:(?:export|readonly|local|declare(?:[ \t]+-[A-Za-z]+)?)[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=`)
-
-// shellAssignments returns the literal values the script assigns to each
-// variable, in order.
-func shellAssignments(script string) map[string][]string {
-	out := map[string][]string{}
-	for _, m := range assignmentRE.FindAllStringSubmatchIndex(script, -1) {
-		w, ok := parseShellWord(script[m[1]:])
-		if ok && w.ref == "" {
-			name := script[m[2]:m[3]]
-			out[name] = append(out[name], w.literal)
+// assignmentsTo returns the literal values the script assigns to the
+// variable name, in order: NAME=..., also after export, readonly, local or
+// declare, at the start of a line or after a blank or one of ;&|(. It is
+// a plain search, not a regular expression over every assignment: in a
+// benchmark's burst this fake parses hundreds of scripts a second, on the
+// cores the controller under test runs on.
+func assignmentsTo(script, name string) []string {
+	var out []string
+	pat := name + "="
+	for i := 0; ; {
+		j := strings.Index(script[i:], pat)
+		if j < 0 {
+			return out
+		}
+		at := i + j
+		i = at + len(pat)
+		if at > 0 && strings.IndexByte(";&|( \t\n\r\f", script[at-1]) < 0 {
+			continue // part of a longer name, or not an assignment
+		}
+		if w, ok := parseShellWord(script[i:]); ok && w.ref == "" {
+			out = append(out, w.literal)
 		}
 	}
-	return out
 }
 
 // shellWord is one bash word: a literal, or a lone variable reference.

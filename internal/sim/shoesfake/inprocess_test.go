@@ -135,6 +135,8 @@ func TestExtractJITConfig(t *testing.T) {
 		{"exported variable in braces", "#!/bin/bash\nexport JIT_CONFIG=\"" + jit + "\"\nsudo -u runner ./run.sh --jitconfig ${JIT_CONFIG}\n", ""},
 		{"variable reassigned: the last literal", "#!/bin/bash\nJ=abc\nJ='" + jit + "'\n./run.sh --jitconfig \"$J\"\n", ""},
 		{"the runner's own variable", "#!/bin/bash\nexport ACTIONS_RUNNER_INPUT_JITCONFIG=" + jit + "\n./run.sh\n", ""},
+		{"declared, after a semicolon", "#!/bin/bash\ncd /opt; declare -x JIT='" + jit + "'\n./run.sh --jitconfig \"$JIT\"\n", ""},
+		{"only a longer name assigned", "#!/bin/bash\nMY_JIT='" + jit + "'\n./run.sh --jitconfig \"$JIT\"\n", "no JIT config found"},
 		{"a variable never assigned", "#!/bin/bash\n./run.sh --jitconfig \"$FROM_METADATA\"\n", "no JIT config found"},
 		{"an expansion, not a literal", "#!/bin/bash\n./run.sh --jitconfig \"$(cat /jit)\"\n", "no JIT config found"},
 		{"unterminated quote", "#!/bin/bash\n./run.sh --jitconfig '" + jit + "\n", "no JIT config found"},

@@ -544,7 +544,7 @@ func runnerDirOf(setupScript, runnerName, instanceDir string) string {
 // name (NAME='...', as runnerscript's shellQuote writes it, or any other
 // quoting).
 func firstAssignment(script, name string) (string, bool) {
-	if vs := shellAssignments(script)[name]; len(vs) > 0 {
+	if vs := assignmentsTo(script, name); len(vs) > 0 {
 		return vs[0], true
 	}
 	return "", false
