@@ -13,10 +13,10 @@ import (
 //   - a served scale set that holds no slot can take one at once: the
 //     others leave one free for each such scale set, up to half the
 //     capacity;
-//   - while scale sets wait, a scale set takes no slot beyond its fair
-//     share, the capacity divided by the scale sets that hold or want
-//     slots, and freed slots go round-robin to the waiting scale sets
-//     below their share;
+//   - while scale sets wait, a freed slot goes first to a waiting scale
+//     set below its fair share (the capacity divided by the scale sets
+//     that hold or want slots), round-robin; only when every waiting
+//     scale set has its share does one of them, round-robin, take more;
 //   - otherwise a scale set may use what the others leave unused, so a
 //     burst on one target is not held back by idle ones.
 //
@@ -134,16 +134,25 @@ func (f *fairSlots) allowedLocked(key int) bool {
 	if free <= reserve {
 		return false
 	}
-	// While others wait, no slot beyond the fair share.
-	if f.othersWaitLocked(key) && f.held[key] >= f.shareLocked() {
+	// No slot beyond the fair share while another key below its share
+	// waits: the slot is that key's. When every waiting key has its share,
+	// a free slot still goes to one of them (round-robin), rather than
+	// stand idle: capped at their shares, keys that started behind (a
+	// burst reaches scale sets one after the other) needed one more round
+	// of AddInstance at the end of a burst while slots stood free
+	// (TestFairSlotsNoIdleSlotWhileKeysWait).
+	if f.held[key] >= f.shareLocked() && f.othersBelowShareWaitLocked(key) {
 		return false
 	}
 	return true
 }
 
-func (f *fairSlots) othersWaitLocked(key int) bool {
+// othersBelowShareWaitLocked reports whether a key other than key waits
+// while it holds less than its share.
+func (f *fairSlots) othersBelowShareWaitLocked(key int) bool {
+	share := f.shareLocked()
 	for _, k := range f.queue {
-		if k != key {
+		if k != key && f.held[k] < share {
 			return true
 		}
 	}

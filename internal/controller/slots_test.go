@@ -173,6 +173,36 @@ func TestFairSlotsEveryoneBusy(t *testing.T) {
 	}
 }
 
+// TestFairSlotsNoIdleSlotWhileKeysWait: keys 1 and 2 hold their share
+// (ceil(8/3) = 3) and want more; key 3 ends one of its calls. The freed
+// slot goes to key 1 or 2 rather than stand idle. At the end of a 500-job
+// burst over 10 scale sets (C=128, L=3s) idle slots like it added a fifth
+// round of AddInstance to the four of the bound (15.3 s against 12 s).
+func TestFairSlotsNoIdleSlotWhileKeysWait(t *testing.T) {
+	f := newFairSlots(8)
+	for k := 1; k <= 3; k++ {
+		f.serve(k, true)
+	}
+	grab(t, f, 1, 3)
+	grab(t, f, 2, 3)
+	grab(t, f, 3, 2)
+	w1, w2 := waiter(t, f, 1), waiter(t, f, 2)
+	waitQueued(t, f, 1, 1)
+	waitQueued(t, f, 2, 1)
+	f.release(3)
+	select {
+	case <-w1:
+	case <-w2:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a slot stands free while keys 1 and 2 wait (held %v, in use %d)", f.held, f.inUse)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inUse != 8 || f.held[1]+f.held[2] != 7 {
+		t.Fatalf("held %v, in use %d: want the freed slot with key 1 or 2", f.held, f.inUse)
+	}
+}
+
 // TestFairSlotsCancel: a waiter that gives up leaves no trace; a slot
 // granted as it gave up is given back.
 func TestFairSlotsCancel(t *testing.T) {
