@@ -63,23 +63,7 @@ func TestDemoEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	history, err := st.ListHistory(store.HistoryFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	completed := 0
-	for _, h := range history {
-		if h.Reason == "completed" {
-			completed++
-		}
-	}
-	if completed != 20 {
-		t.Errorf("the history in etcd has %d completed runners (of %d records), want 20", completed, len(history))
-	}
-	runners, err := st.ListRunners(store.RunnerFilter{})
-	if err != nil || len(runners) != 0 {
-		t.Errorf("runner records left in etcd: %d (err %v), want 0", len(runners), err)
-	}
+	wantAllCompleted(t, st, 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if ids, err := replica.LiveMembers(ctx, c, prefix); err != nil || len(ids) != 0 {

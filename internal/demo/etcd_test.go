@@ -34,13 +34,7 @@ func TestConfigValidateEtcd(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good()
 			tc.mutate(&c)
-			err := c.Validate()
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("Validate = %v, want nil", err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-				t.Errorf("Validate = %v, want an error about %q", err, tc.want)
-			}
+			wantValidate(t, &c, tc.want)
 		})
 	}
 }

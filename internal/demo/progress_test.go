@@ -165,6 +165,19 @@ func TestTargets(t *testing.T) {
 	}
 }
 
+// wantValidate checks c.Validate: nil when want is "", else an error
+// containing want.
+func wantValidate(t *testing.T, c *Config, want string) {
+	t.Helper()
+	err := c.Validate()
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("Validate = %v, want nil", err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Errorf("Validate = %v, want an error about %q", err, want)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	existing := filepath.Join(t.TempDir(), "state.db")
 	if err := os.WriteFile(existing, []byte("x"), 0o600); err != nil {
@@ -195,13 +208,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good()
 			tc.mutate(&c)
-			err := c.Validate()
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("Validate = %v, want nil", err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-				t.Errorf("Validate = %v, want an error about %q", err, tc.want)
-			}
+			wantValidate(t, &c, tc.want)
 			if tc.want == "" && c.SettleTimeout != DefaultSettleTimeout {
 				t.Errorf("SettleTimeout = %v, want the default %v", c.SettleTimeout, DefaultSettleTimeout)
 			}
