@@ -144,15 +144,7 @@ func TestDemoEtcdUsageErrors(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			tmp := t.TempDir()
-			res := runDemoMain(t, tmp, 10*time.Second, tc.args...)
-			if res.code != exitUsage {
-				t.Fatalf("exit code = %d, want 2\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
-			}
-			if !strings.Contains(res.errOut, tc.want) {
-				t.Errorf("stderr = %q, want it to contain %q", res.errOut, tc.want)
-			}
-			noDemoTempDir(t, tmp)
+			wantDemoUsageError(t, tc.want, tc.args...)
 		})
 	}
 }

@@ -92,6 +92,21 @@ func noDemoTempDir(t *testing.T, tmp string) {
 	}
 }
 
+// wantDemoUsageError runs demo with args: exit 2, want on stderr, and no
+// demo started (no temporary work directory left).
+func wantDemoUsageError(t *testing.T, want string, args ...string) {
+	t.Helper()
+	tmp := t.TempDir()
+	res := runDemoMain(t, tmp, 10*time.Second, args...)
+	if res.code != exitUsage {
+		t.Fatalf("exit code = %d, want 2\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
+	}
+	if !strings.Contains(res.errOut, want) {
+		t.Errorf("stderr = %q, want it to contain %q", res.errOut, want)
+	}
+	noDemoTempDir(t, tmp)
+}
+
 func TestDemoJSON(t *testing.T) {
 	tmp := t.TempDir()
 	dir := filepath.Join(t.TempDir(), "work")
@@ -331,17 +346,7 @@ func TestDemoUsageErrors(t *testing.T) {
 		{[]string{"extra"}, "unknown command"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			tmp := t.TempDir()
-			res := runDemoMain(t, tmp, 10*time.Second, tc.args...)
-			if res.code != exitUsage {
-				t.Fatalf("exit code = %d, want 2\nstdout:\n%s\nstderr:\n%s", res.code, res.out, res.errOut)
-			}
-			if !strings.Contains(res.errOut, tc.want) {
-				t.Errorf("stderr = %q, want it to contain %q", res.errOut, tc.want)
-			}
-			if dirs, _ := filepath.Glob(filepath.Join(tmp, "shoes-scaleset-demo-*")); len(dirs) != 0 {
-				t.Errorf("a usage error started a demo: %v", dirs)
-			}
+			wantDemoUsageError(t, tc.want, tc.args...)
 			if b, _ := os.ReadFile(existing); string(b) != "old" {
 				t.Error("the existing state file was changed")
 			}
