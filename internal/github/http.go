@@ -24,6 +24,14 @@ type request struct {
 	// retry enables retries of transport errors, 5xx and 429 (never set
 	// for the long-poll).
 	retry bool
+	// timeout, when set, bounds each attempt (the exchange and reading
+	// the answer, not the wait at the rate-limit gate) through the
+	// request's context; for a client without a Timeout of its own. The
+	// long poll uses it: behind our own RoundTripper (meter, gate)
+	// net/http enforces http.Client.Timeout with two goroutines and a
+	// timer per request, and a long poll is always in flight on every
+	// target (2,000 goroutines at 1,000 targets; issue 15's profile).
+	timeout time.Duration
 }
 
 // response is a fully read answer.
@@ -71,14 +79,7 @@ func (p *Provider) send(ctx context.Context, client *http.Client, rq request) (*
 		if err := p.gates.wait(ctx, scopeOf(ctx)); err != nil {
 			return nil, err
 		}
-		resp, err := client.Do(req)
-		var r *response
-		if err == nil {
-			var data []byte
-			data, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
-			resp.Body.Close()
-			r = &response{req: req, status: resp.StatusCode, header: resp.Header, body: data}
-		}
+		r, err := exchange(client, req, rq.timeout)
 		if err != nil {
 			err = redactTransportError(req, err)
 			if ctx.Err() != nil || i+1 >= attempts {
@@ -97,6 +98,26 @@ func (p *Provider) send(ctx context.Context, client *http.Client, rq request) (*
 		}
 		return r, nil
 	}
+}
+
+// exchange sends req with client and reads the answer, all within
+// timeout when it is set.
+func exchange(client *http.Client, req *http.Request, timeout time.Duration) (*response, error) {
+	if timeout > 0 {
+		ctx, cancel := context.WithTimeout(req.Context(), timeout)
+		defer cancel()
+		req = req.WithContext(ctx)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if err != nil {
+		return nil, err
+	}
+	return &response{req: req, status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
 // backoff waits before retry number attempt+1: exponential from 1 s with

@@ -253,7 +253,10 @@ type bomBody struct {
 func (b *bomBody) Read(p []byte) (int, error) {
 	if !b.checked {
 		b.checked = true
-		b.br = bufio.NewReader(b.rc)
+		// A small buffer: it only needs the BOM's 3 bytes, and reads at
+		// least as large bypass it. The default 4 KiB was allocated for
+		// every answer, each long poll's too (issue 15's profile).
+		b.br = bufio.NewReaderSize(b.rc, 16)
 		if head, err := b.br.Peek(len(utf8BOM)); err == nil && bytes.Equal(head, utf8BOM) {
 			_, _ = b.br.Discard(len(utf8BOM))
 		}

@@ -200,6 +200,7 @@ func (s *Session) GetMessage(ctx context.Context, lastMessageID int64, maxCapaci
 				"Authorization":                    {"Bearer " + token},
 				scaleset.HeaderScaleSetMaxCapacity: {strconv.Itoa(maxCapacity)},
 			},
+			timeout: s.p.cfg.PollTimeout, // pollc has no Timeout: see request.timeout
 		})
 	})
 	if err != nil {

@@ -1,13 +1,16 @@
 package github
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/sim/actionsfake"
 )
@@ -212,6 +215,54 @@ func TestGetMessageUnsupportedType(t *testing.T) {
 	var ue *UnsupportedMessageError
 	if !errors.As(err, &ue) || ue.MessageID != 9 {
 		t.Fatalf("err = %v, want UnsupportedMessageError for message 9", err)
+	}
+}
+
+// TestGetMessagePollTimeout: PollTimeout bounds a poll the queue does not
+// answer (through the poll's context, not the client's Timeout): the poll
+// fails as a transient timeout while the caller's context lives on. The
+// wait at a closed rate-limit gate is not part of it.
+func TestGetMessagePollTimeout(t *testing.T) {
+	f := newFake(t)
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	var polls atomic.Int32
+	f.pollWith(func(w http.ResponseWriter, r *http.Request) {
+		switch polls.Add(1) {
+		case 1: // closes the gate for a second
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case 2: // answers at once, once the gate opened
+			w.WriteHeader(http.StatusAccepted)
+		default: // never answers
+			select {
+			case <-r.Context().Done():
+			case <-hang:
+			}
+		}
+	})
+	const pollTimeout = 300 * time.Millisecond
+	p, _ := newProvider(t, f, func(c *Config) { c.PollTimeout = pollTimeout })
+	s := openSession(t, p)
+	ctx := testCtx(t)
+
+	if _, err := s.GetMessage(ctx, 0, 1); !IsRateLimited(err) {
+		t.Fatalf("first GetMessage = %v; want rate-limited", err)
+	}
+	start := time.Now()
+	if msg, err := s.GetMessage(ctx, 0, 1); msg != nil || err != nil {
+		t.Fatalf("GetMessage after the gate = %v, %v; want no message (the gate's wait is not the poll's)", msg, err)
+	}
+	if waited := time.Since(start); waited < pollTimeout {
+		t.Fatalf("the second poll waited %v; want the gate's second", waited)
+	}
+
+	_, err := s.GetMessage(ctx, 0, 1)
+	if !errors.Is(err, context.DeadlineExceeded) || !IsTransient(err) {
+		t.Fatalf("unanswered GetMessage = %v; want a transient deadline error", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the caller's context ended: %v", ctx.Err())
 	}
 }
 
