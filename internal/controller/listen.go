@@ -109,7 +109,7 @@ func (s *scaleSet) closeSession(ctx context.Context, sess Session) {
 
 // poll long-polls the message queue until an error or cancellation. Each
 // message's effects are stored before it is acknowledged.
-func (s *scaleSet) poll(ctx context.Context, sess Session, acq *acquirer) (bool, error) {
+func (s *scaleSet) poll(ctx context.Context, sess Session, acq *lazyAcquirer) (bool, error) {
 	healthy := false
 	s.setStatistics(sess.Statistics(), s.c.cfg)
 	// lastID is the last message handled on this session. GitHub does not
@@ -242,7 +242,7 @@ const maxStoreBackoff = 30 * time.Second
 // message again; and GitHub itself offers a job that nobody acquired
 // again, as the reference listener relies on (actions/scaleset HEAD acks,
 // then acquires).
-func (s *scaleSet) handleMessage(ctx context.Context, sess Session, msg *github.Message, acq *acquirer) error {
+func (s *scaleSet) handleMessage(ctx context.Context, sess Session, msg *github.Message, acq *lazyAcquirer) error {
 	if err := s.applyMessage(msg); err != nil {
 		return err
 	}

@@ -148,18 +148,57 @@ func (w *targetWorker) serve(reconcile *sync.WaitGroup) (healthy bool, err error
 
 	// Job acquisition (GHES) runs next to the poll loop, on the same
 	// session, so a failing acquisition never stops the polling.
-	acq := newAcquirer(w.c, set, sess)
-	actx, stopAcquirer := context.WithCancel(ctx)
-	acquirerDone := make(chan struct{})
-	go func() {
-		defer close(acquirerDone)
-		acq.run(actx)
-	}()
-	defer func() {
-		stopAcquirer()
-		<-acquirerDone
-	}()
+	acq := newLazyAcquirer(ctx, newAcquirer(w.c, set, sess))
+	defer acq.stop()
+	if rec, err := w.c.store.GetSession(set.id); !errors.Is(err, store.ErrNotFound) && (err != nil || len(rec.PendingAcquire) > 0) {
+		// Runner requests an earlier session or process left (or a
+		// read that failed: the acquirer reads again, and says why).
+		acq.wake()
+	}
 	return set.poll(ctx, sess, acq)
+}
+
+// lazyAcquirer runs a session's acquirer from the first time it has
+// something to acquire: requests left from before the session, or a
+// message's JobAvailable entries. An idle target's session never gets
+// any, and a goroutine for each target waiting for nothing was part of
+// the idle footprint (issue 15: 1,000 of them at 1,000 targets, ~3 MiB
+// of stacks).
+type lazyAcquirer struct {
+	acq    *acquirer
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+	done   chan struct{}
+}
+
+// newLazyAcquirer returns acq, to be run under ctx once woken.
+func newLazyAcquirer(ctx context.Context, acq *acquirer) *lazyAcquirer {
+	ctx, cancel := context.WithCancel(ctx)
+	return &lazyAcquirer{acq: acq, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+// wake has the pending requests acquired: it starts the acquirer, which
+// acquires at once, or wakes the running one.
+func (l *lazyAcquirer) wake() {
+	started := false
+	l.once.Do(func() {
+		started = true
+		go func() {
+			defer close(l.done)
+			l.acq.run(l.ctx)
+		}()
+	})
+	if !started {
+		l.acq.wake()
+	}
+}
+
+// stop stops the acquirer, if it started, and waits for it.
+func (l *lazyAcquirer) stop() {
+	l.cancel()
+	l.once.Do(func() { close(l.done) }) // never started: nothing to wait for
+	<-l.done
 }
 
 // adopt makes set the worker's scale set and runs its reconcile loop. A
