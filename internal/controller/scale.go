@@ -26,11 +26,20 @@ func (set *scaleSet) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.JanitorInterval)
 	defer t.Stop()
 	for {
+		// The periodic pass retries a scale-up (after a provisioning
+		// pause, a failed write); with nothing desired there is none to
+		// retry, and a change of the desired count wakes the loop
+		// (setStatistics). At 1,000 idle targets the periodic passes
+		// were most of the idle CPU.
+		var tick <-chan time.Time
+		if set.desired.Load() > 0 {
+			tick = t.C
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-set.kick:
-		case <-t.C:
+		case <-tick:
 		}
 		if err := set.scaleUp(ctx); err != nil && !isCanceled(ctx, err) {
 			set.log.Error("reconcile runners", "err", err)
@@ -75,6 +84,9 @@ func (set *scaleSet) scaleUp(ctx context.Context) error {
 	now := c.cfg.Now()
 	if set.paused(now) {
 		return nil
+	}
+	if set.desired.Load() <= 0 {
+		return nil // nothing to create: spare the store read
 	}
 	set.countMu.Lock()
 	defer set.countMu.Unlock()

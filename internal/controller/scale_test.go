@@ -1,7 +1,11 @@
 package controller
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,5 +57,45 @@ func TestInheritedUnfinishedIsNotOwnProvisioningThatJustEnded(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("inherited unfinished records: %d, want 1 (only left-by-another)", n)
+	}
+}
+
+// countingStore counts CountRunners calls.
+type countingStore struct {
+	Store
+	counts atomic.Int32
+}
+
+func (s *countingStore) CountRunners() (map[int]map[store.RunnerState]int, error) {
+	s.counts.Add(1)
+	return s.Store.CountRunners()
+}
+
+// TestScaleUpWithNothingDesiredReadsNothing: an idle scale set's reconcile
+// does not read the store (at 1,000 idle targets those reads were most of
+// the idle CPU); with a desired count it reads and creates the runners.
+func TestScaleUpWithNothingDesiredReadsNothing(t *testing.T) {
+	st, err := store.Open(store.Options{Path: filepath.Join(t.TempDir(), "state.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cs := &countingStore{Store: st}
+	c := &Controller{cfg: Config{Now: time.Now, Ownership: &fakeOwnership{changed: make(chan struct{}, 1)}}, store: cs, owned: map[string]bool{}}
+	set := &scaleSet{c: c, id: 1, log: slog.New(slog.DiscardHandler)}
+	if err := set.scaleUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.counts.Load(); n != 0 {
+		t.Fatalf("scaleUp with nothing desired counted the runners %d times, want 0", n)
+	}
+	set.desired.Store(1)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // counted, but no provisioning started
+	if err := set.scaleUp(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("scaleUp = %v, want context.Canceled after the count", err)
+	}
+	if n := cs.counts.Load(); n != 1 {
+		t.Fatalf("scaleUp with 1 desired counted the runners %d times, want 1", n)
 	}
 }
