@@ -3,9 +3,13 @@
 package bench
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +20,13 @@ import (
 
 // P4: 200 targets (BENCH_P4_TARGETS), idle, their long-polls held open by
 // the sim (50s, as GitHub does): the RSS and CPU of the run process, per
-// target, and the RSS of its warm plugin processes.
+// target, the REST calls it makes, and the RSS of its warm plugin
+// processes.
+//
+// Knobs: BENCH_P4_WINDOW, the measured window (a duration; 2m, 30s
+// quick); BENCH_P4_BINARY, a binary to run in place of the one built
+// from ./cmd/shoes-scaleset, such as internal/bench/cmd/profdemo (with
+// BENCH_CPUPROFILE_DIR, its processes write their profiles there).
 func TestP4Footprint(t *testing.T) {
 	targets := 200
 	if n, err := strconv.Atoi(os.Getenv("BENCH_P4_TARGETS")); err == nil && n > 0 {
@@ -25,6 +35,17 @@ func TestP4Footprint(t *testing.T) {
 	window, sampleEvery := 2*time.Minute, 5*time.Second
 	if quick() {
 		window = 30 * time.Second
+	}
+	if w := os.Getenv("BENCH_P4_WINDOW"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d <= 0 {
+			t.Fatalf("BENCH_P4_WINDOW=%q: want a positive duration", w)
+		}
+		window = d
+	}
+	binary := binary
+	if b := os.Getenv("BENCH_P4_BINARY"); b != "" {
+		binary = b
 	}
 	dir := t.TempDir()
 	sim := scenariotest.StartSim(t, binary, dir, scenariotest.SimOptions{Targets: scenario.Scopes("idle-org-", targets), PollHold: 50 * time.Second, LogLevel: "error"})
@@ -53,14 +74,19 @@ func TestP4Footprint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	calls0 := sim.State().Calls
 	t0 := time.Now()
 	var rss []float64
+	rssAt1m := -1.0
 	for time.Since(t0) < window {
 		b, err := processRSS(run.Pid())
 		if err != nil {
 			t.Fatalf("run exited: %v\n%s", err, run.Tail(30))
 		}
 		rss = append(rss, float64(b)/(1<<20))
+		if rssAt1m < 0 && time.Since(t0) >= time.Minute {
+			rssAt1m = rss[len(rss)-1]
+		}
 		time.Sleep(min(sampleEvery, window-time.Since(t0)))
 	}
 	cpu1, err := processCPU(run.Pid())
@@ -70,7 +96,12 @@ func TestP4Footprint(t *testing.T) {
 	elapsed := time.Since(t0).Seconds()
 	cpu := cpu1 - cpu0
 	last := rss[len(rss)-1]
-	polls := sim.State().Calls["GET /_broker/{id}/{sid}/messages"]
+	calls1 := sim.State().Calls
+	polls := calls1["GET /_broker/{id}/{sid}/messages"]
+	at1m := "— (window under 1 min)"
+	if rssAt1m >= 0 {
+		at1m = fmt.Sprintf("%.1f MiB", rssAt1m)
+	}
 	pluginRSS, plugins := childrenRSS(run.Pid())
 	run.Terminate(60 * time.Second)
 
@@ -78,14 +109,34 @@ func TestP4Footprint(t *testing.T) {
 		"| figure | value |\n|---|---|\n"+
 		"| start → listening on every target | %.1f s (CPU %.1f s) |\n"+
 		"| window | %.0f s, RSS sampled every %s |\n"+
+		"| RSS of run (VmRSS) 1 min into the window | %s |\n"+
 		"| RSS of run (VmRSS), last / max | %.1f / %.1f MiB |\n"+
 		"| RSS per target | %.0f KiB |\n"+
 		"| CPU of run in the window (utime+stime) | %.2f s = %.2f%% of one core |\n"+
 		"| CPU per target | %.2f ms/s |\n"+
 		"| message polls received by the sim (whole run) | %d |\n"+
-		"| warm plugin processes (children of run), RSS in all | %d, %.1f MiB |\n",
-		targets, ready.Seconds(), startupCPU, elapsed, sampleEvery, last, maxOf(rss), last*1024/float64(targets),
-		cpu, 100*cpu/elapsed, 1000*cpu/elapsed/float64(targets), polls, plugins, float64(pluginRSS)/(1<<20))
+		"| warm plugin processes (children of run), RSS in all | %d, %.1f MiB |\n"+
+		"| requests to the fake GitHub in the window, per target per minute | %s |\n",
+		targets, ready.Seconds(), startupCPU, elapsed, sampleEvery, at1m, last, maxOf(rss), last*1024/float64(targets),
+		cpu, 100*cpu/elapsed, 1000*cpu/elapsed/float64(targets), polls, plugins, float64(pluginRSS)/(1<<20),
+		callsPerTarget(calls0, calls1, targets, elapsed/60))
+}
+
+// callsPerTarget formats the requests the fake GitHub received between
+// two snapshots of its call counts, by route, per target per minute; the
+// harness's own calls (/_sim/...) are left out.
+func callsPerTarget(before, after map[string]int, targets int, minutes float64) string {
+	var parts []string
+	total := 0
+	for _, route := range slices.Sorted(maps.Keys(after)) {
+		n := after[route] - before[route]
+		if n <= 0 || strings.Contains(route, " /_sim/") {
+			continue
+		}
+		total += n
+		parts = append(parts, fmt.Sprintf("`%s` %.2f", route, float64(n)/float64(targets)/minutes))
+	}
+	return fmt.Sprintf("%.2f in all: %s", float64(total)/float64(targets)/minutes, strings.Join(parts, ", "))
 }
 
 func maxOf(xs []float64) float64 {
