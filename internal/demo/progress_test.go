@@ -178,6 +178,17 @@ func wantValidate(t *testing.T, c *Config, want string) {
 	}
 }
 
+// withEtcd puts a valid demo's state in etcd, then applies then.
+func withEtcd(then func(*Config)) func(*Config) {
+	return func(c *Config) {
+		c.Etcd = &Etcd{Endpoints: []string{"http://127.0.0.1:2379"}, Prefix: "/demo/"}
+		c.OpenState = func() (*store.Store, func(), error) { return nil, func() {}, nil }
+		if then != nil {
+			then(c)
+		}
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	existing := filepath.Join(t.TempDir(), "state.db")
 	if err := os.WriteFile(existing, []byte("x"), 0o600); err != nil {
@@ -204,6 +215,12 @@ func TestConfigValidate(t *testing.T) {
 		{"no plugin", func(c *Config) { c.PluginPath = "" }, "plugin path"},
 		{"no controller", func(c *Config) { c.RunController = nil }, "RunController"},
 		{"existing state file", func(c *Config) { c.StateFile = existing }, "exists"},
+		// The state in etcd (--etcd-endpoints).
+		{"etcd", withEtcd(nil), ""},
+		{"etcd and a state file", withEtcd(func(c *Config) { c.StateFile = filepath.Join(t.TempDir(), "new.db") }), "give either"},
+		{"etcd without an opener", withEtcd(func(c *Config) { c.OpenState = nil }), "OpenState: required with Etcd"},
+		{"etcd without an endpoint", withEtcd(func(c *Config) { c.Etcd.Endpoints = nil }), "no endpoints"},
+		{"etcd prefix without a slash at the end", withEtcd(func(c *Config) { c.Etcd.Prefix = "/demo" }), "must start and end with /"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good()
