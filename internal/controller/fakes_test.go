@@ -320,9 +320,17 @@ type fakePlugin struct {
 	failed      int // DeleteInstance calls answered deleteErr
 	// hold, when set, blocks AddInstance until it is closed.
 	hold chan struct{}
+	// ready, if set, holds each AddInstance before a plugin process is
+	// ready for it (before BeforeSend): the call sends on it when it
+	// starts and goes on once it receives.
+	ready chan struct{}
 }
 
 func (p *fakePlugin) AddInstance(ctx context.Context, req shoes.AddInstanceRequest) (shoes.Instance, error) {
+	if p.ready != nil {
+		p.ready <- struct{}{} // a test holds the call here
+		<-p.ready
+	}
 	if req.BeforeSend != nil {
 		if err := req.BeforeSend(); err != nil {
 			return shoes.Instance{}, fmt.Errorf("%w: %w", shoes.ErrNotSent, err)

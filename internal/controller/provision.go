@@ -21,7 +21,8 @@ import (
 // each bounded by ProvisionConcurrency over all scale sets: prepare (runner
 // version, JIT config, setup script), then AddInstance. A prepared runner
 // waits for an AddInstance slot with its setup script in hand, so a freed
-// slot goes to the next AddInstance at once, not after a GitHub round trip.
+// slot goes to the next AddInstance at once, not after a GitHub round trip;
+// it keeps its prepare slot until its AddInstance is sent.
 // stop is the listener's context: a runner whose AddInstance has not
 // started when it ends is dropped (and removed from GitHub if its JIT
 // config was issued); one that has started finishes.
@@ -41,15 +42,23 @@ func (c *Controller) startProvision(stop context.Context, set *scaleSet, name st
 			c.provisionFailed(set, name, err)
 			return
 		}
-		err = c.provisionSlots.acquire(stop, set.id)
-		c.prepareSlots.release(set.id)
-		if err != nil {
+		// The prepare slot is held until the AddInstance is sent (or
+		// fails): a provisioning slot frees when an AddInstance returns,
+		// and the next runner's store write and call come first; the
+		// runner prepared in its place (a JIT config from GitHub, a
+		// rendered script) follows. Freed together, the next runners'
+		// preparation competed for the CPU with the refill at every wave's
+		// end (issue 15).
+		prepared := sync.OnceFunc(func() { c.prepareSlots.release(set.id) })
+		defer prepared()
+		if err := c.provisionSlots.acquire(stop, set.id); err != nil {
+			prepared()
 			c.dropPrepared(set, name, p)
 			return
 		}
 		release := sync.OnceFunc(func() { c.provisionSlots.release(set.id) })
 		defer release()
-		c.provision(set, name, p, release)
+		c.provision(set, name, p, prepared, release)
 	}()
 }
 
@@ -112,10 +121,12 @@ func (c *Controller) dropPrepared(set *scaleSet, name string, p prepared) {
 }
 
 // provision takes a prepared runner through AddInstance to idle. Each step
-// is stored before its side effect. It calls release, its provisioning
-// slot's, once AddInstance has returned: what is left is bookkeeping, and
-// the next runner's AddInstance need not wait for it.
-func (c *Controller) provision(set *scaleSet, name string, p prepared, release func()) {
+// is stored before its side effect. It calls sent, its prepare slot's
+// release, once the AddInstance is about to be sent or has failed, and
+// release, its provisioning slot's, once AddInstance has returned: what is
+// left is bookkeeping, and the next runner's AddInstance need not wait for
+// it.
+func (c *Controller) provision(set *scaleSet, name string, p prepared, sent, release func()) {
 	ctx := c.workCtx
 	log := set.log.With("runner", name)
 	start, jit, script := p.start, p.jit, p.script
@@ -127,7 +138,7 @@ func (c *Controller) provision(set *scaleSet, name string, p prepared, release f
 	// crash meanwhile leaves a pending record, which is simply undone.
 	c.setAdding(name, set.id, true)
 	defer c.setAdding(name, set.id, false)
-	sent := false
+	stored := false
 	configured := func() error {
 		_, err := c.transition(name, store.StateConfigured, func(r *store.Runner) error {
 			r.RunnerID = int64(jit.Runner.ID)
@@ -136,14 +147,16 @@ func (c *Controller) provision(set *scaleSet, name string, p prepared, release f
 		if err != nil && !errors.Is(err, errNoChange) { // configured already: a retried call
 			return fmt.Errorf("store configured runner: %w", err)
 		}
-		sent = true
+		stored = true
+		sent()
 		return nil
 	}
 
 	inst, err := c.addInstance(ctx, set, name, script, configured)
+	sent()
 	release()
 	if err != nil {
-		if sent && outcomeUnknown(err) {
+		if stored && outcomeUnknown(err) {
 			c.instanceUnknown(set, name, err)
 			return
 		}

@@ -224,3 +224,10 @@ func TestFairSlotsCancel(t *testing.T) {
 		t.Fatalf("after cancel and release: in use %d, queue %v, waiters %v", f.inUse, f.queue, f.waiters)
 	}
 }
+
+// waiting counts the acquires of key waiting for a slot.
+func (f *fairSlots) waiting(key int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.waiters[key])
+}

@@ -889,3 +889,54 @@ func TestStopDuringSessionCreate(t *testing.T) {
 		return s != nil && s.isClosed(), fmt.Sprint(s != nil)
 	})
 }
+
+// TestNextRunnerPreparedAfterTheRefillIsSent: a prepared runner keeps its
+// prepare slot until its AddInstance is sent, so the runner prepared in
+// its place (a JIT config, a setup script) does not compete with the
+// refill for the CPU when a wave of AddInstance calls ends. With one slot
+// each: while the first runner waits for a plugin process, the other two
+// wait to be prepared, and neither is registered on GitHub.
+func TestNextRunnerPreparedAfterTheRefillIsSent(t *testing.T) {
+	u := newUnit(t, []string{"org-a"}, func(c *Config) {
+		c.MinRunners = 3
+		c.ProvisionConcurrency = 1
+	})
+	ready := make(chan struct{})
+	u.plugin.ready = ready
+	u.start()
+	_, id := u.listening("org-a")
+	<-ready // the first runner's AddInstance, before it is sent
+	u.wait("the other two runners waiting to be prepared", func() (bool, string) {
+		return u.c.prepareSlots.waiting(id) == 2, fmt.Sprint(u.c.prepareSlots.waiting(id), u.states(id))
+	})
+	registered := 0
+	for _, r := range u.runners(id) {
+		if u.gh.registered(r.Name) {
+			registered++
+		}
+	}
+	if registered != 1 {
+		t.Errorf("%d runners registered on GitHub while the first AddInstance is unsent, want 1: %v", registered, u.states(id))
+	}
+	go func() {
+		// The first call goes on, then each of the next two as it comes.
+		for i := range 3 {
+			if i > 0 {
+				select {
+				case <-ready:
+				case <-t.Context().Done():
+					return
+				}
+			}
+			select {
+			case ready <- struct{}{}:
+			case <-t.Context().Done():
+				return
+			}
+		}
+	}()
+	u.wait("3 AddInstance calls", func() (bool, string) {
+		added, _ := u.plugin.counts()
+		return added == 3, fmt.Sprint(added, u.states(id))
+	})
+}
