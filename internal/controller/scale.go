@@ -8,36 +8,98 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/shoes-scaleset/shoes-scaleset/internal/store"
 )
 
-// reconcileLoop keeps the scale set's runner count at the desired count:
-// it runs when the listener records a new count, and periodically.
-func (set *scaleSet) reconcileLoop(ctx context.Context) {
+// The reconcile loop keeps the scale set's runner count at the desired
+// count. It runs on demand: a wake (a new desired count, a finished
+// runner) starts it, it passes again every JanitorInterval while runners
+// are desired (to retry a scale-up after a provisioning pause or a failed
+// write), and it ends once nothing is desired and no wake is pending. An
+// idle scale set holds no goroutine for it: at 1,000 idle targets, one
+// each waiting for nothing was a quarter of the goroutines (issue 15).
+
+// serveReconcile lets wakes run the reconcile loop under ctx, counted in
+// wg, until endReconcile, and runs a first pass.
+func (set *scaleSet) serveReconcile(ctx context.Context, wg *sync.WaitGroup) {
 	c := set.c
 	// The slots leave room for a served scale set to start provisioning.
 	for _, slots := range []*fairSlots{c.prepareSlots, c.provisionSlots} {
 		slots.serve(set.id, true)
-		defer slots.serve(set.id, false)
 	}
+	set.loopMu.Lock()
+	set.loopCtx, set.loopWG = ctx, wg
+	set.loopMu.Unlock()
+	set.wake()
+}
+
+// endReconcile stops starting the reconcile loop; ctx must be cancelled
+// already, which ends a loop that runs. A loop started before it is in
+// wg, so a Wait after endReconcile waits for it.
+func (set *scaleSet) endReconcile() {
+	c := set.c
+	set.loopMu.Lock()
+	set.loopCtx, set.loopWG = nil, nil
+	set.loopMu.Unlock()
+	for _, slots := range []*fairSlots{c.prepareSlots, c.provisionSlots} {
+		slots.serve(set.id, false)
+	}
+}
+
+// wake has the reconcile loop pass soon: it starts the loop if none runs.
+func (set *scaleSet) wake() {
+	select {
+	case set.kick <- struct{}{}:
+	default:
+	}
+	set.loopMu.Lock()
+	defer set.loopMu.Unlock()
+	ctx, wg := set.loopCtx, set.loopWG
+	if ctx == nil || ctx.Err() != nil || set.running == ctx {
+		return // not served, or its loop runs
+	}
+	set.running = ctx
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		set.reconcileLoop(ctx)
+	}()
+}
+
+// loopDone reports whether the loop of ctx ends: its context is done, or
+// nothing is desired and no wake is pending. loopMu orders it with wake,
+// which sends before it looks whether a loop runs: either the loop sees
+// the wake's kick, or the wake sees no loop and starts one.
+func (set *scaleSet) loopDone(ctx context.Context) bool {
+	set.loopMu.Lock()
+	defer set.loopMu.Unlock()
+	if ctx.Err() == nil && len(set.kick) > 0 {
+		return false
+	}
+	if set.running == ctx {
+		set.running = nil
+	}
+	return true
+}
+
+func (set *scaleSet) reconcileLoop(ctx context.Context) {
+	c := set.c
 	t := time.NewTicker(c.cfg.JanitorInterval)
 	defer t.Stop()
 	for {
-		// The periodic pass retries a scale-up (after a provisioning
-		// pause, a failed write); with nothing desired there is none to
-		// retry, and a change of the desired count wakes the loop
-		// (setStatistics). At 1,000 idle targets the periodic passes
-		// were most of the idle CPU.
 		var tick <-chan time.Time
-		if set.desired.Load() > 0 {
+		if set.desired.Load() > 0 && ctx.Err() == nil {
 			tick = t.C
+		} else if set.loopDone(ctx) {
+			return
 		}
 		select {
 		case <-ctx.Done():
-			return
+			continue // loopDone ends it
 		case <-set.kick:
 		case <-tick:
 		}

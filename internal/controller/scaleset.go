@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,14 @@ type scaleSet struct {
 	countMu sync.Mutex
 	desired atomic.Int64
 	kick    chan struct{}
+
+	// The reconcile loop's state (scale.go): the target's context and
+	// wait group while it is served, and the context of the loop that
+	// runs (nil if none).
+	loopMu  sync.Mutex
+	loopCtx context.Context
+	loopWG  *sync.WaitGroup
+	running context.Context
 
 	mu          sync.Mutex
 	minRunners  int // the policy's bounds (setLimits)
@@ -99,13 +108,6 @@ func (s *scaleSet) knowsDesired() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.statsKnown
-}
-
-func (s *scaleSet) wake() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
 }
 
 func (s *scaleSet) setSession(id string) {

@@ -83,6 +83,7 @@ func (w *targetWorker) run() {
 	defer close(w.done)
 	var reconcile sync.WaitGroup
 	defer reconcile.Wait()
+	defer w.endReconcile()
 
 	failures := 0
 	for {
@@ -111,6 +112,18 @@ func (w *targetWorker) run() {
 		if !sleep(w.ctx, wait) {
 			return
 		}
+	}
+}
+
+// endReconcile stops the reconcile loop of the worker's scale set, if it
+// has one (the worker's context is cancelled: run is returning).
+func (w *targetWorker) endReconcile() {
+	w.mu.Lock()
+	set, stop := w.set, w.stopReconcile
+	w.mu.Unlock()
+	if set != nil {
+		stop()
+		set.endReconcile()
 	}
 }
 
@@ -201,7 +214,7 @@ func (l *lazyAcquirer) stop() {
 	<-l.done
 }
 
-// adopt makes set the worker's scale set and runs its reconcile loop. A
+// adopt makes set the worker's scale set and serves its reconcile loop. A
 // set with another ID replaces one that was deleted on GitHub (GitHub
 // deletes inactive scale sets, and admins delete them too;
 // actions-runner-controller#3205): the old loop stops, so nothing more is
@@ -223,6 +236,7 @@ func (w *targetWorker) adopt(set *scaleSet, reconcile *sync.WaitGroup) {
 	w.syncPolicy(set)
 	if old != nil {
 		stopOld()
+		old.endReconcile()
 		w.log.Warn("the scale set is gone from GitHub; serving the new one", "old_scale_set_id", old.id, "scale_set_id", set.id)
 		// Its session and the jobs to acquire on it went with it.
 		if err := w.c.store.DeleteSession(old.id); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -230,11 +244,7 @@ func (w *targetWorker) adopt(set *scaleSet, reconcile *sync.WaitGroup) {
 		}
 		w.c.wakeReaper()
 	}
-	reconcile.Add(1)
-	go func() {
-		defer reconcile.Done()
-		set.reconcileLoop(rctx)
-	}()
+	set.serveReconcile(rctx, reconcile)
 }
 
 // ensureScaleSet gets or creates the target's scale set and stores it.

@@ -2,7 +2,9 @@ package controller
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/actions/scaleset"
@@ -49,4 +51,51 @@ func TestAcquirerStartsOnlyWhenNeeded(t *testing.T) {
 		rec, err := u.st.GetSession(id)
 		return err == nil && len(rec.PendingAcquire) == 0, fmt.Sprint(rec.PendingAcquire, err)
 	})
+}
+
+// TestReconcileLoopRunsOnDemand: an idle scale set holds no reconcile
+// goroutine; jobs assigned start one, which provisions their runners and
+// ends once nothing is desired again.
+func TestReconcileLoopRunsOnDemand(t *testing.T) {
+	u := newUnit(t, []string{"org-a"}, nil)
+	u.start()
+	sess, id := u.listening("org-a")
+	loops := func(want int) func() (bool, string) {
+		return func() (bool, string) {
+			n := goroutinesIn("controller.(*scaleSet).reconcileLoop")
+			return n == want, fmt.Sprintf("%d reconcile loops", n)
+		}
+	}
+	u.wait("no reconcile loop while idle", loops(0))
+
+	sess.deliver(1, 2, nil)
+	u.wait("2 AddInstance calls", func() (bool, string) {
+		added, _ := u.plugin.counts()
+		return added == 2, fmt.Sprint(added, u.states(id))
+	})
+	// While runners are desired the loop stays, to retry a scale-up.
+	u.wait("a reconcile loop while runners are desired", loops(1))
+
+	sess.deliver(2, 0, nil)
+	u.wait("no reconcile loop once nothing is desired", loops(0))
+}
+
+// goroutinesIn counts the goroutines whose stack has fn in it.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			count++
+		}
+	}
+	return count
 }
