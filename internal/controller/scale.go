@@ -26,11 +26,7 @@ import (
 // serveReconcile lets wakes run the reconcile loop under ctx, counted in
 // wg, until endReconcile, and runs a first pass.
 func (set *scaleSet) serveReconcile(ctx context.Context, wg *sync.WaitGroup) {
-	c := set.c
-	// The slots leave room for a served scale set to start provisioning.
-	for _, slots := range []*fairSlots{c.prepareSlots, c.provisionSlots} {
-		slots.serve(set.id, true)
-	}
+	set.serveSlots(true)
 	set.loopMu.Lock()
 	set.loopCtx, set.loopWG = ctx, wg
 	set.loopMu.Unlock()
@@ -41,12 +37,17 @@ func (set *scaleSet) serveReconcile(ctx context.Context, wg *sync.WaitGroup) {
 // already, which ends a loop that runs. A loop started before it is in
 // wg, so a Wait after endReconcile waits for it.
 func (set *scaleSet) endReconcile() {
-	c := set.c
 	set.loopMu.Lock()
 	set.loopCtx, set.loopWG = nil, nil
 	set.loopMu.Unlock()
-	for _, slots := range []*fairSlots{c.prepareSlots, c.provisionSlots} {
-		slots.serve(set.id, false)
+	set.serveSlots(false)
+}
+
+// serveSlots registers (on) or unregisters the scale set with both stages'
+// slots, which leave room for a served scale set to start provisioning.
+func (set *scaleSet) serveSlots(on bool) {
+	for _, slots := range []*fairSlots{set.c.prepareSlots, set.c.provisionSlots} {
+		slots.serve(set.id, on)
 	}
 }
 
