@@ -59,16 +59,8 @@ var GitHubBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 90}
 // shoes.Recorder and github.Recorder, and records the policy reloads; its
 // methods are safe for concurrent use.
 type Recorder struct {
-	listeners  *prometheus.GaugeVec
-	lastPoll   *prometheus.GaugeVec
-	desired    *prometheus.GaugeVec
-	minRunners *prometheus.GaugeVec
-	maxRunners *prometheus.GaugeVec
-	assigned   *prometheus.GaugeVec
-	running    *prometheus.GaugeVec
-	registered *prometheus.GaugeVec
-	busy       *prometheus.GaugeVec
-	idle       *prometheus.GaugeVec
+	// gauges are the gauges of every scale set.
+	gauges *scaleSetGauges
 
 	jobsStarted   *prometheus.CounterVec
 	jobsCompleted *prometheus.CounterVec
@@ -78,7 +70,6 @@ type Recorder struct {
 
 	sessionConflicts *prometheus.CounterVec
 	acquireFailures  *prometheus.CounterVec
-	provisionsStuck  *prometheus.GaugeVec
 	reaped           *prometheus.CounterVec
 
 	rateLimited    *prometheus.CounterVec
@@ -97,7 +88,8 @@ type Recorder struct {
 	lastPolicyReload prometheus.Gauge
 	policyReloadOK   prometheus.Gauge
 
-	// perScaleSet are the vectors labelled by scale set, for Forget.
+	// perScaleSet are the vectors labelled by scale set, for Forget,
+	// which drops the gauges from r.gauges.
 	perScaleSet []interface {
 		DeletePartialMatch(prometheus.Labels) int
 	}
@@ -115,9 +107,6 @@ var (
 // time. It panics if any of them is already registered on reg, which is a
 // programming error.
 func New(reg *prometheus.Registry, src StoreSource) *Recorder {
-	gauge := func(name, help string) *prometheus.GaugeVec {
-		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, scaleSetLabels)
-	}
 	counter := func(name, help string, extra ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(append([]string(nil), scaleSetLabels...), extra...))
 	}
@@ -126,17 +115,7 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 	}
 
 	r := &Recorder{
-		listeners: gauge("shoes_scaleset_listeners", "1 while the scale set's listener holds a message session, else 0."),
-		lastPoll: gauge("shoes_scaleset_listener_last_poll_timestamp_seconds",
-			"Unix time of the scale set listener's last successful poll of its message queue (an empty long-poll included)."),
-		desired:    gauge("shoes_scaleset_desired_runners", "Number of runners the scale set wants, from the latest statistics."),
-		minRunners: gauge("shoes_scaleset_min_runners", "The scale set's effective min runners (flags, or the matching rule of the policy file)."),
-		maxRunners: gauge("shoes_scaleset_max_runners", "The scale set's effective max runners (flags, or the matching rule of the policy file)."),
-		assigned:   gauge("shoes_scaleset_assigned_jobs", "Jobs assigned to the scale set, from the latest statistics."),
-		running:    gauge("shoes_scaleset_running_jobs", "Jobs running on the scale set, from the latest statistics."),
-		registered: gauge("shoes_scaleset_registered_runners", "Runners registered with the scale set, from the latest statistics."),
-		busy:       gauge("shoes_scaleset_busy_runners", "Busy runners of the scale set, from the latest statistics."),
-		idle:       gauge("shoes_scaleset_idle_runners", "Idle runners of the scale set, from the latest statistics."),
+		gauges: newScaleSetGauges(),
 
 		jobsStarted:   counter("shoes_scaleset_jobs_started_total", "Jobs started on the scale set's runners."),
 		jobsCompleted: counter("shoes_scaleset_jobs_completed_total", "Jobs completed on the scale set's runners, by result.", labelResult),
@@ -149,7 +128,6 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 
 		sessionConflicts: counter("shoes_scaleset_session_conflicts_total", "Message session creations refused with a conflict (409)."),
 		acquireFailures:  counter("shoes_scaleset_acquire_failures_total", "Failed acquisitions of available jobs (GHES), each retried on the same session."),
-		provisionsStuck:  gauge("shoes_scaleset_provisions_stuck", "AddInstance calls of the scale set running for longer than half the plugin's AddInstance timeout."),
 		reaped:           counter("shoes_scaleset_reaped_runners_total", "Runners removed by the reaper, by reason.", labelReason),
 
 		pluginCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -215,20 +193,17 @@ func New(reg *prometheus.Registry, src StoreSource) *Recorder {
 	r.perScaleSet = []interface {
 		DeletePartialMatch(prometheus.Labels) int
 	}{
-		r.listeners, r.lastPoll, r.desired, r.minRunners, r.maxRunners,
-		r.assigned, r.running, r.registered, r.busy, r.idle,
 		r.jobsStarted, r.jobsCompleted, r.jobStartup, r.jobExecution, r.provision,
-		r.sessionConflicts, r.acquireFailures, r.provisionsStuck, r.reaped,
+		r.sessionConflicts, r.acquireFailures, r.reaped,
 	}
 
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newBuildInfo(buildinfo.Read()),
-		r.listeners, r.lastPoll, r.desired, r.minRunners, r.maxRunners,
-		r.assigned, r.running, r.registered, r.busy, r.idle,
+		r.gauges,
 		r.jobsStarted, r.jobsCompleted, r.jobStartup, r.jobExecution, r.provision,
-		r.sessionConflicts, r.acquireFailures, r.provisionsStuck, r.reaped,
+		r.sessionConflicts, r.acquireFailures, r.reaped,
 		r.rateLimited, r.rateRemaining, r.githubRequests, r.githubDuration,
 		r.pluginCalls, r.pluginErrors, r.pluginStartFailures,
 		r.syncErrors, r.lastSync,
@@ -246,18 +221,19 @@ func (r *Recorder) Listener(scope, scaleSet string, up bool) {
 	if up {
 		v = 1
 	}
-	r.listeners.WithLabelValues(scaleSet, scope).Set(v)
+	r.gauges.set(scope, scaleSet, gaugeValue{gaugeListeners, v})
 }
 
 // Limits records the scale set's effective min and max runners.
 func (r *Recorder) Limits(scope, scaleSet string, minRunners, maxRunners int) {
-	r.minRunners.WithLabelValues(scaleSet, scope).Set(float64(minRunners))
-	r.maxRunners.WithLabelValues(scaleSet, scope).Set(float64(maxRunners))
+	r.gauges.set(scope, scaleSet,
+		gaugeValue{gaugeMinRunners, float64(minRunners)},
+		gaugeValue{gaugeMaxRunners, float64(maxRunners)})
 }
 
 // Polled records the time of a successful poll.
 func (r *Recorder) Polled(scope, scaleSet string, at time.Time) {
-	r.lastPoll.WithLabelValues(scaleSet, scope).Set(unixSeconds(at))
+	r.gauges.set(scope, scaleSet, gaugeValue{gaugeLastPoll, unixSeconds(at)})
 }
 
 // unixSeconds is t as Unix seconds, with the fraction.
@@ -265,12 +241,13 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // Statistics records the latest statistics and the desired runner count.
 func (r *Recorder) Statistics(scope, scaleSet string, st github.Statistics, desired int) {
-	r.desired.WithLabelValues(scaleSet, scope).Set(float64(desired))
-	r.assigned.WithLabelValues(scaleSet, scope).Set(float64(st.TotalAssignedJobs))
-	r.running.WithLabelValues(scaleSet, scope).Set(float64(st.TotalRunningJobs))
-	r.registered.WithLabelValues(scaleSet, scope).Set(float64(st.TotalRegisteredRunners))
-	r.busy.WithLabelValues(scaleSet, scope).Set(float64(st.TotalBusyRunners))
-	r.idle.WithLabelValues(scaleSet, scope).Set(float64(st.TotalIdleRunners))
+	r.gauges.set(scope, scaleSet,
+		gaugeValue{gaugeDesired, float64(desired)},
+		gaugeValue{gaugeAssigned, float64(st.TotalAssignedJobs)},
+		gaugeValue{gaugeRunning, float64(st.TotalRunningJobs)},
+		gaugeValue{gaugeRegistered, float64(st.TotalRegisteredRunners)},
+		gaugeValue{gaugeBusy, float64(st.TotalBusyRunners)},
+		gaugeValue{gaugeIdle, float64(st.TotalIdleRunners)})
 }
 
 // JobStarted counts a started job and observes its startup time, from
@@ -328,7 +305,7 @@ func (r *Recorder) AcquireFailed(scope, scaleSet string) {
 
 // ProvisionsStuck records the AddInstance calls running for too long.
 func (r *Recorder) ProvisionsStuck(scope, scaleSet string, n int) {
-	r.provisionsStuck.WithLabelValues(scaleSet, scope).Set(float64(n))
+	r.gauges.set(scope, scaleSet, gaugeValue{gaugeProvisionsStuck, float64(n)})
 }
 
 // RateLimited counts a rate-limited answer from GitHub.
@@ -402,6 +379,7 @@ func (r *Recorder) Forget(scope, scaleSet string) {
 	for _, v := range r.perScaleSet {
 		v.DeletePartialMatch(match)
 	}
+	r.gauges.forget(scope, scaleSet)
 	r.rateLimited.DeleteLabelValues(scope)
 	r.rateRemaining.forget(scope)
 }
