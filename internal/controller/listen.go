@@ -109,96 +109,116 @@ func (s *scaleSet) closeSession(ctx context.Context, sess Session) {
 
 // poll long-polls the message queue until an error or cancellation. Each
 // message's effects are stored before it is acknowledged.
+//
+// The loop itself is kept small, and what follows an answer lives in
+// pollLoop.answer: this goroutine waits in the long poll on every target
+// all the time, and the frames under the wait are what its stack keeps
+// (issue 15: the runtime halves a goroutine's stack only while less than a
+// quarter of it is in use).
 func (s *scaleSet) poll(ctx context.Context, sess Session, acq *lazyAcquirer) (bool, error) {
-	healthy := false
-	s.setStatistics(sess.Statistics(), s.c.cfg)
-	// lastID is the last message handled on this session. GitHub does not
-	// promise that naming it on the next poll acknowledges it (or the ones
-	// before it), so a message whose acknowledgement was lost may come
-	// again; it is acknowledged again, never handled twice.
-	var lastID int64
-	// pollFailures counts failed polls in a row, storeFailures failed
-	// writes of a message's effects: a good poll does not reset the latter.
-	pollFailures, storeFailures := 0, 0
+	s.setStatistics(sess.Statistics())
+	l := pollLoop{s: s, sess: sess, acq: acq}
 	// No poll is in flight once the loop ends; why the last one failed
 	// stays until one answers, on this session or the next.
 	defer s.pollSent(time.Time{})
 	for {
 		_, capacity := s.limits()
 		s.pollSent(s.c.cfg.Now())
-		msg, err := sess.GetMessage(ctx, lastID, capacity)
-		if err != nil {
-			if isCanceled(ctx, err) {
-				return healthy, nil
-			}
-			var unsupported *github.UnsupportedMessageError
-			if errors.As(err, &unsupported) {
-				s.pollEnded(nil) // the queue answered
-				// Not ours to handle; acknowledge it so it is not
-				// delivered again and again.
-				s.log.Warn("skipping a message of an unsupported type", "message_id", unsupported.MessageID, "type", unsupported.MessageType)
-				if err := sess.Ack(ctx, unsupported.MessageID); err != nil && !isCanceled(ctx, err) {
-					s.log.Warn("acknowledge unsupported message", "message_id", unsupported.MessageID, "err", err)
-				}
-				lastID = max(lastID, unsupported.MessageID)
-				continue
-			}
-			// A transient failure is retried on the same session; a
-			// session that is gone, or one that keeps failing, is
-			// replaced by a new one. A rate-limited poll waits as long as
-			// GitHub asks (the client's gate) and says nothing about the
-			// session, so it does not count toward replacing it.
-			if !github.IsRateLimited(err) {
-				pollFailures++
-			}
-			s.pollEnded(err)
-			if !github.IsTransient(err) || pollFailures > maxPollRetries {
-				return healthy, err // it names the operation
-			}
-			wait := s.c.backoff(max(pollFailures, 1))
-			s.log.Warn("get message; retrying", "err", err, "attempt", pollFailures, "retry_in", wait)
-			if !sleep(ctx, wait) {
-				return healthy, nil
-			}
-			continue
+		msg, err := sess.GetMessage(ctx, l.lastID, capacity)
+		if done, err := l.answer(ctx, msg, err); done {
+			return l.healthy, err
 		}
-		pollFailures = 0
-		healthy = true
-		s.pollEnded(nil)
-		polledAt := s.c.cfg.Now()
-		s.markPolled(polledAt)
-		s.c.rec.Polled(s.scope, s.name, polledAt)
-		if msg == nil {
-			s.setStatistics(nil, s.c.cfg)
-			continue
-		}
-		if msg.ID <= lastID {
-			s.log.Debug("message delivered again; acknowledging it again", "message_id", msg.ID)
-			if err := sess.Ack(context.WithoutCancel(ctx), msg.ID); err != nil {
-				s.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
-			}
-			continue
-		}
-		// A message that has started is handled to the end, even on stop.
-		if err := s.handleMessage(context.WithoutCancel(ctx), sess, msg, acq); err != nil {
-			// Only storing its effects can fail (the state file: a full
-			// disk, an I/O error). It is not acknowledged, so it comes
-			// again; the session is kept, and polling slows down, more
-			// and more, while the writes fail.
-			storeFailures++
-			wait := min(s.c.backoff(storeFailures), maxStoreBackoff)
-			if storeFailures == 1 || storeFailures%10 == 0 {
-				s.log.Error("store the effects of a message; it will come again", "message_id", msg.ID, "err", err,
-					"failures", storeFailures, "retry_in", wait)
-			}
-			if !sleep(ctx, wait) {
-				return healthy, nil
-			}
-			continue
-		}
-		storeFailures = 0
-		lastID = msg.ID
 	}
+}
+
+// pollLoop is the state of one session's poll loop.
+type pollLoop struct {
+	s    *scaleSet
+	sess Session
+	acq  *lazyAcquirer
+	// healthy reports that a poll was answered on this session.
+	healthy bool
+	// lastID is the last message handled on this session. GitHub does not
+	// promise that naming it on the next poll acknowledges it (or the ones
+	// before it), so a message whose acknowledgement was lost may come
+	// again; it is acknowledged again, never handled twice.
+	lastID int64
+	// pollFailures counts failed polls in a row, storeFailures failed
+	// writes of a message's effects: a good poll does not reset the latter.
+	pollFailures, storeFailures int
+}
+
+// answer handles what a poll returned: a message, none, or the poll's
+// error. done reports that the loop ends, with err the reason to replace
+// the session (nil: stopped).
+func (l *pollLoop) answer(ctx context.Context, msg *github.Message, err error) (done bool, _ error) {
+	s, sess := l.s, l.sess
+	if err != nil {
+		if isCanceled(ctx, err) {
+			return true, nil
+		}
+		var unsupported *github.UnsupportedMessageError
+		if errors.As(err, &unsupported) {
+			s.pollEnded(nil) // the queue answered
+			// Not ours to handle; acknowledge it so it is not
+			// delivered again and again.
+			s.log.Warn("skipping a message of an unsupported type", "message_id", unsupported.MessageID, "type", unsupported.MessageType)
+			if err := sess.Ack(ctx, unsupported.MessageID); err != nil && !isCanceled(ctx, err) {
+				s.log.Warn("acknowledge unsupported message", "message_id", unsupported.MessageID, "err", err)
+			}
+			l.lastID = max(l.lastID, unsupported.MessageID)
+			return false, nil
+		}
+		// A transient failure is retried on the same session; a
+		// session that is gone, or one that keeps failing, is
+		// replaced by a new one. A rate-limited poll waits as long as
+		// GitHub asks (the client's gate) and says nothing about the
+		// session, so it does not count toward replacing it.
+		if !github.IsRateLimited(err) {
+			l.pollFailures++
+		}
+		s.pollEnded(err)
+		if !github.IsTransient(err) || l.pollFailures > maxPollRetries {
+			return true, err // it names the operation
+		}
+		wait := s.c.backoff(max(l.pollFailures, 1))
+		s.log.Warn("get message; retrying", "err", err, "attempt", l.pollFailures, "retry_in", wait)
+		return !sleep(ctx, wait), nil
+	}
+	l.pollFailures = 0
+	l.healthy = true
+	s.pollEnded(nil)
+	polledAt := s.c.cfg.Now()
+	s.markPolled(polledAt)
+	s.c.rec.Polled(s.scope, s.name, polledAt)
+	if msg == nil {
+		s.setStatistics(nil)
+		return false, nil
+	}
+	if msg.ID <= l.lastID {
+		s.log.Debug("message delivered again; acknowledging it again", "message_id", msg.ID)
+		if err := sess.Ack(context.WithoutCancel(ctx), msg.ID); err != nil {
+			s.log.Warn("acknowledge message", "message_id", msg.ID, "err", err)
+		}
+		return false, nil
+	}
+	// A message that has started is handled to the end, even on stop.
+	if err := s.handleMessage(context.WithoutCancel(ctx), sess, msg, l.acq); err != nil {
+		// Only storing its effects can fail (the state file: a full
+		// disk, an I/O error). It is not acknowledged, so it comes
+		// again; the session is kept, and polling slows down, more
+		// and more, while the writes fail.
+		l.storeFailures++
+		wait := min(s.c.backoff(l.storeFailures), maxStoreBackoff)
+		if l.storeFailures == 1 || l.storeFailures%10 == 0 {
+			s.log.Error("store the effects of a message; it will come again", "message_id", msg.ID, "err", err,
+				"failures", l.storeFailures, "retry_in", wait)
+		}
+		return !sleep(ctx, wait), nil
+	}
+	l.storeFailures = 0
+	l.lastID = msg.ID
+	return false, nil
 }
 
 // pollSent records that a poll was sent at t and is in flight (the zero
@@ -281,7 +301,7 @@ func (s *scaleSet) applyMessage(msg *github.Message) error {
 	if err := s.c.store.RecordMessage(s.id, msg.ID, available); err != nil {
 		return fmt.Errorf("store message: %w", err)
 	}
-	s.setStatistics(msg.Statistics, s.c.cfg)
+	s.setStatistics(msg.Statistics)
 	return nil
 }
 

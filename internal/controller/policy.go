@@ -141,5 +141,5 @@ func (s *scaleSet) setLimits(eff policy.Effective) {
 	s.minRunners, s.maxRunners = eff.MinRunners, eff.MaxRunners
 	s.mu.Unlock()
 	s.c.rec.Limits(s.scope, s.name, eff.MinRunners, eff.MaxRunners)
-	s.setStatistics(nil, s.c.cfg)
+	s.setStatistics(nil)
 }

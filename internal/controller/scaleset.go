@@ -74,7 +74,7 @@ func (c *Controller) registerScaleSet(rec store.ScaleSet, rt shoes.ResourceType,
 
 // setStatistics records the latest statistics (nil keeps the last ones),
 // recomputes the desired count, and wakes the reconcile loop.
-func (s *scaleSet) setStatistics(st *github.Statistics, cfg Config) {
+func (s *scaleSet) setStatistics(st *github.Statistics) {
 	s.mu.Lock()
 	if st != nil {
 		s.stats = *st
@@ -84,7 +84,7 @@ func (s *scaleSet) setStatistics(st *github.Statistics, cfg Config) {
 	s.mu.Unlock()
 	desired := desiredRunners(minRunners, maxRunners, stats.TotalAssignedJobs)
 	s.desired.Store(int64(desired))
-	cfg.Recorder.Statistics(s.scope, s.name, stats, desired)
+	s.c.cfg.Recorder.Statistics(s.scope, s.name, stats, desired)
 	s.wake()
 }
 

@@ -85,34 +85,39 @@ func (w *targetWorker) run() {
 	defer reconcile.Wait()
 	defer w.endReconcile()
 
+	// The worker waits in serve's long poll nearly all the time, so run's
+	// own frame is kept small: see scaleSet.poll.
 	failures := 0
 	for {
 		healthy, err := w.serve(&reconcile)
-		if w.ctx.Err() != nil {
-			return
-		}
-		if healthy {
-			failures = 0
-		}
-		failures++
-		w.setError(err)
-		if errors.Is(err, github.ErrSessionGone) && failures == 1 {
-			// GitHub evicts sessions on its side (about every 50 minutes)
-			// and expires one nobody polls; nothing is wrong with the
-			// target, so a new session is opened at once.
-			w.log.Info("message session expired or was evicted; opening a new one", "err", err)
-			continue
-		}
-		wait := w.c.backoff(failures)
-		if errors.Is(err, github.ErrSessionConflict) {
-			w.log.Warn("message session held by another owner; retrying", "err", err, "retry_in", wait)
-		} else if failures == 1 || failures%10 == 0 {
-			w.log.Error("serve target", "err", err, "failures", failures, "retry_in", wait)
-		}
-		if !sleep(w.ctx, wait) {
+		if w.ctx.Err() != nil || !w.retry(healthy, err, &failures) {
 			return
 		}
 	}
+}
+
+// retry reports why serve ended, counting the failures in a row, and
+// waits before serving again. It returns false once the worker stops.
+func (w *targetWorker) retry(healthy bool, err error, failures *int) bool {
+	if healthy {
+		*failures = 0
+	}
+	*failures++
+	w.setError(err)
+	if errors.Is(err, github.ErrSessionGone) && *failures == 1 {
+		// GitHub evicts sessions on its side (about every 50 minutes)
+		// and expires one nobody polls; nothing is wrong with the
+		// target, so a new session is opened at once.
+		w.log.Info("message session expired or was evicted; opening a new one", "err", err)
+		return true
+	}
+	wait := w.c.backoff(*failures)
+	if errors.Is(err, github.ErrSessionConflict) {
+		w.log.Warn("message session held by another owner; retrying", "err", err, "retry_in", wait)
+	} else if *failures == 1 || *failures%10 == 0 {
+		w.log.Error("serve target", "err", err, "failures", *failures, "retry_in", wait)
+	}
+	return sleep(w.ctx, wait)
 }
 
 // endReconcile stops the reconcile loop of the worker's scale set, if it
@@ -145,30 +150,41 @@ func (w *targetWorker) setError(err error) {
 // serve ensures the scale set, opens a session and polls it until an error
 // or cancellation. healthy reports whether a poll succeeded.
 func (w *targetWorker) serve(reconcile *sync.WaitGroup) (healthy bool, err error) {
+	set, sess, acq, err := w.listen(reconcile)
+	if err != nil {
+		return false, err
+	}
+	defer set.closeSession(w.ctx, sess)
+	defer acq.stop()
+	return set.poll(w.ctx, sess, acq)
+}
+
+// listen finds or makes the scale set, adopts it, and opens its message
+// session, with the session's acquirer, to be stopped before the session
+// is closed.
+func (w *targetWorker) listen(reconcile *sync.WaitGroup) (*scaleSet, Session, *lazyAcquirer, error) {
 	ctx := w.ctx
 	set, err := w.ensureScaleSet(ctx)
 	if err != nil {
-		return false, err
+		return nil, nil, nil, err
 	}
 	w.adopt(set, reconcile)
 
 	sess, err := set.openSession(ctx)
 	if err != nil {
-		return false, err
+		return nil, nil, nil, err
 	}
-	defer set.closeSession(ctx, sess)
 	w.setError(nil)
 
 	// Job acquisition (GHES) runs next to the poll loop, on the same
 	// session, so a failing acquisition never stops the polling.
 	acq := newLazyAcquirer(ctx, newAcquirer(w.c, set, sess))
-	defer acq.stop()
 	if rec, err := w.c.store.GetSession(set.id); !errors.Is(err, store.ErrNotFound) && (err != nil || len(rec.PendingAcquire) > 0) {
 		// Runner requests an earlier session or process left (or a
 		// read that failed: the acquirer reads again, and says why).
 		acq.wake()
 	}
-	return set.poll(ctx, sess, acq)
+	return set, sess, acq, nil
 }
 
 // lazyAcquirer runs a session's acquirer from the first time it has

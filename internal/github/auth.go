@@ -58,7 +58,7 @@ func (p *Provider) InstallationID(ctx context.Context, scope string) (int64, err
 // directInstallation: GET /orgs/{o}/installation or /repos/{o}/{r}/installation.
 func (p *Provider) directInstallation(ctx context.Context, sc scopeRef) (int64, error) {
 	ctx = withScope(ctx, appScope) // an app call: the app's rate limit
-	r, err := p.send(ctx, p.appc, request{
+	r, err := p.send(ctx, p.appc, &request{
 		method: http.MethodGet,
 		url:    p.api + sc.apiPrefix() + "/installation",
 		header: http.Header{"Accept": {acceptGitHubJSON}},
@@ -85,7 +85,7 @@ func (p *Provider) enterpriseInstallation(ctx context.Context, sc scopeRef) (int
 	ctx = withScope(ctx, appScope) // an app call: the app's rate limit
 	const perPage = 100
 	for page := 1; ; page++ {
-		r, err := p.send(ctx, p.appc, request{
+		r, err := p.send(ctx, p.appc, &request{
 			method: http.MethodGet,
 			url:    fmt.Sprintf("%s/app/installations?per_page=%d&page=%d", p.api, perPage, page),
 			header: http.Header{"Accept": {acceptGitHubJSON}},
@@ -252,7 +252,7 @@ func (p *Provider) newAdminConn(ctx context.Context, sc scopeRef) (adminConn, er
 		return adminConn{}, err
 	}
 
-	r, err := p.send(ctx, p.httpc, request{
+	r, err := p.send(ctx, p.httpc, &request{
 		method: http.MethodPost,
 		url:    p.api + sc.apiPrefix() + "/actions/runners/registration-token",
 		header: http.Header{"Accept": {acceptGitHubJSON}, "Authorization": {"Bearer " + ghToken}},
@@ -281,7 +281,7 @@ func (p *Provider) newAdminConn(ctx context.Context, sc scopeRef) (adminConn, er
 	// library retries 401 and 403 here, and so do we.
 	var ans *response
 	for attempt := 0; ; attempt++ {
-		ans, err = p.send(ctx, p.httpc, request{
+		ans, err = p.send(ctx, p.httpc, &request{
 			method: http.MethodPost,
 			url:    p.api + "/actions/runner-registration",
 			body:   body.Bytes(),

@@ -53,7 +53,7 @@ type Provider struct {
 	gated     http.RoundTripper // transport behind the meter and the rate-limit gate, BOMs trimmed
 	gates     *rateGates
 	httpc     *http.Client // one request, cfg.Timeout, our retries on top
-	pollc     *http.Client // the long-poll: never retried; cfg.PollTimeout through request.timeout
+	pollc     *pollSender  // the long-poll: never retried; cfg.PollTimeout through request.timeout
 	appc      *http.Client // signs each request with a fresh app JWT
 
 	now func() time.Time
@@ -126,7 +126,7 @@ func New(cfg Config) (*Provider, error) {
 		gated:     gated,
 		gates:     gates,
 		httpc:     &http.Client{Transport: gated, Timeout: cfg.Timeout},
-		pollc:     &http.Client{Transport: gated}, // each poll bounded by request.timeout
+		pollc:     &pollSender{rt: gated}, // each poll bounded by request.timeout
 		now:       time.Now,
 		installs:  map[string]cachedInstallation{},
 		instTrans: map[int64]*ghinstallation.Transport{},

@@ -181,31 +181,22 @@ func (s *Session) queue() (string, string) {
 func (s *Session) GetMessage(ctx context.Context, lastMessageID int64, maxCapacity int) (*Message, error) {
 	ctx = withScope(ctx, s.scope.raw)
 	r, err := s.withQueueToken(ctx, func(queueURL, token string) (*response, error) {
-		u, err := url.Parse(queueURL)
+		rq, err := s.pollRequest(queueURL, token, lastMessageID, maxCapacity)
 		if err != nil {
-			return nil, fmt.Errorf("parse message queue url: %w", err)
-		}
-		if lastMessageID > 0 {
-			q := u.Query()
-			q.Set("lastMessageId", strconv.FormatInt(lastMessageID, 10))
-			u.RawQuery = q.Encode()
+			return nil, err
 		}
 		// Tagged here, not for the whole call: a refresh on the way is
-		// an operation of its own. The queue URL is GitHub's to choose.
-		return s.p.send(withOperation(ctx, OpGetMessage), s.p.pollc, request{
-			method: http.MethodGet,
-			url:    u.String(),
-			header: http.Header{
-				"Accept":                           {"application/json; api-version=" + apiVersion},
-				"Authorization":                    {"Bearer " + token},
-				scaleset.HeaderScaleSetMaxCapacity: {strconv.Itoa(maxCapacity)},
-			},
-			timeout: s.p.cfg.PollTimeout, // pollc has no Timeout: see request.timeout
-		})
+		// an operation of its own.
+		return s.p.send(withOperation(ctx, OpGetMessage), s.p.pollc, rq)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("get message: %w", err)
 	}
+	return s.message(r)
+}
+
+// message reads the answer to a long poll: a message, or none.
+func (s *Session) message(r *response) (*Message, error) {
 	switch {
 	case r.status == http.StatusAccepted:
 		return nil, nil
@@ -233,6 +224,32 @@ func (s *Session) GetMessage(ctx context.Context, lastMessageID int64, maxCapaci
 	return msg, nil
 }
 
+// pollRequest is the long poll of the queue at queueURL, which is GitHub's
+// to choose. It is built apart from GetMessage's call to send, whose frames
+// the poll's goroutine keeps while it waits (see scaleSet.poll in
+// internal/controller).
+func (s *Session) pollRequest(queueURL, token string, lastMessageID int64, maxCapacity int) (*request, error) {
+	u, err := url.Parse(queueURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse message queue url: %w", err)
+	}
+	if lastMessageID > 0 {
+		q := u.Query()
+		q.Set("lastMessageId", strconv.FormatInt(lastMessageID, 10))
+		u.RawQuery = q.Encode()
+	}
+	return &request{
+		method: http.MethodGet,
+		url:    u.String(),
+		header: http.Header{
+			"Accept":                           {"application/json; api-version=" + apiVersion},
+			"Authorization":                    {"Bearer " + token},
+			scaleset.HeaderScaleSetMaxCapacity: {strconv.Itoa(maxCapacity)},
+		},
+		timeout: s.p.cfg.PollTimeout, // see request.timeout
+	}, nil
+}
+
 // DeleteMessage acknowledges a message so it is not delivered again. An
 // expired queue token (401) refreshes the session and tries once more; a 404
 // is ErrNotFound.
@@ -244,7 +261,7 @@ func (s *Session) DeleteMessage(ctx context.Context, messageID int64) error {
 			return nil, fmt.Errorf("parse message queue url: %w", err)
 		}
 		u = u.JoinPath(strconv.FormatInt(messageID, 10))
-		return s.p.send(withOperation(ctx, OpAcknowledge), s.p.httpc, request{
+		return s.p.send(withOperation(ctx, OpAcknowledge), s.p.httpc, &request{
 			method: http.MethodDelete,
 			url:    u.String(),
 			header: http.Header{
@@ -284,7 +301,7 @@ func (s *Session) AcquireJobs(ctx context.Context, requestIDs []int64) ([]int64,
 		if err != nil {
 			return nil, err
 		}
-		return s.p.send(ctx, s.p.httpc, request{
+		return s.p.send(ctx, s.p.httpc, &request{
 			method: http.MethodPost,
 			url:    u,
 			body:   body,
@@ -451,7 +468,7 @@ func (p *Provider) adminRequest(ctx context.Context, sc scopeRef, method, path s
 		if err != nil {
 			return nil, err
 		}
-		r, err := p.send(ctx, p.httpc, request{
+		r, err := p.send(ctx, p.httpc, &request{
 			method: method,
 			url:    u,
 			body:   body,

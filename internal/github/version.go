@@ -48,7 +48,7 @@ func (p *Provider) latestRunnerVersion(ctx context.Context, sc scopeRef) (string
 	if err != nil {
 		return "", err
 	}
-	r, err := p.send(ctx, p.httpc, request{
+	r, err := p.send(ctx, p.httpc, &request{
 		method: http.MethodGet,
 		url:    p.api + sc.apiPrefix() + "/actions/runners/downloads",
 		header: http.Header{"Accept": {acceptGitHubJSON}, "Authorization": {"Bearer " + token}},
