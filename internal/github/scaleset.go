@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/actions/scaleset"
 	"github.com/hashicorp/go-retryablehttp"
@@ -31,14 +32,17 @@ func (p *Provider) ScaleSetClient(ctx context.Context, scope string) (*scaleset.
 	}
 
 	p.mu.Lock()
-	cached, ok := p.clients[sc.raw]
+	cached := p.clients[sc.raw]
+	if cached != nil {
+		cached.lastUse = p.now()
+	}
 	p.mu.Unlock()
 
 	installationID, err := p.InstallationID(ctx, sc.raw)
 	switch {
-	case err == nil && ok && cached.installationID == installationID:
+	case err == nil && cached != nil && cached.installationID == installationID:
 		return cached.client, nil
-	case err != nil && ok && IsTransient(err):
+	case err != nil && cached != nil && IsTransient(err):
 		// Keep serving the client we have while the lookup is failing.
 		return cached.client, nil
 	case err != nil:
@@ -82,11 +86,33 @@ func (p *Provider) ScaleSetClient(ctx context.Context, scope string) (*scaleset.
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if other, ok := p.clients[sc.raw]; ok && other.installationID == installationID {
+	if other := p.clients[sc.raw]; other != nil && other.installationID == installationID {
 		return other.client, nil // a concurrent call won
 	}
-	p.clients[sc.raw] = cachedClient{client: client, installationID: installationID}
+	p.clients[sc.raw] = &cachedClient{client: client, installationID: installationID, lastUse: p.now()}
+	if p.sweep == nil {
+		p.sweep = time.AfterFunc(clientIdleTimeout, p.sweepClients)
+	}
 	return client, nil
+}
+
+// sweepClients drops the library clients unused for clientIdleTimeout
+// (a call in progress keeps the one it has), and comes again while any
+// is left.
+func (p *Provider) sweepClients() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	for scope, c := range p.clients {
+		if now.Sub(c.lastUse) >= clientIdleTimeout {
+			delete(p.clients, scope)
+		}
+	}
+	if len(p.clients) == 0 {
+		p.sweep = nil
+		return
+	}
+	p.sweep.Reset(clientIdleTimeout)
 }
 
 // libraryHTTPClient builds the retrying HTTP client handed to the library.
