@@ -37,6 +37,7 @@ type Controller struct {
 	prepareSlots   *fairSlots    // runners getting or holding a JIT config before AddInstance
 	provisionSlots *fairSlots    // runners in AddInstance
 	deleteSlots    chan struct{} // DeleteInstance calls
+	listenSlots    chan struct{} // targets setting up their scale set and session (maxListensAtOnce)
 
 	mu      sync.Mutex
 	workers map[string]*targetWorker // by target ID
@@ -101,6 +102,7 @@ func New(st Store, targets TargetSource, gh GitHub, plugin Plugin, script *runne
 		prepareSlots:   newFairSlots(cfg.ProvisionConcurrency),
 		provisionSlots: newFairSlots(cfg.ProvisionConcurrency),
 		deleteSlots:    make(chan struct{}, cfg.DeleteConcurrency),
+		listenSlots:    make(chan struct{}, maxListensAtOnce),
 		workers:        make(map[string]*targetWorker),
 		sets:           make(map[int]*scaleSet),
 		adding:         make(map[string]addCall),

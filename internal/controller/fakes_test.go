@@ -48,6 +48,9 @@ type fakeGitHub struct {
 	// ensureGate, if set, holds each EnsureScaleSet: the call sends on it
 	// when it starts and goes on once it receives.
 	ensureGate chan struct{}
+	// ensureHeld, if set, holds every EnsureScaleSet until it is closed
+	// (ensureGate holds one call at a time).
+	ensureHeld chan struct{}
 }
 
 type fakeRunner struct {
@@ -65,6 +68,9 @@ func (g *fakeGitHub) EnsureScaleSet(_ context.Context, spec github.ScaleSetSpec)
 	if g.ensureGate != nil {
 		g.ensureGate <- struct{}{} // a test holds the call here
 		<-g.ensureGate
+	}
+	if g.ensureHeld != nil {
+		<-g.ensureHeld
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

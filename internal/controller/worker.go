@@ -159,11 +159,28 @@ func (w *targetWorker) serve(reconcile *sync.WaitGroup) (healthy bool, err error
 	return set.poll(w.ctx, sess, acq)
 }
 
+// maxListensAtOnce bounds the targets that set up their scale set and
+// message session at the same time. At start every target does, and
+// unbounded, 1,000 targets sent ~1,000 requests to GitHub at once, where
+// GitHub allows 100 concurrent requests before its secondary rate limit
+// ("Rate limits for the REST API": "No more than 100 concurrent requests
+// are allowed"); and the start's peak of deep goroutine stacks and
+// requests in flight set the heap the process kept afterwards (issue 15).
+// On two cores the start is no slower: it is CPU-bound well below this.
+const maxListensAtOnce = 32
+
 // listen finds or makes the scale set, adopts it, and opens its message
 // session, with the session's acquirer, to be stopped before the session
-// is closed.
+// is closed. It waits for one of the listen slots first.
 func (w *targetWorker) listen(reconcile *sync.WaitGroup) (*scaleSet, Session, *lazyAcquirer, error) {
 	ctx := w.ctx
+	select {
+	case w.c.listenSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, nil, ctx.Err()
+	}
+	defer func() { <-w.c.listenSlots }()
+
 	set, err := w.ensureScaleSet(ctx)
 	if err != nil {
 		return nil, nil, nil, err

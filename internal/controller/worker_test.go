@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/actions/scaleset"
@@ -81,7 +82,11 @@ func TestReconcileLoopRunsOnDemand(t *testing.T) {
 }
 
 // goroutinesIn counts the goroutines whose stack has fn in it.
-func goroutinesIn(fn string) int {
+func goroutinesIn(fn string) int { return goroutinesWith(fn) }
+
+// goroutinesWith counts the goroutines whose stack (its header line
+// included, e.g. "[select") has every one of parts in it.
+func goroutinesWith(parts ...string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -93,9 +98,35 @@ func goroutinesIn(fn string) int {
 	}
 	count := 0
 	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, fn) {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(g, p) }) {
 			count++
 		}
 	}
 	return count
+}
+
+// TestListensBoundedAtOnce: at most maxListensAtOnce targets set up their
+// scale set and session at the same time; the others wait for a slot, and
+// every one of them listens in the end.
+func TestListensBoundedAtOnce(t *testing.T) {
+	n := maxListensAtOnce + 8
+	var scopes []string
+	for i := range n {
+		scopes = append(scopes, fmt.Sprintf("org-%02d", i))
+	}
+	u := newUnit(t, scopes, nil)
+	held := make(chan struct{})
+	u.gh.ensureHeld = held
+	u.start()
+	release := sync.OnceFunc(func() { close(held) })
+	t.Cleanup(release) // before the controller stops, if the test fails
+	u.wait("the targets beyond the bound waiting for a listen slot", func() (bool, string) {
+		waiting := goroutinesWith("[select", "targetWorker).listen")
+		held := goroutinesIn("fakeGitHub).EnsureScaleSet")
+		return waiting == n-maxListensAtOnce && held == maxListensAtOnce, fmt.Sprintf("%d waiting, %d in EnsureScaleSet", waiting, held)
+	})
+	release()
+	for _, s := range scopes {
+		u.listening(s)
+	}
 }
