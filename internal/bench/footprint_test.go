@@ -5,6 +5,7 @@ package bench
 import (
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -103,6 +104,7 @@ func TestP4Footprint(t *testing.T) {
 		at1m = fmt.Sprintf("%.1f MiB", rssAt1m)
 	}
 	pluginRSS, plugins := childrenRSS(run.Pid())
+	runtimeFigures := goRuntime(t, run, targets)
 	run.Terminate(60 * time.Second)
 
 	report(t, "\n### P4 footprint: %d idle targets, long-polls held 50s by the sim (sim serve + run, no jobs)\n\n"+
@@ -116,10 +118,38 @@ func TestP4Footprint(t *testing.T) {
 		"| CPU per target | %.2f ms/s |\n"+
 		"| message polls received by the sim (whole run) | %d |\n"+
 		"| warm plugin processes (children of run), RSS in all | %d, %.1f MiB |\n"+
-		"| requests to the fake GitHub in the window, per target per minute | %s |\n",
+		"| requests to the fake GitHub in the window, per target per minute | %s |\n"+
+		"| Go runtime of run at the end (its /metrics) | %s |\n",
 		targets, ready.Seconds(), startupCPU, elapsed, sampleEvery, at1m, last, maxOf(rss), last*1024/float64(targets),
 		cpu, 100*cpu/elapsed, 1000*cpu/elapsed/float64(targets), polls, plugins, float64(pluginRSS)/(1<<20),
-		callsPerTarget(calls0, calls1, targets, elapsed/60))
+		callsPerTarget(calls0, calls1, targets, elapsed/60), runtimeFigures)
+}
+
+// goRuntime reads where run's memory goes from its /metrics: goroutines,
+// their stacks, and the heap in use (live objects and the garbage not yet
+// collected), with the stacks per target.
+func goRuntime(t *testing.T, run *scenariotest.Run, targets int) string {
+	t.Helper()
+	code, body, err := run.Get("/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	value := func(name string) float64 {
+		for line := range strings.Lines(string(body)) {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					t.Fatalf("/metrics: %s: %v", name, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("/metrics: no %s", name)
+		return 0
+	}
+	stacks := value("go_memstats_stack_inuse_bytes")
+	return fmt.Sprintf("%.0f goroutines, stacks %.1f MiB (%.1f KiB per target), heap in use %.1f MiB",
+		value("go_goroutines"), stacks/(1<<20), stacks/1024/float64(targets), value("go_memstats_heap_inuse_bytes")/(1<<20))
 }
 
 // callsPerTarget formats the requests the fake GitHub received between
