@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -110,6 +111,17 @@ func TestRunDaemonEndToEnd(t *testing.T) {
 			}
 		}
 		return len(runners) == 2 && idle == 2, fmt.Sprintf("%+v", runners)
+	})
+
+	t.Run("GOGC", func(t *testing.T) {
+		want := fmt.Sprintf("go_gc_gogc_percent %d\n", defaultGCPercent)
+		if v, set := os.LookupEnv("GOGC"); set {
+			t.Skipf("GOGC=%s is set for the daemon too", v)
+		}
+		code, body, err := d.Get("/metrics")
+		if err != nil || code != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET /metrics: %d %v; want %q in it", code, err, want)
+		}
 	})
 
 	ok := t.Run("runners ls while running", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -123,17 +124,42 @@ Every flag can also be set as SHOES_SCALESET_<FLAG> (upper case, dashes as
 underscores). Flags that myshoes also has fall back to myshoes's own variable:
 GITHUB_URL, GITHUB_APP_ID, GITHUB_PRIVATE_KEY_BASE64, PLUGIN, RUNNER_USER,
 RUNNER_VERSION and RUNNER_BASE_DIRECTORY, so myshoes's env file works as is.
-Precedence: flag, SHOES_SCALESET_*, myshoes variable, default.`,
+Precedence: flag, SHOES_SCALESET_*, myshoes variable, default.
+
+The Go runtime's GOGC is 50 for run unless GOGC is set in the environment
+(see docs/configuration.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := opts.env.apply(); err != nil {
 				return err
 			}
+			tuneGC(lookup)
 			return runRun(cmd.Context(), s, opts)
 		},
 	}
 	opts.addFlags(cmd.Flags(), lookup)
 	return cmd
+}
+
+// defaultGCPercent is run's GOGC when the environment sets none. Nearly
+// all of the daemon's heap lives as long as its targets do (a scale set,
+// a session and a long poll each), and garbage comes slowly while they
+// are idle; Go's default of 100 lets the heap grow to twice the live one,
+// and the stacks' size, before it collects, which at 1,000 idle targets
+// held the process above 100 MiB (issue 15). Prometheus lowered its
+// default for the same reason (75 since v2.53.0,
+// prometheus/prometheus#14288).
+const defaultGCPercent = 50
+
+// tuneGC applies defaultGCPercent unless GOGC is set: the Go runtime has
+// applied that one already.
+func tuneGC(lookup lookupEnvFunc) {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	if _, ok := lookup("GOGC"); !ok {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 }
 
 // defaultRunOptions returns the options run has when no flag and no
