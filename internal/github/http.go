@@ -128,9 +128,9 @@ func (p *Provider) attempt(ctx context.Context, client sender, rq *request) (*re
 	return &response{req: req, status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
-// setHeader sets the header of req from rq. Apart from attempt, whose
-// frame the long poll's goroutine keeps while it waits (see scaleSet.poll
-// in internal/controller).
+// setHeader sets the header of req from rq. It is kept out of attempt,
+// whose frame the long poll's goroutine keeps while it waits (see
+// scaleSet.poll in internal/controller).
 func (p *Provider) setHeader(req *http.Request, rq *request) {
 	for k, vs := range rq.header {
 		for _, v := range vs {

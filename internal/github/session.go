@@ -195,7 +195,8 @@ func (s *Session) GetMessage(ctx context.Context, lastMessageID int64, maxCapaci
 	return s.message(r)
 }
 
-// message reads the answer to a long poll: a message, or none.
+// message reads the answer to a long poll: a message, or none. It is kept
+// out of GetMessage for the same reason as pollRequest.
 func (s *Session) message(r *response) (*Message, error) {
 	switch {
 	case r.status == http.StatusAccepted:

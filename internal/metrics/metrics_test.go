@@ -100,17 +100,21 @@ var wantFamilies = map[string]family{
 	"shoes_scaleset_last_target_sync_timestamp_seconds":           {dto.MetricType_GAUGE, nil},
 }
 
+// sampleStatistics are the statistics the tests record: 3 assigned jobs,
+// 2 running, 4 registered runners, 2 busy, 1 idle.
+var sampleStatistics = github.Statistics{
+	TotalAssignedJobs:      3,
+	TotalRunningJobs:       2,
+	TotalRegisteredRunners: 4,
+	TotalBusyRunners:       2,
+	TotalIdleRunners:       1,
+}
+
 // recordAll calls every Recorder method with sample data.
 func recordAll(r *metrics.Recorder) {
 	r.Listener(scope, set, true)
 	r.Listener(scope, "arm64", false)
-	r.Statistics(scope, set, github.Statistics{
-		TotalAssignedJobs:      3,
-		TotalRunningJobs:       2,
-		TotalRegisteredRunners: 4,
-		TotalBusyRunners:       2,
-		TotalIdleRunners:       1,
-	}, 5)
+	r.Statistics(scope, set, sampleStatistics, 5)
 
 	started := func(queue, assign time.Time) *scaleset.JobStarted {
 		m := &scaleset.JobStarted{}

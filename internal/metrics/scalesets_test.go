@@ -87,13 +87,7 @@ func TestScaleSetGaugesExposition(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	rec := metrics.New(reg, nil)
 	rec.Limits("org/a", "linux", 1, 10)
-	rec.Statistics("org/a", "linux", github.Statistics{
-		TotalAssignedJobs:      3,
-		TotalRunningJobs:       2,
-		TotalRegisteredRunners: 4,
-		TotalBusyRunners:       2,
-		TotalIdleRunners:       1,
-	}, 5)
+	rec.Statistics("org/a", "linux", sampleStatistics, 5)
 	rec.Listener("org/a", "linux", true)
 	rec.Polled("org/a", "linux", t0.Add(250*time.Millisecond)) // float64(UnixNano)/1e9, not 1772366400.25
 	rec.ProvisionsStuck("org/a", "linux", 2)
