@@ -90,7 +90,11 @@ no controller can beat, bound_seconds = ceil(N / --provision-concurrency) x
 script under bash, whose run.sh starts the sim runner as a process: the whole
 path. --plugin-mode inprocess runs no script: the fake plugin takes the JIT
 config out of the setup script and runs the sim runner as a goroutine of the
-plugin process, so hundreds of instances cost little; for benchmarks.
+plugin process, so hundreds of instances cost little; for benchmarks. Its
+instance directories then go to a new directory in memory, under /dev/shm
+when that is a tmpfs with 64 MiB free, so that creating and deleting them
+does not take the CPU from the controller; the header names it, and it is
+deleted like the rest.
 
 With --json nothing else is printed: the report is one JSON object with the
 keys jobs, jobs_completed, instances_created, instances_deleted,

@@ -53,10 +53,19 @@ func TestDemoRemovesItsTempDir(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dirs[0], "controller.log")); err != nil {
 			t.Fatalf("no controller log in the work directory while the demo runs: %v", err)
 		}
+		// In inprocess mode the fake plugin's instances may be in memory,
+		// outside TMPDIR (/dev/shm): that directory goes too.
+		instances := demoLine(p.Log(), "fake instances:")
+		if _, err := os.Stat(instances); err != nil {
+			t.Fatalf("the fake instances directory %q the demo printed: %v\n%s", instances, err, p.Tail(20))
+		}
 		if code, _ := p.Terminate(time.Minute); code != exitFailure {
 			t.Errorf("demo exit code after SIGTERM = %d, want 1 (interrupted)\n%s", code, p.Tail(20))
 		}
 		noDemoTempDir(t, tmp)
+		if _, err := os.Stat(instances); !os.IsNotExist(err) {
+			t.Errorf("the fake instances directory %s is still there after the demo stopped (err %v)", instances, err)
+		}
 	})
 }
 
@@ -88,4 +97,15 @@ func TestSimServeRemovesItsKeyDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(key)); !os.IsNotExist(err) {
 		t.Errorf("the key directory %s is still there after sim serve stopped (err %v)", filepath.Dir(key), err)
 	}
+}
+
+// demoLine is the value the demo's header printed after label, up to the
+// first space: "" when it printed none.
+func demoLine(log, label string) string {
+	for line := range strings.Lines(log) {
+		if _, v, ok := strings.Cut(line, label); ok && len(strings.Fields(v)) > 0 {
+			return strings.Fields(v)[0]
+		}
+	}
+	return ""
 }

@@ -381,6 +381,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	f := newFiles(dir, cfg.StateFile)
 	f.tempDir = tempDir
+	if cfg.PluginMode == PluginModeInProcess {
+		// The sim's instances, not the controller's state, go to memory:
+		// their file churn is the fake plugin's cost, not the
+		// controller's (see memoryDir). In script mode they stay in the
+		// work directory, whose file system lets their scripts run.
+		if mem := memoryDir(); mem != "" {
+			f.instances = mem
+		}
+	}
 	defer f.cleanup()
 	logFile, err := os.OpenFile(f.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -419,6 +428,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	fmt.Fprintf(out, "  fake GitHub:     %s   fake myshoes: %s\n", world.GitHubURL(), world.MyshoesURL())
 	fmt.Fprintf(out, "  controller API:  %s   (shoes-scaleset runners ls --listen %s)\n", listen, listen)
 	fmt.Fprintf(out, "  controller log:  %s%s\n", f.log, f.deletedNote())
+	fmt.Fprintf(out, "  fake instances:  %s (deleted at exit)\n", f.instances)
 	if cfg.Etcd != nil {
 		fmt.Fprintf(out, "  state:           %s\n", cfg.Etcd.describe())
 	}
