@@ -240,6 +240,18 @@ type boltTx struct{ tx *bolt.Tx }
 
 func (boltTx) fence(string) {}
 
+// txVersion is the committed version a read transaction sees, if its
+// backend knows it before reading: the same version, the same records.
+// bbolt numbers its commits (a read transaction has the ID of the last
+// one); an etcd snapshot's revision is known only after its first read,
+// and moves with every key of the cluster, so etcd reports none.
+func txVersion(tx txn) (uint64, bool) {
+	if b, ok := tx.(boltTx); ok {
+		return uint64(b.tx.ID()), true
+	}
+	return 0, false
+}
+
 func (t boltTx) bucket(name []byte) bucket {
 	b := t.tx.Bucket(name)
 	if bytes.Equal(name, bucketHistory) {

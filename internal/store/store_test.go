@@ -851,3 +851,46 @@ func TestCloudIDs(t *testing.T) {
 		t.Fatalf("after reopen: %+v, %t, %v; want %+v", got, found, err, want)
 	}
 }
+
+// TestCountRunnersKeptUntilAWrite: CountRunners answers from the counts of
+// its last scan while the file is unchanged, and scans again after every
+// committed write, so the counts it keeps are never stale; a caller
+// changing its maps does not change the next caller's.
+func TestCountRunnersKeptUntilAWrite(t *testing.T) {
+	s := openStore(t, Options{})
+	seedRunners(t, s, 6, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) // 2 idle in each of scale sets 1, 2, 3
+	count := func() map[int]map[RunnerState]int {
+		t.Helper()
+		counts, err := s.CountRunners()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return counts
+	}
+	first := count()
+	kept := s.counts.Load()
+	first[1][StateIdle] = 99 // the caller's copy
+	if again := count(); again[1][StateIdle] != 2 || s.counts.Load() != kept {
+		t.Fatalf("unchanged file: counts %v, kept %p then %p; want 2 idle in scale set 1 from the same kept counts", again, kept, s.counts.Load())
+	}
+
+	name := "myshoes-00000000-0000-4000-8000-000000000000" // scale set 1
+	if _, err := s.UpdateRunner(name, func(r *Runner) error { r.State = StateBusy; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := count()[1]; got[StateIdle] != 1 || got[StateBusy] != 1 {
+		t.Errorf("after a runner went busy: scale set 1 counts %v, want 1 idle and 1 busy", got)
+	}
+	if _, err := s.FinishRunner(name, "completed"); err != nil {
+		t.Fatal(err)
+	}
+	if got := count()[1]; got[StateIdle] != 1 || got[StateBusy] != 0 {
+		t.Errorf("after the runner finished: scale set 1 counts %v, want 1 idle", got)
+	}
+	if err := s.CreateRunners([]Runner{{Name: "myshoes-new", ScaleSetID: 4, State: StatePending}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := count()[4]; got[StatePending] != 1 {
+		t.Errorf("after a new runner: scale set 4 counts %v, want 1 pending", got)
+	}
+}
