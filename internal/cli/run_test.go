@@ -3,50 +3,42 @@ package cli
 import (
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"testing"
 )
 
-// TestTuneGC: run lowers GOGC to defaultGCPercent unless the environment
-// sets GOGC, which the Go runtime has applied already.
-func TestTuneGC(t *testing.T) {
-	restore := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(restore) })
-	for _, tc := range []struct {
-		name string
-		env  map[string]string
-		want int
+// TestRuntimeTuning: run lowers GOGC to defaultGCPercent, and the fake
+// plugin's process runs with one P, unless the environment sets the
+// variable, which the Go runtime has applied already.
+func TestRuntimeTuning(t *testing.T) {
+	for _, knob := range []struct {
+		env   string
+		tune  func(lookupEnvFunc)
+		set   func(int) int // sets the setting, returns the one before
+		other int           // a value the tuning does not set
+		want  int
 	}{
-		{"GOGC unset", nil, defaultGCPercent},
-		{"GOGC set", map[string]string{"GOGC": "100"}, 100},
+		{"GOGC", tuneGC, debug.SetGCPercent, 100, defaultGCPercent},
+		{"GOMAXPROCS", oneProc, runtime.GOMAXPROCS, 3, 1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			debug.SetGCPercent(100)
-			tuneGC(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
-			if got := debug.SetGCPercent(100); got != tc.want {
-				t.Errorf("GOGC %d, want %d", got, tc.want)
-			}
-		})
-	}
-}
-
-// TestOneProc: the fake plugin's process runs with one P unless the
-// environment sets GOMAXPROCS, which the Go runtime has applied already.
-func TestOneProc(t *testing.T) {
-	restore := runtime.GOMAXPROCS(0)
-	t.Cleanup(func() { runtime.GOMAXPROCS(restore) })
-	for _, tc := range []struct {
-		name string
-		env  map[string]string
-		want int
-	}{
-		{"GOMAXPROCS unset", nil, 1},
-		{"GOMAXPROCS set", map[string]string{"GOMAXPROCS": "3"}, 3},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			runtime.GOMAXPROCS(3)
-			oneProc(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
-			if got := runtime.GOMAXPROCS(0); got != tc.want {
-				t.Errorf("GOMAXPROCS %d, want %d", got, tc.want)
+		t.Run(knob.env, func(t *testing.T) {
+			restore := knob.set(knob.other)
+			t.Cleanup(func() { knob.set(restore) })
+			for _, tc := range []struct {
+				name string
+				env  map[string]string
+				want int
+			}{
+				{knob.env + " unset", nil, knob.want},
+				{knob.env + " set", map[string]string{knob.env: strconv.Itoa(knob.other)}, knob.other},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					knob.set(knob.other)
+					knob.tune(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+					if got := knob.set(knob.other); got != tc.want {
+						t.Errorf("%s %d, want %d", knob.env, got, tc.want)
+					}
+				})
 			}
 		})
 	}
