@@ -1,7 +1,8 @@
 // Package bench holds the performance benchmarks of shoes-scaleset (build
 // tag bench; `make bench` runs them). They drive the real binary (`demo`,
 // `sim serve`, `run`, `runners ls`) and print the figures of
-// docs/performance.md: a burst against the bound ceil(N/C)·L, a warm pool,
+// docs/performance.md: a burst against the bound ceil(N/C)·L and its floor
+// on this machine (a minimal driver instead of the controller), a warm pool,
 // recovery after kill -9, the footprint of 200 idle targets, and the state
 // file with 10,000 runners and 100,000 history records; and replicas on
 // etcd (issue 13, replicas_test.go, with a real etcd server from
