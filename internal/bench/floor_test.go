@@ -204,10 +204,10 @@ func runFloor(t *testing.T, n, targets, c int, latency time.Duration, o floorOpt
 	}
 
 	type ready struct{ name, script string }
-	// Prepared during the burst, a runner waits with its prepare slot
-	// until an AddInstance takes it, as in the controller; prepared
-	// ahead, every runner is ready before the clock starts.
-	queue := make(chan ready, c)
+	// Prepared during the burst, a runner holds its prepare slot until an
+	// AddInstance takes it, as in the controller: at most C are ready
+	// ahead. Prepared ahead, every runner is ready before the clock starts.
+	queue := make(chan ready)
 	if o.ahead {
 		queue = make(chan ready, n)
 	}
