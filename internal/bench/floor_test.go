@@ -164,12 +164,11 @@ func runFloor(t *testing.T, n, targets, c int, latency time.Duration, o floorOpt
 		ids[i] = set.ID
 	}
 
-	instances := t.TempDir()
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		if d, err := os.MkdirTemp("/dev/shm", "shoes-scaleset-floor-"); err == nil {
-			instances = d
-			defer os.RemoveAll(d)
-		}
+	instances := demo.MemoryDir() // the demo's place for the fake's instances
+	if instances == "" {
+		instances = t.TempDir()
+	} else {
+		defer os.RemoveAll(instances)
 	}
 	host, err := shoes.New(ctx, shoes.Config{Path: binary, Args: []string{"sim", "plugin"}, PoolSize: 2 * c, WarmProcesses: c,
 		Env: []string{

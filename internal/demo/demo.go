@@ -384,9 +384,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.PluginMode == PluginModeInProcess {
 		// The sim's instances, not the controller's state, go to memory:
 		// their file churn is the fake plugin's cost, not the
-		// controller's (see memoryDir). In script mode they stay in the
+		// controller's (see MemoryDir). In script mode they stay in the
 		// work directory, whose file system lets their scripts run.
-		if mem := memoryDir(); mem != "" {
+		if mem := MemoryDir(); mem != "" {
 			f.instances = mem
 		}
 	}

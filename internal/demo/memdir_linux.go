@@ -13,8 +13,10 @@ const (
 	memoryDirSpace = 64 << 20   // free bytes the tmpfs must have: 500 instances take about 10 MiB
 )
 
-// memoryDir makes a new directory on the tmpfs at /dev/shm for the fake
-// plugin's instances, or returns "" when there is none with room.
+// MemoryDir makes a new directory on the tmpfs at /dev/shm for the fake
+// plugin's instances, or returns "" when there is none with room. The
+// caller removes it. The benchmarks use it too, to give the fake plugin
+// the demo's conditions.
 //
 // An instance in inprocess mode is a directory and four files, created,
 // renamed and removed within a burst. On an ext4 file system without a journal,
@@ -24,7 +26,7 @@ const (
 // after deletions costs CPU that grows with the churn: 13 % of the
 // machine's samples in a C = 128, L = 200 ms burst, taken from the
 // controller under test. In memory it costs nothing of the kind.
-func memoryDir() string {
+func MemoryDir() string {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(memoryRoot, &st); err != nil || st.Type != tmpfsMagic {
 		return ""

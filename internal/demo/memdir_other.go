@@ -2,6 +2,6 @@
 
 package demo
 
-// memoryDir returns "": outside Linux the fake plugin's instances stay in
+// MemoryDir returns "": outside Linux the fake plugin's instances stay in
 // the work directory.
-func memoryDir() string { return "" }
+func MemoryDir() string { return "" }
